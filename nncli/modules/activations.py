@@ -1,0 +1,128 @@
+"""σ: elementwise activations (notes §7.2), each with its derivative for B[σ, z](v) = σ'(z) ⊙ v."""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..registry import modules
+from .base import HParams, Module
+
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+try:  # scipy's erf is vectorised; the fallback is exact but slower
+    from scipy.special import erf as _erf
+except ImportError:  # pragma: no cover - depends on the environment
+    _erf = np.vectorize(math.erf, otypes=[float])
+
+
+class SigmaConfig(HParams):
+    fn: Literal["relu", "sigmoid", "tanh", "leaky_relu", "gelu", "softplus", "identity"] = "relu"
+    negative_slope: float = Field(0.01, description="leaky_relu: slope for z < 0")
+    approximate: Literal["none", "tanh"] = Field("none", description="gelu: exact or tanh form")
+    beta: float = Field(1.0, gt=0, description="softplus: (1/β)·log(1 + exp(β z))")
+    threshold: float = Field(20.0, gt=0, description="softplus: linear above β z > threshold")
+
+
+@modules.register("sigma", "σ", "activation", "act")
+@modules.register("ReLU", defaults={"fn": "relu"})
+@modules.register("Sigmoid", defaults={"fn": "sigmoid"})
+@modules.register("Tanh", defaults={"fn": "tanh"})
+@modules.register("LeakyReLU", "leaky_relu", defaults={"fn": "leaky_relu"})
+@modules.register("GELU", defaults={"fn": "gelu"})
+@modules.register("Softplus", defaults={"fn": "softplus"})
+@modules.register("Identity", defaults={"fn": "identity"})
+class Sigma(Module):
+    """u = σ(z) elementwise; any input shape. Backward: ∂J/∂z = σ'(z) ⊙ v (eq. 7.59, diagonal Jacobian)."""
+
+    notes_name = "σ"
+    Config = SigmaConfig
+
+    def forward(self, z):
+        fn = self.cfg.fn
+        if fn == "relu":
+            self._mask = z > 0
+            return z * self._mask
+        if fn == "leaky_relu":
+            self._mask = z > 0
+            return np.where(self._mask, z, z * self.dtype.type(self.cfg.negative_slope))
+        if fn == "sigmoid":
+            # exp of -|z| never overflows; the two branches give 1/(1+e^{-z}) for either sign
+            e = np.exp(-np.abs(z))
+            self._u = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+            return self._u
+        if fn == "tanh":
+            self._u = np.tanh(z)
+            return self._u
+        self._z = z
+        if fn == "identity":
+            return z.copy()
+        if fn == "softplus":
+            bz = self.cfg.beta * z
+            soft = (np.maximum(bz, 0) + np.log1p(np.exp(-np.abs(bz)))) / self.cfg.beta
+            return np.where(bz > self.cfg.threshold, z, soft).astype(z.dtype, copy=False)
+        # gelu
+        if self.cfg.approximate == "tanh":
+            inner = math.sqrt(2 / math.pi) * (z + 0.044715 * z**3)
+            return (0.5 * z * (1 + np.tanh(inner))).astype(z.dtype, copy=False)
+        return (0.5 * z * (1 + _erf(z / math.sqrt(2)))).astype(z.dtype, copy=False)
+
+    def derivative(self) -> np.ndarray:
+        """σ'(z) at the last forward input (not used by relu/leaky_relu/sigmoid/tanh fast paths)."""
+        z, fn = self._z, self.cfg.fn
+        if fn == "identity":
+            return np.ones_like(z)
+        if fn == "softplus":
+            bz = self.cfg.beta * z
+            e = np.exp(-np.abs(bz))
+            sig = np.where(bz >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+            return np.where(bz > self.cfg.threshold, 1.0, sig)
+        if self.cfg.approximate == "tanh":
+            c = math.sqrt(2 / math.pi)
+            t = np.tanh(c * (z + 0.044715 * z**3))
+            return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * c * (1 + 3 * 0.044715 * z * z)
+        cdf = 0.5 * (1 + _erf(z / math.sqrt(2)))
+        return cdf + z * np.exp(-0.5 * z * z) / _SQRT_2PI
+
+    def backward(self, v):
+        fn = self.cfg.fn
+        if fn == "relu":
+            return v * self._mask
+        if fn == "leaky_relu":
+            return np.where(self._mask, v, v * self.dtype.type(self.cfg.negative_slope))
+        if fn == "sigmoid":
+            return v * (self._u * (1 - self._u))
+        if fn == "tanh":
+            return v * (1 - self._u * self._u)
+        return (v * self.derivative()).astype(v.dtype, copy=False)
+
+    def hparams(self):
+        # show only the settings that matter for this fn
+        keep = {"fn"} | {"leaky_relu": {"negative_slope"}, "gelu": {"approximate"},
+                         "softplus": {"beta", "threshold"}}.get(self.cfg.fn, set())
+        return {k: v for k, v in self.cfg.model_dump().items() if k in keep}
+
+    def describe(self):
+        n = int(np.prod(self.input_shape))
+        return {"formula": "", "macs_forward": 0, "macs_backward": n, "saved": n}
+
+    @classmethod
+    def examples(cls):
+        fns = ["relu", "sigmoid", "tanh", "leaky_relu", "gelu", "softplus", "identity"]
+        out = [({"fn": f}, (2, 3)) for f in fns]
+        return out + [({"fn": "gelu", "approximate": "tanh"}, (4,)),
+                      ({"fn": "softplus", "beta": 2.0, "threshold": 5.0}, (4,))]
+
+    def to_torch(self):
+        import torch.nn as tnn
+
+        fn, c = self.cfg.fn, self.cfg
+        return {
+            "relu": lambda: tnn.ReLU(), "sigmoid": lambda: tnn.Sigmoid(), "tanh": lambda: tnn.Tanh(),
+            "leaky_relu": lambda: tnn.LeakyReLU(c.negative_slope),
+            "gelu": lambda: tnn.GELU(approximate=c.approximate),
+            "softplus": lambda: tnn.Softplus(beta=c.beta, threshold=c.threshold),
+            "identity": lambda: tnn.Identity(),
+        }[fn]()
