@@ -1,0 +1,84 @@
+"""The ``nncli`` command line: thin typer commands that parse, call the library and render with rich.
+
+Each command lives in its own file and registers itself on ``app``. Errors are rendered here, once:
+a UserError prints one line ``file:line:col: field: message`` to stderr and exits 2; ``--debug``
+shows the traceback instead.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from ..errors import UserError
+
+app = typer.Typer(
+    name="nncli",
+    help="Train small neural networks from YAML configs, with every gradient written out and checked.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: human output goes to stderr so that ``--json`` output on stdout stays clean
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+    _state["debug"] = debug
+
+
+def debugging() -> bool:
+    return _state["debug"] or os.environ.get("NNCLI_DEBUG") == "1"
+
+
+def _register_commands() -> None:
+    # imported for their side effect of adding commands to `app`
+    import importlib
+
+    for name in ("train", "inspect", "gradcheck", "eval", "export", "sweep", "plot", "runs"):
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: run the app, turning user errors into one line and exit 2."""
+    _register_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        if debugging():
+            raise
+        err_console.print(f"[bold red]error:[/] {_escape(str(exc))}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's own usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
