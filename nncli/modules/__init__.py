@@ -2,3 +2,7 @@
 from . import activations, linear  # noqa: F401
 
 from .base import HParams, Module  # noqa: F401
+from . import norm  # noqa: F401
+from . import shape  # noqa: F401
+from . import dropout  # noqa: F401
+from . import residual  # noqa: F401
