@@ -95,7 +95,7 @@ class OptimizerConfig(Strict):
 
 class ScheduleConfig(Strict):
     type: Literal["constant", "step", "cosine"] = "constant"
-    warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 to lr")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up: lr·(t+1)/warmup_steps for t < warmup_steps")
     step_size: int = Field(1000, gt=0, description="step: multiply lr by gamma every step_size steps")
     gamma: float = Field(0.1, gt=0.0)
     min_lr: float = Field(0.0, ge=0.0, description="cosine: final learning rate")
