@@ -1,0 +1,208 @@
+"""Conv1D and Conv2D (notes §7.3, eqs. 7.48–7.51) on one shared N-d core (``conv_core``).
+
+Conv1D-S(z)_i = Σ_{j=1}^{2ℓ+1} w_j z_{i−ℓ+j−1}  (7.48) is a cross-correlation with ℓ zeros padded on each
+side, i.e. the banded product Qz of eq. 7.49; Conv1D sums C of them per output channel (7.50) and
+Conv2D does the same with k×k filters (7.51). Stride, other paddings and dilation are options, with
+PyTorch's meaning, so a layer and its ``to_torch()`` twin compute the same function.
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Union
+
+import numpy as np
+from pydantic import AliasChoices, Field, model_validator
+
+from ..errors import ConfigError
+from ..registry import modules
+from .base import HParams, Module, require_rank
+from .conv_core import Geometry, PadBuffer, as_tuple, col2im, im2col
+
+IntOrList = Union[int, list[int]]
+PaddingMode = Literal["notes", "same", "valid"]
+
+
+class ConvConfig(HParams):
+    nd: ClassVar[int] = 1
+
+    out: int = Field(gt=0, validation_alias=AliasChoices("out", "out_channels", "channels"),
+                     description="C', the number of output channels")
+    kernel: IntOrList = Field(validation_alias=AliasChoices("kernel", "kernel_size"),
+                              description="filter size k (Conv2D: k or [kh, kw])")
+    stride: IntOrList = 1
+    padding: Union[int, list[int], PaddingMode] = Field(
+        "notes", description="'notes' (ℓ zeros each side, k = 2ℓ+1), 'same', 'valid' or zeros per side")
+    dilation: IntOrList = 1
+    bias: bool = True
+
+    @model_validator(mode="after")
+    def _check(self):
+        nd = type(self).nd
+        for name, low in (("kernel", 1), ("stride", 1), ("dilation", 1)):
+            vals = as_tuple(getattr(self, name), nd, name)
+            if min(vals) < low:
+                raise ValueError(f"{name} must be ≥ {low}, got {getattr(self, name)}")
+        if not isinstance(self.padding, str) and min(as_tuple(self.padding, nd, "padding")) < 0:
+            raise ValueError(f"padding must be ≥ 0, got {self.padding}")
+        k = as_tuple(self.kernel, nd, "kernel")
+        if self.padding == "notes" and any(x % 2 == 0 for x in k):
+            # ConfigError (not ValueError) so it reaches the user unwrapped, with its advice
+            raise ConfigError(
+                f"kernel must be odd for the notes' padding (k = 2ℓ+1 with ℓ zeros each side), got "
+                f"{self.kernel}; use an odd kernel, or set `padding: same` or an int padding",
+                field="kernel")
+        if self.padding == "same" and max(as_tuple(self.stride, nd, "stride")) != 1:
+            raise ConfigError(f"padding 'same' needs stride 1, got stride {self.stride}; "
+                              f"use `padding: notes` or an int padding", field="padding")
+        return self
+
+
+class Conv2DConfig(ConvConfig):
+    nd: ClassVar[int] = 2
+
+
+class ConvND(Module):
+    """Shared N-d convolution: z (N, C, *S) → u (N, C', *S'), weight (C', C, *k), bias (C',).
+
+    Output size per axis: S' = ⌊(S + p_lo + p_hi − δ(k−1) − 1)/s⌋ + 1. Backward with v = ∂J/∂u:
+    ∂J/∂W = v colsᵀ, ∂J/∂b = Σ_{n,p} v, ∂J/∂z = col2im(Wᵀ v) (the transpose of the banded Q of 7.49).
+    Saved for backward: the im2col matrix (C·K·P floats per example).
+    """
+
+    nd: ClassVar[int] = 1
+    layout: ClassVar[str] = "(C, L)"
+
+    def __init__(self, **hparams):
+        super().__init__(**hparams)
+        c, nd = self.cfg, self.nd
+        k, d = as_tuple(c.kernel, nd, "kernel"), as_tuple(c.dilation, nd, "dilation")
+        if c.padding == "notes":
+            lo = hi = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))   # δ·ℓ keeps L' = L at stride 1
+        elif c.padding == "same":
+            total = tuple(di * (ki - 1) for ki, di in zip(k, d))
+            lo = tuple(t // 2 for t in total)                               # odd totals: extra zero on
+            hi = tuple(t - t // 2 for t in total)                           # the right, as PyTorch
+        elif c.padding == "valid":
+            lo = hi = (0,) * nd
+        else:
+            lo = hi = as_tuple(c.padding, nd, "padding")
+        self.geom = Geometry(k, as_tuple(c.stride, nd, "stride"), d, lo, hi)
+        self._pad = PadBuffer(0.0)
+
+    def output_shape(self, input_shape):
+        require_rank(self, input_shape, self.nd + 1, self.layout)
+        return (self.cfg.out,) + self.geom.out_size(tuple(input_shape[1:]), type(self).__name__)
+
+    def init_params(self, rng):
+        # PyTorch's default: U(±1/√fan_in) for weight and bias, fan_in = C·Πk
+        C = self.input_shape[0]
+        bound = 1.0 / np.sqrt(C * self.geom.K)
+        p = {"weight": rng.uniform(-bound, bound, size=(self.cfg.out, C) + self.geom.kernel)}
+        if self.cfg.bias:
+            p["bias"] = rng.uniform(-bound, bound, size=(self.cfg.out,))
+        return p
+
+    def forward(self, z):
+        geom, Co = self.geom, self.cfg.out
+        N, C = z.shape[:2]
+        out = geom.out_size(z.shape[2:], type(self).__name__)
+        cols = im2col(self._pad(z, geom), geom, out)                  # (C·K, N·P)
+        W = self.params["weight"]
+        r = W.reshape(Co, -1) @ cols                                    # (C', N·P): one GEMM
+        self._cols, self._zshape, self._out = cols, z.shape, out
+        # back to batch-first; the bias add rides on that one copy
+        u = np.empty((N, Co) + out, dtype=r.dtype)
+        r = r.reshape((Co, N) + out).swapaxes(0, 1)
+        if self.cfg.bias:
+            np.add(r, self.params["bias"].reshape((Co,) + (1,) * self.nd), out=u)
+        else:
+            np.copyto(u, r)
+        return u
+
+    def backward(self, v):
+        geom, Co = self.geom, self.cfg.out
+        N, C = self._zshape[:2]
+        vt = np.ascontiguousarray(v.swapaxes(0, 1)).reshape(Co, -1)    # (C', N·P)
+        W = self.params["weight"]
+        self.grads["weight"] += (vt @ self._cols.T).reshape(W.shape)
+        if self.cfg.bias:
+            self.grads["bias"] += vt.sum(axis=1)
+        dcols = W.reshape(Co, -1).T @ vt                                # (C·K, N·P)
+        spatial = self._zshape[2:]
+        dzp = col2im(dcols, geom, N, C, geom.padded(spatial), self._out)
+        return dzp[(slice(None), slice(None)) + geom.interior(spatial)]
+
+    # -- description ------------------------------------------------------------------------
+    def describe(self):
+        C, Co, K = self.input_shape[0], self.cfg.out, self.geom.K
+        P = int(np.prod(self.output_shape(self.input_shape)[1:]))
+        k = self.geom.kernel
+        if self.nd == 1:
+            head, nums = "k·C·C'", f"{k[0]}·{C}·{Co}"
+        elif len(set(k)) == 1:
+            head, nums = "C·C'·k²", f"{C}·{Co}·{k[0]}²"
+        else:
+            head, nums = "C·C'·kh·kw", f"{C}·{Co}·{k[0]}·{k[1]}"
+        n = K * C * Co
+        formula = (f"{head} + C' = {nums} + {Co} = {n + Co}" if self.cfg.bias
+                   else f"{head} = {nums} = {n}")
+        macs = Co * C * K * P
+        return {"formula": formula, "macs_forward": macs, "macs_backward": 2 * macs, "saved": C * K * P}
+
+    def to_torch(self):
+        import torch
+
+        c, g = self.cfg, self.geom
+        cls = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d}[self.nd]
+        if c.padding == "same":
+            padding = "same"
+        else:
+            padding = g.pad_lo if self.nd > 1 else g.pad_lo[0]
+        dtype = torch.float64 if self.dtype == np.float64 else torch.float32
+        layer = cls(self.input_shape[0], c.out, g.kernel, stride=g.stride, padding=padding,
+                    dilation=g.dilation, bias=c.bias, dtype=dtype)
+        with torch.no_grad():
+            for key, p in self.params.items():
+                getattr(layer, key).copy_(torch.from_numpy(np.ascontiguousarray(p)))
+        return layer
+
+
+@modules.register("Conv1D")   # names are case-insensitive: Conv1d, conv1d too
+class Conv1D(ConvND):
+    """Conv1D (eqs. 7.48–7.50): z (N, C, L) → u (N, C', L'), weight (C', C, k), bias (C',).
+
+    Default padding 'notes': odd k = 2ℓ+1, δ·ℓ zeros each side, so with stride 1 L' = L and, for
+    C = C' = 1, u = Qz with Q the banded matrix of eq. 7.49. Parameters: k·C·C' + C'.
+    """
+
+    notes_name = "Conv1D"
+    Config = ConvConfig
+    nd = 1
+    layout = "(C, L)"
+
+    @classmethod
+    def examples(cls):
+        return [({"out": 2, "kernel": 3}, (2, 7)),
+                ({"out": 3, "kernel": 3, "stride": 2, "padding": 1}, (2, 8)),
+                ({"out": 2, "kernel": 4, "padding": "same", "dilation": 2}, (1, 9)),
+                ({"out": 2, "kernel": 2, "padding": "valid", "bias": False}, (3, 5)),
+                ({"out": 1, "kernel": 5, "dilation": 2, "stride": 3}, (2, 11))]
+
+
+@modules.register("Conv2D")   # also Conv2d, conv2d
+class Conv2D(ConvND):
+    """Conv2D (eq. 7.51): z (N, C, H, W) → u (N, C', H', W'), weight (C', C, kh, kw), bias (C',).
+
+    ``kernel``, ``stride``, ``padding``, ``dilation``: an int or [h, w]. Parameters: C·C'·kh·kw + C'.
+    """
+
+    notes_name = "Conv2D"
+    Config = Conv2DConfig
+    nd = 2
+    layout = "(C, H, W)"
+
+    @classmethod
+    def examples(cls):
+        return [({"out": 2, "kernel": 3}, (2, 5, 4)),
+                ({"out": 2, "kernel": [3, 2], "stride": [2, 1], "padding": [1, 0]}, (1, 6, 5)),
+                ({"out": 1, "kernel": 2, "padding": "same", "dilation": [1, 2]}, (2, 4, 5)),
+                ({"out": 3, "kernel": 3, "stride": 2, "padding": "valid", "bias": False}, (1, 7, 6))]
