@@ -1,0 +1,40 @@
+"""``nncli plot RUN_DIR...``: loss and metric curves as a PNG, or as a chart in the terminal."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import app, err_console, out_console
+
+
+@app.command("plot")
+def plot(
+    run_dirs: List[Path] = typer.Argument(..., help="One or more run folders, drawn on one figure."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out",
+                                       help="PNG file (default: <run>/curves.png for one run, curves.png otherwise)."),
+    metric: str = typer.Option("val_acc", "--metric", help="Metric of the second panel."),
+    terminal: bool = typer.Option(False, "--terminal", help="Draw in the terminal instead of writing a PNG."),
+    width: int = typer.Option(1200, "--width", min=100, help="PNG width in pixels."),
+    height: int = typer.Option(450, "--height", min=100, help="PNG height in pixels."),
+):
+    """Plot training and validation curves of one or several runs.
+
+    Writes a PNG when matplotlib is installed (pip install 'nncli[plot]'); otherwise, or with
+    --terminal, draws the curves in the terminal.
+    """
+    from ..plot import have_matplotlib, plot_png, terminal_charts
+
+    if terminal or (not have_matplotlib() and out is None):
+        if not terminal:
+            err_console.print("[dim]matplotlib is not installed (pip install 'nncli[plot]'); "
+                              "drawing in the terminal[/]")
+        cols = max(out_console.width - 12, 20)
+        for chart in terminal_charts(run_dirs, metric, width=min(cols, 100)):
+            out_console.print(chart)
+        return
+    if out is None:
+        out = run_dirs[0] / "curves.png" if len(run_dirs) == 1 else Path("curves.png")
+    path = plot_png(run_dirs, out, metric, size=(width, height))
+    err_console.print(f"wrote {path}")

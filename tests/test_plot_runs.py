@@ -1,0 +1,181 @@
+"""Curves (PNG and terminal), the runs table and run diffs, on small hand-made run folders."""
+from __future__ import annotations
+
+import json
+import math
+import struct
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from nncli.cli import _register_commands, app
+from nncli.runlist import best_metric, diff_runs, find_runs, flatten, list_runs, read_metrics
+from nncli.termplot import line_chart, to_plain
+
+_register_commands()
+
+
+def make_run(root, name, *, lr=0.1, acc=(0.5, 0.7, 0.9), status="completed", torn=False, layers_out=8):
+    """A run folder as `nncli train` writes it, with three evaluations."""
+    run = root / name
+    (run / "checkpoints").mkdir(parents=True)
+    cfg = {"name": name.split("-")[0], "seed": 0,
+           "model": {"input_shape": [4], "layers": [{"type": "MM", "out": layers_out}, {"type": "ReLU"},
+                                                    {"type": "MM", "out": 3}]},
+           "optimizer": {"type": "sgd", "lr": lr}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "run.json").write_text(json.dumps({"status": status, "seed": 0}))
+    lines = []
+    for i, a in enumerate(acc):
+        step = 10 * (i + 1)
+        lines.append(json.dumps({"step": step - 5, "epoch": i, "lr": lr, "train_loss": 1.5 - 0.4 * i}))
+        lines.append(json.dumps({"step": step, "epoch": i, "lr": lr, "train_loss": 1.4 - 0.4 * i,
+                                 "val_loss": 1.2 - 0.3 * i, "val_acc": a}))
+    lines.append(json.dumps({"step": 40, "train_loss": None}))   # a non-finite loss, written as null
+    text = "\n".join(lines) + "\n"
+    if torn:
+        text += '{"step": 41, "train_lo'                            # killed mid-write
+    (run / "metrics.jsonl").write_text(text)
+    (run / "summary.json").write_text(json.dumps({"steps": 30, "wall_time": 1.25, "test_acc": acc[-1] - 0.05,
+                                                  "test_loss": 0.6, "param_count": 67}))
+    return run
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "mlp-20260101-000000", lr=0.1, acc=(0.5, 0.8, 0.7))
+    make_run(root, "mlp-20260101-000100", lr=0.03, acc=(0.4, 0.6, 0.95), torn=True, layers_out=16)
+    sweep = root / "sweep-mlp-20260101-000200"
+    make_run(sweep, "mlp-20260101-000201", status="failed", acc=(0.3,))
+    (root / "notes").mkdir()  # not a run: ignored
+    return root
+
+
+def test_metrics_reader_skips_torn_lines_and_nulls(runs_dir):
+    recs = read_metrics(runs_dir / "mlp-20260101-000100")
+    assert len(recs) == 7 and recs[-1] == {"step": 40, "train_loss": None}
+    assert best_metric(recs) == ("val_acc", 0.95, 30.0)
+    assert best_metric(recs, "val_loss") == ("val_loss", pytest.approx(0.6), 30.0)
+    assert best_metric(recs, "train_loss")[1] == pytest.approx(0.6)  # the null is not a minimum
+
+
+def test_runs_table_lists_nested_sweep_runs(runs_dir):
+    rows = list_runs(runs_dir)
+    assert [r["run"] for r in rows] == ["mlp-20260101-000000", "mlp-20260101-000100", "mlp-20260101-000201"]
+    first = rows[0]
+    assert (first["config"], first["status"], first["best_metric"]) == ("mlp", "completed", "val_acc")
+    assert first["best_value"] == 0.8 and first["best_step"] == 20.0
+    assert (first["steps"], first["wall_time"], first["test_acc"]) == (30, 1.25, pytest.approx(0.65))
+    assert rows[2]["status"] == "failed"
+
+
+def test_runs_cli_json_and_table(runs_dir):
+    res = CliRunner().invoke(app, ["runs", str(runs_dir), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert len(rows) == 3 and rows[1]["best_value"] == 0.95
+    res = CliRunner().invoke(app, ["runs", str(runs_dir)])
+    assert res.exit_code == 0
+    assert "mlp-20260101-000100" in res.stdout and "val_acc 0.95" in res.stdout and "failed" in res.stdout
+
+
+def test_flatten_uses_set_syntax():
+    assert flatten({"a": {"b": [1, {"c": 2}]}, "d": []}) == {"a.b[0]": 1, "a.b[1].c": 2, "d": []}
+
+
+def test_diff_shows_changed_config_keys_and_metrics(runs_dir):
+    d = diff_runs(runs_dir / "mlp-20260101-000000", runs_dir / "mlp-20260101-000100")
+    changed = {r["key"]: (r["a"], r["b"]) for r in d["config"]}
+    assert changed == {"optimizer.lr": (0.1, 0.03), "model.layers[0].out": (8, 16)}
+    metrics = {r["key"]: (r["a"], r["b"]) for r in d["metrics"]}
+    assert metrics["test_acc"] == (pytest.approx(0.65), pytest.approx(0.9))
+    assert metrics["best_val_acc"] == (0.8, 0.95)
+    res = CliRunner().invoke(app, ["runs", "diff", str(runs_dir / "mlp-20260101-000000"),
+                                   str(runs_dir / "mlp-20260101-000100"), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["config"] == d["config"]
+
+
+def test_diff_refuses_a_folder_that_is_not_a_run(runs_dir):
+    from nncli.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["runs", "diff", str(runs_dir / "notes"), str(runs_dir / "mlp-20260101-000000")])
+    assert exc.value.code == 2
+
+
+def test_find_runs_on_a_single_run(runs_dir):
+    run = runs_dir / "mlp-20260101-000000"
+    assert find_runs(run) == [run]
+
+
+# -- terminal chart ---------------------------------------------------------------------------------
+def test_line_chart_draws_increasing_line_from_bottom_left_to_top_right():
+    text = to_plain(line_chart([("up", [0, 1, 2, 3], [0.0, 1.0, 2.0, 3.0])], width=10, height=4))
+    rows = [r for r in text.splitlines() if "┤" in r or "│" in r]
+    assert len(rows) == 4
+    plot = [r.split("┤" if "┤" in r else "│", 1)[1] for r in rows]
+    assert all(len(p) == 10 for p in plot)
+    blank = chr(0x2800)
+    assert plot[-1][0] != blank and plot[0][-1] != blank      # starts bottom-left, ends top-right
+    assert plot[0][0] == blank and plot[-1][-1] == blank
+    assert rows[0].lstrip().startswith("3") and rows[-1].lstrip().startswith("0")
+    assert "● up" in text and "step 3" in text
+
+
+def test_line_chart_skips_non_finite_points_and_handles_empty():
+    text = to_plain(line_chart([("a", [0, 1, 2], [1.0, math.nan, 2.0]), ("b", [], [])], width=8, height=3))
+    assert "b (no data)" in text
+    assert "(no data)" in to_plain(line_chart([("a", [0], [math.inf])]))
+
+
+def test_plot_terminal_cli(runs_dir):
+    res = CliRunner().invoke(app, ["plot", str(runs_dir / "mlp-20260101-000000"),
+                                   str(runs_dir / "mlp-20260101-000100"), "--terminal"])
+    assert res.exit_code == 0, res.output
+    assert "loss (log scale)" in res.stdout and "val_acc" in res.stdout
+    assert "mlp-20260101-000100: val_loss" in res.stdout
+
+
+# -- PNG ------------------------------------------------------------------------------------------
+def _png_size(path):
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_png_has_the_asked_pixel_size_and_ink(runs_dir, tmp_path):
+    pytest.importorskip("matplotlib", reason="PNG plots need matplotlib (pip install 'nncli[plot]')")
+    from matplotlib.image import imread
+
+    out = tmp_path / "two.png"
+    res = CliRunner().invoke(app, ["plot", str(runs_dir / "mlp-20260101-000000"),
+                                   str(runs_dir / "mlp-20260101-000100"), "-o", str(out),
+                                   "--width", "640", "--height", "300"])
+    assert res.exit_code == 0, res.output
+    assert _png_size(out) == (640, 300)
+    img = imread(out)
+    assert img.shape[:2] == (300, 640)
+    # non-empty: many pixels are neither white nor one flat colour (the curves, axes and text)
+    assert (img[..., :3] < 0.9).any(axis=-1).mean() > 0.01
+
+
+def test_write_curves_for_train(runs_dir):
+    from nncli.plot import have_matplotlib, write_curves
+
+    run = runs_dir / "mlp-20260101-000000"
+    path = write_curves(run)
+    if not have_matplotlib():
+        assert path is None
+        return
+    assert path == run / "curves.png" and _png_size(path) == (1200, 450)
+
+
+def test_plot_of_a_run_without_metrics_is_a_user_error(tmp_path):
+    from nncli.plot import PlotError, panels
+
+    run = make_run(tmp_path, "empty-20260101-000000")
+    (run / "metrics.jsonl").write_text("")
+    with pytest.raises(PlotError, match="nothing to plot"):
+        panels([run])
