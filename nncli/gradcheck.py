@@ -31,6 +31,7 @@ class TensorCheck:
     numeric: float = 0.0
     passed: bool = True
     notes: list[str] = field(default_factory=list)
+    setting: str = ""         # which example setting or chain position was checked (for reports)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -38,7 +39,13 @@ class TensorCheck:
         return d
 
 
-def _coordinates(size: int, samples: int | None, rng: np.random.Generator) -> np.ndarray:
+#: ``samples="auto"``: every coordinate of tensors up to AUTO_ALL elements, else AUTO_SAMPLES of them
+AUTO_ALL, AUTO_SAMPLES = 2000, 200
+
+
+def _coordinates(size: int, samples: int | str | None, rng: np.random.Generator) -> np.ndarray:
+    if samples == "auto":
+        samples = None if size <= AUTO_ALL else AUTO_SAMPLES
     if samples is None or samples >= size:
         return np.arange(size)
     return np.sort(rng.choice(size, size=samples, replace=False))
@@ -46,8 +53,12 @@ def _coordinates(size: int, samples: int | None, rng: np.random.Generator) -> np
 
 def compare(name: str, tensor: str, target: np.ndarray, analytic: np.ndarray,
             objective: Callable[[], float], *, eps: float, rtol: float, atol: float,
-            samples: int | None, rng: np.random.Generator) -> TensorCheck:
-    """Perturb ``target`` in place coordinate by coordinate (restoring it) and compare with ``analytic``."""
+            samples: int | str | None, rng: np.random.Generator) -> TensorCheck:
+    """Perturb ``target`` in place coordinate by coordinate (restoring it) and compare with ``analytic``.
+
+    ``samples``: None checks every coordinate, an int that many random ones, "auto" all of a small
+    tensor (≤ AUTO_ALL elements) and AUTO_SAMPLES of a larger one.
+    """
     rep = TensorCheck(name, tensor, tuple(target.shape))
     flat = target.reshape(-1)          # a view: perturbing it perturbs the tensor
     if not np.shares_memory(flat, target):
@@ -98,7 +109,7 @@ def _frozen_rng(module):
 
 
 def check_module(module, z: np.ndarray, *, name: str | None = None, eps: float = 1e-6,
-                 rtol: float = 1e-5, atol: float = 1e-8, samples: int | None = None,
+                 rtol: float = 1e-5, atol: float = 1e-8, samples: int | str | None = None,
                  seed: int = 0) -> list[TensorCheck]:
     """Check B[module, z] and every ∂J/∂θ of a built module (float64) at input ``z`` (N, ...)."""
     rng = np.random.default_rng(seed)
@@ -126,11 +137,24 @@ def check_module(module, z: np.ndarray, *, name: str | None = None, eps: float =
     reports.append(compare(name, "input", z, dz, objective, **kw))
     for key, p in module.params.items():
         reports.append(compare(name, key, p, grads[key], objective, **kw))
+    for key, p, g in _child_parameters(module):
+        reports.append(compare(name, key, p, g.copy(), objective, **kw))
     return reports
 
 
+def _child_parameters(module):
+    """(dotted key, parameter, gradient) of a container's sub-modules (a Residual's ``body.0.weight``)."""
+    for child_name, child in module.children():
+        if hasattr(child, "parameters"):        # a Chain
+            for key, p, g in child.parameters():
+                yield f"{child_name}.{key}", p, g
+        else:                                   # a single module
+            for key, p in child.params.items():
+                yield f"{child_name}.{key}", p, child.grads[key]
+
+
 def check_loss(loss, h: np.ndarray, y: np.ndarray, *, name: str | None = None, eps: float = 1e-6,
-               rtol: float = 1e-5, atol: float = 1e-8, samples: int | None = None,
+               rtol: float = 1e-5, atol: float = 1e-8, samples: int | str | None = None,
                seed: int = 0) -> list[TensorCheck]:
     """Check a loss's ∂J/∂h at logits/outputs ``h`` and targets ``y``."""
     rng = np.random.default_rng(seed)
@@ -142,7 +166,7 @@ def check_loss(loss, h: np.ndarray, y: np.ndarray, *, name: str | None = None, e
 
 
 def check_chain(chain, x: np.ndarray, y: np.ndarray, *, eps: float = 1e-6, rtol: float = 1e-5,
-                atol: float = 1e-8, samples: int | None = None, seed: int = 0) -> list[TensorCheck]:
+                atol: float = 1e-8, samples: int | str | None = None, seed: int = 0) -> list[TensorCheck]:
     """End to end: ∂J/∂x and every ∂J/∂θ of the whole chain with its loss, J = loss(chain(x), y)."""
     rng = np.random.default_rng(seed)
     x = np.array(x, dtype=np.float64, copy=True)

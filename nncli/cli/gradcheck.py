@@ -1,0 +1,111 @@
+"""`nncli gradcheck [CONFIG]`: central differences against every backward function.
+
+With a config: each module at the input it sees in the chain, the loss, then the chain end to end.
+Without: every registered module type at each of its example settings, and every loss.
+Exit 0 when every tensor passes, 1 when any fails (2 for a config or command-line error).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import app
+from ..gradcheck_run import (BATCH, check_config_chain, check_registry, load_batch, random_targets,
+                             verdict)
+
+
+@app.command("gradcheck")
+def gradcheck_cmd(
+    config: Optional[str] = typer.Argument(None, help="YAML config; without one, check every registered type."),
+    module: Optional[str] = typer.Option(None, "--module", "-m", help="Only this layer or loss type."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config value: --set model.layers[0].out=8"),
+    eps: float = typer.Option(1e-6, "--eps", help="Central-difference step."),
+    rtol: float = typer.Option(1e-5, "--rtol", help="Relative tolerance."),
+    atol: float = typer.Option(1e-8, "--atol", help="Absolute tolerance."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random batch, G and the sampled coordinates."),
+    samples: Optional[int] = typer.Option(
+        None, "--samples", min=1,
+        help="Random coordinates per tensor [default: all for tensors of ≤ 2000 elements, else 200]."),
+    data: Optional[str] = typer.Option(None, "--data", help="Check at a real batch from this .npz/.csv file."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable report on stdout."),
+) -> None:
+    """Check every backward function against central differences (float64)."""
+    kw = dict(eps=eps, rtol=rtol, atol=atol, samples=samples if samples is not None else "auto", seed=seed)
+    if config is None:
+        if data or overrides:
+            from ..errors import UserError
+
+            raise UserError("--data and --set need a CONFIG")
+        reports = check_registry(module, **kw)
+        target = module or "every registered layer and loss"
+    else:
+        reports = _check_config(config, overrides, module, data, seed, kw)
+        target = config
+    ok, line = verdict(reports)
+    if as_json:
+        sys.stdout.write(json.dumps({"target": target, "passed": ok, "verdict": line,
+                                     "eps": eps, "rtol": rtol, "atol": atol, "seed": seed,
+                                     "tensors": [r.to_dict() for r in reports]}) + "\n")
+    else:
+        console = _console()
+        console.print(report_table(reports, title=f"gradcheck: {target}"))
+        console.print(f"[bold {'green' if ok else 'red'}]{line}[/]")
+    if not ok:
+        sys.exit(1)
+
+
+def _check_config(path, overrides, module, data, seed, kw):
+    from ..gradcheck_run import resolve
+    from ..summary import build_from_config, line_for
+
+    loaded, chain = build_from_config(path, overrides, dtype="float64", seed=seed, with_loss=True)
+    rng = np.random.default_rng(seed)
+    if data:
+        x, y = load_batch(data, loaded.config, BATCH + 1)
+    else:
+        x = rng.normal(size=(BATCH + 1, *chain.input_shape))
+        y = random_targets(chain.loss, chain.output_shape, len(x), rng) if chain.loss is not None else None
+    lines = {n: line_for(loaded, n) for n, _ in chain.named_modules()}
+    reports = check_config_chain(chain, x, y, lines=lines, **kw)
+    if module:
+        kind, entry = resolve(module)
+        from ..trace import type_label
+
+        want = getattr(entry, "cls", entry)
+        keep = {type_label(m) for _, m in chain.named_modules() if isinstance(m, want)}
+        if kind == "loss":
+            keep = {getattr(chain.loss, "notes_name", "") or type(chain.loss).__name__}
+        reports = [r for r in reports if r.module in keep]
+    return reports
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2e}"
+
+
+def report_table(reports, title: str = "gradcheck") -> Table:
+    """One row per tensor: where, what, how many coordinates, the worst error and the verdict."""
+    t = Table(title=title, title_justify="left")
+    for col, just in (("module", "left"), ("setting", "left"), ("tensor", "left"), ("checked", "right"),
+                      ("skipped", "right"), ("max abs", "right"), ("max rel", "right"),
+                      ("worst at", "left"), ("analytic", "right"), ("numeric", "right"), ("", "left")):
+        t.add_column(col, justify=just)
+    for r in reports:
+        status = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
+        worst = "(" + ", ".join(map(str, r.worst_index)) + ")" if r.checked else "-"
+        t.add_row(r.module, r.setting, r.tensor, str(r.checked), str(r.skipped), _fmt(r.max_abs),
+                  _fmt(r.max_rel), worst, f"{r.analytic:.6g}", f"{r.numeric:.6g}",
+                  status + ("  " + "; ".join(r.notes) if r.notes else ""))
+    return t
+
+
+def _console() -> Console:
+    # wide tables stay whole when piped to a file
+    probe = Console(highlight=False)
+    return probe if probe.is_terminal else Console(highlight=False, width=220)
