@@ -60,16 +60,26 @@ def check_config_chain(chain, x: np.ndarray, y: np.ndarray | None, *, lines: dic
     return reports
 
 
-def load_batch(path: str, config, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` examples of a data file (read as the config's ``data`` section says, with
-    ``source`` replaced by ``path``), as float64 inputs and their targets."""
-    from .data import load_arrays
+def load_batch(loaded, chain, n: int, path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` training examples of the config's data, read and standardised as ``train``
+    does (or of the file ``path`` given on the command line, then with no held-out parts)."""
+    from pathlib import Path
+
+    from .data import load_dataset
     from .schema import DataConfig
 
-    base = config.data.model_dump() if config.data is not None else {}
-    data_cfg = DataConfig(**{**base, "source": path})
-    x, y = load_arrays(path, data_cfg)[:2]
-    return np.asarray(x[:n], dtype=np.float64), np.asarray(y[:n])
+    cfg = loaded.config
+    base = cfg.data.model_dump() if cfg.data is not None else {}
+    if path is not None:
+        data_cfg, base_dir = DataConfig(**{**base, "source": path, "val_split": 0.0, "test_split": 0.0}), None
+    elif cfg.data is not None:
+        data_cfg = cfg.data
+        base_dir = Path(loaded.source).parent if loaded.source else None
+    else:
+        raise ValueError("the config has no data section")
+    ds = load_dataset(data_cfg, input_shape=tuple(chain.input_shape), loss=chain.loss, seed=cfg.seed,
+                      base_dir=base_dir, output_shape=tuple(chain.output_shape))
+    return np.asarray(ds.train.x[:n], dtype=np.float64), np.asarray(ds.train.y[:n])
 
 
 # -- the registry self-test -------------------------------------------------------------------

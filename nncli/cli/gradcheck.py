@@ -67,7 +67,7 @@ def _check_config(path, overrides, module, data, seed, kw):
     loaded, chain = build_from_config(path, overrides, dtype="float64", seed=seed, with_loss=True)
     rng = np.random.default_rng(seed)
     if data:
-        x, y = load_batch(data, loaded.config, BATCH + 1)
+        x, y = load_batch(loaded, chain, BATCH + 1, path=data)
     else:
         x = rng.normal(size=(BATCH + 1, *chain.input_shape))
         y = random_targets(chain.loss, chain.output_shape, len(x), rng) if chain.loss is not None else None

@@ -1,0 +1,152 @@
+"""`nncli inspect CONFIG`: every layer's shapes, parameters, multiply-adds and saved activations;
+with ``--trace`` one batch forward and backward, with ``--time`` per-module milliseconds.
+
+Needs no data: shapes come from the config. ``--json`` writes one JSON object to stdout and nothing else.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import app
+from ..summary import build_from_config, human_bytes, human_count, summarize
+
+
+def _shape(s) -> str:
+    return "(" + ", ".join(map(str, s)) + ")"
+
+
+@app.command("inspect")
+def inspect_cmd(
+    config: str = typer.Argument(..., help="YAML config."),
+    overrides: List[str] = typer.Option([], "--set", help="Override a config value: --set model.layers[0].out=8"),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout, nothing else."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1,
+                                        help="Batch size for memory totals [default: data.batch_size or 64]."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 or float64 [default: the config's]."),
+    trace: bool = typer.Option(False, "--trace", help="Run one batch forward and backward (float64)."),
+    timing: bool = typer.Option(False, "--time", help="Per-module forward/backward milliseconds."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random batch for --trace and --time."),
+) -> None:
+    """Show every module: shapes, parameters (with the notes' formulas), MACs and memory."""
+    from ..errors import UserError
+
+    if dtype is not None and dtype not in ("float32", "float64"):
+        raise UserError(f"--dtype: expected float32 or float64, got '{dtype}'")
+    loaded, chain = build_from_config(config, overrides, dtype=dtype, seed=seed, with_loss=True)
+    cfg = loaded.config
+    if batch is None:
+        batch = cfg.data.batch_size if cfg.data is not None else 64
+    summary = summarize(chain, batch=batch, loaded=loaded, dtype=dtype or cfg.dtype, source=config)
+    out: dict = {"summary": summary.to_dict()}
+    human = _console(sys.stderr if as_json else sys.stdout)
+
+    if not as_json:
+        human.print(summary_table(summary))
+        human.print(summary_totals(summary))
+    if trace:
+        from ..trace import run_trace
+
+        _, chain64 = build_from_config(config, overrides, dtype="float64", seed=seed, with_loss=True)
+        x, y, where = _batch(loaded, chain64, batch, seed)
+        rows, J = run_trace(chain64, x, y)
+        out["trace"] = {"batch": where, "loss": J, "modules": [r.to_dict() for r in rows]}
+        if not as_json:
+            human.print(trace_table(rows, f"trace: one batch ({where}), float64"
+                                          + (f", J = {J:.6g}" if J is not None else "")))
+    if timing:
+        from ..profile import profile_chain
+
+        x, y, where = _batch(loaded, chain, batch, seed, random_only=True)
+        rows, total = profile_chain(chain, x.astype(chain.dtype), y)
+        out["time"] = {"batch": where, "total_ms": total, "modules": [r.to_dict() for r in rows]}
+        if not as_json:
+            human.print(time_table(rows, total, f"time: median of 5 steps after 1 warm-up ({where}, "
+                                                f"{np.dtype(chain.dtype).name})"))
+    if as_json:
+        sys.stdout.write(json.dumps(out) + "\n")
+
+
+def _batch(loaded, chain, batch, seed, random_only=False):
+    """(x, y, description): the config's data when it loads, else a seeded random batch."""
+    from ..errors import UserError
+    from ..gradcheck_run import random_targets
+
+    cfg = loaded.config
+    if cfg.data is not None and not random_only:
+        try:
+            from ..gradcheck_run import load_batch
+
+            x, y = load_batch(loaded, chain, batch)
+            return x, y, f"{len(x)} examples of {cfg.data.source}"
+        except (UserError, OSError):
+            pass  # fall back to random: inspect must work with no data present
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, *chain.input_shape))
+    y = random_targets(chain.loss, chain.output_shape, batch, rng) if chain.loss is not None else None
+    return x, y, f"random N={batch}, seed {seed}"
+
+
+def summary_table(s) -> Table:
+    t = Table(title=f"{s.source or 'model'}: input {_shape(s.input_shape)} → output {_shape(s.output_shape)}"
+                    + (f", loss {s.loss}" if s.loss else ""), title_justify="left")
+    for col, just in (("#", "left"), ("type", "left"), ("line", "right"), ("input", "left"),
+                      ("output", "left"), ("weight", "right"), ("bias", "right"), ("formula", "left"),
+                      ("MACs fwd", "right"), ("MACs bwd", "right"), ("saved", "right")):
+        t.add_column(col, justify=just)
+    for r in s.rows:
+        pad = "  " * r.depth
+        t.add_row(pad + r.name, pad + r.type, str(r.line or ""), _shape(r.input_shape), _shape(r.output_shape),
+                  f"{r.weight:,}", f"{r.bias:,}", r.formula, f"{r.macs_forward:,}", f"{r.macs_backward:,}",
+                  f"{r.saved:,}")
+    return t
+
+
+def summary_totals(s) -> str:
+    return (f"parameters: {s.params:,} ({human_bytes(s.param_bytes)} in {s.dtype})\n"
+            f"multiply-adds per example: forward {human_count(s.macs_forward)}, backward "
+            f"{human_count(s.macs_backward)}\n"
+            f"activations kept for backward: {s.saved:,} floats = {human_bytes(s.saved_bytes)} per example, "
+            f"{human_bytes(s.saved_bytes_batch)} per batch of {s.batch}")
+
+
+def _norm(d: dict) -> str:
+    return f"{_shape(d['shape'])} ‖{d['norm']:.3g}‖" if d else ""
+
+
+def trace_table(rows, title: str) -> Table:
+    t = Table(title=title, title_justify="left", show_lines=True)
+    for col in ("#", "type", "forward / backward", "z", "u", "v = ∂J/∂u", "∂J/∂z", "∂J/∂θ", "units"):
+        t.add_column(col)
+    for r in rows:
+        pad = "  " * r.depth
+        grads = "\n".join(f"{k}: {_norm(g)}" for k, g in r.grads.items())
+        act = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in r.activity.items())
+        t.add_row(pad + r.name, pad + r.type, f"{r.forward_eq}\n{r.backward_eq}", _norm(r.z), _norm(r.u),
+                  _norm(r.v), _norm(r.dz), grads, act)
+    return t
+
+
+def time_table(rows, total: float, title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col, just in (("#", "left"), ("type", "left"), ("forward ms", "right"), ("backward ms", "right"),
+                      ("share", "right")):
+        t.add_column(col, justify=just)
+    for r in rows:
+        pad = "  " * r.depth
+        t.add_row(pad + r.name, pad + r.type, f"{r.forward_ms:.3f}", f"{r.backward_ms:.3f}", f"{r.share:.1%}")
+    t.add_section()
+    t.add_row("total", "", "", "", f"{total:.3f} ms")
+    return t
+
+
+def _console(file) -> Console:
+    # wide tables stay whole when piped to a file
+    probe = Console(file=file, highlight=False)
+    return probe if probe.is_terminal else Console(file=file, highlight=False, width=200)
