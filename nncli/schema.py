@@ -134,3 +134,92 @@ class Config(Strict):
     @classmethod
     def _loss_shorthand(cls, v):
         return {"type": v} if isinstance(v, str) else v
+
+
+# -- walking the schema along a dotted path (config overrides, did-you-mean on unknown keys) ------
+# A node says what sits at a path: ("model", cls) a section, ("layers",) a list of layer entries,
+# ("layer",) one layer entry (its keys come from the layer type's own Config), ("list",) a list of
+# values, ("any",) free-form data, ("leaf",) a single value.
+
+
+def field_keys(model_cls) -> dict[str, str]:
+    """Every key a pydantic model accepts (field names and validation aliases) → its field name."""
+    keys: dict[str, str] = {}
+    for name, f in model_cls.model_fields.items():
+        keys[name] = name
+        alias = f.validation_alias
+        for a in getattr(alias, "choices", None) or ([alias] if isinstance(alias, str) else []):
+            if isinstance(a, str):
+                keys[a] = name
+        if isinstance(f.alias, str):
+            keys[f.alias] = name
+    return keys
+
+
+def section_keys(node: tuple, cur: Any) -> Optional[dict[str, str]]:
+    """Keys allowed at ``node`` holding data ``cur``: a dict (empty = any key), or None (no keys)."""
+    from .errors import ConfigError
+    from .registry import losses, modules
+
+    kind = node[0]
+    if kind == "model":
+        keys = field_keys(node[1])
+        if node[1] is LossConfig:
+            name = cur.get("type", "cross_entropy") if isinstance(cur, dict) else cur
+            try:
+                keys.update(field_keys(losses.lookup(name).Config))
+            except ConfigError:
+                pass
+        return keys
+    if kind == "layer":
+        try:
+            entry = modules.lookup(cur.get("type")) if isinstance(cur, dict) else None
+        except ConfigError:
+            entry = None
+        return {"type": "type", **field_keys(entry.Config)} if entry is not None else {}
+    if kind == "any":
+        return None if isinstance(cur, list) else {}
+    return None
+
+
+def next_node(node: tuple, key: Any, keys: Optional[dict[str, str]]) -> tuple:
+    """The node one step below ``node`` along ``key``."""
+    import typing
+
+    kind = node[0]
+    if kind == "layers":
+        return ("layer",)
+    if kind == "layer":
+        return ("layers",) if key == "layers" else ("any",)
+    if kind != "model":
+        return ("any",)
+    cls = node[1]
+    name = (keys or {}).get(key, key)
+    if name not in cls.model_fields:
+        return ("any",)
+    ann = cls.model_fields[name].annotation
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    if typing.get_origin(ann) is Union and len(args) == 1:
+        ann = args[0]
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ("model", ann)
+    if cls is ModelConfig and name == "layers":
+        return ("layers",)
+    origin = typing.get_origin(ann)
+    if origin in (list, tuple):
+        return ("list",)
+    if origin is dict or ann is Any or origin is Union:
+        return ("any",)
+    return ("leaf",)
+
+
+def node_at(model_cls, data: Any, parts: list) -> tuple[tuple, Any]:
+    """Walk ``parts`` from ``("model", model_cls)`` over ``data``: (node, the data found there)."""
+    node, cur = ("model", model_cls), data
+    for part in parts:
+        node = next_node(node, part, section_keys(node, cur))
+        try:
+            cur = cur[part]
+        except (KeyError, IndexError, TypeError):
+            cur = None
+    return node, cur

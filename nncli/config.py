@@ -1,0 +1,371 @@
+"""Config files: YAML with positions → command-line overrides → a validated ``nncli.schema.Config``.
+
+Every problem becomes a ConfigError whose ``field`` is a dotted path (``model.layers[3].kernel``) and
+whose ``place`` is where that path was written (``config.yaml:12:5``), or ``<command line>`` when a
+``--set`` override wrote it. When a config has several problems, all are reported, one per line.
+
+Validation runs twice over the same data: pydantic's lax mode for ranges, literals and unknown keys,
+and its strict mode only to refuse the conversions YAML users do not mean (``lr: "0.1"`` — a quoted
+string — read as a number; ``seed: yes`` read as 1). Layer entries are checked by their own module's
+``Config`` (see ``check_layer``), so the errors of a new module type need no change here.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field as dc_field
+from pathlib import Path
+from typing import Any, Sequence
+
+from pydantic import ValidationError
+
+from .errors import ConfigError, Place, UserError, did_you_mean
+from .registry import losses, modules
+from .schema import Config, LossConfig, next_node, node_at, section_keys
+from .yamlload import child_path, join_path, load_yaml_file, parent_path, parse_value, split_path
+
+#: the place of values written by ``--set``
+COMMAND_LINE = "<command line>"
+
+
+class ConfigErrors(ConfigError):
+    """Several config problems at once: ``str()`` gives one ``place: field: message`` line each.
+
+    ``field``, ``place`` and ``message`` are those of the first problem; ``errors`` holds them all.
+    """
+
+    def __init__(self, errors: list[ConfigError]):
+        first = errors[0]
+        super().__init__(first.message, field=first.field, place=first.place)
+        self.errors = list(errors)
+
+    def __str__(self) -> str:
+        return "\n".join(ConfigError.__str__(e) for e in self.errors)
+
+
+@dataclass
+class LoadedConfig:
+    """A validated config together with where each of its values came from."""
+
+    config: Config
+    raw: dict
+    source: str | None
+    positions: dict[str, Place]
+    overrides: list[str]
+    #: dotted path → the ``--set`` assignment that wrote it
+    set_by: dict[str, str] = dc_field(default_factory=dict)
+
+    def place(self, field: str) -> Place:
+        """The position of ``field``, or of its nearest enclosing key that has one."""
+        return _nearest_place(field, self.positions, self.source)
+
+    def locate(self, exc: UserError, prefix: str | None = None) -> UserError:
+        """Fill in ``exc``'s place (and prefix its field with ``prefix``), then return it."""
+        return _locate(exc, prefix, self.positions, self.source, self.set_by)
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig:
+    """Read ``path``, apply ``overrides`` (``'optimizer.lr=0.05'``) and validate. Raises ConfigError."""
+    data, positions = load_yaml_file(path)
+    return _finish(data, positions, str(path), overrides)
+
+
+def config_from_dict(data: dict, overrides: Sequence[str] = (), source: str | None = None) -> LoadedConfig:
+    """Validate plain data (e.g. a saved resolved config), after applying ``overrides``."""
+    return _finish(copy.deepcopy(data), {}, source, overrides)
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Set ``raw[path] = value`` for ``'path=value'``, the value read as YAML (``0.05``, ``[1, 2]``).
+
+    The path must exist in the schema (``optimizer.lrr`` is refused with a did-you-mean); missing
+    sections on the way are created. Raises ConfigError placed at ``<command line>``.
+    """
+    _set(raw, assignment)
+
+
+# -- loading and validation --------------------------------------------------------------------
+def _finish(data: Any, positions: dict[str, Place], source: str | None,
+            overrides: Sequence[str]) -> LoadedConfig:
+    if data is None:
+        raise ConfigError("the config is empty; it needs at least a 'model' section "
+                          "(model: {input_shape: [...], layers: [...]})", place=Place(source))
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping of sections (model, loss, optimizer, ...) at the top "
+                          f"level, got {describe(data)}", place=positions.get("", Place(source)))
+    set_by: dict[str, str] = {}
+    for assignment in overrides:
+        path = _set(data, assignment)
+        for p in [p for p in positions if p == path or p.startswith((path + ".", path + "["))]:
+            del positions[p]
+        positions[path] = Place(COMMAND_LINE)
+        set_by[path] = assignment
+    problems = validate_problems(data)
+    if problems:
+        errors = [_locate(ConfigError(msg, field=f), None, positions, source, set_by) for f, msg in problems]
+        errors.sort(key=lambda e: (e.place.file != COMMAND_LINE, e.place.line or 0, e.place.column or 0))
+        raise ConfigErrors(errors)
+    cfg = Config.model_validate(data)
+    return LoadedConfig(cfg, data, source, positions, list(overrides), set_by)
+
+
+def validate_problems(data: dict) -> list[tuple[str, str]]:
+    """Every (dotted field, message) wrong with ``data``; the first message per field wins."""
+    problems = translate(Config, data, "")
+    model, layers = data.get("model"), None
+    if isinstance(model, dict) and isinstance(model.get("layers"), list):
+        layers = model["layers"]
+    for i, spec in enumerate(layers or []):
+        if isinstance(spec, dict):
+            problems += _layer_problems(spec, f"model.layers[{i}]")
+    loss = data.get("loss", "cross_entropy")
+    if isinstance(loss, (str, dict)):
+        problems += _loss_problems({"type": loss} if isinstance(loss, str) else loss)
+    seen: dict[str, str] = {}
+    for f, msg in problems:
+        seen.setdefault(f, msg)
+    return list(seen.items())
+
+
+def check_layer(spec: Any, field: str):
+    """Validate one layer entry; return (registry entry, hyper-parameters without ``type``).
+
+    Raises ConfigError(s) with fields under ``field`` (no places: the caller adds them).
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError(f"expected a layer mapping such as {{type: ReLU}}, got {describe(spec)}",
+                          field=field)
+    problems = _layer_problems(spec, field)
+    if problems:
+        raise ConfigErrors([ConfigError(m, field=f) for f, m in problems])
+    return modules.lookup(spec["type"]), {k: v for k, v in spec.items() if k != "type"}
+
+
+def _layer_problems(spec: dict, field: str) -> list[tuple[str, str]]:
+    if "type" not in spec:
+        return [(field, "this layer has no 'type' (e.g. type: MM, or type: ReLU)")]
+    try:
+        entry = modules.lookup(spec["type"])
+    except ConfigError as exc:
+        return [(f"{field}.type", exc.message)]
+    hparams = {k: v for k, v in spec.items() if k != "type"}
+    full = {**getattr(entry, "defaults", {}), **hparams}
+    problems = translate(entry.Config, full, field, extra_keys=("type",))
+    nested = hparams.get("layers")
+    if isinstance(nested, list):   # a Residual's body: same rules, one level down
+        for j, sub in enumerate(nested):
+            if isinstance(sub, dict):
+                problems += _layer_problems(sub, f"{field}.layers[{j}]")
+    return problems
+
+
+def _loss_problems(spec: dict) -> list[tuple[str, str]]:
+    try:
+        entry = losses.lookup(spec.get("type", "cross_entropy"))
+    except ConfigError as exc:
+        return [("loss.type", exc.message)]
+    rest = {k: v for k, v in spec.items() if k != "type"}
+    return translate(entry.Config, rest, "loss", extra_keys=("type",))
+
+
+# -- places ------------------------------------------------------------------------------------
+def _nearest_place(field: str | None, positions: dict[str, Place], source: str | None) -> Place:
+    p = field or ""
+    while p is not None:
+        if p in positions:
+            return positions[p]
+        p = parent_path(p)
+    return Place(source)
+
+
+def _locate(exc: UserError, prefix, positions, source, set_by) -> UserError:
+    if prefix:
+        exc.field = (prefix + ("" if (exc.field or "").startswith("[") else ".") + exc.field
+                     if exc.field else prefix)
+    if isinstance(exc, ConfigErrors):
+        exc.errors = [_locate(e, prefix, positions, source, set_by) for e in exc.errors]
+        exc.place = exc.errors[0].place
+        return exc
+    exc.place = _nearest_place(exc.field, positions, source)
+    if exc.place.file == COMMAND_LINE:
+        p = exc.field or ""
+        while p is not None and p not in set_by:
+            p = parent_path(p)
+        if p is not None and "--set" not in exc.message:
+            exc.message += f" (from --set {set_by[p]})"
+            exc.args = (exc.message,)
+    return exc
+
+
+# -- overrides ---------------------------------------------------------------------------------
+def _set(raw: dict, assignment: str) -> str:
+    where = Place(COMMAND_LINE)
+    path_text, eq, value_text = assignment.partition("=")
+    if not eq or not path_text.strip():
+        raise ConfigError(f"--set {assignment}: expected path=value, e.g. optimizer.lr=0.05", place=where)
+    try:
+        parts = split_path(path_text)
+    except ValueError as exc:
+        raise ConfigError(f"--set {assignment}: {exc}", place=where) from None
+    try:
+        value = parse_value(value_text) if value_text.strip() else None
+    except ConfigError as exc:
+        raise ConfigError(f"--set {assignment}: the value is not valid YAML: {exc.message}",
+                          place=where) from None
+    node: Any = ("model", Config)
+    cur: Any = raw
+    for i, part in enumerate(parts):
+        here, path = join_path(parts[:i]), join_path(parts[: i + 1])
+        last = i == len(parts) - 1
+        allowed = section_keys(node, cur)
+        if isinstance(part, int):
+            if allowed is not None or not isinstance(cur, list):
+                what = "a section" if allowed is not None else "a single value"
+                raise ConfigError(f"'{here}' is {what}, not a list (in --set {assignment})",
+                                  field=path, place=where)
+            if not 0 <= part <= len(cur) or (part == len(cur) and not last):
+                raise ConfigError(f"index {part} is out of range: '{here}' has {len(cur)} entries "
+                                  f"(in --set {assignment})", field=path, place=where)
+        else:
+            if allowed is None or not isinstance(cur, dict):
+                raise ConfigError(f"'{here}' is a single value, it has no key '{part}' "
+                                  f"(in --set {assignment})", field=path, place=where)
+            if allowed and part not in allowed:
+                hint = did_you_mean(path, [child_path(here, k) for k in allowed])
+                raise ConfigError(f"unknown setting '{path}' in --set {assignment}{hint}",
+                                  field=path, place=where)
+            for alias in [k for k in cur if k != part and allowed.get(k, k) == allowed.get(part)]:
+                del cur[alias]   # `out` replaces `units` rather than clashing with it
+        if last:
+            if isinstance(part, int) and part == len(cur):
+                cur.append(value)
+            else:
+                cur[part] = value
+            return path
+        node = next_node(node, part, allowed)
+        nxt = cur[part] if (isinstance(cur, list) or part in cur) else None
+        if nxt is None or (isinstance(nxt, str) and node == ("model", LossConfig)):
+            nxt = {"type": nxt} if isinstance(nxt, str) else {}
+            cur[part] = nxt
+        cur = nxt
+    return join_path(parts)
+
+
+# -- pydantic errors → plain messages ---------------------------------------------------------
+_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
+          "list": "a list", "tuple": "a list", "set": "a list", "dict": "a mapping", "model": "a mapping",
+          "model_attributes": "a mapping", "none": "null"}
+_OPS = {"greater_than": (">", "gt"), "greater_than_equal": ("≥", "ge"),
+        "less_than": ("<", "lt"), "less_than_equal": ("≤", "le")}
+
+
+def describe(value: Any) -> str:
+    """How a received value is shown: ``the string '0.1'``, ``the boolean true``, ``0``."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if value is None:
+        return "null (an empty value)"
+    if isinstance(value, dict):
+        return "a mapping" if value else "an empty mapping"
+    if isinstance(value, (list, tuple)):
+        text = repr(list(value))
+        return f"the list {text}" if len(text) <= 40 else f"a list of {len(value)} entries"
+    return repr(value)
+
+
+def translate(cls, data: Any, prefix: str, extra_keys: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """Validate ``data`` against the pydantic model ``cls``: (dotted field, message) per problem."""
+    errors = [e for e in _errors(cls, data, strict=True) if _is_kind_error(e)]
+    errors += _errors(cls, data, strict=False)
+    grouped: dict[str, list] = {}
+    for err in errors:
+        parts = _data_path(err, data)
+        grouped.setdefault(join_path(parts), []).append((parts, err))
+    out = []
+    for rel, items in grouped.items():
+        parts, err = items[0]
+        field = prefix + ("" if not prefix or not rel or rel.startswith("[") else ".") + rel
+        kinds = [_expected(e) for _, e in items if _expected(e)]
+        if len(kinds) > 1:   # a union: 'expected a string or an integer'
+            message = f"expected {' or '.join(dict.fromkeys(kinds))}, got {describe(err.get('input'))}"
+        else:
+            message = _message(cls, data, parts, err, extra_keys)
+        out.append((field, message))
+    return out
+
+
+def _errors(cls, data, strict: bool) -> list[dict]:
+    try:
+        cls.model_validate(data, strict=strict)
+    except ValidationError as exc:
+        return exc.errors()
+    return []
+
+
+def _is_kind_error(err: dict) -> bool:
+    """Strict-mode errors that lax mode would silently 'fix': '0.1' → 0.1, yes → 1, 'yes' → True."""
+    t, value = err["type"], err.get("input")
+    if t in ("int_type", "float_type"):
+        return isinstance(value, (str, bool))
+    return t == "bool_type" and not isinstance(value, bool)
+
+
+def _data_path(err: dict, data: Any) -> list:
+    """The error's location as keys into ``data`` (pydantic adds union member names; drop them)."""
+    parts, cur, loc = [], data, err["loc"]
+    for i, el in enumerate(loc):
+        if isinstance(cur, dict) and el in cur:
+            parts.append(el)
+            cur = cur[el]
+        elif isinstance(cur, list) and isinstance(el, int) and 0 <= el < len(cur):
+            parts.append(el)
+            cur = cur[el]
+        elif err["type"] == "missing" and i == len(loc) - 1:
+            parts.append(el)
+    return parts
+
+
+def _expected(err: dict) -> str | None:
+    t = err["type"]
+    if t == "int_from_float":
+        return "an integer"
+    for suffix in ("_type", "_parsing"):
+        if t.endswith(suffix):
+            return _KINDS.get(t[: -len(suffix)])
+    return None
+
+
+def _message(cls, data, parts: list, err: dict, extra_keys) -> str:
+    t, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    key = parts[-1] if parts else ""
+    kind = _expected(err)
+    if kind:
+        return f"expected {kind}, got {describe(value)}"
+    if t == "missing":
+        return f"missing required key '{key}'"
+    if t == "extra_forbidden":
+        node, cur = node_at(cls, data, parts[:-1])
+        allowed = sorted(set(section_keys(node, cur) or {}) | set(extra_keys))
+        hint = did_you_mean(key, allowed)
+        return f"unknown key '{key}'{hint}; allowed keys: {', '.join(allowed) or '(none)'}"
+    if t == "literal_error":
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+        return f"expected one of {ctx.get('expected')}, got {describe(value)}{hint}"
+    if t in _OPS:
+        op, bound = _OPS[t]
+        return f"expected a value {op} {ctx.get(bound)}, got {describe(value)}"
+    if t in ("too_short", "too_long"):
+        if t == "too_short" and ctx.get("actual_length") == 0:
+            extra = "; list at least one layer, e.g. - {type: MM, out: 10}" if key == "layers" else ""
+            return f"must not be empty{extra}"
+        word, bound = ("at least", ctx.get("min_length")) if t == "too_short" else ("at most", ctx.get("max_length"))
+        return f"expected {word} {bound} entries, got {ctx.get('actual_length')}"
+    if t in ("value_error", "assertion_error"):
+        return str(ctx.get("error") or err["msg"])
+    if t == "string_pattern_mismatch":
+        return f"expected text matching {ctx.get('pattern')}, got {describe(value)}"
+    msg = err["msg"]
+    return f"{msg[:1].lower()}{msg[1:]}, got {describe(value)}"
