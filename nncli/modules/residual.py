@@ -13,7 +13,8 @@ from .base import HParams, Module
 
 
 class ResidualConfig(HParams):
-    layers: list[dict[str, Any]] = Field(min_length=1, description="the body: layer dicts {type: ..., ...}")
+    # entries are checked one by one in Residual.__init__, so errors can name layers[i]
+    layers: list[Any] = Field(min_length=1, description="the body: layer dicts {type: ..., ...}")
 
 
 def _create(i: int, spec: Any) -> Module:
