@@ -1,0 +1,180 @@
+"""Checkpoints: weights in safetensors under the chain's ``torch.nn.Sequential`` names, plus a sidecar.
+
+``<name>.safetensors`` holds only the parameters, keyed and shaped like ``chain.state_dict()``
+(``0.weight``, ``0.bias``, …), so that
+
+    torch.nn.Sequential(...).load_state_dict(safetensors.torch.load_file(path), strict=True)
+
+works. ``<name>.state.safetensors`` holds what a resume needs besides the weights: the optimiser's
+arrays (keys ``optimizer/<key>``), the early-stopping best weights (``es_best/<name>``) and, as JSON in the metadata, the step, epoch, best-metric and
+early-stopping state, the running train-loss sums, the RNG states of any module that draws random
+numbers (dropout) and the hash of the resolved config the run was made with.
+
+Both files carry the same random ``token`` and a SHA-256 of their tensors, so a truncated or
+tampered file, or a weights file paired with the sidecar of another save, is refused with a
+clear error instead of silently resuming from something else. Each file is written atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UserError
+from .runs import atomic_write_bytes
+
+FORMAT = "nncli-checkpoint-1"
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, damaged, or made for a different model."""
+
+
+@dataclass
+class Checkpoint:
+    weights: dict[str, np.ndarray]
+    arrays: dict[str, np.ndarray]      # the sidecar's tensors, keys "<group>/<name>"
+    state: dict[str, Any]
+    path: Path
+
+
+def weights_path(folder: Path | str, name: str) -> Path:
+    return Path(folder) / f"{name}.safetensors"
+
+
+def state_path(folder: Path | str, name: str) -> Path:
+    return Path(folder) / f"{name}.state.safetensors"
+
+
+def digest(tensors: dict[str, np.ndarray]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes, in sorted-name order."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        a = np.asarray(tensors[k], order="C")  # ascontiguousarray would make 0-d arrays 1-d
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _encode(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    from safetensors.numpy import save
+
+    arrays = {k: np.asarray(v, order="C") for k, v in tensors.items()}
+    return save(arrays, metadata={**metadata, "sha256": digest(arrays)})
+
+
+def save_checkpoint(folder: Path | str, name: str, weights: dict[str, np.ndarray],
+                    arrays: dict[str, Any], state: dict[str, Any]) -> Path:
+    """Write ``<name>.state.safetensors`` then ``<name>.safetensors`` atomically; return the weights path.
+
+    The sidecar is replaced first: if the process dies between the two replaces, the token check
+    on load reports the mismatch instead of pairing new optimiser state with old weights silently.
+    """
+    token = uuid.uuid4().hex
+    meta = {"format": FORMAT, "token": token, "step": str(int(state.get("step", 0)))}
+    side = _encode({k: np.asarray(v) for k, v in arrays.items()}, {**meta, "state": json.dumps(state, allow_nan=True)})
+    main = _encode(weights, meta)
+    atomic_write_bytes(state_path(folder, name), side)
+    atomic_write_bytes(weights_path(folder, name), main)
+    return weights_path(folder, name)
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Tensors and metadata of one safetensors file, with its SHA-256 verified."""
+    from safetensors.numpy import load
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror})") from None
+    try:
+        (n,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8:8 + n])
+        tensors = load(raw)
+    except Exception as exc:  # safetensors raises its own error type for every malformed header
+        raise CheckpointError(f"{path}: not a readable safetensors file, truncated or damaged ({exc})") from None
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an nncli checkpoint (no '{FORMAT}' marker)")
+    if meta.get("sha256") != digest(tensors):
+        raise CheckpointError(f"{path}: checksum mismatch, the file was modified or damaged")
+    return tensors, meta
+
+
+def load_weights(path: Path | str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Weights and metadata of ``path`` (verified)."""
+    return _read(Path(path))
+
+
+def load_checkpoint(folder: Path | str, name: str) -> Checkpoint:
+    """Weights, optimiser arrays and training state of checkpoint ``name`` in ``folder`` (verified)."""
+    wpath, spath = weights_path(folder, name), state_path(folder, name)
+    weights, wmeta = _read(wpath)
+    side, smeta = _read(spath)
+    if wmeta.get("token") != smeta.get("token"):
+        raise CheckpointError(f"{wpath}: weights and {spath.name} come from different saves "
+                              f"(the process probably stopped between the two writes)")
+    try:
+        state = json.loads(smeta["state"])
+    except (KeyError, ValueError):
+        raise CheckpointError(f"{spath}: training state is missing or unreadable") from None
+    return Checkpoint(weights, side, state, wpath)
+
+
+def group(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays under ``<prefix>/``, with the prefix removed."""
+    p = f"{prefix}/"
+    return {k[len(p):]: v for k, v in arrays.items() if k.startswith(p)}
+
+
+def grouped(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {f"{prefix}/{k}": v for k, v in arrays.items()}
+
+
+def rng_states(chain) -> dict[str, dict[str, Any]]:
+    """Bit-generator states of every ``numpy.random.Generator`` a module holds (dropout masks)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, m in chain.named_modules():
+        for attr, v in vars(m).items():
+            if isinstance(v, np.random.Generator):
+                out.setdefault(name, {})[attr] = v.bit_generator.state
+    return out
+
+
+def set_rng_states(chain, states: dict[str, dict[str, Any]], where: Path | str) -> None:
+    mods = dict(chain.named_modules())
+    for name, attrs in states.items():
+        for attr, st in attrs.items():
+            gen = getattr(mods.get(name), attr, None)
+            if not isinstance(gen, np.random.Generator):
+                raise CheckpointError(f"{where}: checkpoint has a random state for module {name}.{attr}, "
+                                      f"which this model does not have")
+            gen.bit_generator.state = st
+
+
+def apply_weights(chain, weights: dict[str, np.ndarray], where: Path | str) -> None:
+    """Copy ``weights`` into ``chain`` (names and shapes must match exactly), cast to the chain's dtype."""
+    own = {k: p for k, p, _ in chain.parameters()}
+    missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra)}")
+        raise CheckpointError(f"{where}: checkpoint does not match the model's architecture "
+                              f"({'; '.join(parts)})")
+    for k, p in own.items():
+        if weights[k].shape != p.shape:
+            raise CheckpointError(f"{where}: checkpoint does not match the model's architecture "
+                                  f"({k}: model has shape {p.shape}, checkpoint {weights[k].shape})")
+    for k, p in own.items():
+        p[...] = weights[k]

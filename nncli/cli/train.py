@@ -1,0 +1,99 @@
+"""``nncli train CONFIG``: validate everything, then create a run folder and train.
+
+Nothing is written to disk until the config, the data and the model have all been checked, so a
+bad input leaves no run folder behind. Exit codes: 0 completed, 1 crashed (run.json ``failed``),
+2 bad input, 3 diverged (NaN/Inf with ``train.on_nonfinite: stop``), 130 / 143 stopped by
+SIGINT / SIGTERM (a checkpoint was written; ``--resume RUN_DIR`` continues exactly).
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import app, debugging, err_console
+from ..errors import UserError
+from ..session import prepare, prepare_resume
+from ..train import EXIT_DIVERGED
+
+SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
+
+@app.command("train")
+def train_cmd(
+    config: Optional[Path] = typer.Argument(None, help="YAML config (optional with --resume)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config value: path=value."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are created."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: the config's name)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
+) -> None:
+    """Train a model from a YAML config; write config, metrics, checkpoints and a summary to a run folder."""
+    overrides = list(set_ or [])
+    if resume is not None:
+        session = prepare_resume(resume, config, overrides)
+    elif config is None:
+        raise UserError("give a CONFIG file to train, or --resume RUN_DIR to continue a run")
+    else:
+        session = prepare(config, overrides, name)
+    code = run_session(session, runs_dir, quiet, json_out)
+    if code:
+        sys.exit(code)
+
+
+def run_session(session, runs_dir: Path, quiet: bool, json_out: bool) -> int:
+    """Create (or reopen) the run folder, train with signal handling, write the summary; the exit code."""
+    from ..progress import make_progress, results_table
+
+    session.open(runs_dir)
+    progress = make_progress(err_console, quiet)
+    if progress is not None:
+        session.trainer.callbacks.append(progress)
+    previous = {}
+
+    def on_signal(signum, frame):
+        sig = signal.Signals(signum).name
+        if session.trainer.stop_request is not None:   # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        session.trainer.request_stop(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, on_signal)
+    try:
+        result = session.trainer.run()
+    except BaseException as exc:
+        session.fail(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        if isinstance(exc, UserError) or debugging():
+            raise
+        err_console.print(f"[bold red]error:[/] training crashed: {type(exc).__name__}: {exc} "
+                          f"(run folder {session.folder}; --debug shows the traceback)", markup=True)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    summary = session.finish(result)
+    if not quiet:
+        err_console.print(results_table(summary, session.folder))
+        if result.status == "diverged":
+            err_console.print(f"[bold red]diverged:[/] {result.reason}; the last good checkpoint is kept "
+                              f"(exit code {EXIT_DIVERGED})")
+        elif result.status == "interrupted":
+            err_console.print(f"interrupted by {result.reason}; continue with "
+                              f"nncli train --resume {session.folder}", markup=False)
+    elif result.status == "diverged":
+        err_console.print(f"diverged: {result.reason}", markup=False)
+    if json_out:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        sys.stdout.flush()
+    if result.status == "diverged":
+        return EXIT_DIVERGED
+    if result.status == "interrupted":
+        return SIGNAL_EXIT.get(result.reason, 130)
+    return 0
