@@ -51,7 +51,9 @@ def read_npz(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
 def read_csv(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
     """Numeric CSV → ``x`` (N, columns − 1) and ``y`` (N,) from ``cfg.target_column`` (name or index).
 
-    ``cfg.csv_header`` says whether the first line holds column names. Blank lines are skipped.
+    ``cfg.csv_header`` says whether the first line holds column names; a first line made only of
+    numbers is read as data even then, so a file without a header never loses its first example.
+    Blank lines are skipped.
     """
     try:
         fh = open(path, newline="", encoding="utf-8-sig")
@@ -67,7 +69,7 @@ def read_csv(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
                 line = reader.line_num
                 if not cells or all(not c.strip() for c in cells):
                     continue
-                if cfg.csv_header and header is None:
+                if cfg.csv_header and header is None and width is None and not _all_numbers(cells):
                     header = [c.strip() for c in cells]
                     width, first_line = len(cells), line
                     continue
@@ -84,6 +86,15 @@ def read_csv(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
     table = np.array(rows, dtype=np.float64)
     t = _target_index(cfg.target_column, header, width, where)
     return {"x": np.delete(table, t, axis=1), "y": table[:, t]}
+
+
+def _all_numbers(cells: list[str]) -> bool:
+    try:
+        for c in cells:
+            float(c)
+    except ValueError:
+        return False
+    return True
 
 
 def _number(cell: str, line: int, col: int, header, where: str) -> float:

@@ -140,17 +140,25 @@ def test_user_npz_with_test_arrays_and_relative_path(tmp_path):
     assert d.info["sizes"] == {"train": 15, "val": 5, "test": 5} and d.info["split"]["test"] == "published"
     np.testing.assert_array_equal(d.test.x, x[:5])
     xs, ys = load_arrays(tmp_path / "mine.npz", DataConfig(source="mine.npz"))
-    np.testing.assert_array_equal(xs, x) and np.testing.assert_array_equal(ys, y)
+    np.testing.assert_array_equal(xs, x)
+    np.testing.assert_array_equal(ys, y)
 
 
 def test_user_csv_header_and_target_by_name_or_index(tmp_path):
     (tmp_path / "a.csv").write_text("f1,label,f2\n1,0,2\n3,1,4\n\n5,1,6\n")
     x, y = load_arrays(tmp_path / "a.csv", DataConfig(source="a.csv", target_column="label"))
-    np.testing.assert_array_equal(x, [[1, 2], [3, 4], [5, 6]]) and np.testing.assert_array_equal(y, [0, 1, 1])
+    np.testing.assert_array_equal(x, [[1, 2], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(y, [0, 1, 1])
     (tmp_path / "b.csv").write_text("1,2,0\n3,4,1\n")
-    d = _load(tmp_path / "b.csv", (2,), csv_header=False, val_split=0.0, standardize=False)
-    np.testing.assert_array_equal(d.train.x, [[1, 2], [3, 4]])
-    assert d.train.y.dtype == np.int64 and list(d.train.y) == [0, 1]
+    for header in (False, True):          # a numeric first line is data even when a header is expected
+        d = _load(tmp_path / "b.csv", (2,), csv_header=header, val_split=0.0, standardize=False)
+        np.testing.assert_array_equal(d.train.x, [[1, 2], [3, 4]])
+        assert d.train.y.dtype == np.int64 and list(d.train.y) == [0, 1]
+    with pytest.raises(DataError, match="is a name, but the file has no header"):
+        load_arrays(tmp_path / "b.csv", DataConfig(source="b.csv", target_column="y", csv_header=False))
+    x, y = load_arrays(tmp_path / "b.csv", DataConfig(source="b.csv", target_column=0))
+    np.testing.assert_array_equal(y, [1, 3])
+    np.testing.assert_array_equal(x, [[2, 0], [4, 1]])
 
 
 BAD_CSV = [
