@@ -1,0 +1,97 @@
+"""Export a trained run to other frameworks: a plain PyTorch file, or an ONNX model (opset 17).
+
+Both exporters walk the module chain (``Chain.named_modules`` naming, i.e. the keys of
+``torch.nn.Sequential.state_dict()``) and translate each module type by a table keyed on the module
+class, so an unsupported module is named in the error instead of being silently dropped.
+
+    export_run(run_dir, "torch", checkpoint="best", out=None) -> Path of the written file
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+FORMATS = ("torch", "onnx")
+SUFFIX = {"torch": ".py", "onnx": ".onnx"}
+
+
+class ExportError(UserError):
+    """A run that cannot be exported, or an export asked of a missing optional dependency."""
+
+
+def require_extra(module: str, extra: str, what: str) -> None:
+    """Raise ExportError naming the pip extra when ``module`` cannot be imported."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ExportError(f"{what} needs the '{module}' package: pip install 'nncli[{extra}]'") from None
+
+
+def unsupported(module, fmt: str) -> ExportError:
+    return ExportError(f"{type(module).__name__} layers cannot be exported to {fmt} yet")
+
+
+def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
+    """``<run>/checkpoints/<checkpoint>.safetensors``, or ExportError listing the ones that exist."""
+    if checkpoint not in ("best", "last"):
+        raise ExportError(f"--checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    path = run_dir / "checkpoints" / f"{checkpoint}.safetensors"
+    if not path.is_file():
+        have = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.safetensors")
+                      if not p.name.endswith(".state.safetensors"))
+        hint = f"; available: {', '.join(have)}" if have else "; the run saved no checkpoint yet"
+        raise ExportError(f"{path}: no {checkpoint} checkpoint{hint}")
+    return path
+
+
+def load_run(run_dir: Path | str, checkpoint: str = "best", dtype=np.float32):
+    """(chain in eval mode with the checkpoint's weights, checkpoint path) of the run at ``run_dir``."""
+    from safetensors.numpy import load_file
+
+    from ..build import build_chain
+    from ..config import load_config
+    from ..runlist import require_run
+
+    run = require_run(run_dir)
+    ckpt = checkpoint_path(run, checkpoint)
+    loaded = load_config(run / "config.yaml", [])
+    chain = build_chain(loaded, dtype=dtype, with_loss=False)
+    try:
+        chain.load_state_dict(load_file(str(ckpt)))
+    except (KeyError, ValueError) as exc:
+        raise ExportError(f"{ckpt}: does not fit the run's config: {exc}") from None
+    return chain.eval(), ckpt
+
+
+def default_output(run_dir: Path, fmt: str, checkpoint: str) -> Path:
+    """``<run>/export/model[-last].py|.onnx``: beside the weights it loads, never over them."""
+    stem = "model" if checkpoint == "best" else f"model-{checkpoint}"
+    return run_dir / "export" / f"{stem}{SUFFIX[fmt]}"
+
+
+def export_run(run_dir: Path | str, fmt: str, checkpoint: str = "best", out: Path | str | None = None) -> Path:
+    """Write the run's model as ``fmt`` ("torch" or "onnx"); return the written file's path."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "torch":
+        require_extra("torch", "torch", "export to PyTorch")
+    else:
+        require_extra("onnx", "onnx", "export to ONNX")
+    run_dir = Path(run_dir)
+    chain, ckpt = load_run(run_dir, checkpoint)
+    out = Path(out) if out is not None else default_output(run_dir, fmt, checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "torch":
+        from .torch_export import write_torch_module
+
+        write_torch_module(chain, ckpt, out, title=run_dir.name)
+    else:
+        from .onnx_export import write_onnx
+
+        write_onnx(chain, out, name=run_dir.name)
+    return out

@@ -1,0 +1,251 @@
+"""Export to PyTorch (generated Python file) and ONNX: the exported model computes nncli's forward."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from nncli.chain import Chain
+from nncli.errors import UserError
+from nncli.export import ExportError, checkpoint_path, export_run
+from nncli.modules.base import Module
+from nncli.registry import modules
+
+# Architectures covering every exported module type and option (float32, like a trained run).
+ARCHS = {
+    "mlp": ((6,), [{"type": "MM", "out": 8}, {"type": "ReLU"}, {"type": "LN"}, {"type": "Dropout", "p": 0.3},
+                   {"type": "MM", "out": 5, "bias": False}, {"type": "Sigmoid"}, {"type": "MM", "out": 3}]),
+    "activations": ((5,), [{"type": "Tanh"}, {"type": "LeakyReLU", "negative_slope": 0.2}, {"type": "GELU"},
+                           {"type": "GELU", "approximate": "tanh"}, {"type": "Softplus"},
+                           {"type": "Softplus", "beta": 2.0, "threshold": 1.0}, {"type": "Identity"},
+                           {"type": "LN", "affine": "none"}, {"type": "MM", "out": 4}]),
+    "conv1d": ((12,), [{"type": "Reshape", "shape": [2, 6]}, {"type": "Conv1D", "out": 3, "kernel": 3},
+                       {"type": "LN"}, {"type": "GELU"},
+                       {"type": "Conv1D", "out": 4, "kernel": 2, "padding": "same"},
+                       {"type": "Residual", "layers": [
+                           {"type": "LN", "affine": "per_feature"},
+                           {"type": "Conv1D", "out": 4, "kernel": 3, "dilation": 2, "padding": 2},
+                           {"type": "Tanh"}]},
+                       {"type": "Conv1D", "out": 2, "kernel": 3, "stride": 2, "padding": 1},
+                       {"type": "Flatten"}, {"type": "MM", "out": 3}]),
+    "conv2d": ((2, 7, 6), [{"type": "Conv2D", "out": 3, "kernel": 3},
+                           {"type": "Conv2D", "out": 4, "kernel": [3, 2], "stride": [2, 1], "padding": [1, 0],
+                            "dilation": [1, 2], "bias": False},
+                           {"type": "LN", "affine": "per_feature"}, {"type": "ReLU"},
+                           {"type": "Residual", "layers": [{"type": "Conv2D", "out": 4, "kernel": 1},
+                                                           {"type": "LN"}]},
+                           {"type": "Flatten"}, {"type": "Reshape", "shape": [-1]}, {"type": "MM", "out": 2}]),
+}
+
+
+def make_chain(name: str, seed: int = 0) -> Chain:
+    """The architecture, built in float32, with every parameter moved off its init (γ ≠ 1, β ≠ 0)."""
+    shape, specs = ARCHS[name]
+    rng = np.random.default_rng(seed)
+    mods = [modules.create(s["type"], **{k: v for k, v in s.items() if k != "type"}) for s in specs]
+    chain = Chain(mods).build(shape, rng, np.float32)
+    for _, p, _ in chain.parameters():
+        p += rng.normal(0.0, 0.3, p.shape).astype(p.dtype)
+    return chain.eval()
+
+
+def inputs(chain: Chain, n: int = 7, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, *chain.input_shape)).astype(np.float32)
+
+
+def import_file(path, name="exported_model"):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# -- PyTorch -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_torch_file_equals_nncli_forward(arch, tmp_path):
+    torch = pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
+    from safetensors.numpy import save_file
+
+    from nncli.export.torch_export import write_torch_module
+
+    chain = make_chain(arch)
+    weights = tmp_path / "best.safetensors"
+    save_file(chain.state_dict(), str(weights))
+    path = write_torch_module(chain, weights, tmp_path / "model.py", title=arch)
+    mod = import_file(path)
+    model = mod.load_model()
+    assert isinstance(model, torch.nn.Sequential) and not model.training
+    assert mod.INPUT_SHAPE == chain.input_shape
+    x = inputs(chain)
+    with torch.no_grad():
+        got = model(torch.from_numpy(x)).numpy()
+    want = chain.forward(x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_file_loads_strictly(tmp_path):
+    torch = pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
+    from safetensors.numpy import save_file
+
+    from nncli.export.torch_export import write_torch_module
+
+    chain = make_chain("conv1d")
+    state = chain.state_dict()
+    assert "5.body.1.weight" in state                 # Residual body names, as nn.Sequential's
+    weights = tmp_path / "w.safetensors"
+    save_file({**state, "99.weight": np.zeros(2, np.float32)}, str(weights))
+    mod = import_file(write_torch_module(chain, weights, tmp_path / "m.py"))
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        mod.load_model()
+    save_file({k: v for k, v in state.items() if k != "2.weight"}, str(weights))
+    with pytest.raises(RuntimeError, match="Missing key"):
+        mod.load_model()
+    assert isinstance(mod.build_model(), torch.nn.Module)
+
+
+# -- ONNX -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_onnx_equals_nncli_forward(arch, tmp_path):
+    onnx = pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
+    ort = pytest.importorskip("onnxruntime", reason="checking the ONNX export needs onnxruntime (nncli[onnx])")
+    from nncli.export.onnx_export import OPSET, write_onnx
+
+    chain = make_chain(arch)
+    path = write_onnx(chain, tmp_path / "model.onnx", name=arch)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version == OPSET == 17
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (1, 5):                                   # the batch size is symbolic
+        x = inputs(chain, n)
+        got = sess.run(["output"], {"input": x})[0]
+        np.testing.assert_allclose(got, chain.forward(x), rtol=1e-4, atol=1e-5)
+
+
+def test_onnx_uses_the_named_ops_and_weights():
+    pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
+    from nncli.export.onnx_export import onnx_model
+
+    chain = make_chain("conv1d")
+    model = onnx_model(chain)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Conv") == 4 and ops.count("LayerNormalization") == 2 and "Erf" in ops
+    assert "Add" in ops and "Gemm" in ops and "Reshape" in ops and "Flatten" in ops
+    inits = {t.name for t in model.graph.initializer}
+    assert set(chain.state_dict()) <= inits
+    conv = [n for n in model.graph.node if n.op_type == "Conv"][1]     # kernel 2, padding same
+    attrs = {a.name: list(a.ints) for a in conv.attribute}
+    assert attrs["pads"] == [0, 1] and attrs["kernel_shape"] == [2]
+
+
+# -- errors -------------------------------------------------------------------------------------------
+class Opaque(Module):
+    """A module with no export translation."""
+
+
+def test_unsupported_module_is_named():
+    from nncli.export.onnx_export import onnx_model
+    from nncli.export.torch_export import torch_source
+
+    chain = Chain([Opaque()]).build((3,), np.random.default_rng(0))
+    with pytest.raises(ExportError, match="Opaque layers cannot be exported to PyTorch"):
+        torch_source(chain, "w.safetensors")
+    pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
+    with pytest.raises(ExportError, match="Opaque layers cannot be exported to ONNX"):
+        onnx_model(chain)
+
+
+@pytest.mark.parametrize("fmt, extra", [("torch", "torch"), ("onnx", "onnx")])
+def test_missing_extra_says_what_to_install(fmt, extra, tmp_path, monkeypatch, capsys):
+    from nncli.cli import main
+
+    monkeypatch.setitem(sys.modules, extra, None)      # makes `import torch` / `import onnx` fail
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(tmp_path), "--format", fmt])
+    assert exc.value.code == 2
+    assert f"pip install 'nncli[{extra}]'" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_lists_the_available_ones(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.safetensors").write_bytes(b"")
+    (tmp_path / "checkpoints" / "last.state.safetensors").write_bytes(b"")
+    with pytest.raises(ExportError, match="no best checkpoint; available: last$"):
+        checkpoint_path(tmp_path, "best")
+    with pytest.raises(ExportError, match="'best' or 'last'"):
+        checkpoint_path(tmp_path, "first")
+
+
+# -- from a run folder, through the command line ---------------------------------------------------------
+CONFIG = {"name": "tiny", "seed": 0, "dtype": "float32",
+          "model": {"input_shape": [1, 8], "layers": [
+              {"type": "Conv1D", "out": 3, "kernel": 3}, {"type": "LN"}, {"type": "ReLU"},
+              {"type": "Flatten"}, {"type": "MM", "out": 3}]},
+          "loss": "cross_entropy"}
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run folder as `nncli train` leaves it, with a checkpoint of a freshly built chain."""
+    pytest.importorskip("nncli.build", reason="building a run's chain needs nncli.build")
+    from safetensors.numpy import save_file
+
+    from nncli.build import build_chain
+    from nncli.config import load_config
+
+    run = tmp_path / "tiny-20260101-000000"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    (run / "run.json").write_text(json.dumps({"status": "completed"}))
+    chain = build_chain(load_config(run / "config.yaml", []), dtype=np.float32, with_loss=False)
+    rng = np.random.default_rng(3)
+    state = {k: np.asarray(v + rng.normal(0, 0.3, v.shape), dtype=np.float32) for k, v in chain.state_dict().items()}
+    save_file(state, str(run / "checkpoints" / "best.safetensors"))
+    save_file({k: np.zeros_like(v) for k, v in state.items()}, str(run / "checkpoints" / "last.safetensors"))
+    chain.load_state_dict(state)
+    return run, chain.eval()
+
+
+def test_export_cli_from_run_folder(run_dir, tmp_path):
+    pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
+    import torch
+
+    from nncli.cli import main
+
+    run, chain = run_dir
+    main(["export", str(run), "--format", "torch"])                     # default: <run>/export/model.py
+    mod = import_file(run / "export" / "model.py", "run_model")
+    x = inputs(chain)
+    with torch.no_grad():
+        np.testing.assert_allclose(mod.load_model()(torch.from_numpy(x)).numpy(), chain.forward(x),
+                                   rtol=1e-4, atol=1e-5)
+    last = export_run(run, "torch", checkpoint="last", out=tmp_path / "last.py")
+    with torch.no_grad():
+        out = import_file(last, "last_model").load_model()(torch.from_numpy(x)).numpy()
+    assert np.all(out == 0)                                             # the all-zero `last` weights
+
+
+def test_export_onnx_cli_from_run_folder(run_dir, tmp_path):
+    pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
+    ort = pytest.importorskip("onnxruntime", reason="checking the ONNX export needs onnxruntime")
+    from nncli.cli import main
+
+    run, chain = run_dir
+    out = tmp_path / "m.onnx"
+    main(["export", str(run), "--format", "onnx", "-o", str(out)])
+    x = inputs(chain)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, chain.forward(x), rtol=1e-4, atol=1e-5)
+
+
+def test_export_of_a_non_run_is_a_user_error(tmp_path):
+    pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
+    with pytest.raises(UserError, match="not a run folder"):
+        export_run(tmp_path, "torch")
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_run(tmp_path, "tflite")
