@@ -13,6 +13,7 @@ from typing import List, Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import app
@@ -99,9 +100,9 @@ def report_table(reports, title: str = "gradcheck") -> Table:
     for r in reports:
         status = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
         worst = "(" + ", ".join(map(str, r.worst_index)) + ")" if r.checked else "-"
-        t.add_row(r.module, r.setting, r.tensor, str(r.checked), str(r.skipped), _fmt(r.max_abs),
+        t.add_row(escape(r.module), escape(r.setting), escape(r.tensor), str(r.checked), str(r.skipped), _fmt(r.max_abs),
                   _fmt(r.max_rel), worst, f"{r.analytic:.6g}", f"{r.numeric:.6g}",
-                  status + ("  " + "; ".join(r.notes) if r.notes else ""))
+                  status + ("  " + escape("; ".join(r.notes)) if r.notes else ""))
     return t
 
 

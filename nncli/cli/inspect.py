@@ -12,6 +12,7 @@ from typing import List, Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import app
@@ -102,8 +103,9 @@ def summary_table(s) -> Table:
         t.add_column(col, justify=just)
     for r in s.rows:
         pad = "  " * r.depth
-        t.add_row(pad + r.name, pad + r.type, str(r.line or ""), _shape(r.input_shape), _shape(r.output_shape),
-                  f"{r.weight:,}", f"{r.bias:,}", r.formula, f"{r.macs_forward:,}", f"{r.macs_backward:,}",
+        t.add_row(pad + r.name, escape(pad + r.type), str(r.line or ""), _shape(r.input_shape),
+                  _shape(r.output_shape), f"{r.weight:,}", f"{r.bias:,}", escape(r.formula),
+                  f"{r.macs_forward:,}", f"{r.macs_backward:,}",
                   f"{r.saved:,}")
     return t
 
@@ -128,7 +130,8 @@ def trace_table(rows, title: str) -> Table:
         pad = "  " * r.depth
         grads = "\n".join(f"{k}: {_norm(g)}" for k, g in r.grads.items())
         act = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in r.activity.items())
-        t.add_row(pad + r.name, pad + r.type, f"{r.forward_eq}\n{r.backward_eq}", _norm(r.z), _norm(r.u),
+        t.add_row(pad + r.name, escape(pad + r.type), escape(f"{r.forward_eq}\n{r.backward_eq}"), _norm(r.z),
+                  _norm(r.u),
                   _norm(r.v), _norm(r.dz), grads, act)
     return t
 
@@ -140,9 +143,12 @@ def time_table(rows, total: float, title: str) -> Table:
         t.add_column(col, justify=just)
     for r in rows:
         pad = "  " * r.depth
-        t.add_row(pad + r.name, pad + r.type, f"{r.forward_ms:.3f}", f"{r.backward_ms:.3f}", f"{r.share:.1%}")
+        t.add_row(pad + r.name, escape(pad + r.type), f"{r.forward_ms:.3f}", f"{r.backward_ms:.3f}",
+                  f"{r.share:.1%}")
+    top = [r for r in rows if r.depth == 0]
     t.add_section()
-    t.add_row("total", "", "", "", f"{total:.3f} ms")
+    t.add_row("total", "", f"{sum(r.forward_ms for r in top):.3f}",
+              f"{sum(r.backward_ms for r in top):.3f}", "100.0%")
     return t
 
 
