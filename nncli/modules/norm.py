@@ -78,10 +78,10 @@ class LN(Module):
             w = self.params["weight"].reshape(-1)
             self.grads["weight"] += t.sum(axis=0).reshape(self.grads["weight"].shape)
             self.grads["bias"] += v2.sum(axis=0).reshape(self.grads["bias"].shape)
-            # means of g = γ⊙v and g⊙x̂ as matrix-vector products: no temporaries
-            mean_g = (v2 @ w) / d
-            mean_gx = (t @ w) / d
-            dz = v2 * w
+            dz = v2 * w                            # g = γ ⊙ v, becomes ∂J/∂z in place
+            mean_g = dz.sum(axis=1) / d
+            t *= w                                 # t = g ⊙ x̂ (row sums beat a BLAS mat-vec here)
+            mean_gx = t.sum(axis=1) / d
             np.multiply(xhat, mean_gx[:, None], out=t)
             dz -= t
             dz -= mean_g[:, None]
