@@ -1,0 +1,78 @@
+"""What each workload computes, written once as nncli layer specs; both workers build from these.
+
+Layer dicts use nncli's YAML names and hyper-parameters; ``workloads_torch`` translates them into the
+equivalent ``torch.nn`` modules.
+"""
+from __future__ import annotations
+
+import os
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DIGITS_CONFIG = os.path.join(ROOT, "configs", "digits_cnn.yaml")
+MNIST1D_CONFIG = os.path.join(ROOT, "configs", "mnist1d_cnn.yaml")
+
+RELU = {"type": "ReLU"}
+
+#: until configs/digits_cnn.yaml exists: a small CNN on the 8×8 digits, batch 64
+DIGITS_FALLBACK = {
+    "kind": "train", "input_shape": [1, 8, 8], "batch": 64, "optimizer": "sgd", "lr": 0.05,
+    "layers": [{"type": "Conv2D", "out": 16, "kernel": 3}, RELU,
+               {"type": "Conv2D", "out": 32, "kernel": 3}, RELU,
+               {"type": "Flatten"}, {"type": "MM", "out": 10}],
+    "note": "stand-in CNN (configs/digits_cnn.yaml not found)",
+}
+
+SPECS: dict[str, dict] = {
+    "mlp": {
+        "kind": "train", "input_shape": [784], "batch": 128, "optimizer": "sgd", "lr": 0.01,
+        "layers": [{"type": "MM", "out": 256}, RELU, {"type": "MM", "out": 256}, RELU,
+                   {"type": "MM", "out": 10}],
+        "note": "784-256-256-10 ReLU, CE, SGD; batch 128",
+    },
+    "conv2d": {
+        "kind": "fwd_bwd", "input_shape": [16, 28, 28], "batch": 64,
+        "layers": [{"type": "Conv2D", "out": 32, "kernel": 3, "padding": 1}],
+        "note": "16→32, 28×28, k3 p1; batch 64",
+    },
+    "digits_cnn": DIGITS_FALLBACK,
+    "conv1d": {
+        "kind": "fwd_bwd", "input_shape": [8, 256], "batch": 64,
+        "layers": [{"type": "Conv1D", "out": 16, "kernel": 5, "padding": 2}],
+        "note": "8→16, L 256, k5 p2; batch 64",
+    },
+    "mnist1d_cnn": {
+        "kind": "train", "input_shape": [1, 40], "batch": 100, "optimizer": "adam", "lr": 0.01,
+        "layers": [{"type": "Conv1D", "out": 25, "kernel": 5, "stride": 2, "padding": 1}, RELU,
+                   {"type": "Conv1D", "out": 25, "kernel": 3, "stride": 2, "padding": 1}, RELU,
+                   {"type": "Conv1D", "out": 25, "kernel": 3, "stride": 2, "padding": 1}, RELU,
+                   {"type": "Flatten"}, {"type": "MM", "out": 10}],
+        "note": "paper CNN 1→25→25→25, Linear(125→10), Adam; batch 100",
+    },
+    "ln": {
+        "kind": "fwd_bwd", "input_shape": [512], "batch": 8192,
+        "layers": [{"type": "LN", "affine": "per_feature"}],
+        "note": "8192×512, per-feature affine (torch LayerNorm(512))",
+    },
+}
+
+#: the order of the table; "e2e" (nncli train vs a torch loop) is handled by e2e.py
+ORDER = ["mlp", "conv2d", "digits_cnn", "conv1d", "mnist1d_cnn", "ln"]
+TARGETS = {"mlp": 1.0, "conv2d": 2.0, "digits_cnn": 2.0, "conv1d": 1.5, "mnist1d_cnn": 1.5,
+           "ln": 2.0, "e2e": 1.0}
+
+
+def digits_spec() -> dict:
+    """The digits CNN from configs/digits_cnn.yaml when it exists, else the stand-in above."""
+    if not os.path.exists(DIGITS_CONFIG):
+        return DIGITS_FALLBACK
+    with open(DIGITS_CONFIG) as f:
+        cfg = yaml.safe_load(f)
+    opt = cfg.get("optimizer") or {}
+    data = cfg.get("data") or {}
+    return {
+        "kind": "train", "input_shape": cfg["model"]["input_shape"], "layers": cfg["model"]["layers"],
+        "batch": int(data.get("batch_size", 64)), "optimizer": opt.get("type", "sgd"),
+        "lr": float(opt.get("lr", 0.1)), "note": "configs/digits_cnn.yaml",
+    }
