@@ -1,0 +1,84 @@
+"""``nncli sweep CONFIG --grid path=v1,v2 ...``: train every combination, then rank them."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from . import app, err_console, out_console
+
+
+@app.command("sweep")
+def sweep(
+    config: Path = typer.Argument(..., help="The base YAML config."),
+    grid: List[str] = typer.Option(..., "--grid", help="path=v1,v2,...  (repeat for more axes)."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Repeat each combination with N seeds "
+                                                              "(the config's seed, +1, ...)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Trials run at the same time."),
+    backend: str = typer.Option("local", "--backend", help="local (worker processes) or ray (Ray tasks)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="Ray cluster address (default: start a local instance)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the sweep folder is created."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override for every trial: path=value."),
+    metric: Optional[str] = typer.Option(None, "--metric",
+                                         help="Rank by this metric (default: the config's train.best_metric)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list the combinations; run nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print sweep.json to stdout (tables go to stderr)."),
+):
+    """Train every combination of the --grid values as its own run, in one sweep folder, and rank them.
+
+    Every combination is validated first. Exit code 0 when at least one trial completed, 1 otherwise.
+    """
+    from ..sweep import run_sweep
+
+    def progress(t):
+        best = f"{t.best['metric']} {t.best['value']:.4g}" if t.best else "no metric"
+        detail = f": {t.error}" if t.error else ""
+        err_console.print(f"  {escape(t.name)}: {t.status}, {best}{escape(detail)}")
+
+    result = run_sweep(config, grid, seeds=seeds, jobs=jobs, backend=backend.lower(),
+                       ray_address=ray_address, runs_dir=runs_dir, sets=set_ or [], metric=metric,
+                       on_done=progress, dry_run=dry_run)
+    console = err_console if as_json else out_console
+    if dry_run:
+        console.print(f"{len(result.trials)} valid combinations:")
+        for t in result.trials:
+            console.print("  " + escape(t.name) + ": " + escape(" ".join(t.overrides)))
+    else:
+        console.print(ranked_table(result))
+        console.print(f"sweep folder: {escape(result.folder)}")
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
+    if not dry_run and not any(t.status == "completed" for t in result.trials):
+        sys.exit(1)
+
+
+def ranked_table(result) -> Table:
+    from ..runlist import fmt, lookup
+    from ..sweep import rank, short_key
+
+    table = Table(title=f"sweep ranked by {result.metric}", title_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("trial", no_wrap=True)
+    keys = [k for k, _ in result.grid]
+    shorts = [short_key(k) for k in keys]
+    for k, short in zip(keys, shorts):
+        table.add_column(escape(short if shorts.count(short) == 1 else k))
+    if result.seeds:
+        table.add_column("seed", justify="right")
+    for col in (f"best {result.metric}", "step", "test acc", "status"):
+        table.add_column(escape(col), justify="left" if col == "status" else "right", no_wrap=True)
+    for pos, t in enumerate(rank(result.trials, result.metric), 1):
+        best = t.best or {}
+        status = t.status if t.status == "completed" else f"[red]{escape(t.status)}[/]"
+        row = [str(pos), escape(t.name), *(escape(t.params[k]) for k in keys)]
+        if result.seeds:
+            row.append(str(t.seed))
+        row += [fmt(best.get("value")), fmt(best.get("step")), fmt(lookup(t.summary or {}, "test_acc")), status]
+        table.add_row(*row)
+    return table

@@ -1,0 +1,150 @@
+"""Sweeps: grid parsing and expansion, validation before anything runs, and real tiny sweeps
+(parallel local processes and a local Ray instance giving the same results)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from nncli.sweep import SweepError, Trial, expand, parse_grid, rank, run_sweep, split_values
+
+TINY = {"name": "tiny", "seed": 0,
+        "model": {"input_shape": [2], "layers": [{"type": "MM", "out": 8}, {"type": "Tanh"},
+                                                 {"type": "MM", "out": 3}]},
+        "loss": "cross_entropy",
+        "data": {"source": "spirals", "n_samples": 90, "batch_size": 30, "val_split": 0.3},
+        "optimizer": {"type": "sgd", "lr": 0.1},
+        "train": {"steps": 6, "eval_every": 3, "log_every": 3, "best_metric": "val_acc"}}
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+# -- the grid ----------------------------------------------------------------------------------------
+def test_split_values_keeps_bracketed_lists_whole():
+    assert split_values("0.1, 0.03") == ["0.1", "0.03"]
+    assert split_values("[1,40],[1, 20]") == ["[1,40]", "[1, 20]"]
+    assert split_values("{a: 1, b: 2},x") == ["{a: 1, b: 2}", "x"]
+
+
+def test_parse_grid_and_its_errors():
+    assert parse_grid(["optimizer.lr=0.1,0.03", "model.layers[0].out=64"]) == [
+        ("optimizer.lr", ["0.1", "0.03"]), ("model.layers[0].out", ["64"])]
+    for bad, msg in [("optimizer.lr", "expected path=value1"), ("=1,2", "expected path=value1"),
+                     ("optimizer.lr=0.1,", "empty value"), ("seed=1,2", "--seeds")]:
+        with pytest.raises(SweepError, match=msg):
+            parse_grid([bad])
+    with pytest.raises(SweepError, match="given twice"):
+        parse_grid(["a=1", "a=2"])
+
+
+def test_expand_is_the_full_product_times_seeds():
+    grid = parse_grid(["optimizer.lr=0.1,0.03", "model.layers[0].out=64,128,256"])
+    trials = expand(grid, ["train.steps=5"], seeds=[7, 8])
+    assert len(trials) == 2 * 3 * 2
+    assert len({t.name for t in trials}) == len(trials)
+    first = trials[0]
+    assert first.overrides == ["train.steps=5", "optimizer.lr=0.1", "model.layers[0].out=64", "seed=7"]
+    assert first.name == "t00-lr0.1-out64-seed7"
+    assert [t.seed for t in trials[:4]] == [7, 8, 7, 8]
+    assert trials[-1].params == {"optimizer.lr": "0.03", "model.layers[0].out": "256"}
+    assert [t.seed for t in expand(grid)] == [None] * 6
+
+
+def test_rank_by_accuracy_and_by_loss_failed_last():
+    def trial(i, value):
+        return Trial(index=i, params={}, seed=None, overrides=[],
+                     best=None if value is None else {"metric": "m", "value": value, "step": 1})
+
+    ts = [trial(0, 0.5), trial(1, None), trial(2, 0.9), trial(3, 0.7)]
+    assert [t.index for t in rank(ts, "val_acc")] == [2, 3, 0, 1]
+    assert [t.index for t in rank(ts, "val_loss")] == [0, 3, 2, 1]
+
+
+# -- validation before running ----------------------------------------------------------------------------
+def test_invalid_grid_path_is_refused_before_anything_runs(tiny_config, tmp_path, capsys):
+    from nncli.cli import main
+
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", str(tiny_config), "--grid", "optimizer.lr=0.1,0.2", "--grid", "optimizer.lrr=0.1",
+              "--runs-dir", str(runs)])
+    assert exc.value.code == 2
+    assert "did you mean 'optimizer.lr'" in capsys.readouterr().err
+    assert not runs.exists()
+
+
+def test_every_combination_is_validated(tiny_config, tmp_path):
+    from nncli.errors import UserError
+
+    with pytest.raises(UserError, match="optimizer.lr"):        # only the second value is bad
+        run_sweep(tiny_config, ["optimizer.lr=0.1,-1"], runs_dir=tmp_path)
+    # a shape error appears only when the model is built: the message names the combination
+    with pytest.raises(UserError, match=r"MM.*\(in the grid combination optimizer.lr=0.1, model.input_shape=\[1,2\]\)"):
+        run_sweep(tiny_config, ["optimizer.lr=0.1", "model.input_shape=[2],[1,2]"], runs_dir=tmp_path)
+    with pytest.raises(SweepError, match="unknown backend"):
+        run_sweep(tiny_config, ["optimizer.lr=0.1"], backend="slurm", runs_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dry_run_lists_combinations(tiny_config, tmp_path):
+    sweep = run_sweep(tiny_config, ["optimizer.lr=0.1,0.2"], seeds=2, dry_run=True, runs_dir=tmp_path)
+    assert [t.overrides for t in sweep.trials] == [["optimizer.lr=0.1", "seed=0"], ["optimizer.lr=0.1", "seed=1"],
+                                                    ["optimizer.lr=0.2", "seed=0"], ["optimizer.lr=0.2", "seed=1"]]
+    assert sweep.metric == "val_acc" and list(tmp_path.iterdir()) == []
+
+
+# -- real sweeps ------------------------------------------------------------------------------------------
+GRID = ["optimizer.lr=0.05,0.5"]
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tiny_config, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return run_sweep(tiny_config, GRID, jobs=2, runs_dir=runs), runs
+
+
+def _check_sweep(sweep, runs):
+    from pathlib import Path
+
+    folder = Path(sweep.folder)
+    assert folder.parent == runs and folder.name.startswith("sweep-tiny-")
+    data = json.loads((folder / "sweep.json").read_text())
+    assert data["grid"] == {"optimizer.lr": ["0.05", "0.5"]} and data["metric"] == "val_acc"
+    assert len(data["trials"]) == 2
+    for t, lr in zip(data["trials"], (0.05, 0.5)):
+        assert t["status"] == "completed" and t["returncode"] == 0, t["error"]
+        run = Path(t["run_dir"])
+        assert run.parent == folder and run.name.startswith(t["name"])
+        assert yaml.safe_load((run / "config.yaml").read_text())["optimizer"]["lr"] == lr
+        assert t["best"]["metric"] == "val_acc" and 0.0 <= t["best"]["value"] <= 1.0
+        assert t["summary"]["steps"] == 6
+    values = [data["trials"][i]["best"]["value"] for i in data["ranking"]]
+    assert values == sorted(values, reverse=True)
+    return data
+
+
+def test_local_sweep_with_two_jobs(local_sweep):
+    sweep, runs = local_sweep
+    _check_sweep(sweep, runs)
+    from nncli.runlist import list_runs
+
+    rows = list_runs(runs)                         # `nncli runs` sees the trials inside the sweep folder
+    assert sorted(r["run"].split("-")[0] for r in rows) == ["t00", "t01"]
+
+
+@pytest.mark.slow
+def test_ray_sweep_gives_the_same_results(local_sweep, tiny_config, tmp_path):
+    pytest.importorskip("ray", reason="--backend ray needs ray (pip install 'nncli[ray]')")
+    local, _ = local_sweep
+    sweep = run_sweep(tiny_config, GRID, jobs=2, backend="ray", runs_dir=tmp_path)
+    data = _check_sweep(sweep, tmp_path)
+    assert data["backend"] == "ray"
+    for a, b in zip(local.trials, sweep.trials):
+        assert a.best == b.best
+        assert a.summary["final"]["val_loss"] == b.summary["final"]["val_loss"]
