@@ -201,7 +201,8 @@ def run_dir(tmp_path):
     run = tmp_path / "tiny-20260101-000000"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump(CONFIG))
-    (run / "run.json").write_text(json.dumps({"status": "completed"}))
+    stats = {"mean": [[0.5 * i for i in range(8)]], "std": [[1.0 + i for i in range(8)]]}
+    (run / "run.json").write_text(json.dumps({"status": "completed", "data": {"standardization": stats}}))
     chain = build_chain(load_config(run / "config.yaml", []), dtype=np.float32, with_loss=False)
     rng = np.random.default_rng(3)
     state = {k: np.asarray(v + rng.normal(0, 0.3, v.shape), dtype=np.float32) for k, v in chain.state_dict().items()}
@@ -228,6 +229,9 @@ def test_export_cli_from_run_folder(run_dir, tmp_path):
     with torch.no_grad():
         out = import_file(last, "last_model").load_model()(torch.from_numpy(x)).numpy()
     assert np.all(out == 0)                                             # the all-zero `last` weights
+    raw = np.random.default_rng(4).normal(3.0, 4.0, size=(5, 1, 8))    # preprocess = the run's standardisation
+    mean, std = np.arange(8) * 0.5, 1.0 + np.arange(8)
+    np.testing.assert_allclose(mod.preprocess(raw).numpy(), (raw - mean) / std, rtol=1e-6)
 
 
 def test_export_onnx_cli_from_run_folder(run_dir, tmp_path):
@@ -241,6 +245,10 @@ def test_export_onnx_cli_from_run_folder(run_dir, tmp_path):
     x = inputs(chain)
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     np.testing.assert_allclose(got, chain.forward(x), rtol=1e-4, atol=1e-5)
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(props["standardization"])["std"][0][:2] == [1.0, 2.0]
 
 
 def test_export_of_a_non_run_is_a_user_error(tmp_path):

@@ -68,6 +68,18 @@ def load_run(run_dir: Path | str, checkpoint: str = "best", dtype=np.float32):
     return chain.eval(), ckpt
 
 
+def standardization(run_dir: Path) -> dict | None:
+    """The training-set mean/std the run standardised its inputs with (run.json), or None.
+
+    The exported networks take standardised inputs, as nncli's forward does; the exports carry these
+    statistics (a ``preprocess`` function in the PyTorch file, metadata in the ONNX model).
+    """
+    from ..runlist import read_json
+
+    stats = (read_json(run_dir / "run.json").get("data") or {}).get("standardization")
+    return stats if isinstance(stats, dict) and "mean" in stats and "std" in stats else None
+
+
 def default_output(run_dir: Path, fmt: str, checkpoint: str) -> Path:
     """``<run>/export/model[-last].py|.onnx``: beside the weights it loads, never over them."""
     stem = "model" if checkpoint == "best" else f"model-{checkpoint}"
@@ -89,9 +101,9 @@ def export_run(run_dir: Path | str, fmt: str, checkpoint: str = "best", out: Pat
     if fmt == "torch":
         from .torch_export import write_torch_module
 
-        write_torch_module(chain, ckpt, out, title=run_dir.name)
+        write_torch_module(chain, ckpt, out, title=run_dir.name, stats=standardization(run_dir))
     else:
         from .onnx_export import write_onnx
 
-        write_onnx(chain, out, name=run_dir.name)
+        write_onnx(chain, out, name=run_dir.name, stats=standardization(run_dir))
     return out

@@ -13,6 +13,9 @@ initializers named by their state-dict keys (``0.weight``, ``3.body.0.bias``). T
     Flatten     Flatten(axis=1);  Reshape: Reshape to (-1, *shape)
     Dropout     nothing (inference)
     Residual    the body's subgraph, then Add(z, body(z))
+
+Like nncli's forward, the model takes standardised inputs; the run's training mean and std are in
+the model's metadata (``standardization``, JSON) for whoever feeds it raw data.
 """
 from __future__ import annotations
 
@@ -140,8 +143,12 @@ def subgraph(b: GraphBuilder, modules, x: str, prefix: str = "") -> str:
     return x
 
 
-def onnx_model(chain, name: str = "nncli"):
-    """The checked ``onnx.ModelProto`` of ``chain`` (float32, dynamic batch)."""
+def onnx_model(chain, name: str = "nncli", stats: dict | None = None):
+    """The checked ``onnx.ModelProto`` of ``chain`` (float32, dynamic batch).
+
+    The model takes standardised inputs, as nncli's forward; ``stats`` (the run's training mean/std)
+    go into the metadata as JSON under ``standardization`` so a user can apply them.
+    """
     import onnx
     from onnx import TensorProto, helper
 
@@ -156,13 +163,18 @@ def onnx_model(chain, name: str = "nncli"):
         initializer=b.inits)
     model = helper.make_model(graph, producer_name="nncli", opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
+    if stats is not None:
+        import json
+
+        helper.set_model_props(model, {"standardization": json.dumps(
+            {"mean": stats["mean"], "std": stats["std"]})})
     onnx.checker.check_model(model, full_check=True)
     return model
 
 
-def write_onnx(chain, out: Path | str, name: str = "nncli") -> Path:
+def write_onnx(chain, out: Path | str, name: str = "nncli", stats: dict | None = None) -> Path:
     import onnx
 
     out = Path(out)
-    onnx.save(onnx_model(chain, name), str(out))
+    onnx.save(onnx_model(chain, name, stats), str(out))
     return out

@@ -114,8 +114,12 @@ def sequential(modules, used: set, indent: int = 4) -> str:
     return "nn.Sequential(\n" + "\n".join(lines) + "\n" + " " * (indent - 4) + ")"
 
 
-def torch_source(chain, weights: Path | str, title: str = "model") -> str:
-    """The Python source of the exported module (see the module docstring)."""
+def torch_source(chain, weights: Path | str, title: str = "model", stats: dict | None = None) -> str:
+    """The Python source of the exported module (see the module docstring).
+
+    ``stats`` ({"mean", "std"} lists shaped like one example): the run's input standardisation,
+    written out as ``preprocess(x)``; without it ``preprocess`` returns x unchanged.
+    """
     used: set[str] = set()
     body = sequential(chain.modules, used, indent=8)
     classes = "".join(_CLASSES[name] + "\n" for name in _CLASSES if name in used)
@@ -124,7 +128,7 @@ def torch_source(chain, weights: Path | str, title: str = "model") -> str:
     return f'''"""{title}: an nncli model as a plain PyTorch ``nn.Sequential`` (written by ``nncli export``).
 
     model = load_model()            # the trained weights, in eval mode
-    y = model(torch.randn(8, *INPUT_SHAPE))
+    y = model(preprocess(x))        # x: raw inputs (N, *INPUT_SHAPE), standardised as in training
 """
 import os
 
@@ -136,11 +140,23 @@ from safetensors.torch import load_file
 INPUT_SHAPE = {shape!r}
 #: the run's checkpoint; pass another path to load_model() if it moved
 WEIGHTS = {str(Path(weights).resolve())!r}
+#: training-set statistics the run standardised inputs with (None: it did not)
+STANDARDIZATION = {_stats(stats)}
 
 {classes}
 def build_model():
     """The architecture with PyTorch's default initialisation."""
     return {body}
+
+
+def preprocess(x, dtype=torch.float32):
+    """Raw inputs (N, *INPUT_SHAPE) → what the network was trained on: (x - mean) / std."""
+    x = torch.as_tensor(x, dtype=torch.float64)
+    if STANDARDIZATION is not None:
+        mean = torch.tensor(STANDARDIZATION["mean"], dtype=torch.float64)
+        std = torch.tensor(STANDARDIZATION["std"], dtype=torch.float64)
+        x = (x.reshape(len(x), *mean.shape) - mean) / std
+    return x.to(dtype)
 
 
 def load_model(weights=WEIGHTS, dtype=torch.float32):
@@ -160,7 +176,14 @@ if __name__ == "__main__":
 '''
 
 
-def write_torch_module(chain, weights: Path | str, out: Path | str, title: str = "model") -> Path:
+def _stats(stats: dict | None) -> str:
+    if stats is None:
+        return "None"
+    return "{" + f'"mean": {stats["mean"]!r},\n    "std": {stats["std"]!r}' + "}"
+
+
+def write_torch_module(chain, weights: Path | str, out: Path | str, title: str = "model",
+                       stats: dict | None = None) -> Path:
     out = Path(out)
-    out.write_text(torch_source(chain, weights, title))
+    out.write_text(torch_source(chain, weights, title, stats))
     return out
