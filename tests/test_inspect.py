@@ -108,7 +108,7 @@ def test_human_table_and_totals(nested):
 
 
 def test_json_is_alone_on_stdout_and_complete(nested):
-    res = _inspect(nested, "--json", "--trace", "--time", "--dtype", "float64")
+    res = _inspect(nested, "--json", "--trace", "--time", "--dtype", "float64", "--threads", "1")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)           # fails if anything else was printed on stdout
     s = doc["summary"]
@@ -116,6 +116,7 @@ def test_json_is_alone_on_stdout_and_complete(nested):
     assert s["param_bytes"] == 8 * s["params"]
     assert len(doc["trace"]["modules"]) == 8 and len(doc["time"]["modules"]) == 9   # + the loss
     assert doc["summary"]["batch"] == 64     # no data section: the default
+    assert doc["time"]["blas_threads"] == 1
 
 
 def test_trace_shapes_are_consistent_with_the_chain(nested):

@@ -19,6 +19,11 @@ from . import app
 from ..summary import build_from_config, human_bytes, human_count, summarize
 
 
+#: --time: steps timed (their median is shown) after untimed warm-up steps; the median shrugs off
+#: the occasional stall of a busy machine
+REPEATS, WARMUP = 10, 2
+
+
 def _shape(s) -> str:
     return "(" + ", ".join(map(str, s)) + ")"
 
@@ -34,6 +39,8 @@ def inspect_cmd(
     trace: bool = typer.Option(False, "--trace", help="Run one batch forward and backward (float64)."),
     timing: bool = typer.Option(False, "--time", help="Per-module forward/backward milliseconds."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random batch for --trace and --time."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                          help="BLAS threads for --time [default: BLAS's own setting]."),
 ) -> None:
     """Show every module: shapes, parameters (with the notes' formulas), MACs and memory."""
     from ..errors import UserError
@@ -64,12 +71,19 @@ def inspect_cmd(
     if timing:
         from ..profile import profile_chain
 
+        from threadpoolctl import threadpool_info, threadpool_limits
+
         x, y, where = _batch(loaded, chain, batch, seed, random_only=True)
-        rows, total = profile_chain(chain, x.astype(chain.dtype), y)
-        out["time"] = {"batch": where, "total_ms": total, "modules": [r.to_dict() for r in rows]}
+        with threadpool_limits(limits=threads, user_api="blas"):
+            blas = max((p.get("num_threads", 1) for p in threadpool_info() if p.get("user_api") == "blas"),
+                       default=1)
+            rows, total = profile_chain(chain, x.astype(chain.dtype), y, repeats=REPEATS, warmup=WARMUP)
+        out["time"] = {"batch": where, "blas_threads": blas, "total_ms": total,
+                       "modules": [r.to_dict() for r in rows]}
         if not as_json:
-            human.print(time_table(rows, total, f"time: median of 5 steps after 1 warm-up ({where}, "
-                                                f"{np.dtype(chain.dtype).name})"))
+            human.print(time_table(rows, total, f"time: median of {REPEATS} steps after {WARMUP} warm-up "
+                                                f"({where}, {np.dtype(chain.dtype).name}, {blas} BLAS "
+                                                f"thread{'s' if blas != 1 else ''})"))
     if as_json:
         sys.stdout.write(json.dumps(out) + "\n")
 
