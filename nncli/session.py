@@ -147,8 +147,8 @@ class Session:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         self.info.finish(status, error=f"{type(exc).__name__}: {exc}")
 
-    def finish(self, result) -> dict[str, Any]:
-        """Write summary.json and the final status; return the summary."""
+    def finish(self, result, curves: bool = False) -> dict[str, Any]:
+        """Write summary.json and the final status (and curves.png if asked); return the summary."""
         from .train import evaluate
 
         t = self.trainer
@@ -169,11 +169,12 @@ class Session:
         }
         atomic_write_json(self.folder / "summary.json", summary)
         self.info.finish(result.status, reason=result.reason, steps=result.steps)
-        try:  # curves.png beside the metrics, when matplotlib is there; never fails a run
-            from .plot import write_curves
-            write_curves(self.folder)
-        except Exception:
-            pass
+        if curves:  # matplotlib takes seconds to draw, so only on request; never fails a run
+            try:
+                from .plot import write_curves
+                write_curves(self.folder)
+            except Exception:
+                pass
         return jsonable(summary)
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from .checkpoint import apply_weights, group, grouped, rng_states, set_rng_states
 from .errors import ConfigError
+from .optim import clip_grad_norm
 
 #: exit code of a run stopped because the loss or a gradient became NaN/Inf (``on_nonfinite: stop``)
 EXIT_DIVERGED = 3
@@ -156,6 +157,12 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        # NaN/Inf are detected and reported by the loop itself (train.on_nonfinite), so numpy's
+        # overflow warnings would only repeat it, less clearly
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._run()
+
+    def _run(self) -> TrainResult:
         st, t, chain = self.state, self.tcfg, self.chain
         self._t0 = time.perf_counter()
         chain.train()
@@ -175,9 +182,11 @@ class Trainer:
             yb = np.take(self.y, idx, axis=0, out=self._ybuf[:k])
             self.lr = self.schedule(st.step)
             J, _ = chain.loss_and_grad(xb, yb)
-            bad = not math.isfinite(J)
-            if not bad and t.clip_grad_norm is not None:
-                bad = not math.isfinite(_clip(self._grads, t.clip_grad_norm))
+            # the global gradient norm costs O(#params), ~1/batch of a forward pass; it catches a
+            # finite loss with a NaN/Inf gradient before the update spreads it into the weights
+            bad = not math.isfinite(J) or not math.isfinite(
+                clip_grad_norm(self._grads, t.clip_grad_norm) if t.clip_grad_norm is not None
+                else grad_norm(self._grads))
             if bad and t.on_nonfinite == "stop":
                 status, reason = "diverged", locate_nonfinite(chain, xb, yb, J, st.step + 1)
                 break
@@ -284,10 +293,13 @@ class Trainer:
         self.state = TrainState(**{k: v for k, v in s.items() if k in known})
 
 
-def _clip(grads, max_norm: float) -> float:
-    from .optim import clip_grad_norm
-
-    return clip_grad_norm(grads, max_norm)
+def grad_norm(grads) -> float:
+    """‖g‖ = √(Σ_i ‖g_i‖²) over every parameter's gradient."""
+    total = 0.0
+    for g in grads:
+        flat = g.reshape(-1)
+        total += float(np.dot(flat, flat))
+    return math.sqrt(total)
 
 
 def evaluate(chain, loss, x: np.ndarray, y: np.ndarray, classifier: bool) -> dict[str, float]:

@@ -32,6 +32,7 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder."),
     json_out: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
+    curves: bool = typer.Option(False, "--curves", help="Also draw curves.png (needs matplotlib)."),
 ) -> None:
     """Train a model from a YAML config; write config, metrics, checkpoints and a summary to a run folder."""
     overrides = list(set_ or [])
@@ -41,12 +42,12 @@ def train_cmd(
         raise UserError("give a CONFIG file to train, or --resume RUN_DIR to continue a run")
     else:
         session = prepare(config, overrides, name)
-    code = run_session(session, runs_dir, quiet, json_out)
+    code = run_session(session, runs_dir, quiet, json_out, curves)
     if code:
         sys.exit(code)
 
 
-def run_session(session, runs_dir: Path, quiet: bool, json_out: bool) -> int:
+def run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: bool = False) -> int:
     """Create (or reopen) the run folder, train with signal handling, write the summary; the exit code."""
     from ..progress import make_progress, results_table
 
@@ -78,7 +79,7 @@ def run_session(session, runs_dir: Path, quiet: bool, json_out: bool) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    summary = session.finish(result)
+    summary = session.finish(result, curves)
     if not quiet:
         err_console.print(results_table(summary, session.folder))
         if result.status == "diverged":
