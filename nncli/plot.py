@@ -19,7 +19,8 @@ LOSS_KEYS = ("train_loss", "val_loss")
 DEFAULT_SIZE = (1200, 450)
 DPI = 100
 
-Series = list[tuple[str, list[float], list[float]]]
+#: [(label, steps, values, run index)]: the run index keeps one colour per run across panels
+Series = list[tuple[str, list[float], list[float], int]]
 
 
 class PlotError(UserError):
@@ -35,19 +36,19 @@ def have_matplotlib() -> bool:
 
 
 def panels(run_dirs: Sequence[Path | str], metric: str = "val_acc") -> dict[str, Series]:
-    """{"loss": [(label, steps, values)], metric: [...]}: the curves to draw, panels without data dropped."""
+    """{"loss": [(label, steps, values, run index)], metric: [...]}: the curves, empty panels dropped."""
     runs = [require_run(r) for r in run_dirs]
     several = len(runs) > 1
     out: dict[str, Series] = {"loss": [], metric: []}
-    for run in runs:
+    for i, run in enumerate(runs):
         records = read_metrics(run)
         for key in LOSS_KEYS:
             xs, ys = series(records, key)
             if xs:
-                out["loss"].append((f"{run.name}: {key}" if several else key, xs, ys))
+                out["loss"].append((f"{run.name}: {key}" if several else key, xs, ys, i))
         xs, ys = series(records, metric)
         if xs:
-            out[metric].append((run.name if several else metric, xs, ys))
+            out[metric].append((run.name if several else metric, xs, ys, i))
     out = {k: v for k, v in out.items() if v}
     if not out:
         names = ", ".join(r.name for r in runs)
@@ -68,10 +69,15 @@ def plot_png(run_dirs: Sequence[Path | str], out: Path | str, metric: str = "val
     fig = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(data), squeeze=False)[0]
+    colours = [f"C{i % 10}" for i in range(len(run_dirs))]
     for ax, (name, curves) in zip(axes, data.items()):
-        for label, xs, ys in curves:
-            ax.plot(xs, ys, label=label, marker="o" if len(xs) < 30 else None, markersize=3)
-        if name == "loss" and all(min(ys) > 0 for _, _, ys in curves):
+        for label, xs, ys, run in curves:
+            # one colour per run; training loss solid, evaluations dashed with a dot per evaluation
+            evals = not label.endswith("train_loss")
+            ax.plot(xs, ys, label=label, color=colours[run] if len(run_dirs) > 1 else None,
+                    linestyle="--" if evals and name == "loss" else "-",
+                    marker="o" if evals and len(xs) < 40 else None, markersize=3)
+        if name == "loss" and all(min(c[2]) > 0 for c in curves):
             ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_title(name)
@@ -100,7 +106,7 @@ def terminal_charts(run_dirs: Sequence[Path | str], metric: str = "val_acc", wid
 
     charts = []
     for name, curves in panels(run_dirs, metric).items():
-        log_y = name == "loss" and all(min(ys) > 0 for _, _, ys in curves)
+        log_y = name == "loss" and all(min(c[2]) > 0 for c in curves)
         title = f"{name} (log scale)" if log_y else name
-        charts.append(line_chart(curves, title=title, width=width, height=height, log_y=log_y))
+        charts.append(line_chart([c[:3] for c in curves], title=title, width=width, height=height, log_y=log_y))
     return charts

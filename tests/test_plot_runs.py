@@ -78,7 +78,8 @@ def test_runs_cli_json_and_table(runs_dir):
     assert len(rows) == 3 and rows[1]["best_value"] == 0.95
     res = CliRunner().invoke(app, ["runs", str(runs_dir)])
     assert res.exit_code == 0
-    assert "mlp-20260101-000100" in res.stdout and "val_acc 0.95" in res.stdout and "failed" in res.stdout
+    assert "val_acc 0.95" in res.stdout and "failed" in res.stdout and "completed" in res.stdout
+    assert res.stdout.count("val_acc") == 3
 
 
 def test_flatten_uses_set_syntax():

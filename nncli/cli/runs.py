@@ -44,8 +44,9 @@ def _table(root: str, metric: Optional[str], as_json: bool) -> None:
         return
     table = Table(title=f"runs in {escape(root)}", title_style="bold")
     for col in ("run", "config", "status", "best", "steps", "wall time", "test acc"):
+        # on a narrow terminal the names fold; status and numbers stay whole
         table.add_column(col, justify="right" if col in ("steps", "wall time", "test acc") else "left",
-                         no_wrap=col in ("run", "status", "best"), overflow="fold")
+                         no_wrap=col not in ("run", "config"), overflow="fold")
     style = {"completed": "green", "failed": "red", "diverged": "red", "running": "yellow"}
     for r in rows:
         best = f"{r['best_metric']} {fmt(r['best_value'])}" if r["best_metric"] else fmt(None)
