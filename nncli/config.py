@@ -277,8 +277,12 @@ def describe(value: Any) -> str:
 
 def translate(cls, data: Any, prefix: str, extra_keys: Sequence[str] = ()) -> list[tuple[str, str]]:
     """Validate ``data`` against the pydantic model ``cls``: (dotted field, message) per problem."""
-    errors = [e for e in _errors(cls, data, strict=True) if _is_kind_error(e)]
-    errors += _errors(cls, data, strict=False)
+    try:
+        errors = [e for e in _errors(cls, data, strict=True) if _is_kind_error(e)]
+        errors += _errors(cls, data, strict=False)
+    except UserError as exc:   # a validator that raises ConfigError itself, with its own advice
+        rel = exc.field or ""
+        return [(prefix + ("" if not prefix or not rel or rel.startswith("[") else ".") + rel, exc.message)]
     grouped: dict[str, list] = {}
     for err in errors:
         parts = _data_path(err, data)
