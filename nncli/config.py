@@ -345,6 +345,8 @@ def _message(cls, data, parts: list, err: dict, extra_keys) -> str:
     t, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     key = parts[-1] if parts else ""
     kind = _expected(err)
+    if kind == "a mapping" and len(parts) > 1 and parts[-2] == "layers" and isinstance(key, int):
+        return f"expected a layer mapping such as {{type: ReLU}}, got {describe(value)}"
     if kind:
         return f"expected {kind}, got {describe(value)}"
     if t == "missing":

@@ -43,6 +43,18 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver(_STD + "float", _FLOAT_RE, list("-+0123456789"))
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes strings the loader above would read as numbers (``'1e-3'``)."""
+
+
+_Dumper.add_implicit_resolver(_STD + "float", _FLOAT_RE, list("-+0123456789"))
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text that ``parse_yaml`` reads back to ``data`` (keys in the given order)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=None)
+
+
 # -- dotted paths ------------------------------------------------------------------------------
 def child_path(parent: str, key: Any) -> str:
     """``child_path('model.layers', 3) == 'model.layers[3]'``; ``child_path('', 'seed') == 'seed'``."""

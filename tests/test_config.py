@@ -231,3 +231,35 @@ def test_dict_without_file_still_names_the_field():
     with pytest.raises(ConfigError) as info:
         config_from_dict({"model": {"input_shape": [4], "layers": [{"type": "MM", "out": "3"}]}})
     assert str(info.value) == "<config>: model.layers[0].out: expected an integer, got the string '3'"
+
+
+def test_resolved_config_round_trips_through_yaml_text(tmp_path):
+    from nncli.yamlload import dump_yaml
+
+    loaded = load_config(write(tmp_path, GOOD.replace("name: tiny", "name: '1e-3'")), ["optimizer.eps=1e-9"])
+    saved = write(tmp_path, dump_yaml(loaded.config.model_dump(mode="json")), "resolved.yaml")
+    assert load_config(saved).config == loaded.config
+
+
+def test_a_layer_that_is_not_a_mapping(tmp_path):
+    err = error_of(write(tmp_path, GOOD.replace("- type: ReLU", "- ReLU")))
+    assert str(err) == (f"{tmp_path / 'cfg.yaml'}:7:7: model.layers[1]: expected a layer mapping such as "
+                        f"{{type: ReLU}}, got the string 'ReLU'")
+
+
+def test_command_line_renders_one_line_per_problem_and_exit_2(tmp_path, capsys):
+    from nncli.cli import app, main
+
+    if not any(c.name == "inspect" for c in app.registered_commands):
+        import importlib
+        try:
+            importlib.import_module("nncli.cli.inspect")
+        except ModuleNotFoundError:
+            pytest.skip("no command that loads a config is registered")
+    path = write(tmp_path, GOOD.replace("lr: 0.1", 'lr: "0.1"'))
+    with pytest.raises(SystemExit) as info:
+        main(["inspect", str(path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    expected = f"{path}:11:3: optimizer.lr: expected a number, got the string '0.1'"
+    assert "".join(expected.split()) in "".join(err.split())   # rich may wrap long lines
