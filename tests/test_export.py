@@ -65,6 +65,7 @@ def import_file(path, name="exported_model"):
 
 
 # -- PyTorch -----------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:Using padding='same'")   # torch's note on even kernels: expected
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_torch_file_equals_nncli_forward(arch, tmp_path):
     torch = pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")

@@ -180,3 +180,17 @@ def test_plot_of_a_run_without_metrics_is_a_user_error(tmp_path):
     (run / "metrics.jsonl").write_text("")
     with pytest.raises(PlotError, match="nothing to plot"):
         panels([run])
+
+
+def test_without_matplotlib_plot_falls_back_to_the_terminal(runs_dir, monkeypatch):
+    import nncli.plot as plot
+
+    monkeypatch.setattr(plot, "have_matplotlib", lambda: False)
+    run = runs_dir / "mlp-20260101-000000"
+    assert plot.write_curves(run) is None
+    res = CliRunner().invoke(app, ["plot", str(run)])
+    assert res.exit_code == 0, res.output
+    assert "loss (log scale)" in res.stdout and "● val_acc" in res.stdout
+    assert not (run / "curves.png").exists()
+    with pytest.raises(plot.PlotError, match=r"pip install 'nncli\[plot\]'"):
+        plot.plot_png([run], run / "x.png")
