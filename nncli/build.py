@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .chain import Chain
-from .config import ConfigErrors, LoadedConfig, check_layer
+from .config import LoadedConfig, check_layer, locate_error
 from .errors import ShapeError, UserError
 from .modules.base import Module
 from .registry import losses
@@ -54,7 +54,7 @@ def build_chain(cfg: LoadedConfig | Config, *, dtype=None, seed: int | None = No
     """
     loaded = cfg if isinstance(cfg, LoadedConfig) else None
     config: Config = loaded.config if loaded else cfg
-    locate = loaded.locate if loaded else _no_place
+    locate = loaded.locate if loaded else (lambda exc, prefix=None: locate_error(exc, prefix, {}))
     dtype = np.dtype(dtype if dtype is not None else config.dtype)
     streams = seed_streams(config.seed if seed is None else seed)
     init_rng = rng if rng is not None else np.random.default_rng(streams["init"])
@@ -172,14 +172,3 @@ def _seed_dropouts(chain: Chain, stream: np.random.SeedSequence) -> None:
     users = [m for _, m in chain.named_modules() if isinstance(getattr(m, "rng", None), np.random.Generator)]
     for m, child in zip(users, stream.spawn(len(users))):
         m.rng = np.random.default_rng(child)
-
-
-def _no_place(exc: UserError, prefix: str | None = None) -> UserError:
-    if prefix:
-        exc.field = f"{prefix}.{exc.field}" if exc.field and not exc.field.startswith("[") else (
-            f"{prefix}{exc.field}" if exc.field else prefix)
-    if isinstance(exc, ConfigErrors):
-        for e in exc.errors:
-            _no_place(e, prefix)
-    return exc
-

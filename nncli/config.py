@@ -61,7 +61,7 @@ class LoadedConfig:
 
     def locate(self, exc: UserError, prefix: str | None = None) -> UserError:
         """Fill in ``exc``'s place (and prefix its field with ``prefix``), then return it."""
-        return _locate(exc, prefix, self.positions, self.source, self.set_by)
+        return locate_error(exc, prefix, self.positions, self.source, self.set_by)
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig:
@@ -102,7 +102,8 @@ def _finish(data: Any, positions: dict[str, Place], source: str | None,
         set_by[path] = assignment
     problems = validate_problems(data)
     if problems:
-        errors = [_locate(ConfigError(msg, field=f), None, positions, source, set_by) for f, msg in problems]
+        errors = [locate_error(ConfigError(msg, field=f), None, positions, source, set_by)
+                  for f, msg in problems]
         errors.sort(key=lambda e: (e.place.file != COMMAND_LINE, e.place.line or 0, e.place.column or 0))
         raise ConfigErrors(errors)
     cfg = Config.model_validate(data)
@@ -178,12 +179,15 @@ def _nearest_place(field: str | None, positions: dict[str, Place], source: str |
     return Place(source)
 
 
-def _locate(exc: UserError, prefix, positions, source, set_by) -> UserError:
+def locate_error(exc: UserError, prefix: str | None, positions: dict[str, Place],
+                 source: str | None = None, set_by: dict[str, str] | None = None) -> UserError:
+    """Prefix ``exc.field`` with ``prefix`` and set its place from ``positions`` (nearest parent)."""
+    set_by = set_by or {}
     if prefix:
         exc.field = (prefix + ("" if (exc.field or "").startswith("[") else ".") + exc.field
                      if exc.field else prefix)
     if isinstance(exc, ConfigErrors):
-        exc.errors = [_locate(e, prefix, positions, source, set_by) for e in exc.errors]
+        exc.errors = [locate_error(e, prefix, positions, source, set_by) for e in exc.errors]
         exc.place = exc.errors[0].place
         return exc
     exc.place = _nearest_place(exc.field, positions, source)
@@ -289,15 +293,35 @@ def translate(cls, data: Any, prefix: str, extra_keys: Sequence[str] = ()) -> li
         grouped.setdefault(join_path(parts), []).append((parts, err))
     out = []
     for rel, items in grouped.items():
+        if _only_types(items) and any(o.startswith((rel + "[", rel + ".")) for o in grouped if rel):
+            continue   # a union's other branch went deeper: its error (e.g. kernel[1]) says more
         parts, err = items[0]
         field = prefix + ("" if not prefix or not rel or rel.startswith("[") else ".") + rel
-        kinds = [_expected(e) for _, e in items if _expected(e)]
-        if len(kinds) > 1:   # a union: 'expected a string or an integer'
-            message = f"expected {' or '.join(dict.fromkeys(kinds))}, got {describe(err.get('input'))}"
+        wants = list(dict.fromkeys(w for _, e in items for w in [_expected(e) or _one_of(e)] if w))
+        if len(wants) > 1:   # a union: 'expected an integer or one of 'same' or 'valid''
+            value = err.get("input")
+            hint = "".join(_hint(e) for _, e in items if e["type"] == "literal_error")
+            message = f"expected {', '.join(wants[:-1])} or {wants[-1]}, got {describe(value)}{hint}"
         else:
             message = _message(cls, data, parts, err, extra_keys)
         out.append((field, message))
     return out
+
+
+def _only_types(items) -> bool:
+    return all(_expected(e) for _, e in items)
+
+
+def _one_of(err: dict) -> str | None:
+    if err["type"] != "literal_error":
+        return None
+    return f"one of {(err.get('ctx') or {}).get('expected')}"
+
+
+def _hint(err: dict) -> str:
+    value = err.get("input")
+    choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+    return did_you_mean(value, choices) if isinstance(value, str) else ""
 
 
 def _errors(cls, data, strict: bool) -> list[dict]:
@@ -357,9 +381,7 @@ def _message(cls, data, parts: list, err: dict, extra_keys) -> str:
         hint = did_you_mean(key, allowed)
         return f"unknown key '{key}'{hint}; allowed keys: {', '.join(allowed) or '(none)'}"
     if t == "literal_error":
-        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
-        return f"expected one of {ctx.get('expected')}, got {describe(value)}{hint}"
+        return f"expected {_one_of(err)}, got {describe(value)}{_hint(err)}"
     if t in _OPS:
         op, bound = _OPS[t]
         return f"expected a value {op} {ctx.get(bound)}, got {describe(value)}"
@@ -367,7 +389,8 @@ def _message(cls, data, parts: list, err: dict, extra_keys) -> str:
         if t == "too_short" and ctx.get("actual_length") == 0:
             extra = "; list at least one layer, e.g. - {type: MM, out: 10}" if key == "layers" else ""
             return f"must not be empty{extra}"
-        word, bound = ("at least", ctx.get("min_length")) if t == "too_short" else ("at most", ctx.get("max_length"))
+        word, bound = (("at least", ctx.get("min_length")) if t == "too_short"
+                       else ("at most", ctx.get("max_length")))
         return f"expected {word} {bound} entries, got {ctx.get('actual_length')}"
     if t in ("value_error", "assertion_error"):
         return str(ctx.get("error") or err["msg"])

@@ -171,3 +171,18 @@ def test_nested_residual_errors_carry_the_full_path(tmp_path):
     assert f"{tmp_path / 'cfg.yaml'}:7:22: model.layers[0].layers[1].otu: unknown key 'otu'" in str(err)
     shape = build_error(write(tmp_path, text.replace("otu: 4", "out: 5")))
     assert str(shape).startswith(f"{tmp_path / 'cfg.yaml'}:4:7: model.layers[0]: Residual")
+
+
+def test_union_hyper_parameter_lists_every_accepted_form():
+    needs("Conv1D")
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(mlp([{"type": "Conv1D", "out": 2, "kernel": 3, "padding": "sam"}], (1, 8)))
+    msg = str(info.value)
+    assert msg.startswith("<config>: model.layers[0].padding: expected an integer")
+    assert "'same'" in msg and "(did you mean 'same'?)" in msg
+
+
+def test_shape_error_without_a_file_still_names_the_layer():
+    with pytest.raises(ShapeError) as info:
+        build_chain(Config.model_validate(mlp([{"type": "MM", "out": 2}], (2, 3))))
+    assert str(info.value).startswith("<config>: model.layers[0]: MM expects inputs of shape (d,)")
