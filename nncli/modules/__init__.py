@@ -6,4 +6,4 @@ from . import norm  # noqa: F401
 from . import shape  # noqa: F401
 from . import dropout  # noqa: F401
 from . import residual  # noqa: F401
-from . import conv  # noqa: F401
+from . import conv, pool  # noqa: F401

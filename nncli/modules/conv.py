@@ -15,7 +15,7 @@ from pydantic import AliasChoices, Field, model_validator
 from ..errors import ConfigError
 from ..registry import modules
 from .base import HParams, Module, require_rank
-from .conv_core import Geometry, PadBuffer, as_tuple, col2im, im2col
+from .conv_core import SCRATCH, Geometry, PadBuffer, as_tuple, col2im, im2col
 
 IntOrList = Union[int, list[int]]
 PaddingMode = Literal["notes", "same", "valid"]
@@ -60,6 +60,11 @@ class Conv2DConfig(ConvConfig):
     nd: ClassVar[int] = 2
 
 
+def r_dtype(a: np.ndarray, b: np.ndarray) -> np.dtype:
+    """The dtype numpy gives a @ b (float32 stays float32)."""
+    return np.result_type(a.dtype, b.dtype)
+
+
 class ConvND(Module):
     """Shared N-d convolution: z (N, C, *S) → u (N, C', *S'), weight (C', C, *k), bias (C',).
 
@@ -87,6 +92,7 @@ class ConvND(Module):
             lo = hi = as_tuple(c.padding, nd, "padding")
         self.geom = Geometry(k, as_tuple(c.stride, nd, "stride"), d, lo, hi)
         self._pad = PadBuffer(0.0)
+        self._cols: np.ndarray | None = None
 
     def output_shape(self, input_shape):
         require_rank(self, input_shape, self.nd + 1, self.layout)
@@ -105,10 +111,13 @@ class ConvND(Module):
         geom, Co = self.geom, self.cfg.out
         N, C = z.shape[:2]
         out = geom.out_size(z.shape[2:], type(self).__name__)
-        cols = im2col(self._pad(z, geom), geom, out)                  # (C·K, N·P)
+        P = int(np.prod(out))
+        if self._cols is None or self._cols.shape != (C * geom.K, N * P) or self._cols.dtype != z.dtype:
+            self._cols = np.empty((C * geom.K, N * P), dtype=z.dtype)  # kept for ∂J/∂W, reused
+        cols = im2col(self._pad(z, geom), geom, out, into=self._cols)  # (C·K, N·P)
         W = self.params["weight"]
-        r = W.reshape(Co, -1) @ cols                                    # (C', N·P): one GEMM
-        self._cols, self._zshape, self._out = cols, z.shape, out
+        r = np.matmul(W.reshape(Co, -1), cols, out=SCRATCH.get("conv.u", (Co, N * P), r_dtype(W, z)))
+        self._zshape, self._out = z.shape, out
         # back to batch-first; the bias add rides on that one copy
         u = np.empty((N, Co) + out, dtype=r.dtype)
         r = r.reshape((Co, N) + out).swapaxes(0, 1)
@@ -121,12 +130,15 @@ class ConvND(Module):
     def backward(self, v):
         geom, Co = self.geom, self.cfg.out
         N, C = self._zshape[:2]
-        vt = np.ascontiguousarray(v.swapaxes(0, 1)).reshape(Co, -1)    # (C', N·P)
-        W = self.params["weight"]
-        self.grads["weight"] += (vt @ self._cols.T).reshape(W.shape)
+        W, cols = self.params["weight"], self._cols
+        vt = SCRATCH.get("conv.v", (Co, N) + self._out, v.dtype)
+        np.copyto(vt, v.swapaxes(0, 1))
+        vt = vt.reshape(Co, -1)                                         # (C', N·P)
+        self.grads["weight"] += (vt @ cols.T).reshape(W.shape)
         if self.cfg.bias:
             self.grads["bias"] += vt.sum(axis=1)
-        dcols = W.reshape(Co, -1).T @ vt                                # (C·K, N·P)
+        dcols = np.matmul(W.reshape(Co, -1).T, vt,                     # (C·K, N·P)
+                          out=SCRATCH.get("conv.dcols", cols.shape, r_dtype(W, v)))
         spatial = self._zshape[2:]
         dzp = col2im(dcols, geom, N, C, geom.padded(spatial), self._out)
         return dzp[(slice(None), slice(None)) + geom.interior(spatial)]

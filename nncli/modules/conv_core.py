@@ -117,13 +117,22 @@ def windows(zp: np.ndarray, geom: Geometry, out: tuple[int, ...]) -> np.ndarray:
     return as_strided(zp, zp.shape[:2] + geom.kernel + out, strides, writeable=False)
 
 
-def im2col(zp: np.ndarray, geom: Geometry, out: tuple[int, ...]) -> np.ndarray:
-    """cols (C·K, N·P) from the padded input (N, C, *padded): one strided gather, one copy."""
+def im2col(zp: np.ndarray, geom: Geometry, out: tuple[int, ...], into: np.ndarray | None = None
+           ) -> np.ndarray:
+    """cols (C·K, N·P) from the padded input (N, C, *padded): one strided gather, one copy.
+
+    ``into``: an optional C-contiguous array of C·K·N·P elements to write into (reused across calls).
+    """
     nd = geom.nd
     w = windows(zp, geom, out)                                        # (N, C, *k, *out)
     order = (1, *range(2, 2 + nd), 0, *range(2 + nd, 2 + 2 * nd))    # (C, *k, N, *out)
     N, C = zp.shape[:2]
-    return w.transpose(order).reshape(C * geom.K, N * int(np.prod(out)))
+    shape = (C * geom.K, N * int(np.prod(out)))
+    if into is None:
+        return w.transpose(order).reshape(shape)
+    cols = into.reshape(shape)
+    np.copyto(cols.reshape(w.transpose(order).shape), w.transpose(order))
+    return cols
 
 
 def col2im(dcols: np.ndarray, geom: Geometry, N: int, C: int, padded: tuple[int, ...],
@@ -135,3 +144,28 @@ def col2im(dcols: np.ndarray, geom: Geometry, N: int, C: int, padded: tuple[int,
     for kappa, sl in geom.offsets(out):
         target[(slice(None), slice(None)) + sl] += d6[(slice(None),) + kappa]
     return dzp
+
+
+class Scratch:
+    """Reusable flat buffers for temporaries that never outlive one forward or backward call.
+
+    Fresh multi-megabyte arrays cost page faults on first touch (on this kind of workload about as
+    much as the arithmetic); reusing one buffer per role avoids that. A buffer grows to the largest
+    request seen and is shared by every layer, so memory stays bounded by the largest layer, not the
+    number of calls. Not thread-safe: layers run one call at a time.
+    """
+
+    def __init__(self):
+        self._bufs: dict[tuple[str, np.dtype], np.ndarray] = {}
+
+    def get(self, role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An uninitialised C-contiguous array of ``shape`` (a view of the ``role`` buffer)."""
+        dtype = np.dtype(dtype)
+        n = int(np.prod(shape))
+        buf = self._bufs.get((role, dtype))
+        if buf is None or buf.size < n:
+            buf = self._bufs[(role, dtype)] = np.empty(n, dtype=dtype)
+        return buf[:n].reshape(shape)
+
+
+SCRATCH = Scratch()
