@@ -208,6 +208,8 @@ def test_config_with_real_data_file(config_file, tmp_path):
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
     assert rep["tensors"] and {t["module"] for t in rep["tensors"]} == {"LN"}
+    res = _invoke(str(config_file), "--module", "ReLU", "--json")
+    assert {t["module"] for t in json.loads(res.stdout)["tensors"]} == {"σ(relu)"}
 
 
 def test_config_that_does_not_build_is_a_user_error(tmp_path):

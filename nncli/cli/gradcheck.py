@@ -79,7 +79,9 @@ def _check_config(path, overrides, module, data, seed, kw):
         from ..trace import type_label
 
         want = getattr(entry, "cls", entry)
-        keep = {type_label(m) for _, m in chain.named_modules() if isinstance(m, want)}
+        fixed = getattr(entry, "defaults", {})     # a preset such as ReLU = σ(fn=relu)
+        keep = {type_label(m) for _, m in chain.named_modules() if isinstance(m, want)
+                and all(getattr(m.cfg, k, None) == v for k, v in fixed.items())}
         if kind == "loss":
             keep = {getattr(chain.loss, "notes_name", "") or type(chain.loss).__name__}
         reports = [r for r in reports if r.module in keep]
