@@ -112,9 +112,15 @@ def check_module_type(entry, *, seed: int = 0, **kw: Any) -> list[TensorCheck]:
     reports = []
     for i, (hp, shape) in enumerate(settings):
         rng = np.random.default_rng([seed, i])
-        m = cls(**hp).build(tuple(shape), rng, np.float64)
-        z = rng.normal(size=(BATCH, *shape))
-        for r in check_module(m, z, name=type_label(m), seed=seed, **kw):
+        try:
+            m = cls(**hp).build(tuple(shape), rng, np.float64)
+            z = rng.normal(size=(BATCH, *shape))
+            reps = check_module(m, z, name=type_label(m), seed=seed, **kw)
+        except Exception as exc:  # a module that cannot even run its own example fails, visibly
+            label = getattr(cls, "notes_name", "") or module_registry.canonical_name(cls)
+            reps = [TensorCheck(label, "-", tuple(shape), passed=False,
+                                notes=[f"{type(exc).__name__}: {exc}"])]
+        for r in reps:
             r.setting = _setting_label(hp, shape)
             reports.append(r)
     return reports

@@ -122,6 +122,17 @@ def test_registry_wide_run_fails_when_one_type_is_broken(register):
     assert [(t["module"], t["tensor"]) for t in failed] == [("BrokenMM", "input")]
 
 
+def test_module_that_crashes_is_a_failure_not_a_traceback(register):
+    class Crashing(Module):
+        def forward(self, z):
+            raise RuntimeError("boom")
+
+    register("CrashingTest", Crashing)
+    res = _invoke("--module", "CrashingTest")
+    assert res.exit_code == 1
+    assert "RuntimeError: boom" in res.stdout
+
+
 def test_unknown_module_name_is_a_user_error_with_a_suggestion():
     from nncli.errors import ConfigError
 
