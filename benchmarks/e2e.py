@@ -40,7 +40,8 @@ def overrides(steps: int) -> list[str]:
 
 def _seconds_from_summary(summary: dict) -> float | None:
     """The training time recorded in summary.json (the key names are the run recorder's)."""
-    for key in ("train_seconds", "training_seconds", "wall_seconds", "seconds", "wall_time", "wall"):
+    # nncli's summary.json: "wall_time" = the trainer's seconds from its first step to the end
+    for key in ("wall_time", "train_seconds", "seconds"):
         v = summary.get(key)
         if isinstance(v, (int, float)):
             return float(v)
@@ -96,7 +97,7 @@ def torch_loop(steps: int) -> dict:
 
     cfg = config()
     batch = int((cfg.get("data") or {}).get("batch_size", 100))
-    lr = float((cfg.get("optimizer") or {}).get("lr", 1e-2))
+    opt_cfg = {"type": "adam", "lr": 1e-2, **(cfg.get("optimizer") or {})}
     xt, yt, xv, yv = _load_data(cfg)
     shape = tuple(cfg["model"]["input_shape"])
     xt, xv = xt.reshape((-1,) + shape), xv.reshape((-1,) + shape)
@@ -104,7 +105,7 @@ def torch_loop(steps: int) -> dict:
 
     torch.manual_seed(0)
     model = workloads_torch._model(cfg["model"]["layers"], shape)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = workloads_torch.make_optimizer(model.parameters(), opt_cfg)
     loss_fn = torch.nn.CrossEntropyLoss()
     X, Y = torch.from_numpy(np.ascontiguousarray(xt)), torch.from_numpy(yt)
     n, per_epoch = len(xt), -(-len(xt) // batch)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness import Unavailable, Workload
-from specs import SPECS, digits_spec
+from specs import SPECS, digits_spec, optimizer_slots
 
 DTYPE = np.float32
 
@@ -38,17 +38,18 @@ def _chain(layers: list[dict], input_shape, loss: str | None = "cross_entropy"):
     return Chain(mods, losses.create(loss) if loss else None).build(tuple(input_shape), _rng(1), DTYPE)
 
 
-def _optimizer(chain, kind: str, lr: float):
+def _optimizer(chain, opt: dict):
     from nncli.optim import make_optimizer
     from nncli.schema import OptimizerConfig
 
-    return make_optimizer(OptimizerConfig(type=kind, lr=lr), chain)
+    return make_optimizer(OptimizerConfig(**opt), chain)
 
 
-def _train_workload(layers, input_shape, batch: int, opt: str, lr: float, classes: int = 10,
+def _train_workload(layers, input_shape, batch: int, opt: dict, classes: int = 10,
                     note: str = "") -> Workload:
     chain = _chain(layers, input_shape)
-    optim = _optimizer(chain, opt, lr)
+    optim = _optimizer(chain, opt)
+    lr = opt["lr"]
     rng = _rng(2)
     x = rng.standard_normal((batch, *input_shape), dtype=DTYPE)
     y = rng.integers(0, classes, size=batch)
@@ -58,7 +59,7 @@ def _train_workload(layers, input_shape, batch: int, opt: str, lr: float, classe
         chain.loss_and_grad(x, y)
         optim.step(lr)
 
-    return Workload(step, note=note, model=chain, batch=batch, optimizer_slots=2 if opt == "adam" else 0)
+    return Workload(step, note=note, model=chain, batch=batch, optimizer_slots=optimizer_slots(opt))
 
 
 def _fwd_bwd_workload(layer: dict, input_shape, batch: int, note: str = "") -> Workload:
@@ -79,7 +80,7 @@ def _fwd_bwd_workload(layer: dict, input_shape, batch: int, note: str = "") -> W
 def make(name: str) -> Workload:
     s = SPECS[name] if name != "digits_cnn" else digits_spec()
     if s["kind"] == "train":
-        return _train_workload(s["layers"], s["input_shape"], s["batch"], s["optimizer"], s["lr"],
+        return _train_workload(s["layers"], s["input_shape"], s["batch"], s["optimizer"],
                                note=s.get("note", ""))
     return _fwd_bwd_workload(s["layers"][0], s["input_shape"], s["batch"], note=s.get("note", ""))
 

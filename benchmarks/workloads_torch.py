@@ -69,12 +69,21 @@ def _data(shape, classes: int | None = None, out_shape=None):
     return x, torch.from_numpy(rng.standard_normal((shape[0], *out_shape), dtype=np.float32))
 
 
-def _train_workload(layers, input_shape, batch, opt, lr, note="") -> Workload:
+def make_optimizer(params, opt: dict):
+    """torch.optim.SGD / Adam with the same settings as an nncli optimizer config dict."""
+    o = {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "betas": (0.9, 0.999), "eps": 1e-8, **opt}
+    # on CPU tensors PyTorch's default is the per-parameter loop (no foreach), as nncli's optimiser
+    if o["type"] == "adam":
+        return torch.optim.Adam(params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"],
+                                weight_decay=o["weight_decay"])
+    return torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"],
+                           weight_decay=o["weight_decay"])
+
+
+def _train_workload(layers, input_shape, batch, opt: dict, note="") -> Workload:
     model = _model(layers, input_shape)
     x, y = _data((batch, *input_shape), classes=10)
-    cls = torch.optim.Adam if opt == "adam" else torch.optim.SGD
-    # on CPU tensors PyTorch's default is the per-parameter loop (no foreach), as nncli's optimiser
-    optim = cls(model.parameters(), lr=lr)
+    optim = make_optimizer(model.parameters(), opt)
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def step():
@@ -103,6 +112,6 @@ def _fwd_bwd_workload(layer: dict, input_shape, batch, note="") -> Workload:
 def make(name: str) -> Workload:
     s = SPECS[name] if name != "digits_cnn" else digits_spec()
     if s["kind"] == "train":
-        return _train_workload(s["layers"], s["input_shape"], s["batch"], s["optimizer"], s["lr"],
+        return _train_workload(s["layers"], s["input_shape"], s["batch"], s["optimizer"],
                                note=s.get("note", ""))
     return _fwd_bwd_workload(s["layers"][0], s["input_shape"], s["batch"], note=s.get("note", ""))
