@@ -138,8 +138,7 @@ def results_table(summary: dict, run_dir) -> Any:
     """A small rich table of a finished run's results."""
     from rich.table import Table
 
-    table = Table(title=f"run {summary.get('status', '')}", caption=str(run_dir), caption_justify="left",
-                  title_justify="left")
+    table = Table(title=f"run {summary.get('status', '')}", title_justify="left")
     table.add_column("metric")
     table.add_column("final", justify="right")
     table.add_column("best", justify="right")
