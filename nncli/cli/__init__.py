@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: run the app, turning user errors into one line and exit 2."""
     _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # without standalone mode click returns (rather than raises) the code of typer.Exit
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except UserError as exc:
         if debugging():
             raise
