@@ -21,9 +21,12 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -155,11 +158,37 @@ def train_args(config: Path, trial: Trial, sweep_dir: Path) -> list[str]:
     return args + ["--runs-dir", str(sweep_dir), "--name", trial.name, "--quiet", "--json"]
 
 
-def run_process(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run ``python -m nncli ARGS`` here; (exit code, stdout, stderr). Also the body of a Ray task."""
-    proc = subprocess.run([sys.executable, "-m", "nncli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
-    return proc.returncode, proc.stdout, proc.stderr
+def run_process(args: list[str], env: dict[str, str] | None = None,
+                started: Callable[[subprocess.Popen], None] | None = None) -> tuple[int, str, str]:
+    """Run ``python -m nncli ARGS``; (exit code, stdout, stderr). Also the body of a Ray task.
+
+    The trial runs in its own session, so a Ctrl-C at the terminal reaches only the sweep, which then
+    stops each running trial with one SIGINT (a trial checkpoints and stops on the first; a second
+    would stop it at once). ``started(proc)`` lets the caller track the process.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "nncli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+                            start_new_session=True)
+    if started is not None:
+        started(proc)
+    try:
+        out, err = proc.communicate()
+    except BaseException:  # the sweep was interrupted (a Ray task cancelled): stop the trial too
+        stop_process(proc)
+        raise
+    return proc.returncode, out, err
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGINT (the trial writes a checkpoint and stops), then a kill if it is still alive after ``grace``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def thread_env(jobs: int) -> dict[str, str]:
@@ -170,13 +199,64 @@ def thread_env(jobs: int) -> dict[str, str]:
     return {v: per for v in THREAD_VARS if v not in os.environ}
 
 
+@contextmanager
+def _sigterm_as_interrupt():
+    """Inside, SIGTERM raises KeyboardInterrupt (main thread only), so the trials are stopped too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_local(arg_lists: list[list[str]], jobs: int, on_result: Callable[[int, tuple], None]) -> None:
-    """Run the trials as ``jobs`` parallel processes; ``on_result(i, result)`` as each one ends."""
+    """Run the trials as ``jobs`` parallel processes; ``on_result(i, result)`` as each one ends.
+
+    On Ctrl-C / SIGTERM: trials not started yet never start, running ones get one SIGINT each.
+    """
     env = thread_env(jobs)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:   # threads only wait on their process
-        futures = {pool.submit(run_process, a, env): i for i, a in enumerate(arg_lists)}
-        for f in as_completed(futures):
-            on_result(futures[f], f.result())
+    running: set[subprocess.Popen] = set()
+    lock, stopping = threading.Lock(), threading.Event()
+
+    def started(proc):
+        with lock:
+            running.add(proc)
+        if stopping.is_set():  # started while the sweep was being stopped
+            proc.send_signal(signal.SIGINT)
+
+    def one(args):
+        if stopping.is_set():
+            return None
+        return run_process(args, env, started)
+
+    pool = ThreadPoolExecutor(max_workers=jobs)   # threads only wait on their process
+    futures: dict = {}
+    reported: set[int] = set()
+    try:
+        with _sigterm_as_interrupt():
+            futures = {pool.submit(one, a): i for i, a in enumerate(arg_lists)}
+            for f in as_completed(futures):
+                on_result(futures[f], f.result())
+                reported.add(futures[f])
+    except BaseException:
+        stopping.set()
+        with lock:
+            for proc in running:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+        pool.shutdown(wait=True, cancel_futures=True)
+        for f, i in futures.items():  # the stopped trials: record how they ended
+            if i not in reported and f.done() and not f.cancelled() and f.exception() is None:
+                on_result(i, f.result())
+        raise
+    pool.shutdown()
 
 
 def run_ray(arg_lists: list[list[str]], jobs: int, address: str | None,
@@ -193,14 +273,22 @@ def run_ray(arg_lists: list[list[str]], jobs: int, address: str | None,
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+    pending: dict = {}
     try:
-        task = ray.remote(num_cpus=1)(run_process)
+        task = ray.remote(num_cpus=1, max_retries=0)(run_process)
         env = thread_env(jobs) if not address else {v: "1" for v in THREAD_VARS}
         pending = {task.remote(a, env): i for i, a in enumerate(arg_lists)}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                on_result(pending.pop(ref), ray.get(ref))
+        with _sigterm_as_interrupt():
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    on_result(pending.pop(ref), ray.get(ref))
+    except BaseException:
+        # cancelling raises inside each running task, whose run_process stops its trial gracefully
+        for ref in pending:
+            ray.cancel(ref)
+        ray.wait(list(pending), num_returns=len(pending), timeout=35)
+        raise
     finally:
         if started:
             ray.shutdown()
@@ -208,6 +296,8 @@ def run_ray(arg_lists: list[list[str]], jobs: int, address: str | None,
 
 def collect(trial: Trial, result: tuple[int, str, str], sweep_dir: Path, metric: str) -> None:
     """Fill ``trial`` from its process result and run folder."""
+    if result is None:  # never started: the sweep was stopped first
+        return
     code, out, err = result
     trial.returncode = code
     summary = None
@@ -254,10 +344,27 @@ class Sweep:
     ended: str = ""
     trials: list[Trial] = field(default_factory=list)
 
+    def combinations(self) -> list[dict[str, Any]]:
+        """Per grid combination, the mean and spread of the best metric over its seeds, best first."""
+        groups: dict[tuple, list[Trial]] = {}
+        for t in self.trials:
+            groups.setdefault(tuple(t.params.items()), []).append(t)
+        out = []
+        for key, ts in groups.items():
+            vals = [t.best["value"] for t in ts if t.best]
+            mean = sum(vals) / len(vals) if vals else None
+            std = (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5 if vals else None
+            out.append({"params": dict(key), "mean": mean, "std": std, "n": len(vals), "trials": len(ts),
+                        "indices": [t.index for t in ts]})
+        sign = -1.0 if higher_is_better(self.metric) else 1.0
+        return sorted(out, key=lambda c: (c["mean"] is None, sign * (c["mean"] or 0.0)))
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["grid"] = {k: v for k, v in self.grid}
         d["ranking"] = [t.index for t in rank(self.trials, self.metric)]
+        if self.seeds:
+            d["combinations"] = self.combinations()
         for t in d["trials"]:
             t["test_acc"] = lookup(t["summary"] or {}, "test_acc")
         return d
@@ -318,15 +425,20 @@ def run_sweep(config: Path | str, grid_items: Sequence[str], *, seeds: int | Non
     write_json(folder / "sweep.json", sweep.to_json())
     arg_lists = [train_args(config.resolve(), t, folder) for t in trials]
 
-    def on_result(i: int, result: tuple) -> None:
+    def on_result(i: int, result: tuple | None) -> None:
+        if result is None:  # never started: the sweep is being stopped
+            return
         collect(trials[i], result, folder, metric)
+        write_json(folder / "sweep.json", sweep.to_json())   # progress visible while the sweep runs
         if on_done is not None:
             on_done(trials[i])
 
-    if backend == "ray":
-        run_ray(arg_lists, jobs, ray_address, on_result)
-    else:
-        run_local(arg_lists, jobs, on_result)
-    sweep.ended = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    write_json(folder / "sweep.json", sweep.to_json())
+    try:
+        if backend == "ray":
+            run_ray(arg_lists, jobs, ray_address, on_result)
+        else:
+            run_local(arg_lists, jobs, on_result)
+    finally:  # also on Ctrl-C: sweep.json says which trials ended and which never ran ("pending")
+        sweep.ended = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        write_json(folder / "sweep.json", sweep.to_json())
     return sweep

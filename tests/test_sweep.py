@@ -148,3 +148,50 @@ def test_ray_sweep_gives_the_same_results(local_sweep, tiny_config, tmp_path):
     for a, b in zip(local.trials, sweep.trials):
         assert a.best == b.best
         assert a.summary["final"]["val_loss"] == b.summary["final"]["val_loss"]
+
+
+def test_combinations_average_the_seeds():
+    from nncli.sweep import Sweep
+
+    def trial(i, lr, seed, value):
+        return Trial(index=i, params={"optimizer.lr": lr}, seed=seed, overrides=[],
+                     best=None if value is None else {"metric": "val_acc", "value": value, "step": 1})
+
+    sweep = Sweep(config="c.yaml", grid=[("optimizer.lr", ["0.1", "0.5"])], seeds=[0, 1], metric="val_acc",
+                  trials=[trial(0, "0.1", 0, 0.6), trial(1, "0.1", 1, 0.8), trial(2, "0.5", 0, 0.9),
+                          trial(3, "0.5", 1, None)])
+    combos = sweep.combinations()
+    assert [c["params"]["optimizer.lr"] for c in combos] == ["0.5", "0.1"]
+    assert combos[0]["mean"] == 0.9 and (combos[0]["n"], combos[0]["trials"]) == (1, 2)
+    assert combos[1]["mean"] == pytest.approx(0.7) and combos[1]["std"] == pytest.approx(0.1)
+    assert sweep.to_json()["ranking"] == [2, 1, 0, 3]
+
+
+def test_sigterm_stops_running_trials_and_starts_no_more(tiny_config, tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+    from pathlib import Path
+
+    def interrupt(signum, frame):  # never let a late or early SIGTERM end pytest itself
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    started = time.monotonic()
+    timer = threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(tiny_config, ["optimizer.lr=0.1,0.2"], sets=["train.steps=100000"], runs_dir=tmp_path)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    assert time.monotonic() - started < 60
+    folder = next(tmp_path.iterdir())
+    data = json.loads((folder / "sweep.json").read_text())
+    first, second = data["trials"]
+    assert (first["status"], first["returncode"]) == ("interrupted", 130)     # stopped at a checkpoint
+    assert json.loads((Path(first["run_dir"]) / "run.json").read_text())["status"] == "interrupted"
+    assert second["status"] == "pending" and second["run_dir"] is None       # never started
+    assert [p.name for p in folder.iterdir() if p.is_dir()] == [Path(first["run_dir"]).name]

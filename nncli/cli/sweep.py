@@ -41,9 +41,16 @@ def sweep(
         detail = f": {t.error}" if t.error else ""
         err_console.print(f"  {escape(t.name)}: {t.status}, {best}{escape(detail)}")
 
-    result = run_sweep(config, grid, seeds=seeds, jobs=jobs, backend=backend.lower(),
-                       ray_address=ray_address, runs_dir=runs_dir, sets=set_ or [], metric=metric,
-                       on_done=progress, dry_run=dry_run)
+    try:
+        result = run_sweep(config, grid, seeds=seeds, jobs=jobs, backend=backend.lower(),
+                           ray_address=ray_address, runs_dir=runs_dir, sets=set_ or [], metric=metric,
+                           on_done=progress, dry_run=dry_run)
+    except KeyboardInterrupt:
+        # handled here: click would turn it into an Abort; the exit code is the documented 130
+        err_console.print("interrupted: running trials were stopped at a checkpoint (resume each with "
+                          "nncli train --resume RUN_DIR); sweep.json marks the trials never started "
+                          "as pending")
+        sys.exit(130)
     console = err_console if as_json else out_console
     if dry_run:
         console.print(f"{len(result.trials)} valid combinations:")
@@ -51,6 +58,8 @@ def sweep(
             console.print("  " + escape(t.name) + ": " + escape(" ".join(t.overrides)))
     else:
         console.print(ranked_table(result))
+        if result.seeds and len(result.seeds) > 1:
+            console.print(combination_table(result))
         console.print(f"sweep folder: {escape(result.folder)}")
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
@@ -70,7 +79,7 @@ def ranked_table(result) -> Table:
     for k, short in zip(keys, shorts):
         table.add_column(escape(short if shorts.count(short) == 1 else k))
     if result.seeds:
-        table.add_column("seed", justify="right")
+        table.add_column("seed", justify="right", no_wrap=True)
     for col in (f"best {result.metric}", "step", "test acc", "status"):
         table.add_column(escape(col), justify="left" if col == "status" else "right", no_wrap=True)
     for pos, t in enumerate(rank(result.trials, result.metric), 1):
@@ -81,4 +90,23 @@ def ranked_table(result) -> Table:
             row.append(str(t.seed))
         row += [fmt(best.get("value")), fmt(best.get("step")), fmt(lookup(t.summary or {}, "test_acc")), status]
         table.add_row(*row)
+    return table
+
+
+def combination_table(result) -> Table:
+    """The grid combinations ranked by their mean best metric over the seeds."""
+    from ..runlist import fmt
+    from ..sweep import short_key
+
+    table = Table(title=f"combinations over {len(result.seeds)} seeds", title_style="bold")
+    table.add_column("#", justify="right")
+    keys = [k for k, _ in result.grid]
+    for k in keys:
+        table.add_column(escape(short_key(k)))
+    table.add_column(f"mean best {escape(result.metric)}", justify="right", no_wrap=True)
+    table.add_column("± std", justify="right")
+    table.add_column("runs", justify="right")
+    for pos, c in enumerate(result.combinations(), 1):
+        table.add_row(str(pos), *(escape(c["params"][k]) for k in keys), fmt(c["mean"]), fmt(c["std"]),
+                      f"{c['n']}/{c['trials']}")
     return table
