@@ -124,6 +124,10 @@ class RichProgress:
     def on_end(self, trainer, result) -> None:
         if self.task is not None:
             self._update(trainer)
+        self.close()
+
+    def close(self) -> None:
+        """Stop the live display (also after a crash, so the terminal is left clean)."""
         self.progress.stop()
 
 

@@ -167,3 +167,40 @@ def test_best_metric_must_exist():
 
     with pytest.raises(ConfigError, match="did you mean 'val_acc'"):
         trainer({"train": {"best_metric": "val_accc"}})
+
+
+def test_a_crash_marks_the_run_failed_and_exits_1(tmp_path):
+    from nncli.cli.train import run_session
+    from nncli.session import prepare
+
+    class Boom:
+        def on_step(self, t):
+            if t.state.step == 3:
+                raise RuntimeError("disk on fire")
+
+    s = prepare(write_config(tmp_path), [])
+    s.trainer.callbacks.append(Boom())
+    assert run_session(s, tmp_path / "runs", quiet=True, json_out=False) == 1
+    info = json.loads((s.folder / "run.json").read_text())
+    assert info["status"] == "failed" and "disk on fire" in info["error"]
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_output(terminal):
+    import io
+
+    from rich.console import Console
+
+    from nncli.progress import PlainProgress, RichProgress, make_progress
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=terminal, width=120)
+    progress = make_progress(console, quiet=False)
+    assert isinstance(progress, RichProgress if terminal else PlainProgress)
+    assert make_progress(console, quiet=True) is None
+    tr = trainer({"train": {"epochs": 2}})
+    tr.callbacks.append(progress)
+    tr.run()
+    text = buf.getvalue()
+    assert "val_acc" in text or "val acc" in text
+    assert f"{tr.total_steps}/{tr.total_steps}" in text.replace("step ", "")

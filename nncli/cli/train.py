@@ -69,7 +69,6 @@ def run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: bo
 def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: bool) -> int:
     from ..progress import make_progress, results_table
 
-    session.open(runs_dir)
     progress = make_progress(err_console, quiet)
     if progress is not None:
         session.trainer.callbacks.append(progress)
@@ -81,9 +80,11 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
             raise KeyboardInterrupt
         session.trainer.request_stop(sig)
 
+    # handlers first: a signal while the folder is being created still ends as a clean interrupt
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, on_signal)
     try:
+        session.open(runs_dir)
         result = session.trainer.run()
     except BaseException as exc:
         session.fail(exc)
@@ -91,12 +92,14 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
             return 130
         if isinstance(exc, UserError) or debugging():
             raise
-        err_console.print(f"[bold red]error:[/] training crashed: {type(exc).__name__}: {exc} "
-                          f"(run folder {session.folder}; --debug shows the traceback)", markup=True)
+        err_console.print(f"error: training crashed: {type(exc).__name__}: {exc} (run folder "
+                          f"{session.folder}; --debug shows the traceback)", markup=False, soft_wrap=True)
         return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if hasattr(progress, "close"):
+            progress.close()
     summary = session.finish(result, curves)
     if not quiet:
         err_console.print(results_table(summary, session.folder))
