@@ -30,12 +30,16 @@ ARCHS = {
                            {"type": "LN", "affine": "per_feature"},
                            {"type": "Conv1D", "out": 4, "kernel": 3, "dilation": 2, "padding": 2},
                            {"type": "Tanh"}]},
+                       {"type": "MaxPool1D", "kernel": 3, "stride": 1, "padding": 1},
                        {"type": "Conv1D", "out": 2, "kernel": 3, "stride": 2, "padding": 1},
+                       {"type": "AvgPool1D", "kernel": 3, "stride": 2, "padding": 1},
                        {"type": "Flatten"}, {"type": "MM", "out": 3}]),
     "conv2d": ((2, 7, 6), [{"type": "Conv2D", "out": 3, "kernel": 3},
                            {"type": "Conv2D", "out": 4, "kernel": [3, 2], "stride": [2, 1], "padding": [1, 0],
                             "dilation": [1, 2], "bias": False},
                            {"type": "LN", "affine": "per_feature"}, {"type": "ReLU"},
+                           {"type": "MaxPool2D", "kernel": [3, 2], "stride": [1, 1], "padding": [1, 0]},
+                           {"type": "AvgPool2D", "kernel": 2, "stride": 1, "padding": 1},
                            {"type": "Residual", "layers": [{"type": "Conv2D", "out": 4, "kernel": 1},
                                                            {"type": "LN"}]},
                            {"type": "Flatten"}, {"type": "Reshape", "shape": [-1]}, {"type": "MM", "out": 2}]),
@@ -137,6 +141,7 @@ def test_onnx_uses_the_named_ops_and_weights():
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("Conv") == 4 and ops.count("LayerNormalization") == 2 and "Erf" in ops
     assert "Add" in ops and "Gemm" in ops and "Reshape" in ops and "Flatten" in ops
+    assert "MaxPool" in ops and "AveragePool" in ops
     inits = {t.name for t in model.graph.initializer}
     assert set(chain.state_dict()) <= inits
     conv = [n for n in model.graph.node if n.op_type == "Conv"][1]     # kernel 2, padding same

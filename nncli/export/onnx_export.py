@@ -10,6 +10,7 @@ initializers named by their state-dict keys (``0.weight``, ``3.body.0.bias``). T
                 per-feature affine as its Scale/B; the notes' scalar γ, β (eq. 7.43) as
                 LayerNormalization with unit Scale, then Mul by γ and Add β (0-d tensors)
     Conv1D/2D   Conv with kernel_shape, strides, pads (begin…, end…), dilations
+    pooling     MaxPool / AveragePool (count_include_pad=1: nncli counts padded zeros in the mean)
     Flatten     Flatten(axis=1);  Reshape: Reshape to (-1, *shape)
     Dropout     nothing (inference)
     Residual    the body's subgraph, then Add(z, body(z))
@@ -109,6 +110,14 @@ def _conv(b, m, name, x):
                   pads=list(g.pad_lo) + list(g.pad_hi), dilations=list(g.dilation))
 
 
+def _pool(b, m, name, x):
+    g = m.geom
+    attrs = dict(kernel_shape=list(g.kernel), strides=list(g.stride), pads=list(g.pad_lo) + list(g.pad_hi))
+    if "Max" in type(m).__name__:
+        return b.node("MaxPool", [x], name, **attrs)            # padding never wins, as nncli's −inf
+    return b.node("AveragePool", [x], name, count_include_pad=1, **attrs)  # zeros counted in K
+
+
 def _flatten(b, m, name, x):
     return b.node("Flatten", [x], name, axis=1)
 
@@ -131,6 +140,7 @@ def _residual(b, m, name, x):
 TRANSLATORS: dict[str, Callable] = {
     "MM": _mm, "Sigma": _sigma, "LN": _ln, "Conv1D": _conv, "Conv2D": _conv, "Flatten": _flatten,
     "Reshape": _reshape, "Dropout": _dropout, "Residual": _residual,
+    "MaxPool1D": _pool, "MaxPool2D": _pool, "AvgPool1D": _pool, "AvgPool2D": _pool,
 }
 
 

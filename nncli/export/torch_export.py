@@ -71,6 +71,13 @@ def _conv(m, used, indent):
             f"stride={_tup(g.stride)}, padding={pad}, dilation={_tup(g.dilation)}, bias={m.cfg.bias})")
 
 
+def _pool(m, used, indent):
+    g = m.geom
+    kind = "Max" if "Max" in type(m).__name__ else "Avg"   # AvgPool: zeros counted, torch's default
+    return (f"nn.{kind}Pool{g.nd}d(kernel_size={_tup(g.kernel)}, stride={_tup(g.stride)}, "
+            f"padding={_tup(g.pad_lo)})")
+
+
 def _flatten(m, used, indent):
     return "nn.Flatten()"
 
@@ -99,6 +106,7 @@ def _tup(t) -> str:
 EMITTERS: dict[str, Callable] = {
     "MM": _mm, "Sigma": _sigma, "LN": _ln, "Conv1D": _conv, "Conv2D": _conv, "Flatten": _flatten,
     "Reshape": _reshape, "Dropout": _dropout, "Residual": _residual,
+    "MaxPool1D": _pool, "MaxPool2D": _pool, "AvgPool1D": _pool, "AvgPool2D": _pool,
 }
 
 
