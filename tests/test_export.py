@@ -263,3 +263,50 @@ def test_export_of_a_non_run_is_a_user_error(tmp_path):
         export_run(tmp_path, "torch")
     with pytest.raises(ExportError, match="unknown export format"):
         export_run(tmp_path, "tflite")
+
+
+# -- every registered module, at each of its own examples ---------------------------------------------------
+def _registry_cases():
+    from nncli.export.onnx_export import TRANSLATORS
+
+    cases = []
+    for name, cls in sorted(modules.canonical_classes().items()):
+        if cls.__name__ in TRANSLATORS:
+            cases += [pytest.param(cls, hp, shape, id=f"{name}-{i}") for i, (hp, shape) in enumerate(cls.examples())]
+    return cases
+
+
+def test_every_registered_module_has_an_export():
+    from nncli.export.onnx_export import TRANSLATORS
+    from nncli.export.torch_export import EMITTERS
+
+    classes = {cls.__name__ for cls in modules.canonical_classes().values()}
+    assert classes - set(EMITTERS) == set(), "add these module types to nncli/export/torch_export.py"
+    assert classes - set(TRANSLATORS) == set(), "add these module types to nncli/export/onnx_export.py"
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("cls, hparams, shape", _registry_cases())
+def test_each_module_example_exports_exactly(cls, hparams, shape, tmp_path):
+    torch = pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
+    from safetensors.numpy import save_file
+
+    from nncli.export.torch_export import write_torch_module
+
+    rng = np.random.default_rng(5)
+    chain = Chain([cls(**hparams)]).build(shape, rng, np.float32).eval()
+    for _, p, _ in chain.parameters():
+        p += rng.normal(0.0, 0.3, p.shape).astype(p.dtype)
+    x = inputs(chain, 3)
+    want = chain.forward(x)
+    weights = tmp_path / "w.safetensors"
+    save_file(chain.state_dict(), str(weights))
+    model = import_file(write_torch_module(chain, weights, tmp_path / "m.py"), f"m_{cls.__name__}").load_model()
+    with torch.no_grad():
+        np.testing.assert_allclose(model(torch.from_numpy(x)).numpy(), want, rtol=1e-4, atol=1e-5)
+    pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
+    ort = pytest.importorskip("onnxruntime", reason="checking the ONNX export needs onnxruntime")
+    from nncli.export.onnx_export import write_onnx
+
+    sess = ort.InferenceSession(str(write_onnx(chain, tmp_path / "m.onnx")), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"input": x})[0], want, rtol=1e-4, atol=1e-5)
