@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         if debugging():
             raise
-        err_console.print(f"[bold red]error:[/] {_escape(str(exc))}")
+        # soft_wrap: never break the message at the console width, so it stays one line in logs
+        err_console.print(f"[bold red]error:[/] {_escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
