@@ -204,3 +204,16 @@ def test_progress_output(terminal):
     text = buf.getvalue()
     assert "val_acc" in text or "val acc" in text
     assert f"{tr.total_steps}/{tr.total_steps}" in text.replace("step ", "")
+
+
+def test_checkpoint_every_between_evaluations():
+    tr = trainer({"train": {"epochs": 2, "checkpoint_every": 3}})   # 60 examples: 4 steps per epoch
+    saved = []
+
+    class Saves:
+        def on_checkpoint(self, t, best):
+            saved.append(t.state.step)
+
+    tr.callbacks.append(Saves())
+    tr.run()
+    assert tr.steps_per_epoch == 4 and saved == [3, 4, 6, 8]        # every 3 steps and each evaluation

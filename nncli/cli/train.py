@@ -104,14 +104,14 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
     if not quiet:
         err_console.print(results_table(summary, session.folder))
         err_console.print(f"run folder: {session.folder}", markup=False, soft_wrap=True)
-        if result.status == "diverged":
-            err_console.print(f"[bold red]diverged:[/] {result.reason}; the last good checkpoint is kept "
-                              f"(exit code {EXIT_DIVERGED})")
-        elif result.status == "interrupted":
-            err_console.print(f"interrupted by {result.reason}; continue with "
-                              f"nncli train --resume {session.folder}", markup=False)
-    elif result.status == "diverged":
-        err_console.print(f"diverged: {result.reason}", markup=False)
+    if result.status == "diverged":   # said even with --quiet: it is why the exit code is 3
+        kept = (session.folder / "checkpoints" / "last.safetensors").exists()
+        err_console.print(f"diverged: {result.reason}; "
+                          + ("the last good checkpoint is kept" if kept else "no checkpoint had been written yet"),
+                          markup=False, soft_wrap=True)
+    elif result.status == "interrupted" and not quiet:
+        err_console.print(f"interrupted by {result.reason}; continue with "
+                          f"nncli train --resume {session.folder}", markup=False, soft_wrap=True)
     if json_out:
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()
