@@ -214,11 +214,8 @@ class Trainer:
         if self.stop_request is not None and status == "completed" and st.step < self.total_steps:
             status, reason = "interrupted", self.stop_request
             self._emit("on_checkpoint", False)
-        elif status == "completed" and reason != "early stopping":
-            if evaluated_at != st.step:
-                self._evaluate_and_save(final=True)
-            else:
-                self._emit("on_checkpoint", False)
+        elif status == "completed" and reason != "early stopping" and evaluated_at != st.step:
+            self._evaluate_and_save(final=True)   # the last step was not an evaluation step
         result = TrainResult(status, reason, st.step, self.seconds, st.last_eval, st.best_eval,
                              {"skipped_steps": st.skipped})
         self._emit("on_end", result)
