@@ -195,7 +195,7 @@ class Trainer:
             else:
                 self.optimizer.step(self.lr)
             st.step += 1
-            if not bad:
+            if not bad or t.on_nonfinite == "ignore":   # ignore: let the NaN show in the log
                 st.log_sum += J
                 st.log_n += 1
                 st.eval_sum += J
@@ -211,7 +211,8 @@ class Trainer:
                     break
             elif t.checkpoint_every and st.step % t.checkpoint_every == 0:
                 self._emit("on_checkpoint", False)
-        if self.stop_request is not None and status == "completed" and st.step < self.total_steps:
+        if (self.stop_request is not None and status == "completed" and reason != "early stopping"
+                and st.step < self.total_steps):
             status, reason = "interrupted", self.stop_request
             self._emit("on_checkpoint", False)
         elif status == "completed" and reason != "early stopping" and evaluated_at != st.step:
