@@ -31,8 +31,9 @@ def eval_cmd(
         return
     from rich.table import Table
 
-    table = Table(title=f"{result['run']} · {result['checkpoint']} checkpoint (step {result['step']}) "
-                        f"on {result['split']}", title_justify="left")
+    err_console.print(f"{result['run']}: {result['checkpoint']} checkpoint (step {result['step']}) "
+                      f"on {result['split']}", markup=False, soft_wrap=True)
+    table = Table()
     table.add_column("examples", justify="right")
     table.add_column("loss", justify="right")
     row = [str(result["examples"]), f"{result['loss']:.4f}"]
