@@ -291,3 +291,21 @@ def test_ln_of_a_single_feature_is_beta_and_finite():
     u = m.forward(z)
     np.testing.assert_allclose(u, 0.25)
     assert np.all(np.isfinite(m.backward(np.ones_like(u))))
+
+
+@settings(max_examples=EXAMPLES)
+@given(z=st.lists(st.floats(-8, 8), min_size=1, max_size=6))
+def test_exact_gelu_is_z_times_the_normal_cdf(z):
+    m = make(("GELU", {}, (len(z),)), np.float64)
+    want = [0.5 * x * (1 + math.erf(x / math.sqrt(2))) for x in z]
+    np.testing.assert_allclose(m.forward(np.array([z])), [want], rtol=1e-12, atol=1e-15)
+
+
+def test_importing_the_modules_leaves_scipy_unloaded():
+    # every command starts by importing the modules; scipy.special alone costs about half a second
+    import subprocess
+    import sys
+
+    code = "import sys, nncli.cli, nncli.modules, nncli.build; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -12,10 +12,18 @@ from .base import HParams, Module
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
-try:  # scipy's erf is vectorised; the fallback is exact but slower
-    from scipy.special import erf as _erf
-except ImportError:  # pragma: no cover - depends on the environment
-    _erf = np.vectorize(math.erf, otypes=[float])
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf, elementwise. scipy's is vectorised; it is imported on first use because importing
+    scipy.special takes about half a second, which every ``nncli`` command would otherwise pay."""
+    global _erf
+    try:
+        from scipy.special import erf
+    except ImportError:  # pragma: no cover - depends on the environment
+        erf = np.vectorize(math.erf, otypes=[float])  # exact but slower
+    _erf = erf
+    return erf(x)
 
 
 class SigmaConfig(HParams):
