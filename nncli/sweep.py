@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import ConfigError, UserError
-from .runlist import best_of, higher_is_better, lookup, read_metrics
+from .runlist import best_of, higher_is_better, lookup, read_json, read_metrics
 
 BACKENDS = ("local", "ray")
 
@@ -182,6 +182,19 @@ def collect(trial: Trial, result: tuple[int, str, str], sweep_dir: Path, metric:
             trial.best = {"metric": metric, "value": hit[0], "step": hit[1]}
 
 
+def adopt(trial: Trial, sweep_dir: Path, metric: str) -> None:
+    """Fill an unreported trial (a stopped Ray task) from its run folder, if it ever made one."""
+    hits = sorted(sweep_dir.glob(f"{trial.name}-*"))
+    if not hits:
+        return
+    run = hits[-1]
+    trial.run_dir = str(run)
+    trial.status = read_json(run / "run.json").get("status", "unknown")
+    hit = best_of(read_metrics(run), metric)
+    if hit is not None:
+        trial.best = {"metric": metric, "value": hit[0], "step": hit[1]}
+
+
 def rank(trials: list[Trial], metric: str) -> list[Trial]:
     """Best first by the metric; trials without it (failed before any evaluation) last."""
     sign = -1.0 if higher_is_better(metric) else 1.0
@@ -297,7 +310,10 @@ def run_sweep(config: Path | str, grid_items: Sequence[str], *, seeds: int | Non
             run_ray(arg_lists, jobs, ray_address, on_result)
         else:
             run_local(arg_lists, jobs, on_result)
-    finally:  # also on Ctrl-C: sweep.json says which trials ended and which never ran ("pending")
+    finally:  # also on Ctrl-C: sweep.json says how each trial ended, "pending" if it never ran
+        for t in trials:
+            if t.status == "pending":
+                adopt(t, folder, metric)
         sweep.ended = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
         write_json(folder / "sweep.json", sweep.to_json())
     return sweep

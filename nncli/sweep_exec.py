@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -32,17 +33,32 @@ def run_process(args: list[str], env: dict[str, str] | None = None,
 
     ``started(proc)`` lets the caller track the process to stop it.
     """
-    proc = subprocess.Popen([sys.executable, "-m", "nncli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
-                            start_new_session=True)
-    if started is not None:
-        started(proc)
-    try:
-        out, err = proc.communicate()
-    except BaseException:  # the sweep was interrupted (a Ray task cancelled): stop the trial too
-        stop_process(proc)
-        raise
-    return proc.returncode, out, err
+    # a Ray worker runs tasks with SIGINT blocked, and a child inherits the mask: unblock it there
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    # output to files, not pipes: the wait below can then poll without a full pipe blocking the trial
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "nncli", *args], stdout=out, stderr=err, text=True,
+                                env={**os.environ, **(env or {})}, start_new_session=True,
+                                preexec_fn=_unblock_stop_signals if blocked else None)
+        if started is not None:
+            started(proc)
+        try:
+            while True:  # short waits keep this thread in Python, where a cancelled Ray task is interrupted
+                try:
+                    proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        except BaseException:  # the sweep was interrupted (a Ray task cancelled): stop the trial too
+            stop_process(proc)
+            raise
+        out.seek(0)
+        err.seek(0)
+        return proc.returncode, out.read(), err.read()
+
+
+def _unblock_stop_signals() -> None:  # runs in the child between fork and exec: one system call
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT, signal.SIGTERM])
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
@@ -146,7 +162,8 @@ def run_ray(arg_lists: list[list[str]], jobs: int, address: str | None,
         pending = {task.remote(a, env): i for i, a in enumerate(arg_lists)}
         with _sigterm_as_interrupt():
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                # a timeout, so that Ctrl-C / SIGTERM handlers get to run between waits
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 for ref in ready:
                     on_result(pending.pop(ref), ray.get(ref))
     except BaseException:
