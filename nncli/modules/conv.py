@@ -133,7 +133,8 @@ class ConvND(Module):
         vt = SCRATCH.get("conv.v", (Co, N) + self._out, v.dtype)
         np.copyto(vt, v.swapaxes(0, 1))
         vt = vt.reshape(Co, -1)                                         # (C', N·P)
-        self.grads["weight"] += (vt @ cols.T).reshape(W.shape)
+        # (cols vᵀ)ᵀ rather than v colsᵀ: OpenBLAS splits the long N·P axis better this way round
+        self.grads["weight"] += (cols @ vt.T).T.reshape(W.shape)
         if self.cfg.bias:
             self.grads["bias"] += vt.sum(axis=1)
         dcols = np.matmul(W.reshape(Co, -1).T, vt,                     # (C·K, N·P)

@@ -91,11 +91,14 @@ class PoolND(Module):
         C = self.input_shape[0]
         P = int(np.prod(self.output_shape(self.input_shape)[1:]))
         K = self.geom.K
-        return {"formula": "", "macs_forward": C * P * K, "macs_backward": C * P * K,
+        return {"formula": "", "macs_forward": C * P * K, "macs_backward": self._backward_ops(C * P),
                 "saved": self._saved(C * P)}
 
     def _saved(self, outputs: int) -> int:
         return 0
+
+    def _backward_ops(self, outputs: int) -> int:
+        return outputs * self.geom.K      # each output's gradient spread over its K taps
 
     def _torch_args(self):
         g = self.geom
@@ -135,6 +138,9 @@ class MaxPoolND(PoolND):
 
     def _saved(self, outputs):
         return outputs
+
+    def _backward_ops(self, outputs):
+        return outputs                    # one add per output, at its argmax
 
 
 class AvgPoolND(PoolND):
