@@ -178,7 +178,8 @@ def test_even_kernel_with_notes_padding_is_a_clear_error(cls, kernel):
     with pytest.raises(ConfigError) as e:
         cls(out=2, kernel=kernel)
     msg = str(e.value)
-    assert "odd" in msg and "notes" in msg and "padding: same" in msg
+    assert e.value.field == "kernel"
+    assert "kernel must be odd" in msg and "notes" in msg and "padding: same" in msg
     cls(out=2, kernel=kernel, padding="same")        # the suggested fix works
     cls(out=2, kernel=kernel, padding=1)
 

@@ -47,11 +47,12 @@ class ConvConfig(HParams):
         if self.padding == "notes" and any(x % 2 == 0 for x in k):
             # ConfigError (not ValueError) so it reaches the user unwrapped, with its advice
             raise ConfigError(
-                f"kernel must be odd for the notes' padding (k = 2ℓ+1 with ℓ zeros each side), got "
-                f"{self.kernel}; use an odd kernel, or set `padding: same` or an int padding")
+                f"the kernel must be odd for the notes' padding (k = 2ℓ+1 with ℓ zeros each side), got "
+                f"{self.kernel}; use an odd kernel, or set `padding: same` or an int padding",
+                field="kernel")
         if self.padding == "same" and max(as_tuple(self.stride, nd, "stride")) != 1:
             raise ConfigError(f"padding 'same' needs stride 1, got stride {self.stride}; "
-                              f"use `padding: notes` or an int padding")
+                              f"use `padding: notes` or an int padding", field="padding")
         return self
 
 
