@@ -1,0 +1,299 @@
+"""Bad input through the real command line: every case exits 2 with one clear line and leaves nothing.
+
+Each case runs ``python -m nncli`` in a subprocess with stderr a pipe (as in a script or CI log) and
+checks: exit code 2, the message names the problem and the place (``file:line:col`` and the field
+where there is one), no traceback, nothing on stdout, no run folder under ``--runs-dir``. The
+processes run a few at a time; the models are tiny (spirals, a few steps).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import resource
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers_cli import assert_refused, folder_listing, run_many, run_nncli
+
+GOOD = """\
+name: tiny
+seed: 0
+model:
+  input_shape: [2]
+  layers:
+    - {type: MM, out: 8}
+    - {type: Tanh}
+    - {type: MM, out: 3}
+loss: cross_entropy
+data: {source: spirals, n_samples: 60, classes: 3, batch_size: 20}
+optimizer: {type: sgd, lr: 0.1}
+train: {steps: 4, log_every: 2, eval_every: 2}
+"""
+#: a 4-feature, 3-class model for the data-file cases (data.npz / data.csv replace the source)
+FILE_CFG = GOOD.replace("input_shape: [2]", "input_shape: [4]").replace(
+    "{source: spirals, n_samples: 60, classes: 3, batch_size: 20}", "{source: DATA, batch_size: 10}")
+
+
+def edit(text: str, old: str, new: str) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+class Unpickled:
+    """Unpickling this object opens (creates) ``marker``; loading it must never happen."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+# -- config cases: (name, config text, expected texts, the line the error must point at) -------------
+def config_cases(work: Path) -> dict[str, tuple[str, tuple[str, ...], str | None]]:
+    marker = work / "tag-ran"
+    conv = GOOD.replace("input_shape: [2]", "input_shape: [1, 6]").replace(
+        "{type: MM, out: 8}", "{type: Conv1D, out: 2, kernel: 3}\n    - {type: Flatten}")
+    big = edit(GOOD, "{type: MM, out: 3}", "{type: MM, out: 100000}\n    - {type: MM, out: 30000}\n"
+               "    - {type: MM, out: 3}")
+    return {
+        "yaml syntax error": (edit(GOOD, "input_shape: [2]", "input_shape: [2"),
+                              ("YAML syntax error",), None),
+        "duplicate key": (GOOD + "seed: 4\n", ("duplicate key 'seed'", "line 2"), "seed: 4"),
+        "python tag": (edit(GOOD, "lr: 0.1", f"lr: !!python/object/apply:os.system ['touch {marker}']"),
+                       ("!!python/object/apply:os.system", "optimizer.lr"), "lr: !!python"),
+        "unknown layer type": (edit(GOOD, "type: MM, out: 8", "type: Lineer, out: 8"),
+                               ("model.layers[0].type", "unknown layer type 'Lineer'", "did you mean 'linear'"),
+                               "Lineer"),
+        "misspelled section": (edit(GOOD, "optimizer:", "optimiser:"),
+                               ("unknown key 'optimiser'", "did you mean 'optimizer'"), "optimiser"),
+        "misspelled layer key": (edit(conv, "kernel: 3", "kernal: 3"),
+                                 ("model.layers[0].kernal", "did you mean 'kernel'"), "kernal"),
+        "wrong type": (edit(GOOD, "out: 8", 'out: "ten"'),
+                       ("model.layers[0].out", "expected an integer", "'ten'"), "ten"),
+        "quoted lr": (edit(GOOD, "lr: 0.1", 'lr: "0.1"'),
+                      ("optimizer.lr", "expected a number", "string '0.1'"), "lr:"),
+        "negative lr": (edit(GOOD, "lr: 0.1", "lr: -0.1"), ("optimizer.lr", "-0.1"), "lr:"),
+        "unknown optimizer": (edit(GOOD, "type: sgd", "type: adamw"),
+                              ("optimizer.type", "'adamw'", "sgd", "adam"), "adamw"),
+        "unknown schedule": (GOOD + "schedule: {type: cosinus}\n",
+                             ("schedule.type", "did you mean 'cosine'"), "cosinus"),
+        "even kernel with the notes' padding": (edit(conv, "kernel: 3", "kernel: 4"),
+                                                ("model.layers[0]", "kernel must be odd", "padding: same"),
+                                                "Conv1D"),
+        "Conv2D after a flat MM": (edit(GOOD, "{type: Tanh}", "{type: Conv2D, out: 2, kernel: 3}"),
+                                   ("model.layers[1]", "Conv2D expects inputs of shape (C, H, W)", "(8,)"),
+                                   "Conv2D"),
+        "output size not matching the loss": (edit(GOOD, "{type: MM, out: 3}", "{type: MM, out: 1}"),
+                                              ("loss", "cross_entropy", "C ≥ 2", "(1,)"), "loss:"),
+        "empty layer list": (GOOD.replace("    - {type: MM, out: 8}\n    - {type: Tanh}\n"
+                                          "    - {type: MM, out: 3}\n", "").replace("layers:", "layers: []"),
+                             ("model.layers", "must not be empty"), "layers:"),
+        "enormous model": (big, ("model.layers[3]", "parameters", "GiB", "limit"), "out: 30000"),
+    }
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("bad_input")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 4))
+    y = rng.integers(0, 3, 40)
+
+    def npz(name, **arrays):
+        np.savez(d / name, **arrays)
+
+    npz("data.npz", x=x, y=y)
+    npz("nan.npz", x=np.where(np.arange(40)[:, None] == 7, np.nan, x), y=y)
+    npz("inf.npz", x=np.where(np.arange(40)[:, None] == 3, np.inf, x), y=y)
+    npz("strings.npz", x=x.astype(str), y=y)
+    npz("float_labels.npz", x=x, y=y + 0.5)
+    npz("labels_out_of_range.npz", x=x, y=y + 3)
+    npz("lengths.npz", x=x, y=y[:30])
+    npz("wide.npz", x=rng.standard_normal((40, 5)), y=y)
+    objects = np.empty(40, dtype=object)
+    objects[:] = [Unpickled(d / "unpickled") for _ in range(40)]
+    np.savez(d / "pickled.npz", x=objects, y=y)            # np.savez pickles object arrays
+    (d / "empty.csv").write_text("")
+    (d / "empty.npz").write_bytes(b"")
+    (d / "ragged.csv").write_text("a,b,c,d,label\n1,2,3,4,0\n1,2,3,0\n")
+    (d / "words.csv").write_text("a,b,c,d,label\n1,2,3,4,0\n1,two,3,4,1\n")
+    (d / "notarun").mkdir()
+    (d / "notarun" / "notes.txt").write_text("not a run")
+    return d
+
+
+@pytest.fixture(scope="module")
+def results(work):
+    calls, meta = {}, {}
+    for i, (name, (text, expect, at)) in enumerate(config_cases(work).items()):
+        cfg = work / f"cfg{i}.yaml"
+        cfg.write_text(text)
+        line = f":{line_of(text, at)}:" if at else ":"
+        calls[name] = dict(args=["train", cfg, "--runs-dir", work / f"runs{i}", "--quiet"], cwd=work)
+        meta[name] = (expect, f"{cfg}{line}", work / f"runs{i}")
+
+    def file_case(name, data, expect, place="data", extra=()):
+        """A config reading ``data``; ``place``: "data" (the error points at data.source), or a prefix."""
+        i = len(calls)
+        cfg = work / f"cfg{i}.yaml"
+        cfg.write_text(FILE_CFG.replace("DATA", data))
+        calls[name] = dict(args=["train", cfg, "--runs-dir", work / f"runs{i}", "--quiet", *extra], cwd=work)
+        at = f"{cfg}:{line_of(FILE_CFG, 'source:')}:" if place == "data" else place
+        meta[name] = (expect, at, work / f"runs{i}")
+
+    file_case("missing config file", "data.npz", ("no such file",), place=str(work / "nope.yaml"))
+    calls["missing config file"]["args"][1] = work / "nope.yaml"
+    file_case("missing data file", "nope.npz", ("nope.npz", "not found"))
+    file_case("empty csv", "empty.csv", ("empty.csv", "no data rows"))
+    file_case("empty npz", "empty.npz", ("empty.npz", "not a readable .npz"))
+    file_case("NaN in inputs", "nan.npz", ("nan.npz", "NaN or Inf", "index 7"))
+    file_case("Inf in inputs", "inf.npz", ("inf.npz", "NaN or Inf", "index 3"))
+    file_case("string inputs", "strings.npz", ("strings.npz", "inputs must be numeric"))
+    file_case("a word in a csv", "words.csv", ("words.csv:3:", "column 2", "'two'", "not a number"))
+    file_case("ragged csv rows", "ragged.csv", ("ragged.csv:3:", "expected 5 columns", "got 4"))
+    file_case("float labels", "float_labels.npz", ("float_labels.npz", "whole numbers", "1.5 at index 0"))
+    file_case("labels out of range", "labels_out_of_range.npz", ("labels_out_of_range.npz", "label"))
+    file_case("x and y lengths differ", "lengths.npz", ("lengths.npz", "40 examples", "30"))
+    file_case("pickled object array", "pickled.npz", ("pickled.npz", "dtype=object", "unpickling"))
+    file_case("data shape not matching the model", "wide.npz", ("wide.npz", "(5,)", "input_shape", "[4]"))
+    file_case("misspelled --set path", "data.npz", ("optimizer.lrr", "did you mean 'optimizer.lr'"),
+              place="<command line>: optimizer.lrr", extra=("--set", "optimizer.lrr=0.5"))
+    file_case("--set value of the wrong type", "data.npz", ("train.steps", "'many'"),
+              place="<command line>: train.steps", extra=("--set", "train.steps=many"))
+    calls["--resume on a folder that is not a run"] = dict(
+        args=["train", "--resume", work / "notarun", "--runs-dir", work / "runs_resume", "--quiet"], cwd=work)
+    meta["--resume on a folder that is not a run"] = (("not a run folder",), str(work / "notarun"),
+                                                      work / "runs_resume")
+    return {name: (res, *meta[name]) for name, res in run_many(calls).items()}
+
+
+CASE_NAMES = list(config_cases(Path("/x"))) + [
+    "missing config file", "missing data file", "empty csv", "empty npz", "NaN in inputs",
+    "Inf in inputs", "string inputs", "a word in a csv", "ragged csv rows", "float labels",
+    "labels out of range", "x and y lengths differ", "pickled object array",
+    "data shape not matching the model", "misspelled --set path", "--set value of the wrong type",
+    "--resume on a folder that is not a run"]
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_refused_with_one_line_exit_2_and_no_run_folder(results, name):
+    res, expect, place, runs = results[name]
+    # a misspelled required key is two problems: the unknown key and the missing one
+    problems = 2 if name == "misspelled layer key" else 1
+    assert_refused(res, *expect, runs_dir=runs, place=place, problems=problems)
+    assert (runs.parent / "notarun").exists()
+
+
+def test_python_tag_ran_nothing_and_pickled_array_was_never_unpickled(results, work):
+    assert results["python tag"][0].code == 2
+    assert not (work / "tag-ran").exists()
+    assert results["pickled object array"][0].code == 2
+    assert not (work / "unpickled").exists()
+    # the payload is live: unpickling it really creates the marker (so its absence above means something)
+    probe = work / "probe"
+    pickle.loads(pickle.dumps(Unpickled(probe))).close()
+    assert probe.exists()
+
+
+def _limit_memory():
+    # 1.5 GiB of address space: the refused model's weights alone would need 11 GiB
+    resource.setrlimit(resource.RLIMIT_AS, (3 * 2**29, 3 * 2**29))
+
+
+@pytest.mark.skipif(not hasattr(resource, "RLIMIT_AS"), reason="needs RLIMIT_AS to bound memory")
+def test_enormous_model_is_refused_before_any_allocation(work, tmp_path):
+    cfg = tmp_path / "big.yaml"
+    cfg.write_text(config_cases(work)["enormous model"][0])
+    res = run_nncli("train", cfg, "--runs-dir", tmp_path / "runs", cwd=work, preexec_fn=_limit_memory,
+                    env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    assert_refused(res, "3,000,0", "11.2 GiB in float32", "model.layers[3]", runs_dir=tmp_path / "runs")
+    res = run_nncli("inspect", cfg, cwd=work, preexec_fn=_limit_memory,
+                    env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    assert_refused(res, "GiB", "model.layers[3]")
+
+
+def test_messages_stay_on_one_line_however_long(work, tmp_path):
+    # a deep path makes the message far wider than the 80 columns rich assumes without a terminal
+    deep = tmp_path.joinpath(*["a_long_folder_name"] * 6)
+    deep.mkdir(parents=True)
+    cfg = deep / "cfg.yaml"
+    text = edit(GOOD, "out: 8}", "out: 8, kernal: 3}")
+    cfg.write_text(text)
+    res = run_nncli("train", cfg, "--runs-dir", tmp_path / "runs", cwd=work)
+    assert_refused(res, "model.layers[0].kernal", "allowed keys", place=f"{cfg}:{line_of(text, 'kernal')}:")
+
+
+# -- checkpoints: eval on damaged or foreign checkpoints ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(work):
+    """Two finished runs with different architectures."""
+    cfgs = {"a": GOOD, "b": edit(GOOD, "out: 8}", "out: 5}")}
+    calls = {}
+    for name, text in cfgs.items():
+        (work / f"{name}.yaml").write_text(text.replace("name: tiny", f"name: {name}"))
+        calls[name] = dict(args=["train", f"{name}.yaml", "--runs-dir", work / "runs_ok", "--quiet",
+                                 "--json"], cwd=work)
+    out = {}
+    for name, res in run_many(calls).items():
+        assert res.code == 0, res
+        out[name] = Path(json.loads(res.out)["run_dir"])
+    return out
+
+
+def damaged_copy(run: Path, dest: Path, damage) -> Path:
+    shutil.copytree(run, dest)
+    damage(dest / "checkpoints" / "best.safetensors")
+    return dest
+
+
+def truncate(path: Path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def flip_header(path: Path):
+    data = bytearray(path.read_bytes())
+    for i in range(10, 40):          # inside the JSON header that follows the 8-byte length
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def flip_data(path: Path):
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF                 # a weight byte: the header still parses, the checksum does not
+    path.write_bytes(bytes(data))
+
+
+def test_eval_refuses_damaged_and_foreign_checkpoints(trained, work, tmp_path):
+    a, b = trained["a"], trained["b"]
+    runs = {
+        "truncated": damaged_copy(a, tmp_path / "truncated", truncate),
+        "header": damaged_copy(a, tmp_path / "header", flip_header),
+        "data": damaged_copy(a, tmp_path / "data", flip_data),
+        "foreign": damaged_copy(a, tmp_path / "foreign", lambda p: shutil.copy(
+            b / "checkpoints" / "best.safetensors", p)),
+        "missing": damaged_copy(a, tmp_path / "missing", os.remove),
+    }
+    before = {k: folder_listing(v) for k, v in runs.items()}
+    res = run_many({k: dict(args=["eval", v, "--checkpoint", "best"], cwd=work) for k, v in runs.items()})
+    ckpt = {k: str(v / "checkpoints" / "best.safetensors") for k, v in runs.items()}
+    assert_refused(res["truncated"], ckpt["truncated"], "truncated or damaged")
+    assert_refused(res["header"], ckpt["header"], "truncated or damaged")
+    assert_refused(res["data"], ckpt["data"], "checksum mismatch")
+    assert_refused(res["foreign"], ckpt["foreign"], "does not match the model's architecture")
+    assert_refused(res["missing"], ckpt["missing"], "not found")
+    for k, v in runs.items():
+        assert folder_listing(v) == before[k], k        # eval never writes into the run
+    # the undamaged run still evaluates
+    ok = run_nncli("eval", a, "--json", cwd=work)
+    assert ok.code == 0 and "acc" in json.loads(ok.out), ok
