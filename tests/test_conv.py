@@ -231,3 +231,20 @@ def test_state_dict_loads_into_torch():
     t.load_state_dict({k: torch.from_numpy(p) for k, p in m.params.items()}, strict=True)
     z = np.random.default_rng(12).normal(size=(1, 2, 5, 5))
     np.testing.assert_allclose(t(torch.from_numpy(z)).detach().numpy(), m.forward(z), rtol=1e-12)
+
+
+def test_backward_in_blocks_of_examples_matches_torch(monkeypatch):
+    """Large layers run ∂J/∂cols and col2im a block of examples at a time; force many small blocks."""
+    torch = pytest.importorskip("torch", reason="PyTorch is needed for the cross-check")
+    import nncli.modules.conv as conv_module
+
+    monkeypatch.setattr(conv_module, "_BLOCK", 500)    # C·K·P = 2·9·24 = 432 → one example per block
+    rng = np.random.default_rng(13)
+    m = Conv2D(out=3, kernel=3, stride=[2, 1], dilation=2, padding=2).build((2, 7, 6), rng)
+    z = rng.normal(size=(5, 2, 7, 6))
+    v = rng.normal(size=m.forward(z).shape)
+    zt = torch.from_numpy(z.copy()).requires_grad_()
+    t = m.to_torch()
+    t(zt).backward(torch.from_numpy(v))
+    assert _rel(m.backward(v), zt.grad.numpy()) <= 1e-10
+    assert _rel(m.grads["weight"], t.weight.grad.numpy()) <= 1e-10

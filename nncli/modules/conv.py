@@ -60,6 +60,10 @@ class Conv2DConfig(ConvConfig):
     nd: ClassVar[int] = 2
 
 
+#: elements of ∂J/∂cols computed per block in backward (4 MB in float32: about one core's L2)
+_BLOCK = 1 << 20
+
+
 def r_dtype(a: np.ndarray, b: np.ndarray) -> np.dtype:
     """The dtype numpy gives a @ b (float32 stays float32)."""
     return np.result_type(a.dtype, b.dtype)
@@ -138,10 +142,17 @@ class ConvND(Module):
         self.grads["weight"] += (cols @ vt.T).T.reshape(W.shape)
         if self.cfg.bias:
             self.grads["bias"] += vt.sum(axis=1)
-        dcols = np.matmul(W.reshape(Co, -1).T, vt,                     # (C·K, N·P)
-                          out=SCRATCH.get("conv.dcols", cols.shape, r_dtype(W, v)))
-        spatial = self._zshape[2:]
-        dzp = col2im(dcols, geom, N, C, geom.padded(spatial), self._out)
+        # ∂J/∂cols = Wᵀ v and col2im, a block of examples at a time: each block's ∂J/∂cols is added
+        # into ∂J/∂z while still in cache, and the full C·K·N·P matrix is never stored.
+        spatial, P = self._zshape[2:], int(np.prod(self._out))
+        dzp = np.zeros((N, C) + geom.padded(spatial), dtype=r_dtype(W, v))
+        Wt, v3 = W.reshape(Co, -1).T, vt.reshape(Co, N, P)
+        nb = max(1, min(N, _BLOCK // (C * geom.K * P)))
+        for n0 in range(0, N, nb):
+            n1 = min(N, n0 + nb)
+            dcols = np.matmul(Wt, v3[:, n0:n1].reshape(Co, -1),       # (C·K, nb·P)
+                              out=SCRATCH.get("conv.dcols", (C * geom.K, (n1 - n0) * P), dzp.dtype))
+            col2im(dcols, geom, dzp[n0:n1], self._out)
         return dzp[(slice(None), slice(None)) + geom.interior(spatial)]
 
     # -- description ------------------------------------------------------------------------

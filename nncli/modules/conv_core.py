@@ -135,12 +135,11 @@ def im2col(zp: np.ndarray, geom: Geometry, out: tuple[int, ...], into: np.ndarra
     return cols
 
 
-def col2im(dcols: np.ndarray, geom: Geometry, N: int, C: int, padded: tuple[int, ...],
-           out: tuple[int, ...]) -> np.ndarray:
-    """Adjoint of im2col: dz_pad (N, C, *padded) from dcols (C·K, N·P), summing overlapping taps."""
-    d6 = dcols.reshape((C,) + geom.kernel + (N,) + out)
-    dzp = np.zeros((N, C) + padded, dtype=dcols.dtype)
-    target = dzp.swapaxes(0, 1)                                       # (C, N, *padded) view
+def col2im(dcols: np.ndarray, geom: Geometry, dzp: np.ndarray, out: tuple[int, ...]) -> np.ndarray:
+    """Adjoint of im2col: ADD dcols (C·K, n·P) into dzp (n, C, *padded), summing overlapping taps."""
+    n, C = dzp.shape[:2]
+    d6 = dcols.reshape((C,) + geom.kernel + (n,) + out)
+    target = dzp.swapaxes(0, 1)                                       # (C, n, *padded) view
     for kappa, sl in geom.offsets(out):
         target[(slice(None), slice(None)) + sl] += d6[(slice(None),) + kappa]
     return dzp
