@@ -1,8 +1,9 @@
 """Config → Chain: create each layer from its entry, infer every input shape from the layer before.
 
 Shape inference runs twice: first a dry run on ``output_shape`` (no parameters allocated) that also
-estimates each layer's parameter count, so a model that could never fit in memory is refused with
-its size before anything is allocated; then the real ``build``. Every error names the layer as
+estimates each layer's parameter count and the size of one example's input and of each layer's output,
+so a model that could never fit in memory is refused with its size before anything is allocated; then
+the real ``build``. Every error names the layer as
 ``model.layers[i]`` and the place where that layer was written.
 
 Randomness: one ``numpy.random.SeedSequence(seed)`` is split into named streams (``seed_streams``);
@@ -24,6 +25,8 @@ from .schema import Config
 STREAMS = ("init", "shuffle", "dropout")
 #: models whose parameters alone would take more memory than this are refused before allocation
 MAX_PARAM_BYTES = 8 * 2**30
+#: so are models where one example's input, or one layer's output for one example, would be larger
+MAX_EXAMPLE_BYTES = 8 * 2**30
 
 
 def seed_streams(seed: int) -> dict[str, np.random.SeedSequence]:
@@ -77,12 +80,14 @@ def build_chain(cfg: LoadedConfig | Config, *, dtype=None, seed: int | None = No
 
     # dry run: shapes and parameter counts, nothing allocated
     shape = tuple(config.model.input_shape)
+    _check_example(shape, "model.input_shape", "input", dtype, locate)
     counts = []
     for f, m in zip(fields, mods):
         try:
             out = tuple(m.output_shape(shape))
         except UserError as exc:
             raise locate(exc, f) from None
+        _check_example(out, f, "output", dtype, locate)
         counts.append(estimate_params(m, shape))
         shape = out
     _check_size(counts, fields, dtype, locate)
@@ -161,6 +166,18 @@ def _check_size(counts, fields, dtype, locate) -> None:
                      f"than the {_gib(MAX_PARAM_BYTES)} limit; the largest layer, {fields[big]}, has "
                      f"{counts[big]:,}", field=fields[big])
     raise locate(exc)
+
+
+def _check_example(shape, field, what, dtype, locate) -> None:
+    """Refuse a per-example ``shape`` whose values alone exceed MAX_EXAMPLE_BYTES (a batch holds many)."""
+    n = 1
+    for s in shape:
+        n *= int(s)              # Python ints: no overflow for absurd sizes
+    size = n * dtype.itemsize
+    if size > MAX_EXAMPLE_BYTES:
+        exc = ShapeError(f"one example's {what} has shape {tuple(shape)}: {n:,} values ({_gib(size)} in "
+                         f"{dtype.name}), more than the {_gib(MAX_EXAMPLE_BYTES)} limit", field=field)
+        raise locate(exc)
 
 
 def _gib(n: int) -> str:

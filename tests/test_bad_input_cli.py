@@ -297,3 +297,49 @@ def test_eval_refuses_damaged_and_foreign_checkpoints(trained, work, tmp_path):
     # the undamaged run still evaluates
     ok = run_nncli("eval", a, "--json", cwd=work)
     assert ok.code == 0 and "acc" in json.loads(ok.out), ok
+
+
+# -- inputs too large for memory: refused with their size, never a MemoryError traceback ------------
+
+HUGE_INPUT = """\
+model:
+  input_shape: [1, SIDE, SIDE]
+  layers:
+    - {type: MaxPool2D, kernel: POOL}
+    - {type: Flatten}
+    - {type: MM, out: 2}
+loss: cross_entropy
+data: {source: spirals, classes: 2}
+"""
+LIMITED = dict(preexec_fn=_limit_memory, env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+
+
+def test_one_example_larger_than_memory_is_refused_by_every_command(tmp_path):
+    # 10¹⁰ values per example: few parameters, but not even one example fits
+    cfg = tmp_path / "huge.yaml"
+    cfg.write_text(HUGE_INPUT.replace("SIDE", "100000").replace("POOL", "1000"))
+    runs = {" ".join(map(str, argv)): run_nncli(*argv, cwd=tmp_path, **LIMITED)
+            for argv in (("inspect", cfg), ("inspect", cfg, "--trace"), ("gradcheck", cfg),
+                         ("train", cfg, "--runs-dir", tmp_path / "runs"))}
+    for res in runs.values():
+        assert_refused(res, "model.input_shape", "(1, 100000, 100000)", "10,000,000,000 values", "GiB",
+                       place=f"{cfg}:2:", runs_dir=tmp_path / "runs")
+
+
+@pytest.mark.xfail(strict=True, reason="nncli/cli/gradcheck.py _check_config draws the random batch "
+                   "(BATCH + 1 examples, float64) without checking its size: MemoryError traceback, exit 1")
+def test_gradcheck_batch_larger_than_memory_is_a_user_error(tmp_path):
+    # 4·10⁸ values per example (1.6 GB in float32) passes the per-example limit; a float64 batch does not fit
+    cfg = tmp_path / "big.yaml"
+    cfg.write_text(HUGE_INPUT.replace("SIDE", "20000").replace("POOL", "200"))
+    res = run_nncli("gradcheck", cfg, "--samples", "1", cwd=tmp_path, **LIMITED)
+    assert_refused(res, "GiB")
+
+
+@pytest.mark.xfail(strict=True, reason="nncli/cli/inspect.py _batch (inspect --trace / --time) draws a "
+                   "random float64 batch of 64 examples without checking its size: MemoryError traceback, exit 1")
+def test_inspect_trace_batch_larger_than_memory_is_a_user_error(tmp_path):
+    cfg = tmp_path / "big.yaml"
+    cfg.write_text(HUGE_INPUT.replace("SIDE", "20000").replace("POOL", "200"))
+    res = run_nncli("inspect", cfg, "--trace", cwd=tmp_path, **LIMITED)
+    assert_refused(res, "GiB")
