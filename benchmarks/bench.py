@@ -106,6 +106,10 @@ def run(args) -> dict:
         "openblas_env": openblas_env(), "unset_openblas_env": args.unset_openblas_env,
     }
     kernels = [n for n in args.names if n != "e2e"]
+    # `nncli train` runs its BLAS on 1 thread unless told otherwise (small models are fastest so);
+    # the end-to-end pair uses --threads when given, else that default, for both libraries
+    e2e_threads = args.threads or 1
+    facts["e2e_threads"] = e2e_threads
     timing = {"nncli": [], "torch": []}
     e2e_runs = {"nncli": [], "torch": []}
     for b in range(args.blocks):
@@ -115,7 +119,7 @@ def run(args) -> dict:
                 timing[lib].append(spawn(args, lib, "time", kernels, threads, args.repeats))
             if "e2e" in args.names:
                 progress(f"block {b + 1}/{args.blocks}: {lib} end to end, {args.e2e_steps} steps")
-                e2e_runs[lib].append(_e2e_once(args, lib, threads, e2e))
+                e2e_runs[lib].append(_e2e_once(args, lib, e2e_threads, e2e))
     memory = {"nncli": {}, "torch": {}}
     if not args.no_memory:
         for name in kernels:
@@ -130,7 +134,7 @@ def run(args) -> dict:
 def _e2e_once(args, lib, threads, e2e):
     if lib == "nncli":
         try:
-            return e2e.run_nncli(args.e2e_steps, worker_env(args))
+            return e2e.run_nncli(args.e2e_steps, worker_env(args), threads)
         except e2e.Unavailable as exc:
             return {"unavailable": str(exc)}
     r = spawn(args, "torch", "e2e", ["e2e"], threads, repeats=1, steps=args.e2e_steps)

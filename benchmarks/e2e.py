@@ -53,10 +53,10 @@ def _seconds_from_summary(summary: dict) -> float | None:
     return None
 
 
-def run_nncli(steps: int, env: dict) -> dict:
-    """One ``nncli train`` subprocess; returns the training-phase seconds and the process wall time."""
+def run_nncli(steps: int, env: dict, threads: int) -> dict:
+    """One ``nncli train --threads T`` subprocess; the training-phase seconds and the process wall time."""
     config()
-    exe = [sys.executable, "-m", "nncli", "train", MNIST1D_CONFIG]
+    exe = [sys.executable, "-m", "nncli", "train", MNIST1D_CONFIG, "--threads", str(threads), "--quiet"]
     for o in overrides(steps):
         exe += ["--set", o]
     with tempfile.TemporaryDirectory() as tmp:

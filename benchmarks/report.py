@@ -100,8 +100,8 @@ def _e2e_row(res, notes) -> str:
     sn, st = [r["seconds"] for r in runs_n], [r["seconds"] for r in runs_t]
     wall = median([r["process_wall"] for r in runs_n])
     acc = median([r.get("val_acc", float("nan")) for r in runs_t])
-    what = (f"nncli train mnist1d_cnn, {steps} steps, ms/step (whole run: {wall:.2f} s "
-            f"with start-up); torch val acc {acc:.2f}")
+    what = (f"nncli train mnist1d_cnn --threads {res['facts'].get('e2e_threads', '?')}, {steps} steps, "
+            f"ms/step (whole process {wall:.2f} s); torch val acc {acc:.2f}")
     return _row("e2e", median(sn) / steps, median(st) / steps, TARGETS["e2e"], spread(sn), spread(st),
                 what, 1e3)
 
