@@ -64,6 +64,12 @@ class Conv2DConfig(ConvConfig):
 _BLOCK = 1 << 20
 
 
+def _blocks(N: int, per_example: int):
+    """(n0, n1) ranges covering 0..N with about _BLOCK elements of columns each."""
+    nb = max(1, min(N, _BLOCK // max(per_example, 1)))
+    return [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
+
+
 def r_dtype(a: np.ndarray, b: np.ndarray) -> np.dtype:
     """The dtype numpy gives a @ b (float32 stays float32)."""
     return np.result_type(a.dtype, b.dtype)
@@ -115,20 +121,24 @@ class ConvND(Module):
         geom, Co = self.geom, self.cfg.out
         N, C = z.shape[:2]
         out = geom.out_size(z.shape[2:], type(self).__name__)
-        P = int(np.prod(out))
-        if self._cols is None or self._cols.shape != (C * geom.K, N * P) or self._cols.dtype != z.dtype:
-            self._cols = np.empty((C * geom.K, N * P), dtype=z.dtype)  # kept for ∂J/∂W, reused
-        cols = im2col(self._pad(z, geom), geom, out, into=self._cols)  # (C·K, N·P)
-        W = self.params["weight"]
-        r = np.matmul(W.reshape(Co, -1), cols, out=SCRATCH.get("conv.u", (Co, N * P), r_dtype(W, z)))
+        P, CK = int(np.prod(out)), C * geom.K
+        if self._cols is None or self._cols.shape != (CK, N * P) or self._cols.dtype != z.dtype:
+            self._cols = np.empty((CK, N * P), dtype=z.dtype)          # kept for ∂J/∂W, reused
+        zp, W = self._pad(z, geom), self.params["weight"]
+        W2 = W.reshape(Co, CK)
+        u = np.empty((N, Co) + out, dtype=r_dtype(W, z))
+        bias = self.params["bias"].reshape((Co,) + (1,) * self.nd) if self.cfg.bias else None
+        # im2col, the product and the copy back to batch-first (with the bias add), a block of
+        # examples at a time so each block's columns are multiplied while still in cache
+        for n0, n1 in _blocks(N, CK * P):
+            cols = im2col(zp[n0:n1], geom, out, into=self._cols[:, n0 * P:n1 * P])  # (C·K, nb·P)
+            r = np.matmul(W2, cols, out=SCRATCH.get("conv.u", (Co, (n1 - n0) * P), u.dtype))
+            r = r.reshape((Co, n1 - n0) + out).swapaxes(0, 1)
+            if bias is None:
+                np.copyto(u[n0:n1], r)
+            else:
+                np.add(r, bias, out=u[n0:n1])
         self._zshape, self._out = z.shape, out
-        # back to batch-first; the bias add rides on that one copy
-        u = np.empty((N, Co) + out, dtype=r.dtype)
-        r = r.reshape((Co, N) + out).swapaxes(0, 1)
-        if self.cfg.bias:
-            np.add(r, self.params["bias"].reshape((Co,) + (1,) * self.nd), out=u)
-        else:
-            np.copyto(u, r)
         return u
 
     def backward(self, v):
@@ -147,9 +157,7 @@ class ConvND(Module):
         spatial, P = self._zshape[2:], int(np.prod(self._out))
         dzp = np.zeros((N, C) + geom.padded(spatial), dtype=r_dtype(W, v))
         Wt, v3 = W.reshape(Co, -1).T, vt.reshape(Co, N, P)
-        nb = max(1, min(N, _BLOCK // (C * geom.K * P)))
-        for n0 in range(0, N, nb):
-            n1 = min(N, n0 + nb)
+        for n0, n1 in _blocks(N, C * geom.K * P):
             dcols = np.matmul(Wt, v3[:, n0:n1].reshape(Co, -1),       # (C·K, nb·P)
                               out=SCRATCH.get("conv.dcols", (C * geom.K, (n1 - n0) * P), dzp.dtype))
             col2im(dcols, geom, dzp[n0:n1], self._out)

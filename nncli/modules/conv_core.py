@@ -121,7 +121,7 @@ def im2col(zp: np.ndarray, geom: Geometry, out: tuple[int, ...], into: np.ndarra
            ) -> np.ndarray:
     """cols (C·K, N·P) from the padded input (N, C, *padded): one strided gather, one copy.
 
-    ``into``: an optional C-contiguous array of C·K·N·P elements to write into (reused across calls).
+    ``into``: an optional (C·K, N·P) array to write into (reused across calls); rows may be strided.
     """
     nd = geom.nd
     w = windows(zp, geom, out)                                        # (N, C, *k, *out)
@@ -130,9 +130,10 @@ def im2col(zp: np.ndarray, geom: Geometry, out: tuple[int, ...], into: np.ndarra
     shape = (C * geom.K, N * int(np.prod(out)))
     if into is None:
         return w.transpose(order).reshape(shape)
-    cols = into.reshape(shape)
-    np.copyto(cols.reshape(w.transpose(order).shape), w.transpose(order))
-    return cols
+    # ``into`` may be a column block of a larger matrix; splitting its axes is still a view
+    target = into.reshape(w.transpose(order).shape)
+    np.copyto(target, w.transpose(order))
+    return into
 
 
 def col2im(dcols: np.ndarray, geom: Geometry, dzp: np.ndarray, out: tuple[int, ...]) -> np.ndarray:
