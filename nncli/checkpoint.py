@@ -12,12 +12,22 @@ numbers (dropout) and the hash of the resolved config the run was made with.
 
 Both files carry the same random ``token`` and a SHA-256 of their tensors, so a truncated or
 tampered file, or a weights file paired with the sidecar of another save, is refused with a
-clear error instead of silently resuming from something else. Each file is written atomically.
+clear error instead of silently resuming from something else.
+
+A save is a small two-file transaction, so that a kill -9, a full disk or a second Ctrl-C at any
+instant leaves a checkpoint that loads:
+
+1. stage: write both new files in full under hidden names ``.<file>.pending`` (fsync each); a
+   failure here removes them and leaves the previous pair untouched;
+2. commit: ``os.replace`` the sidecar, then the weights. Between the two renames the sidecar is
+   new and the weights old, but the new weights wait, complete, in their pending file with the
+   sidecar's token: ``recover`` (run by every load and save) finishes the rename.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import uuid
 from dataclasses import dataclass
@@ -27,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
-from .runs import atomic_write_bytes
+from .runs import fsync_dir, write_staged
 
 FORMAT = "nncli-checkpoint-1"
 
@@ -69,20 +79,87 @@ def _encode(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
     return save(arrays, metadata={**metadata, "sha256": digest(arrays)})
 
 
+def pending_path(path: Path) -> Path:
+    """Where the next version of ``path`` is staged before it is renamed into place."""
+    return path.with_name(f".{path.name}.pending")
+
+
 def save_checkpoint(folder: Path | str, name: str, weights: dict[str, np.ndarray],
                     arrays: dict[str, Any], state: dict[str, Any]) -> Path:
-    """Write ``<name>.state.safetensors`` then ``<name>.safetensors`` atomically; return the weights path.
+    """Save checkpoint ``name`` (weights + sidecar) as one transaction; return the weights path.
 
-    The sidecar is replaced first: if the process dies between the two replaces, the token check
-    on load reports the mismatch instead of pairing new optimiser state with old weights silently.
+    On any error (OSError such as ENOSPC, KeyboardInterrupt) the previous checkpoint still loads
+    and no staged file is left behind, unless the error came between the two renames, in which
+    case the next load completes the new checkpoint instead.
     """
     token = uuid.uuid4().hex
     meta = {"format": FORMAT, "token": token, "step": str(int(state.get("step", 0)))}
     side = _encode({k: np.asarray(v) for k, v in arrays.items()}, {**meta, "state": json.dumps(state, allow_nan=True)})
     main = _encode(weights, meta)
-    atomic_write_bytes(state_path(folder, name), side)
-    atomic_write_bytes(weights_path(folder, name), main)
-    return weights_path(folder, name)
+    wpath, spath = weights_path(folder, name), state_path(folder, name)
+    recover(folder, name)           # a commit left half done must be finished before restaging
+    wpend, spend = pending_path(wpath), pending_path(spath)
+    try:
+        write_staged(spend, side)
+        write_staged(wpend, main)
+    except BaseException:
+        for p in (spend, wpend):
+            p.unlink(missing_ok=True)
+        raise
+    fsync_dir(wpath.parent)         # both staged files are durable before the first rename
+    os.replace(spend, spath)        # the commit point
+    os.replace(wpend, wpath)
+    fsync_dir(wpath.parent)
+    return wpath
+
+
+def _token(path: Path) -> str | None:
+    """The ``token`` in the header of a safetensors file (unverified), or None if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            if n > 100_000_000:
+                return None
+            return (json.loads(fh.read(n)).get("__metadata__") or {}).get("token")
+    except (OSError, ValueError, struct.error):
+        return None
+
+
+def has_checkpoint(folder: Path | str, name: str) -> bool:
+    """Whether checkpoint ``name`` was ever committed (staged files alone do not count)."""
+    return weights_path(folder, name).exists() or state_path(folder, name).exists()
+
+
+def committed_weights(folder: Path | str, name: str) -> Path:
+    """The file holding the weights that belong with checkpoint ``name``'s sidecar (read-only).
+
+    Normally ``<name>.safetensors``; the staged weights when a save stopped between its two
+    renames (the sidecar's token then matches the staged file, not the old weights).
+    """
+    wpath, spath = weights_path(folder, name), state_path(folder, name)
+    wpend = pending_path(wpath)
+    if wpend.exists():
+        side_token = _token(spath)
+        if side_token is not None and _token(wpend) == side_token != _token(wpath):
+            return wpend
+    return wpath
+
+
+def recover(folder: Path | str, name: str) -> None:
+    """Finish a save of ``name`` that stopped between its renames, and drop stale staged files.
+
+    Only the process writing the run calls this (a reader renaming files under a live writer
+    would break that writer's next rename).
+    """
+    wpath, spath = weights_path(folder, name), state_path(folder, name)
+    wpend, spend = pending_path(wpath), pending_path(spath)
+    if not wpend.exists() and not spend.exists():
+        return
+    if committed_weights(folder, name) == wpend:
+        os.replace(wpend, wpath)
+        fsync_dir(wpath.parent)
+    for p in (wpend, spend):   # what is left never reached its commit point
+        p.unlink(missing_ok=True)
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -117,7 +194,7 @@ def load_weights(path: Path | str) -> tuple[dict[str, np.ndarray], dict[str, str
 def load_checkpoint(folder: Path | str, name: str) -> Checkpoint:
     """Weights, optimiser arrays and training state of checkpoint ``name`` in ``folder`` (verified)."""
     wpath, spath = weights_path(folder, name), state_path(folder, name)
-    weights, wmeta = _read(wpath)
+    weights, wmeta = _read(committed_weights(folder, name))
     side, smeta = _read(spath)
     if wmeta.get("token") != smeta.get("token"):
         raise CheckpointError(f"{wpath}: weights and {spath.name} come from different saves "

@@ -51,22 +51,63 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def write_fully(fh, data: bytes) -> None:
+    """Write ``data`` to the open binary file ``fh`` and make it durable (flush + fsync).
+
+    Every file nncli writes whole (checkpoints, run.json, summary.json) goes through here, so a
+    test can make the disk "fill up" half way through one write.
+    """
+    fh.write(data)
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def with_filename(exc: OSError, path: Path | str) -> OSError:
+    """``exc`` naming ``path`` (``write(2)`` errors such as ENOSPC carry no file name)."""
+    if exc.filename is not None:
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
+def _unlink_quietly(path: Path | str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def write_staged(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` (created or truncated) durably; remove it again if that fails.
+
+    Used for files that are renamed into place later (``os.replace``); on any error, a full disk
+    or a signal, no partial file is left behind.
+    """
+    try:
+        with open(path, "wb") as fh:
+            write_fully(fh, data)
+    except BaseException as exc:
+        _unlink_quietly(path)
+        if isinstance(exc, OSError):
+            raise with_filename(exc, path) from None
+        raise
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder, fsync and ``os.replace``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise with_filename(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            write_fully(fh, data)
         os.replace(tmp, path)
-    except BaseException:
-        # never leave temp files behind, whatever interrupted us
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except BaseException as exc:
+        # never leave temp files behind, whatever interrupted us (a full disk, a second Ctrl-C)
+        _unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise with_filename(exc, path) from None
         raise
     fsync_dir(path.parent)
 
@@ -199,14 +240,25 @@ class MetricsLog:
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(jsonable(record), allow_nan=False) + "\n")
-        self._fh.flush()
+        # one write per line: a kill can tear at most the last line, which readers skip
+        try:
+            self._fh.write(json.dumps(jsonable(record), allow_nan=False) + "\n")
+            self._fh.flush()
+        except OSError as exc:
+            raise with_filename(exc, self.path) from None
 
     def close(self) -> None:
         if not self._fh.closed:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
+            try:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise with_filename(exc, self.path) from None
+            finally:
+                try:
+                    self._fh.close()
+                except OSError:
+                    pass   # the flush above already reported why
 
 
 def read_metrics(path: Path | str) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -119,18 +120,28 @@ class Session:
 
     # -- the run folder --------------------------------------------------------------------------------
     def open(self, runs_dir: Path) -> Path:
-        """Create the run folder (new run) or reopen it (resume), and attach the run recorder."""
-        if self.resume_step is None:
-            self.folder = create_run_dir(runs_dir, self.cfg.name)
-            head = (f"# Resolved config of run {self.folder.name}: defaults filled in, overrides applied.\n"
-                    f"# Overrides: {' '.join(self.overrides) if self.overrides else '(none)'}\n")
-            atomic_write_text(self.folder / "config.yaml",
-                              head + yaml.safe_dump(config_dict(self.cfg), sort_keys=False))
-            self.info = RunInfo.start(self.folder, seed=self.cfg.seed, argv=command_line(),
-                                      overrides=self.overrides, data_info=self.data_info,
-                                      extra={"name": self.cfg.name, "dtype": self.cfg.dtype,
-                                             "data_base_dir": str(self.base_dir.resolve()),
-                                             "param_count": self.chain.param_count})
+        """Create the run folder (new run) or reopen it (resume), and attach the run recorder.
+
+        Before anything is written: the runs folder must be writable and its disk must have room
+        for the run's checkpoints (``nncli.preflight``), else a RunError (exit 2) and no folder.
+        """
+        from .preflight import bytes_needed, check_free_space, check_runs_dir, not_writable
+
+        new_run = self.resume_step is None
+        need, ckpt = bytes_needed(self.trainer, new_run)
+        check_free_space(runs_dir if new_run else self.folder, need, ckpt)
+        if new_run:
+            check_runs_dir(runs_dir)
+            try:
+                self.folder = create_run_dir(runs_dir, self.cfg.name)
+            except OSError as exc:
+                raise not_writable(runs_dir, exc) from None
+            try:
+                self._write_new_run()
+            except OSError as exc:   # nothing of the run exists yet: leave no half-made folder
+                shutil.rmtree(self.folder, ignore_errors=True)
+                self.folder, self.info = None, None
+                raise not_writable(runs_dir, exc) from None
         else:
             trim_metrics(self.folder / "metrics.jsonl", self.resume_step)
             self.info = RunInfo.load(self.folder)
@@ -141,11 +152,28 @@ class Session:
         self.trainer.callbacks.insert(0, RunRecorder(self.folder, {"config_sha256": config_hash(self.cfg)}))
         return self.folder
 
+    def _write_new_run(self) -> None:
+        head = (f"# Resolved config of run {self.folder.name}: defaults filled in, overrides applied.\n"
+                f"# Overrides: {' '.join(self.overrides) if self.overrides else '(none)'}\n")
+        atomic_write_text(self.folder / "config.yaml",
+                          head + yaml.safe_dump(config_dict(self.cfg), sort_keys=False))
+        self.info = RunInfo.start(self.folder, seed=self.cfg.seed, argv=command_line(),
+                                  overrides=self.overrides, data_info=self.data_info,
+                                  extra={"name": self.cfg.name, "dtype": self.cfg.dtype,
+                                         "data_base_dir": str(self.base_dir.resolve()),
+                                         "param_count": self.chain.param_count,
+                                         "config_sha256": config_hash(self.cfg)})
+
     def fail(self, exc: BaseException) -> None:
+        """Record why the run stopped. Never raises: on a full disk run.json may not be writable,
+        and the error the user must see is ``exc``, not this one."""
         if self.info is None:
             return
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        self.info.finish(status, error=f"{type(exc).__name__}: {exc}")
+        try:
+            self.info.finish(status, error=f"{type(exc).__name__}: {exc}")
+        except (OSError, KeyboardInterrupt):
+            pass
 
     def finish(self, result, curves: bool = False) -> dict[str, Any]:
         """Write summary.json and the final status (and curves.png if asked); return the summary."""
@@ -192,16 +220,21 @@ def prepare(config_path: Path, overrides: list[str], name: str | None = None) ->
 
 def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]) -> Session:
     """A session that continues ``run_dir`` exactly where its last checkpoint stopped."""
-    from .checkpoint import load_checkpoint
+    from .checkpoint import has_checkpoint, load_checkpoint
     from .config import load_config
 
     run_dir = Path(run_dir)
     info = read_run(run_dir)
     if info.get("status") == "completed":
         raise RunError(f"{run_dir}: this run already completed; start a new run instead")
-    ckpt = load_checkpoint(run_dir / "checkpoints", "last")
     stored = load_config(run_dir / "config.yaml", [])
-    if ckpt.state.get("config_sha256") != config_hash(stored.config):
+    ckpt = None
+    if has_checkpoint(run_dir / "checkpoints", "last"):
+        ckpt = load_checkpoint(run_dir / "checkpoints", "last")
+        made_with = ckpt.state.get("config_sha256")
+    else:   # stopped (kill -9) before its first checkpoint: start again from step 0
+        made_with = info.get("config_sha256", config_hash(stored.config))
+    if made_with != config_hash(stored.config):
         raise RunError(f"{run_dir / 'config.yaml'}: the config was changed after the checkpoint was "
                        f"written; a resumed run must use the config it started with")
     if overrides:
@@ -216,6 +249,7 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
                       list(info.get("overrides", [])))
     if session.data_info["fingerprint"] != (info.get("data") or {}).get("fingerprint"):
         raise RunError(f"{run_dir}: the training data differs from the data the run started with")
-    session.trainer.restore(ckpt)
-    session.folder, session.resume_step = run_dir, int(ckpt.state["step"])
+    if ckpt is not None:
+        session.trainer.restore(ckpt)
+    session.folder, session.resume_step = run_dir, int(ckpt.state["step"]) if ckpt is not None else 0
     return session

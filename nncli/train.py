@@ -169,7 +169,8 @@ class Trainer:
         self._emit("on_begin")
         order, order_epoch = None, -1
         status, reason = "completed", "step budget reached"
-        evaluated_at = -1
+        # resumed from a checkpoint of the final step (killed while finishing): no second final eval
+        evaluated_at = st.last_eval["step"] if st.last_eval else -1
         while st.step < self.total_steps and self.stop_request is None:
             epoch, b = divmod(st.step, self.steps_per_epoch)
             if epoch != order_epoch:

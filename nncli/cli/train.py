@@ -1,7 +1,7 @@
 """``nncli train CONFIG``: validate everything, then create a run folder and train.
 
 Nothing is written to disk until the config, the data and the model have all been checked, so a
-bad input leaves no run folder behind. Exit codes: 0 completed, 1 crashed (run.json ``failed``),
+bad input leaves no run folder behind. Exit codes: 0 completed, 1 crashed or a write failed (run.json ``failed``),
 2 bad input, 3 diverged (NaN/Inf with ``train.on_nonfinite: stop``), 130 / 143 stopped by
 SIGINT / SIGTERM (a checkpoint was written; ``--resume RUN_DIR`` continues exactly).
 """
@@ -92,6 +92,9 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
             return 130
         if isinstance(exc, UserError) or debugging():
             raise
+        if isinstance(exc, OSError) and exc.filename is not None and session.folder is not None:
+            err_console.print(f"error: {write_failure(exc, session)}", markup=False, soft_wrap=True)
+            return 1
         err_console.print(f"error: training crashed: {type(exc).__name__}: {exc} (run folder "
                           f"{session.folder}; --debug shows the traceback)", markup=False, soft_wrap=True)
         return 1
@@ -120,3 +123,17 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
     if result.status == "interrupted":
         return SIGNAL_EXIT.get(result.reason, 130)
     return 0
+
+
+def write_failure(exc: OSError, session) -> str:
+    """One line for a write that failed mid-run (full disk, quota, read-only): what, and what is kept."""
+    from ..checkpoint import CheckpointError, load_checkpoint
+
+    folder = session.folder
+    try:
+        kept = f"the last good checkpoint (step {load_checkpoint(folder / 'checkpoints', 'last').state['step']}) is kept"
+    except (CheckpointError, KeyError, OSError):
+        kept = "no checkpoint had been written yet"
+    return (f"cannot write {exc.filename}: {exc.strerror or exc}; training stopped at step "
+            f"{session.trainer.state.step}; {kept}; make room, then continue with "
+            f"nncli train --resume {folder}")
