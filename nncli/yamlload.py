@@ -118,7 +118,10 @@ def load_yaml_file(path: str | Path) -> tuple[Any, dict[str, Place]]:
 
 def parse_yaml(text: str, source: str | None = None) -> tuple[Any, dict[str, Place]]:
     """Parse one YAML document: (plain data, positions). Empty text gives (None, {})."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)   # the reader refuses control characters here, before parsing
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, source) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -133,10 +136,22 @@ def parse_yaml(text: str, source: str | None = None) -> tuple[Any, dict[str, Pla
             problem = f"{problem} ({exc.context}" + (
                 f" on line {exc.context_mark.line + 1}" if exc.context_mark is not None else "") + ")"
         raise ConfigError(f"YAML syntax error: {problem}", place=_place(mark, source)) from None
-    except yaml.YAMLError as exc:  # reader errors (control characters) carry no mark
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, source) from None
+    except yaml.YAMLError as exc:
         raise ConfigError(f"YAML syntax error: {exc}", place=Place(source)) from None
     finally:
         loader.dispose()
+
+
+def _reader_error(exc: yaml.reader.ReaderError, text: str, source: str | None) -> ConfigError:
+    """A character YAML does not allow (a control character), placed at its line and column."""
+    before = text[: exc.position]
+    line = before.count("\n") + 1
+    column = exc.position - (before.rfind("\n") + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return ConfigError(f"YAML syntax error: control character {chr(code)!r} (#x{code:04x}) is not allowed "
+                       f"in YAML; delete it", place=Place(source, line, column))
 
 
 def parse_value(text: str, source: str | None = None) -> Any:

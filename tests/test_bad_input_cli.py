@@ -97,6 +97,8 @@ def config_cases(work: Path) -> dict[str, tuple[str, tuple[str, ...], str | None
         "empty layer list": (GOOD.replace("    - {type: MM, out: 8}\n    - {type: Tanh}\n"
                                           "    - {type: MM, out: 3}\n", "").replace("layers:", "layers: []"),
                              ("model.layers", "must not be empty"), "layers:"),
+        "control character": (edit(GOOD, "seed: 0", "seed: 0\x14"),
+                              ("YAML syntax error", "control character", "#x0014"), "seed:"),
         "enormous model": (big, ("model.layers[3]", "parameters", "GiB", "limit"), "out: 30000"),
     }
 
@@ -167,6 +169,8 @@ def results(work):
     file_case("data shape not matching the model", "wide.npz", ("wide.npz", "(5,)", "input_shape", "[4]"))
     file_case("misspelled --set path", "data.npz", ("optimizer.lrr", "did you mean 'optimizer.lr'"),
               place="<command line>: optimizer.lrr", extra=("--set", "optimizer.lrr=0.5"))
+    file_case("--set value with a control character", "data.npz", ("seed=1", "not valid YAML", "#x0014"),
+              place="<command line>", extra=("--set", "seed=1\x14"))
     file_case("--set value of the wrong type", "data.npz", ("train.steps", "'many'"),
               place="<command line>: train.steps", extra=("--set", "train.steps=many"))
     calls["--resume on a folder that is not a run"] = dict(
@@ -180,7 +184,8 @@ CASE_NAMES = list(config_cases(Path("/x"))) + [
     "missing config file", "missing data file", "empty csv", "empty npz", "NaN in inputs",
     "Inf in inputs", "string inputs", "a word in a csv", "ragged csv rows", "float labels",
     "labels out of range", "x and y lengths differ", "pickled object array",
-    "data shape not matching the model", "misspelled --set path", "--set value of the wrong type",
+    "data shape not matching the model", "misspelled --set path", "--set value with a control character",
+    "--set value of the wrong type",
     "--resume on a folder that is not a run"]
 
 
