@@ -23,10 +23,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import numpy as np
+
+import nncli.modules  # noqa: F401  (registers every layer type)
 from nncli.build import build_chain
 from nncli.cli import main
-from nncli.config import load_config
+from nncli.config import config_from_dict, load_config
 from nncli.errors import UserError
+from nncli.registry import modules
+from nncli.schema import field_keys
 
 settings.register_profile("ci", derandomize=True, database=None, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -218,7 +223,7 @@ def test_random_valid_configs_pass_gradcheck(drawn):
 NOT_POSITIVE_INT = [0, -3, 2.5, "abc", "4", True, None, [2], {"a": 1}]
 NOT_POSITIVE_FLOAT = [0, -0.1, "0.1", "abc", True, None, [0.1], {"a": 1}]
 BAD_YAML = ["a: b: c", "{", "key: [1, 2", "- ]", "x: 'unclosed", "\tkey: 1", "seed: 1\nseed: 2",
-            "lr: !!python/object/apply:os.system ['true']"]
+            "lr: !!python/object/apply:os.system ['true']", "seed: 1\x07"]
 
 
 @st.composite
@@ -284,3 +289,30 @@ def test_mutated_configs_are_refused_as_user_errors(drawn):
             # one line per problem, each starting with the file (no wrapping at the console width)
             lines = err[len("error: "):].rstrip("\n").split("\n")
             assert all(line.startswith(str(path)) for line in lines), err
+
+
+# -- any layer type with arbitrary hyper-parameters: builds and runs, or is a UserError ------------
+
+LAYER_KEYS = sorted({k for c in modules.canonical_classes().values() for k in field_keys(c.Config)})
+ODD_VALUES = st.one_of(
+    st.integers(-3, 6),
+    st.sampled_from([0.5, -0.5, 1e9, 10**30, float("nan"), float("inf"), "", "same", "notes", "valid",
+                     "relu", "per_feature", "none", None, True, False, [], [1], [2, 3], [0, 1], [-1, 2],
+                     [3, 3, 3], ["a"], [1.5, 2], {}, {"type": "MM", "out": 2}, [{"type": "ReLU"}],
+                     [{"type": "MM"}], [{"type": "MM", "out": 2}]]))
+
+
+@settings(max_examples=200)
+@given(name=st.sampled_from(modules.names()), hp=st.dictionaries(st.sampled_from(LAYER_KEYS), ODD_VALUES, max_size=4),
+       shape=st.sampled_from([[4], [2, 6], [1, 5, 5], [3, 1], [1, 1, 1], [2, 3, 4, 5]]))
+def test_any_layer_with_arbitrary_settings_builds_and_runs_or_is_a_user_error(name, hp, shape):
+    cfg = {"model": {"input_shape": shape, "layers": [{"type": name, **hp}]}, "loss": "squared"}
+    try:
+        chain = build_chain(config_from_dict(cfg), dtype="float64")
+    except UserError as exc:
+        assert str(exc).startswith("<config>: "), str(exc)
+        return
+    x = np.random.default_rng(0).standard_normal((2, *shape))
+    h = chain.forward(x)
+    assert h.shape == (2, *chain.output_shape)
+    assert chain.backward(np.ones_like(h)).shape == x.shape
