@@ -45,8 +45,16 @@ def _header(res: dict) -> list[str]:
                                          for k, v in f["openblas_env"].items())
              + ("; unset in the workers (--unset-openblas-env)" if f["unset_openblas_env"] else "")]
     for lib in ("nncli", "torch"):
-        pools = _first(t[lib], "pools") or []
-        for p in pools:
+        # every distinct pool seen in any block (a library loaded in one block only still shows)
+        seen = {}
+        for blk in t[lib]:
+            for p in blk.get("pools", []):
+                seen.setdefault((p.get("filepath"), p.get("num_threads")), p)
+        blas_libs = {k[0] for k, p in seen.items() if p.get("user_api") == "blas"}
+        if lib == "nncli" and len(blas_libs) > 1:
+            lines.append(f"WARNING: the nncli worker loaded {len(blas_libs)} BLAS libraries, each with "
+                         f"its own thread pool (nncli should use numpy's only)")
+        for p in seen.values():
             lines.append(f"{lib:5} pool  {p['user_api']}: {p['internal_api']} {p['version']}, "
                          f"{p['num_threads']} threads, arch {p.get('architecture')}, "
                          f"{(p.get('filepath') or '').rsplit('/', 2)[-2:][0]}/"
