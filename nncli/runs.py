@@ -332,9 +332,11 @@ class RunRecorder:
 
         weights, arrays, state = trainer.checkpoint_state()
         state.update(self.stamp)
-        save_checkpoint(self.ckpt_dir, "last", weights, arrays, state)
+        # best first: if the process dies between the two saves, the resume starts before this
+        # step and saves the same best again, so best and last never disagree with a straight run
         if best:
             save_checkpoint(self.ckpt_dir, "best", weights, arrays, state)
+        save_checkpoint(self.ckpt_dir, "last", weights, arrays, state)
 
     def on_end(self, trainer, result) -> None:
         self.metrics.close()

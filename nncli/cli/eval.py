@@ -21,7 +21,9 @@ from ..errors import DataError, UserError
 def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder made by nncli train."),
     data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this .npz / .csv instead."),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
+                                             help="best or last (default: best, or last when the run has "
+                                                  "no best yet, e.g. it was killed before its first evaluation)."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON to stdout."),
 ) -> None:
     """Evaluate a run's best (or last) checkpoint: mean loss and, for classifiers, accuracy."""
@@ -44,7 +46,12 @@ def eval_cmd(
     err_console.print(table)
 
 
-def evaluate_run(run_dir: Path, data: Path | None, which: str) -> dict:
+def evaluate_run(run_dir: Path, data: Path | None, which: str | None = None) -> dict:
+    """Metrics of checkpoint ``which`` of ``run_dir`` on ``data`` (or the run's test / val split).
+
+    Read-only, so it can run beside a training process; a run killed mid-save is read through
+    the weights its last complete save left.
+    """
     from ..build import build_chain
     from ..checkpoint import apply_weights, load_weights, weights_path
     from ..config import load_config
@@ -54,10 +61,12 @@ def evaluate_run(run_dir: Path, data: Path | None, which: str) -> dict:
     from ..userdata import coerce_targets
     from ..train import evaluate
 
-    if which not in ("best", "last"):
+    if which not in ("best", "last", None):
         raise UserError(f"--checkpoint must be 'best' or 'last', got {which!r}")
     run_dir = Path(run_dir)
     info = read_run(run_dir)
+    if which is None:
+        which = "best" if weights_path(run_dir / "checkpoints", "best").exists() else "last"
     loaded = load_config(run_dir / "config.yaml", [])
     cfg = loaded.config
     chain = build_chain(loaded, dtype=cfg.dtype, seed=cfg.seed)
