@@ -60,7 +60,8 @@ class Conv2DConfig(ConvConfig):
     nd: ClassVar[int] = 2
 
 
-#: elements of ∂J/∂cols computed per block in backward (4 MB in float32: about one core's L2)
+#: elements of columns (forward) and of ∂J/∂cols (backward) handled per block of examples:
+#: 4 MB in float32, about one core's L2, so a block is reused while still in cache
 _BLOCK = 1 << 20
 
 
