@@ -7,6 +7,7 @@ fills up later is reported when a write fails (``nncli.cli.train``), and the tra
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -94,3 +95,30 @@ def not_writable(runs_dir: Path, exc: OSError) -> RunError:
     """The error for a run folder that could not be created or written inside ``runs_dir``."""
     return RunError(f"{runs_dir}: cannot write a run folder there ({exc.strerror or exc}); "
                     f"check its permissions and free space, or choose another with --runs-dir")
+
+
+def lock_run(folder: Path):
+    """Hold an exclusive lock on ``folder`` while this process trains it; the open lock file.
+
+    An advisory ``flock`` on ``<run>/.lock``: the kernel drops it when the process ends, however it
+    ends (kill -9 included), so a run whose run.json still says "running" can be resumed exactly
+    when no process is training it any more. Where ``fcntl`` is missing (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fh = open(Path(folder) / ".lock", "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip()
+        fh.close()
+        raise RunError(f"{folder}: another process{f' (pid {holder})' if holder else ''} is training "
+                       f"this run right now; wait for it to end, or stop it, before resuming") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh

@@ -117,6 +117,7 @@ class Session:
         self.folder: Path | None = None
         self.info: RunInfo | None = None
         self.resume_step: int | None = None
+        self._lock = None
 
     # -- the run folder --------------------------------------------------------------------------------
     def open(self, runs_dir: Path) -> Path:
@@ -125,7 +126,7 @@ class Session:
         Before anything is written: the runs folder must be writable and its disk must have room
         for the run's checkpoints (``nncli.preflight``), else a RunError (exit 2) and no folder.
         """
-        from .preflight import bytes_needed, check_free_space, check_runs_dir, not_writable
+        from .preflight import bytes_needed, check_free_space, check_runs_dir, lock_run, not_writable
 
         new_run = self.resume_step is None
         need, ckpt = bytes_needed(self.trainer, new_run)
@@ -137,12 +138,15 @@ class Session:
             except OSError as exc:
                 raise not_writable(runs_dir, exc) from None
             try:
+                self._lock = lock_run(self.folder)
                 self._write_new_run()
             except OSError as exc:   # nothing of the run exists yet: leave no half-made folder
+                self.release()
                 shutil.rmtree(self.folder, ignore_errors=True)
                 self.folder, self.info = None, None
                 raise not_writable(runs_dir, exc) from None
         else:
+            self._lock = lock_run(self.folder)     # refuses while another process trains this run
             trim_metrics(self.folder / "metrics.jsonl", self.resume_step)
             self.info = RunInfo.load(self.folder)
             resumes = list(self.info.data.get("resumes", []))
@@ -151,6 +155,12 @@ class Session:
             self.info.update(status="running", ended=None, resumes=resumes)
         self.trainer.callbacks.insert(0, RunRecorder(self.folder, {"config_sha256": config_hash(self.cfg)}))
         return self.folder
+
+    def release(self) -> None:
+        """Let another process resume this run (the lock taken by ``open``)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.close()
 
     def _write_new_run(self) -> None:
         head = (f"# Resolved config of run {self.folder.name}: defaults filled in, overrides applied.\n"
@@ -222,11 +232,15 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
     """A session that continues ``run_dir`` exactly where its last checkpoint stopped."""
     from .checkpoint import has_checkpoint, load_checkpoint
     from .config import load_config
+    from .preflight import lock_run
 
     run_dir = Path(run_dir)
     info = read_run(run_dir)
     if info.get("status") == "completed":
         raise RunError(f"{run_dir}: this run already completed; start a new run instead")
+    lock = lock_run(run_dir)   # a live run first: its checkpoint may be changing under us
+    if lock is not None:
+        lock.close()
     stored = load_config(run_dir / "config.yaml", [])
     ckpt = None
     if has_checkpoint(run_dir / "checkpoints", "last"):

@@ -22,7 +22,7 @@ from nncli.checkpoint import has_checkpoint, load_checkpoint, load_weights, weig
 from nncli.cli.eval import evaluate_run
 from nncli.cli.train import run_session
 from nncli.runlist import list_runs
-from nncli.runs import read_metrics
+from nncli.runs import RunError, read_metrics
 from nncli.session import prepare, prepare_resume
 
 # a checkpoint every 5 steps: most of the wall time is spent in checkpoint fsyncs, so random kills
@@ -258,6 +258,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path
     # what kill -9 right after the folder was made leaves: status running, no checkpoint, a torn line
     s = prepare(cfg, [])
     s.open(tmp_path / "b")
+    s.release()                                     # the kernel does this for a killed process
     run = s.folder
     (run / "metrics.jsonl").write_text('{"event": "train", "step": 4, "train_loss": 1.0}\n{"event": "tr')
     assert assert_readable_after_kill(run) is None
@@ -266,3 +267,23 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path
     assert run_session(resumed, tmp_path / "b", quiet=True, json_out=False) == 0
     same_weights(straight.folder, run)
     assert no_times(read_metrics(run / "metrics.jsonl")) == no_times(read_metrics(straight.folder / "metrics.jsonl"))
+
+
+def test_resume_is_refused_while_another_process_trains_the_run(tmp_path):
+    cfg = {**CONFIG, "train": {"steps": 10**6, "log_every": 1000, "eval_every": 10**6}}
+    runs, log = tmp_path / "runs", tmp_path / "stderr.txt"
+    proc = launch(write(tmp_path, cfg), "--runs-dir", runs, log=log)
+    try:
+        wait_for(runs, proc)
+        while not any((p / "run.json").exists() for p in runs.iterdir()):
+            time.sleep(0.005)
+        run = the_run(runs)
+        with pytest.raises(RunError, match=rf"{run}: another process \(pid {proc.pid}\) is training this run"):
+            prepare_resume(run, None, [])
+        assert proc.poll() is None and json.loads((run / "run.json").read_text())["status"] == "running"
+    finally:
+        proc.kill()
+        proc.wait()
+    s = prepare_resume(run, None, [])             # once it is gone (kill -9), the run can be resumed
+    s.open(runs)
+    s.release()

@@ -88,6 +88,7 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
         result = session.trainer.run()
     except BaseException as exc:
         session.fail(exc)
+        session.release()
         if isinstance(exc, KeyboardInterrupt):
             return 130
         if isinstance(exc, UserError) or debugging():
@@ -103,7 +104,15 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
             signal.signal(sig, handler)
         if hasattr(progress, "close"):
             progress.close()
-    summary = session.finish(result, curves)
+    try:
+        summary = session.finish(result, curves)
+    except OSError as exc:   # summary.json or run.json on a disk that just filled up
+        if exc.filename is None or debugging():
+            raise
+        err_console.print(f"error: {write_failure(exc, session)}", markup=False, soft_wrap=True)
+        return 1
+    finally:
+        session.release()
     if not quiet:
         err_console.print(results_table(summary, session.folder))
         err_console.print(f"run folder: {session.folder}", markup=False, soft_wrap=True)
