@@ -8,6 +8,9 @@ Layout of one run::
     metrics.jsonl        one JSON object per logged step and per evaluation, flushed per line
     summary.json         final / best / test metrics, parameter count, wall time, steps
     checkpoints/         last.safetensors, best.safetensors and their ``.state.safetensors`` sidecars
+                         (hidden ``.*.pending`` files only while a save is in progress or was cut
+                         short; see ``nncli.checkpoint``)
+    .lock                held (flock) by the process training the run; see ``nncli.preflight.lock_run``
 
 Every whole-file write is atomic: a temp file in the same folder, flush + fsync, ``os.replace``, then
 an fsync of the folder, so a crash leaves either the old file or the new one, never half of each.

@@ -39,11 +39,13 @@ def train_cmd(
 ) -> None:
     """Train a model from a YAML config; write config, metrics, checkpoints and a summary to a run folder.
 
-    Exit codes: 0 completed, 1 crashed (status failed), 2 bad input (nothing written), 3 diverged.
+    Exit codes: 0 completed, 1 crashed or a write failed, e.g. a full disk (status failed; the last good checkpoint is kept), 2 bad input, an unwritable --runs-dir or too little free disk space (nothing written), 3 diverged.
 
     Diverged: the loss or gradient became NaN/Inf with train.on_nonfinite=stop; the message names the first module whose output or gradient went non-finite, and the last good checkpoint is kept.
 
     SIGINT / SIGTERM (130 / 143): the current step finishes and a checkpoint is written; continue with --resume RUN_DIR.
+
+    Killed outright (kill -9, the OOM killer): run.json still says running; --resume RUN_DIR continues from the newest complete checkpoint, exactly. See docs/reliability.md.
     """
     overrides = list(set_ or [])
     if resume is not None:
