@@ -81,7 +81,8 @@ class ConvND(Module):
 
     Output size per axis: S' = ⌊(S + p_lo + p_hi − δ(k−1) − 1)/s⌋ + 1. Backward with v = ∂J/∂u:
     ∂J/∂W = v colsᵀ, ∂J/∂b = Σ_{n,p} v, ∂J/∂z = col2im(Wᵀ v) (the transpose of the banded Q of 7.49).
-    Saved for backward: the im2col matrix (C·K·P floats per example).
+    Saved for backward: the padded input (C·Π(S + p_lo + p_hi) floats per example); the columns are
+    rebuilt block by block in backward, in cache, rather than kept (K times the memory).
     """
 
     nd: ClassVar[int] = 1
@@ -103,7 +104,7 @@ class ConvND(Module):
             lo = hi = as_tuple(c.padding, nd, "padding")
         self.geom = Geometry(k, as_tuple(c.stride, nd, "stride"), d, lo, hi)
         self._pad = PadBuffer(0.0)
-        self._cols: np.ndarray | None = None
+        self._zp: np.ndarray | None = None
 
     def output_shape(self, input_shape):
         require_rank(self, input_shape, self.nd + 1, self.layout)
@@ -123,8 +124,6 @@ class ConvND(Module):
         N, C = z.shape[:2]
         out = geom.out_size(z.shape[2:], type(self).__name__)
         P, CK = int(np.prod(out)), C * geom.K
-        if self._cols is None or self._cols.shape != (CK, N * P) or self._cols.dtype != z.dtype:
-            self._cols = np.empty((CK, N * P), dtype=z.dtype)          # kept for ∂J/∂W, reused
         zp, W = self._pad(z, geom), self.params["weight"]
         W2 = W.reshape(Co, CK)
         u = np.empty((N, Co) + out, dtype=r_dtype(W, z))
@@ -132,36 +131,42 @@ class ConvND(Module):
         # im2col, the product and the copy back to batch-first (with the bias add), a block of
         # examples at a time so each block's columns are multiplied while still in cache
         for n0, n1 in _blocks(N, CK * P):
-            cols = im2col(zp[n0:n1], geom, out, into=self._cols[:, n0 * P:n1 * P])  # (C·K, nb·P)
+            cols = im2col(zp[n0:n1], geom, out, into=SCRATCH.get("conv.cols", (CK, (n1 - n0) * P), z.dtype))
             r = np.matmul(W2, cols, out=SCRATCH.get("conv.u", (Co, (n1 - n0) * P), u.dtype))
             r = r.reshape((Co, n1 - n0) + out).swapaxes(0, 1)
             if bias is None:
                 np.copyto(u[n0:n1], r)
             else:
                 np.add(r, bias, out=u[n0:n1])
-        self._zshape, self._out = z.shape, out
+        # backward rebuilds the columns from the padded input (C·Π(S+2p) floats per example), as
+        # PyTorch keeps the input: K times less memory than keeping the columns, for one more gather
+        self._zp, self._zshape, self._out = zp, z.shape, out
         return u
 
     def backward(self, v):
         geom, Co = self.geom, self.cfg.out
         N, C = self._zshape[:2]
-        W, cols = self.params["weight"], self._cols
-        vt = SCRATCH.get("conv.v", (Co, N) + self._out, v.dtype)
-        np.copyto(vt, v.swapaxes(0, 1))
-        vt = vt.reshape(Co, -1)                                         # (C', N·P)
-        # (cols vᵀ)ᵀ rather than v colsᵀ: OpenBLAS splits the long N·P axis better this way round
-        self.grads["weight"] += (cols @ vt.T).T.reshape(W.shape)
-        if self.cfg.bias:
-            self.grads["bias"] += vt.sum(axis=1)
-        # ∂J/∂cols = Wᵀ v and col2im, a block of examples at a time: each block's ∂J/∂cols is added
-        # into ∂J/∂z while still in cache, and the full C·K·N·P matrix is never stored.
-        spatial, P = self._zshape[2:], int(np.prod(self._out))
-        dzp = np.zeros((N, C) + geom.padded(spatial), dtype=r_dtype(W, v))
-        Wt, v3 = W.reshape(Co, -1).T, vt.reshape(Co, N, P)
-        for n0, n1 in _blocks(N, C * geom.K * P):
-            dcols = np.matmul(Wt, v3[:, n0:n1].reshape(Co, -1),       # (C·K, nb·P)
-                              out=SCRATCH.get("conv.dcols", (C * geom.K, (n1 - n0) * P), dzp.dtype))
-            col2im(dcols, geom, dzp[n0:n1], self._out)
+        spatial, out = self._zshape[2:], self._out
+        P, CK = int(np.prod(out)), C * geom.K
+        W = self.params["weight"]
+        dt = r_dtype(W, v)
+        dzp = np.zeros((N, C) + geom.padded(spatial), dtype=dt)
+        Wt = W.reshape(Co, CK).T
+        dW = np.zeros((CK, Co), dtype=dt)
+        # per block of examples, all in cache: the columns again, v in (C', nb·P) layout,
+        # ∂J/∂W += cols vᵀ, ∂J/∂cols = Wᵀ v and col2im into ∂J/∂z
+        for n0, n1 in _blocks(N, CK * P):
+            m = (n1 - n0) * P
+            cols = im2col(self._zp[n0:n1], geom, out, into=SCRATCH.get("conv.cols", (CK, m), self._zp.dtype))
+            vt = SCRATCH.get("conv.v", (Co, n1 - n0) + out, v.dtype)
+            np.copyto(vt, v[n0:n1].swapaxes(0, 1))
+            vt = vt.reshape(Co, m)                                      # (C', nb·P)
+            dW += cols @ vt.T
+            if self.cfg.bias:
+                self.grads["bias"] += vt.sum(axis=1)
+            dcols = np.matmul(Wt, vt, out=SCRATCH.get("conv.dcols", (CK, m), dt))
+            col2im(dcols, geom, dzp[n0:n1], out)
+        self.grads["weight"] += dW.T.reshape(W.shape)
         return dzp[(slice(None), slice(None)) + geom.interior(spatial)]
 
     # -- description ------------------------------------------------------------------------
@@ -179,7 +184,8 @@ class ConvND(Module):
         formula = (f"{head} + C' = {nums} + {Co} = {n + Co}" if self.cfg.bias
                    else f"{head} = {nums} = {n}")
         macs = Co * C * K * P
-        return {"formula": formula, "macs_forward": macs, "macs_backward": 2 * macs, "saved": C * K * P}
+        saved = C * int(np.prod(self.geom.padded(self.input_shape[1:])))
+        return {"formula": formula, "macs_forward": macs, "macs_backward": 2 * macs, "saved": saved}
 
     def to_torch(self):
         import torch
