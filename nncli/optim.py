@@ -4,8 +4,12 @@ The update rules are PyTorch's (``torch.optim.SGD`` with dampening 0, ``torch.op
 amsgrad), so a run here and the same run in PyTorch follow the same trajectory up to rounding. Weight
 decay is L2 added to the gradient (g ← g + λθ), as in both of those, not AdamW's decoupled decay.
 
-Every buffer is allocated once in ``__init__`` and updated with ``out=`` ufuncs, so a step allocates
-nothing per parameter. The gradients are read, never modified.
+Memory: besides the state a rule needs (SGD's momentum, Adam's m and v), a step uses only two small
+scratch buffers of at most ``CHUNK`` elements, shared by all parameters: each parameter is updated a
+slice of ``CHUNK`` elements at a time, so temporaries such as g + λθ or η·g never take a parameter's
+size (a training step's peak memory stays near params + grads + state + saved activations). The
+slices run the same elementwise operations as whole-array ufuncs would, so the result is bit for bit
+the same. Nothing is allocated per step, and the gradients are read, never modified.
 """
 from __future__ import annotations
 
@@ -15,6 +19,10 @@ import numpy as np
 
 from .errors import UserError
 from .schema import OptimizerConfig
+
+#: elements per slice of a parameter's update: 64 kB of float32, so the two scratch slices and the
+#: slices of θ, g and the state stay in the L2 cache while the few ufuncs of one update pass over them
+CHUNK = 16384
 
 
 class Optimizer:
@@ -34,17 +42,30 @@ class Optimizer:
         self.grads = [g for _, _, g in params]
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"parameter names must be unique, got {self.names}")
-        # scratch space for g + λθ, so that the caller's gradients stay untouched
-        self._scratch = [np.empty_like(p) for p in self.params]
+        for n, p, g in params:
+            if not (p.flags.c_contiguous and g.flags.c_contiguous):
+                raise ValueError(f"parameter {n!r} and its gradient must be C-contiguous arrays")
+        # two scratch slices per dtype (g + λθ, and η·g or g + μb), no larger than the largest parameter
+        size = min(CHUNK, max((p.size for p in self.params), default=0))
+        self._scratch = {dt: (np.empty(size, dt), np.empty(size, dt)) for dt in {p.dtype for p in self.params}}
         self.steps = 0
 
-    def _decayed(self, i: int) -> np.ndarray:
-        """The gradient with L2 weight decay added: g + λθ (in scratch space when λ > 0)."""
-        g, wd = self.grads[i], self.cfg.weight_decay
+    def _slices(self, i: int, *state: np.ndarray):
+        """Yield ``(θ, g, *state, a, b)`` as matching flat slices of at most ``CHUNK`` elements of
+        parameter ``i``, its gradient and ``state`` buffers, with ``a``, ``b`` scratch slices as long."""
+        p = self.params[i]
+        flats = [p.reshape(-1), self.grads[i].reshape(-1)] + [s.reshape(-1) for s in state]
+        a, b = self._scratch[p.dtype]
+        for lo in range(0, p.size, CHUNK):
+            hi = min(lo + CHUNK, p.size)
+            yield (*(f[lo:hi] for f in flats), a[:hi - lo], b[:hi - lo])
+
+    def _decayed(self, p: np.ndarray, g: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The gradient with L2 weight decay added: g + λθ (written to ``out`` when λ > 0), one slice."""
+        wd = self.cfg.weight_decay
         if wd == 0.0:
             return g
-        out = self._scratch[i]
-        np.multiply(self.params[i], wd, out=out)
+        np.multiply(p, wd, out=out)
         np.add(out, g, out=out)
         return out
 
@@ -98,33 +119,32 @@ class SGD(Optimizer):
     def __init__(self, params, cfg):
         super().__init__(params, cfg)
         self.momentum = [np.zeros_like(p) for p in self.params] if cfg.momentum > 0 else []
-        # g + μ b needs its own buffer: the scratch one may hold g
-        self._nesterov = [np.empty_like(p) for p in self.params] if cfg.nesterov else [None] * len(self.params)
 
     def _buffers(self):
         return {"momentum": self.momentum} if self.momentum else {}
 
     def step(self, lr: float) -> None:
         mu, nesterov = self.cfg.momentum, self.cfg.nesterov
-        for i, p in enumerate(self.params):
-            g = self._decayed(i)
-            if mu > 0:
-                b = self.momentum[i]
-                if self.steps == 0:
-                    b[...] = g           # PyTorch starts the buffer at the first gradient, not at 0
-                else:
-                    np.multiply(b, mu, out=b)
-                    np.add(b, g, out=b)
-                if nesterov:
-                    d = self._nesterov[i]
-                    np.multiply(b, mu, out=d)
-                    np.add(g, d, out=d)  # g + μ b
-                    g = d
-                else:
-                    g = b
-            d = self._nesterov[i] if g is self._nesterov[i] else self._scratch[i]
-            np.multiply(g, lr, out=d)    # g may be d itself: an elementwise ufunc allows that
-            np.subtract(p, d, out=p)
+        for i in range(len(self.params)):
+            state = (self.momentum[i],) if mu > 0 else ()
+            for p, g, *b, s1, s2 in self._slices(i, *state):
+                g = self._decayed(p, g, s1)          # s1 holds g + λθ when λ > 0
+                if mu > 0:
+                    b = b[0]
+                    if self.steps == 0:
+                        b[...] = g       # PyTorch starts the buffer at the first gradient, not at 0
+                    else:
+                        np.multiply(b, mu, out=b)
+                        np.add(b, g, out=b)
+                    if nesterov:
+                        np.multiply(b, mu, out=s2)
+                        np.add(g, s2, out=s2)       # g + μ b
+                        g = s2
+                    else:
+                        g = b
+                d = s2 if g is s2 else s1          # s1 is free once g + λθ has been used
+                np.multiply(g, lr, out=d)          # g may be d itself: an elementwise ufunc allows that
+                np.subtract(p, d, out=p)
         self.steps += 1
 
 
@@ -143,7 +163,6 @@ class Adam(Optimizer):
         super().__init__(params, cfg)
         self.m = [np.zeros_like(p) for p in self.params]
         self.v = [np.zeros_like(p) for p in self.params]
-        self._denom = [np.empty_like(p) for p in self.params]
 
     def _buffers(self):
         return {"adam.m": self.m, "adam.v": self.v}
@@ -155,25 +174,25 @@ class Adam(Optimizer):
         t = self.steps
         step_size = lr / (1 - b1 ** t)
         bc2_sqrt = math.sqrt(1 - b2 ** t)
-        for i, p in enumerate(self.params):
-            g = self._decayed(i)
-            m, v, d = self.m[i], self.v[i], self._denom[i]
-            # m ← m + (1−β₁)(g − m): PyTorch's lerp form, same rounding
-            np.subtract(g, m, out=d)
-            np.multiply(d, 1 - b1, out=d)
-            np.add(m, d, out=m)
-            # v ← β₂ v + (1−β₂) g²  (d is free again)
-            np.multiply(v, b2, out=v)
-            np.multiply(g, g, out=d)
-            np.multiply(d, 1 - b2, out=d)
-            np.add(v, d, out=v)
-            # d ← √v / √(1−β₂ᵗ) + ε;  θ ← θ − step_size · m / d
-            np.sqrt(v, out=d)
-            np.divide(d, bc2_sqrt, out=d)
-            np.add(d, eps, out=d)
-            np.divide(m, d, out=d)
-            np.multiply(d, step_size, out=d)
-            np.subtract(p, d, out=p)
+        for i in range(len(self.params)):
+            for p, g, m, v, s1, d in self._slices(i, self.m[i], self.v[i]):
+                g = self._decayed(p, g, s1)
+                # m ← m + (1−β₁)(g − m): PyTorch's lerp form, same rounding
+                np.subtract(g, m, out=d)
+                np.multiply(d, 1 - b1, out=d)
+                np.add(m, d, out=m)
+                # v ← β₂ v + (1−β₂) g²  (d is free again)
+                np.multiply(v, b2, out=v)
+                np.multiply(g, g, out=d)
+                np.multiply(d, 1 - b2, out=d)
+                np.add(v, d, out=v)
+                # d ← √v / √(1−β₂ᵗ) + ε;  θ ← θ − step_size · m / d
+                np.sqrt(v, out=d)
+                np.divide(d, bc2_sqrt, out=d)
+                np.add(d, eps, out=d)
+                np.divide(m, d, out=d)
+                np.multiply(d, step_size, out=d)
+                np.subtract(p, d, out=p)
 
 
 _OPTIMIZERS = {"sgd": SGD, "adam": Adam}
