@@ -331,20 +331,16 @@ def test_one_example_larger_than_memory_is_refused_by_every_command(tmp_path):
                        place=f"{cfg}:2:", runs_dir=tmp_path / "runs")
 
 
-@pytest.mark.xfail(strict=True, reason="nncli/cli/gradcheck.py _check_config draws the random batch "
-                   "(BATCH + 1 examples, float64) without checking its size: MemoryError traceback, exit 1")
 def test_gradcheck_batch_larger_than_memory_is_a_user_error(tmp_path):
     # 4·10⁸ values per example (1.6 GB in float32) passes the per-example limit; a float64 batch does not fit
     cfg = tmp_path / "big.yaml"
     cfg.write_text(HUGE_INPUT.replace("SIDE", "20000").replace("POOL", "200"))
     res = run_nncli("gradcheck", cfg, "--samples", "1", cwd=tmp_path, **LIMITED)
-    assert_refused(res, "GiB")
+    assert_refused(res, "model.input_shape", "GiB", place=f"{cfg}:2:")
 
 
-@pytest.mark.xfail(strict=True, reason="nncli/cli/inspect.py _batch (inspect --trace / --time) draws a "
-                   "random float64 batch of 64 examples without checking its size: MemoryError traceback, exit 1")
 def test_inspect_trace_batch_larger_than_memory_is_a_user_error(tmp_path):
     cfg = tmp_path / "big.yaml"
     cfg.write_text(HUGE_INPUT.replace("SIDE", "20000").replace("POOL", "200"))
     res = run_nncli("inspect", cfg, "--trace", cwd=tmp_path, **LIMITED)
-    assert_refused(res, "GiB")
+    assert_refused(res, "model.input_shape", "GiB", place=f"{cfg}:2:")

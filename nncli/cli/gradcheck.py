@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import app
+from ..memory import check_batch_fits
 from ..gradcheck_run import (BATCH, check_config_chain, check_registry, load_batch, random_targets,
                              verdict)
 
@@ -67,6 +68,7 @@ def _check_config(path, overrides, module, data, seed, kw):
 
     loaded, chain = build_from_config(path, overrides, dtype="float64", seed=seed, with_loss=True)
     rng = np.random.default_rng(seed)
+    check_batch_fits(loaded, chain, BATCH + 1, np.float64, what="the gradcheck batch", field="model.input_shape")
     if data:
         x, y = load_batch(loaded, chain, BATCH + 1, path=data)
     else:

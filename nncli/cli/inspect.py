@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import app
+from ..memory import check_batch_fits
 from ..summary import build_from_config, human_bytes, human_count, summarize
 
 
@@ -51,6 +52,9 @@ def inspect_cmd(
     cfg = loaded.config
     if batch is None:
         batch = cfg.data.batch_size if cfg.data is not None else 64
+    if trace or timing:   # refuse a batch that cannot fit before printing anything
+        check_batch_fits(loaded, chain, batch, np.float64, what="the --trace/--time batch",
+                         field="model.input_shape")
     summary = summarize(chain, batch=batch, loaded=loaded, dtype=dtype or cfg.dtype, source=config)
     out: dict = {"summary": summary.to_dict()}
     human = _console(sys.stderr if as_json else sys.stdout)
