@@ -80,13 +80,14 @@ class CrossEntropy(Loss):
 
     def forward(self, h, y):
         y = y.astype(np.intp, copy=False)
-        shifted = h - h.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
-        total = exp.sum(axis=1, keepdims=True)
         n = h.shape[0]
-        picked = shifted[np.arange(n), y]
-        self._p = exp / total
-        self._y, self._n = y, n
+        # one N×C array: the shifted logits become their exponentials, then the softmax, in place
+        p = h - h.max(axis=1, keepdims=True)
+        picked = p[np.arange(n), y]
+        np.exp(p, out=p)
+        total = p.sum(axis=1, keepdims=True)
+        p /= total
+        self._p, self._y, self._n = p, y, n
         return float(np.mean(np.log(total[:, 0]) - picked))
 
     def backward(self):
