@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,10 @@ def lock_run(folder: Path):
         import fcntl
     except ImportError:
         return None
-    fh = open(Path(folder) / ".lock", "a+")
+    try:
+        fh = open(Path(folder) / ".lock", "a+")
+    except OSError as exc:
+        raise RunError(f"{folder}: cannot write in this run folder ({exc.strerror or exc})") from None
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -122,3 +126,14 @@ def lock_run(folder: Path):
     fh.write(f"{os.getpid()}\n")
     fh.flush()
     return fh
+
+
+def check_writable(folder: Path) -> None:
+    """RunError unless a file can be created in ``folder`` (modes alone do not tell: root,
+    read-only mounts, immutable folders)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise RunError(f"{folder}: cannot write in this run folder ({exc.strerror or exc}); "
+                       f"a resumed run writes its metrics and checkpoints there") from None

@@ -126,7 +126,8 @@ class Session:
         Before anything is written: the runs folder must be writable and its disk must have room
         for the run's checkpoints (``nncli.preflight``), else a RunError (exit 2) and no folder.
         """
-        from .preflight import bytes_needed, check_free_space, check_runs_dir, lock_run, not_writable
+        from .preflight import (bytes_needed, check_free_space, check_runs_dir, check_writable, lock_run,
+                                not_writable)
 
         new_run = self.resume_step is None
         need, ckpt = bytes_needed(self.trainer, new_run)
@@ -146,6 +147,8 @@ class Session:
                 self.folder, self.info = None, None
                 raise not_writable(runs_dir, exc) from None
         else:
+            check_writable(self.folder)
+            check_writable(self.folder / "checkpoints")
             self._lock = lock_run(self.folder)     # refuses while another process trains this run
             trim_metrics(self.folder / "metrics.jsonl", self.resume_step)
             self.info = RunInfo.load(self.folder)

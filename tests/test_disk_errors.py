@@ -213,3 +213,25 @@ def test_unwritable_runs_dir_exits_2_naming_it(cfg, tmp_path):
         assert list(runs.iterdir()) == []
     finally:
         unlock_folder(runs)
+
+
+def test_resume_into_an_unwritable_run_folder_exits_2(cfg, tmp_path, capsys):
+    s = prepare(cfg, [])
+    s.trainer.callbacks.append(type("Stop", (), {"on_step": lambda self, t: t.state.step == 12 and
+                                                  t.request_stop("SIGINT")})())
+    assert run_session(s, tmp_path / "runs", quiet=True, json_out=False) == 130
+    run = s.folder
+    files = lambda: {p.name: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != ".lock"}  # noqa: E731
+    before = files()
+    if not lock_folder(run / "checkpoints"):
+        pytest.skip("cannot make a folder unwritable for this user here")
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--resume", str(run), "--quiet"])
+    finally:
+        unlock_folder(run / "checkpoints")
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{run / 'checkpoints'}: cannot write in this run folder" in err, err
+    assert files() == before                      # untouched (bar the lock file, probed first)
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"

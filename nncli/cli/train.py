@@ -7,6 +7,7 @@ SIGINT / SIGTERM (a checkpoint was written; ``--resume RUN_DIR`` continues exact
 """
 from __future__ import annotations
 
+import errno
 import json
 import signal
 import sys
@@ -145,6 +146,7 @@ def write_failure(exc: OSError, session) -> str:
         kept = f"the last good checkpoint (step {load_checkpoint(folder / 'checkpoints', 'last').state['step']}) is kept"
     except (CheckpointError, KeyError, OSError):
         kept = "no checkpoint had been written yet"
+    full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
     return (f"cannot write {exc.filename}: {exc.strerror or exc}; training stopped at step "
-            f"{session.trainer.state.step}; {kept}; make room, then continue with "
-            f"nncli train --resume {folder}")
+            f"{session.trainer.state.step}; {kept}; {'make room' if full else 'once it can be written'}, "
+            f"then continue with nncli train --resume {folder}")
