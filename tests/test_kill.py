@@ -1,6 +1,6 @@
 """Runs survive kill -9, SIGTERM and a second Ctrl-C: the folder stays readable and --resume is exact.
 
-The kill test starts a real ``nncli train``, kills it (SIGKILL) after seeded random delays, checks
+The kill test starts a real ``nncli train``, kills it (SIGKILL) at seeded random moments, checks
 the folder, resumes, kills again, …, lets it finish and compares the final checkpoints bit for bit
 with an uninterrupted run of the same config (float64, Adam, dropout, a cosine schedule).
 """
@@ -73,6 +73,16 @@ def wait_until_opened(run: Path, proc: subprocess.Popen, count: int, timeout: fl
         time.sleep(0.005)
 
 
+def wait_until_step(run: Path, proc: subprocess.Popen, step: int, timeout: float = 60) -> None:
+    """Wait until metrics.jsonl shows ``step`` (or the process has ended)."""
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        records = read_metrics(run / "metrics.jsonl")
+        if records and records[-1]["step"] >= step:
+            return
+        time.sleep(0.002)
+
+
 def the_run(runs: Path) -> Path:
     (run,) = [p for p in runs.iterdir() if (p / "run.json").exists()]
     return run
@@ -133,13 +143,19 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_pa
     while not any((p / "run.json").exists() for p in runs.iterdir()):
         time.sleep(0.005)
     run = the_run(runs)
-    kills, steps_seen = 0, []
-    # each cycle kills either during start-up (a random moment after launch) or during training
-    # (a random moment after the process has reopened the folder, which start-up would hide)
-    for early, delay in zip(rng.random(7) < 0.3, rng.uniform(0.0, 0.6, size=7)):
-        if not early and kills:
-            wait_until_opened(run, proc, opened + 1)
-        time.sleep(delay)
+    kills, steps_seen, opened = 0, [], 0
+    # each cycle kills either during start-up (a random moment after launch) or during training: a
+    # few ms after the run passes a random step (rising from cycle to cycle, so that the run gets on
+    # however fast this machine is), which lands anywhere in a checkpoint cycle
+    targets = np.sort(rng.integers(20, 850, size=7))
+    for early, target in zip(rng.random(7) < 0.3, targets):
+        if early:
+            time.sleep(rng.uniform(0.0, 0.8))
+        else:
+            if kills:
+                wait_until_opened(run, proc, opened + 1)
+            wait_until_step(run, proc, target)
+            time.sleep(rng.uniform(0.0, 0.03))
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
@@ -150,7 +166,7 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_pa
         proc = launch("--resume", run, log=log)
     assert proc.wait(timeout=120) == 0, log.read_text()
     assert kills >= 5, f"the run finished after {kills} kills ({steps_seen}); the test needs a longer run"
-    assert any(s is not None and 0 < s < 1000 for s in steps_seen), steps_seen
+    assert len({s for s in steps_seen if s is not None and 0 < s < 1000}) >= 3, steps_seen   # it got on
 
     straight = reference()
     same_weights(straight, run, "last")
@@ -171,7 +187,7 @@ def test_sigterm_checkpoints_exits_143_and_resumes_exactly(tmp_path, reference):
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:   # late in the run: a short resume
         metrics = list(runs.glob("*/metrics.jsonl"))
-        if metrics and any(r["step"] >= 800 for r in read_metrics(metrics[0])):
+        if metrics and any(r["step"] >= 600 for r in read_metrics(metrics[0])):
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
