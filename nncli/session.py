@@ -150,6 +150,8 @@ class Session:
             check_writable(self.folder)
             check_writable(self.folder / "checkpoints")
             self._lock = lock_run(self.folder)     # refuses while another process trains this run
+            for tmp in self.folder.glob(".*.tmp"):    # left by a write that a kill -9 cut short
+                tmp.unlink(missing_ok=True)
             trim_metrics(self.folder / "metrics.jsonl", self.resume_step)
             self.info = RunInfo.load(self.folder)
             resumes = list(self.info.data.get("resumes", []))

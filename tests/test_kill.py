@@ -277,10 +277,12 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path
     s.release()                                     # the kernel does this for a killed process
     run = s.folder
     (run / "metrics.jsonl").write_text('{"event": "train", "step": 4, "train_loss": 1.0}\n{"event": "tr')
+    (run / ".run.json.k1ll3d.tmp").write_text('{"status": "runn')      # an atomic write cut short
     assert assert_readable_after_kill(run) is None
     resumed = prepare_resume(run, None, [])
     assert resumed.trainer.state.step == 0
     assert run_session(resumed, tmp_path / "b", quiet=True, json_out=False) == 0
+    assert not list(run.glob(".*.tmp"))
     same_weights(straight.folder, run)
     assert no_times(read_metrics(run / "metrics.jsonl")) == no_times(read_metrics(straight.folder / "metrics.jsonl"))
 
