@@ -85,3 +85,138 @@ def test_non_contiguous_parameters_are_refused():
     p = np.zeros((4, 4)).T
     with pytest.raises(ValueError, match="contiguous"):
         SGD([("w", p, np.zeros((4, 4)))], OptimizerConfig(type="sgd", lr=0.1))
+
+
+# -- LN in row blocks, on threads -------------------------------------------------------------------
+
+from nncli import parallel                          # noqa: E402
+from nncli.modules import norm                      # noqa: E402
+from nncli.modules.norm import LN                   # noqa: E402
+
+AFFINES = ["scalar", "per_feature", "none"]
+
+
+def _small_blocks(monkeypatch, block_elements=12):
+    """Blocks of a couple of rows, so that a tiny array has several blocks and a short last one."""
+    monkeypatch.setattr(norm, "row_blocks", lambda n, d: parallel.row_blocks(n, d, block_elements))
+
+
+def _ln_step(affine, threads, monkeypatch, shape=(11, 2, 3), dtype=np.float64, seed=5):
+    monkeypatch.setattr(norm, "workers", lambda n: threads)
+    rng = np.random.default_rng(seed)
+    m = LN(affine=affine).build(shape[1:], rng, dtype)
+    for p in m.params.values():
+        p[...] = rng.normal(size=p.shape)
+    z = (rng.normal(size=shape) * 3 + 2).astype(dtype)
+    v = rng.normal(size=shape).astype(dtype)
+    u = m.forward(z)
+    dz = m.backward(v)
+    return m, z, v, u, dz
+
+
+@pytest.mark.parametrize("affine", AFFINES)
+def test_ln_on_threads_equals_ln_on_one_thread_bit_for_bit(affine, monkeypatch):
+    _small_blocks(monkeypatch)
+    one = _ln_step(affine, 1, monkeypatch)
+    many = _ln_step(affine, 3, monkeypatch)
+    for a, b in zip(one[3:], many[3:]):
+        np.testing.assert_array_equal(a, b)
+    for k in one[0].grads:
+        np.testing.assert_array_equal(one[0].grads[k], many[0].grads[k])
+    # and a second step on the same layer gives the same again (reused buffers hold no stale state)
+    m = many[0]
+    m.zero_grads()
+    np.testing.assert_array_equal(m.forward(many[1]), many[3])
+    np.testing.assert_array_equal(m.backward(many[2]), many[4])
+
+
+@pytest.mark.parametrize("affine", AFFINES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ln_in_many_blocks_matches_torch(affine, threads, monkeypatch):
+    torch = pytest.importorskip("torch", reason="PyTorch cross-checks need torch installed")
+    _small_blocks(monkeypatch)
+    m, z, v, u, dz = _ln_step(affine, threads, monkeypatch)
+    t = m.to_torch()
+    zt = torch.tensor(z, requires_grad=True)
+    ut = t(zt)
+    ut.backward(torch.tensor(v))
+    pairs = [(u, ut.detach().numpy()), (dz, zt.grad.numpy())]
+    pairs += [(m.grads[k], p.grad.numpy()) for k, p in t.named_parameters()]
+    for ours, want in pairs:
+        assert np.max(np.abs(ours - want)) <= 1e-10 * np.max(np.abs(want))
+
+
+def test_ln_float32_blocks_track_float64(monkeypatch):
+    """float32 stays float32 (no float64 temporaries) and agrees with float64 to float32 precision."""
+    _small_blocks(monkeypatch, 40)
+    m32, _, _, u32, dz32 = _ln_step("per_feature", 2, monkeypatch, shape=(37, 16), dtype=np.float32)
+    m64, _, _, u64, dz64 = _ln_step("per_feature", 2, monkeypatch, shape=(37, 16), dtype=np.float64)
+    assert u32.dtype == dz32.dtype == m32.grads["weight"].dtype == np.float32
+    np.testing.assert_allclose(u32, u64, rtol=0, atol=2e-5 * np.abs(u64).max())
+    np.testing.assert_allclose(dz32, dz64, rtol=0, atol=2e-5 * np.abs(dz64).max())
+    np.testing.assert_allclose(m32.grads["weight"], m64.grads["weight"], rtol=0,
+                               atol=2e-5 * np.abs(m64.grads["weight"]).max())
+
+
+def test_ln_forward_allocates_its_output_and_row_statistics_only():
+    """No x̂ copy and no per-call N×D temporaries: forward's transient memory is u plus O(N) and one block."""
+    n, d = 512, 256
+    m = LN(affine="per_feature").build((d,), np.random.default_rng(0))
+    z = np.random.default_rng(1).normal(size=(n, d))
+    m.backward(m.forward(z))                       # scratch buffers made on the first call
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        u = m.forward(z)
+        fwd = tracemalloc.get_traced_memory()[1] - before
+        tracemalloc.reset_peak()
+        dz = m.backward(u)
+        bwd = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    full = 8 * n * d
+    # an x̂ copy or any other N×D temporary would add another ``full``
+    assert fwd <= 1.1 * full, f"forward used {fwd} bytes beyond its input; u is {full}"
+    assert bwd <= 2.1 * full, f"backward peaked at {bwd} bytes with u and ∂J/∂z of {full} each"
+    assert dz.shape == z.shape
+
+
+# -- the thread pool itself -------------------------------------------------------------------------
+
+def test_row_blocks_cover_the_rows_once_and_depend_on_the_shape_only():
+    blocks = parallel.row_blocks(1000, 300, block_elements=4096)
+    assert blocks[0] == (0, 13) and blocks[-1][1] == 1000
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    assert parallel.row_blocks(3, 10**6, block_elements=10) == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_run_blocks_calls_every_block_once_with_one_slot_per_thread():
+    seen = []
+    parallel.run_blocks(lambda k, slot: seen.append((k, slot)), 10, 3)
+    assert sorted(k for k, _ in seen) == list(range(10))
+    slots = {}
+    for k, s in seen:
+        slots.setdefault(s, []).append(k)
+    assert sorted(slots) == [0, 1, 2]
+    # each slot runs a contiguous run of blocks, in order
+    assert all(ks == list(range(ks[0], ks[0] + len(ks))) for ks in slots.values())
+
+
+def test_run_blocks_raises_a_worker_error_and_restores_blas_threads():
+    before = parallel._blas_threads()
+
+    def fn(k, slot):
+        if k == 7:
+            raise ValueError("block 7")
+
+    with pytest.raises(ValueError, match="block 7"):
+        parallel.run_blocks(fn, 8, 2)
+    assert parallel._blas_threads() == before
+
+
+def test_workers_follow_the_blas_thread_setting(monkeypatch):
+    monkeypatch.setattr(parallel, "_blas_threads", lambda: 1)
+    assert parallel.workers(10**8) == 1                       # --threads 1 means one thread
+    monkeypatch.setattr(parallel, "_blas_threads", lambda: 64)
+    assert parallel.workers(10**8) == (parallel.os.cpu_count() or 1)
+    assert parallel.workers(10) == 1                          # small arrays stay on the caller's thread

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import ShapeError
+from ..parallel import row_blocks, run_blocks, workers
 from ..registry import modules
 from .base import HParams, Module
 
@@ -51,56 +52,134 @@ class LN(Module):
         shape = () if affine == "scalar" else self.input_shape
         return {"weight": np.ones(shape), "bias": np.zeros(shape)}
 
+    # -- computation: row blocks of ~64K elements, so that the passes of each direction run in cache
+    # instead of over the whole array, with every reduction a mat-vec over the block (faster than
+    # numpy's sums there); large arrays spread the blocks over threads (nncli.parallel). The block
+    # boundaries depend only on the shape, and each row's arithmetic is the same in any block, so the
+    # result does not depend on the thread count. Forward keeps x (by reference: the layer before
+    # returned it), μ̂ and 1/σ̂, not x̂: writing x̂ out costs more than recomputing x − μ̂ in cache.
+
+    def _scratch(self, name: str, shape, dtype) -> np.ndarray:
+        """A buffer kept on the layer and reused while ``shape`` and ``dtype`` repeat (never returned)."""
+        bufs = self.__dict__.setdefault("_bufs", {})
+        buf = bufs.get(name)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = bufs[name] = np.empty(shape, dtype)
+        return buf
+
+    def _tile(self, name: str, p: np.ndarray, blocks, dtype) -> np.ndarray:
+        """Per-feature ``p`` repeated down one block's rows: multiplying a block by a same-shape array
+        runs as one flat loop, about twice as fast as broadcasting a row over 512-element rows."""
+        rows = blocks[0][1] - blocks[0][0]
+        tile = self._scratch(name, (rows, p.size), dtype)
+        tile[...] = p.reshape(1, -1)
+        return tile
+
     def forward(self, z):
         n = z.shape[0]
         x = z.reshape(n, -1)
         d = x.shape[1]
-        xc = x - x.mean(axis=1, keepdims=True)
-        # σ̂² by a row-wise dot product: no second N×D temporary
-        var = np.einsum("nd,nd->n", xc, xc) / d
-        rstd = 1.0 / np.sqrt(var + self.cfg.eps)
-        xc *= rstd[:, None]                       # xc is now x̂ = LN-S(z), kept for backward
-        self._xhat, self._rstd = xc, rstd
-        if self.cfg.affine == "none":
-            return xc.reshape(z.shape).copy()
-        w, b = self.params["weight"], self.params["bias"]
-        u = xc * w.reshape(-1) if self.cfg.affine == "per_feature" else xc * w
-        u += b.reshape(-1) if self.cfg.affine == "per_feature" else b
+        affine = self.cfg.affine
+        mean = np.empty(n, dtype=x.dtype)
+        rstd = np.empty(n, dtype=x.dtype)
+        u = np.empty_like(x)
+        eps = self.cfg.eps
+        blocks = row_blocks(n, d)
+        if affine == "per_feature":
+            w = self._tile("w", self.params["weight"], blocks, x.dtype)
+            b = self._tile("b", self.params["bias"], blocks, x.dtype)
+        elif affine == "scalar":
+            w, b = self.params["weight"], self.params["bias"]
+        inv_d = np.full(d, 1.0 / d, dtype=x.dtype)
+
+        def block(k, slot):
+            lo, hi = blocks[k]
+            xb, ub, m, r = x[lo:hi], u[lo:hi], mean[lo:hi], rstd[lo:hi]
+            np.matmul(xb, inv_d, out=m)                           # μ̂
+            np.subtract(xb, m[:, None], out=ub)
+            np.divide(np.einsum("nd,nd->n", ub, ub), d, out=r)    # σ̂² as row-wise dot products
+            r += eps
+            np.sqrt(r, out=r)
+            np.divide(1.0, r, out=r)
+            ub *= r[:, None]                                      # x̂ = LN-S(z)
+            if affine == "per_feature":
+                ub *= w[:hi - lo]
+                ub += b[:hi - lo]
+            elif affine == "scalar":
+                ub *= w
+                ub += b
+
+        run_blocks(block, len(blocks), workers(x.size))
+        self._x, self._mean, self._rstd = x, mean, rstd
         return u.reshape(z.shape)
 
+    @property
+    def _xhat(self) -> np.ndarray:
+        """x̂ = LN-S(z) of the last forward, (N, D), computed on demand (backward does not use it)."""
+        return (self._x - self._mean[:, None]) * self._rstd[:, None]
+
     def backward(self, v):
-        xhat, rstd = self._xhat, self._rstd
-        n, d = xhat.shape
+        x, mean, rstd = self._x, self._mean, self._rstd
+        n, d = x.shape
         v2 = v.reshape(n, d)
         affine = self.cfg.affine
-        t = v2 * xhat                              # the one N×D temporary of the scalar path
-        if affine == "per_feature":
-            w = self.params["weight"].reshape(-1)
-            self.grads["weight"] += t.sum(axis=0).reshape(self.grads["weight"].shape)
-            self.grads["bias"] += v2.sum(axis=0).reshape(self.grads["bias"].shape)
-            dz = v2 * w                            # g = γ ⊙ v, becomes ∂J/∂z in place
-            mean_g = dz.sum(axis=1) / d
-            t *= w                                 # t = g ⊙ x̂ (row sums beat a BLAS mat-vec here)
-            mean_gx = t.sum(axis=1) / d
-            np.multiply(xhat, mean_gx[:, None], out=t)
-            dz -= t
-            dz -= mean_g[:, None]
-            dz *= rstd[:, None]
-            return dz.reshape(v.shape)
-        sum_v = v2.sum(axis=1)
-        sum_vx = t.sum(axis=1)
-        mean_v, mean_vx = sum_v / d, sum_vx / d
-        if affine == "scalar":
+        dz = np.empty_like(x)
+        blocks = row_blocks(n, d)
+        threads = workers(x.size)
+        rows = blocks[0][1] - blocks[0][0]
+        slots = range(min(threads, len(blocks)))
+        hs = [self._scratch(f"h{i}", (rows, d), x.dtype) for i in slots]
+        ts = [self._scratch(f"t{i}", (rows, d), x.dtype) for i in slots]
+        per_feature = affine == "per_feature"
+        if per_feature:
+            w_d = self.params["weight"].reshape(-1) / d
+            w = self._tile("w", self.params["weight"], blocks, x.dtype)
+            ones = np.ones(rows, dtype=x.dtype)
+            # column sums per block, added up in block order afterwards: deterministic for any threads
+            part_w = np.empty((len(blocks), d), dtype=x.dtype)
+            part_b = np.empty((len(blocks), d), dtype=x.dtype)
+        else:
+            gamma = self.params["weight"] if affine == "scalar" else x.dtype.type(1)
+            ones_d = np.ones(d, dtype=x.dtype)
+            sum_v = np.empty(n, dtype=x.dtype)       # Σ_d v and Σ_d v ⊙ x̂ for each row
+            sum_vx = np.empty(n, dtype=x.dtype)
+
+        def block(k, slot):
+            lo, hi = blocks[k]
+            xb, vb, db, m, r = x[lo:hi], v2[lo:hi], dz[lo:hi], mean[lo:hi], rstd[lo:hi]
+            h, t = hs[slot][:hi - lo], ts[slot][:hi - lo]
+            np.subtract(xb, m[:, None], out=h)               # x − μ̂ = x̂ σ̂
+            np.multiply(vb, h, out=t)                        # v ⊙ x̂ σ̂
+            if per_feature:
+                np.matmul(r, t, out=part_w[k])               # Σ_n v ⊙ x̂
+                np.matmul(ones[:hi - lo], vb, out=part_b[k])  # Σ_n v
+                mean_g = vb @ w_d                            # mean(g), g = γ ⊙ v
+                mean_gx = t @ w_d                            # mean(g ⊙ x̂) σ̂
+                np.multiply(vb, w[:hi - lo], out=db)         # g, becomes ∂J/∂z in place
+            else:
+                sv, svx = sum_v[lo:hi], sum_vx[lo:hi]
+                np.matmul(vb, ones_d, out=sv)
+                np.matmul(t, ones_d, out=svx)
+                mean_g, mean_gx = sv * (gamma / d), svx * (gamma / d)   # mean(g), mean(g ⊙ x̂) σ̂
+                svx *= r
+                np.multiply(vb, gamma, out=db)
+            # ∂J/∂z = (g − mean(g) − x̂ · mean(g ⊙ x̂)) / σ̂, with x̂ · mean(g ⊙ x̂) = (x − μ̂) · r² mean_gx
+            mean_gx *= r
+            mean_gx *= r
+            np.multiply(h, mean_gx[:, None], out=t)
+            db -= t
+            db -= mean_g[:, None]
+            db *= r[:, None]
+
+        run_blocks(block, len(blocks), threads)
+        if per_feature:
+            self.grads["weight"] += part_w.sum(axis=0).reshape(self.grads["weight"].shape)
+            self.grads["bias"] += part_b.sum(axis=0).reshape(self.grads["bias"].shape)
+        elif affine == "scalar":
+            # per-row sums are kept whole, so these totals do not depend on the blocks
             self.grads["weight"] += sum_vx.sum()
             self.grads["bias"] += sum_v.sum()
-            gamma = self.params["weight"]
-        else:
-            gamma = 1.0
-        np.multiply(xhat, mean_vx[:, None], out=t)
-        np.subtract(v2, t, out=t)
-        t -= mean_v[:, None]
-        t *= (gamma * rstd)[:, None]
-        return t.reshape(v.shape)
+        return dz.reshape(v.shape)
 
     def describe(self):
         d = int(np.prod(self.input_shape))
