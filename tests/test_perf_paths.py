@@ -220,3 +220,27 @@ def test_workers_follow_the_blas_thread_setting(monkeypatch):
     monkeypatch.setattr(parallel, "_blas_threads", lambda: 64)
     assert parallel.workers(10**8) == (parallel.os.cpu_count() or 1)
     assert parallel.workers(10) == 1                          # small arrays stay on the caller's thread
+
+
+# -- activations without needless temporaries -------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activation_fast_paths_equal_the_plain_formulas(dtype):
+    from nncli.modules.activations import Sigma
+
+    rng = np.random.default_rng(7)
+    z = (rng.normal(size=(6, 9)) * 8).astype(dtype)
+    z[0, :2] = [0.0, 30.0]
+    v = rng.normal(size=z.shape).astype(dtype)
+    e = np.exp(-np.abs(z))
+    sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    th = np.tanh(z)
+    want = {"relu": (z * (z > 0), v * (z > 0)),
+            "sigmoid": (sig, v * (sig * (1 - sig))),
+            "tanh": (th, v * (1 - th * th))}
+    for fn, (u_want, dz_want) in want.items():
+        m = Sigma(fn=fn).build(z.shape[1:], rng, dtype)
+        u, dz = m.forward(z), m.backward(v)
+        assert u.dtype == dz.dtype == dtype
+        np.testing.assert_array_equal(u, u_want, err_msg=fn)
+        np.testing.assert_array_equal(dz, dz_want, err_msg=fn)

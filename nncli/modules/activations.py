@@ -51,16 +51,23 @@ class Sigma(Module):
     def forward(self, z):
         fn = self.cfg.fn
         if fn == "relu":
+            # the mask (1 byte an element) is the cheapest state to keep; np.maximum is one fast loop,
+            # where z * mask would first cast the mask to floats
             self._mask = z > 0
-            return z * self._mask
+            return np.maximum(z, 0)
         if fn == "leaky_relu":
             self._mask = z > 0
             return np.where(self._mask, z, z * self.dtype.type(self.cfg.negative_slope))
         if fn == "sigmoid":
             # exp of -|z| never overflows; the two branches give 1/(1+e^{-z}) for either sign
-            e = np.exp(-np.abs(z))
-            self._u = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
-            return self._u
+            e = np.abs(z)
+            np.negative(e, out=e)
+            np.exp(e, out=e)
+            u = np.where(z >= 0, z.dtype.type(1), e)      # numerator: 1 or e^{-|z|}
+            np.add(e, 1, out=e)
+            u /= e                                         # over 1 + e^{-|z|}
+            self._u = u
+            return u
         if fn == "tanh":
             self._u = np.tanh(z)
             return self._u
@@ -101,9 +108,15 @@ class Sigma(Module):
         if fn == "leaky_relu":
             return np.where(self._mask, v, v * self.dtype.type(self.cfg.negative_slope))
         if fn == "sigmoid":
-            return v * (self._u * (1 - self._u))
+            t = np.subtract(1, self._u)                    # u (1 − u) v, in one array
+            t *= self._u
+            t *= v
+            return t
         if fn == "tanh":
-            return v * (1 - self._u * self._u)
+            t = np.multiply(self._u, self._u)              # (1 − u²) v, in one array
+            np.subtract(1, t, out=t)
+            t *= v
+            return t
         return (v * self.derivative()).astype(v.dtype, copy=False)
 
     def hparams(self):
