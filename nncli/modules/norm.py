@@ -193,7 +193,8 @@ class LN(Module):
         # forward: Σz, Σ(z−μ̂)², (z−μ̂)/σ̂, and γ·x̂ + β;  backward: Σv, Σv⊙x̂, x̂·mean, scale by γ/σ̂
         fwd = (4 if affine != "none" else 3) * d
         bwd = (5 if affine == "per_feature" else 4) * d
-        return {"formula": formula, "macs_forward": fwd, "macs_backward": bwd, "saved": d + 1}
+        # saved for backward: z itself (by reference), μ̂ and 1/σ̂
+        return {"formula": formula, "macs_forward": fwd, "macs_backward": bwd, "saved": d + 2}
 
     @classmethod
     def examples(cls):
