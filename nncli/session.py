@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from .errors import ConfigError, DataError, UserError
+from .memory import check_batch_fits
+from .yamlload import dump_yaml
 from .runs import (RunError, RunInfo, RunRecorder, atomic_write_json, atomic_write_text, command_line,
                    create_run_dir, iso, jsonable, read_run, trim_metrics, utc_now)
 
@@ -90,6 +91,8 @@ class Session:
                               field="data")
         self.loaded, self.cfg, self.base_dir, self.overrides = loaded, cfg, Path(base_dir), overrides
         self.chain = build_chain(loaded, dtype=cfg.dtype, seed=cfg.seed)
+        check_batch_fits(loaded, self.chain, cfg.data.batch_size, cfg.dtype, what="data.batch_size",
+                         field="data.batch_size")
         try:
             self.dataset = load_dataset(cfg.data, input_shape=tuple(cfg.model.input_shape),
                                         loss=self.chain.loss, seed=cfg.seed, base_dir=self.base_dir,
@@ -171,7 +174,7 @@ class Session:
         head = (f"# Resolved config of run {self.folder.name}: defaults filled in, overrides applied.\n"
                 f"# Overrides: {' '.join(self.overrides) if self.overrides else '(none)'}\n")
         atomic_write_text(self.folder / "config.yaml",
-                          head + yaml.safe_dump(config_dict(self.cfg), sort_keys=False))
+                          head + dump_yaml(config_dict(self.cfg)))
         self.info = RunInfo.start(self.folder, seed=self.cfg.seed, argv=command_line(),
                                   overrides=self.overrides, data_info=self.data_info,
                                   extra={"name": self.cfg.name, "dtype": self.cfg.dtype,

@@ -1,0 +1,41 @@
+"""The resolved config a run saves must read back to the same config, whatever its strings look like."""
+from __future__ import annotations
+
+import pytest
+
+from nncli.cli import main
+from nncli.config import load_config
+
+CONFIG = """\
+name: "1e-3"
+seed: 0
+dtype: float64
+model:
+  input_shape: [2]
+  layers: [{type: MM, out: 3}]
+loss: cross_entropy
+data: {source: spirals, n_samples: 60, batch_size: 20}
+optimizer: {type: sgd, lr: 0.1}
+train: {steps: 2}
+"""
+
+
+def test_a_name_that_looks_like_a_number_survives_the_saved_config(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG)
+    main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--quiet"])   # returns: exit 0
+    (run,) = (tmp_path / "runs").iterdir()
+    again = load_config(run / "config.yaml").config
+    assert again == load_config(cfg).config and again.name == "1e-3"
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    # 2·10⁸ values per example is allowed alone; a batch of 20 of them (32 GB in float64) is not
+    cfg.write_text(CONFIG.replace("input_shape: [2]", "input_shape: [200000000]"))
+    with pytest.raises(SystemExit) as done:
+        main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--quiet"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}:8:" in err and "data.batch_size" in err and "GiB" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
