@@ -137,3 +137,24 @@ def check_writable(folder: Path) -> None:
     except OSError as exc:
         raise RunError(f"{folder}: cannot write in this run folder ({exc.strerror or exc}); "
                        f"a resumed run writes its metrics and checkpoints there") from None
+
+
+def is_training(folder: Path) -> bool:
+    """Whether a live process holds ``folder``'s run lock (so a "running" status is current)."""
+    try:
+        import fcntl
+    except ImportError:
+        return True   # cannot tell: trust run.json
+    path = Path(folder) / ".lock"
+    if not path.exists():
+        return False
+    try:
+        with open(path, "r") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return True

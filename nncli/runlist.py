@@ -137,6 +137,14 @@ def lookup(summary: dict[str, Any], key: str) -> Any:
 
 
 # -- the table -------------------------------------------------------------------------------------
+def _status(run: Path, status: str) -> str:
+    """run.json's status, except that a "running" run no process is training any more (killed,
+    or the machine went down) shows as "stopped": ``nncli train --resume`` continues it."""
+    from .preflight import is_training
+
+    return "stopped" if status == "running" and not is_training(run) else status
+
+
 def run_row(run: Path, metric: str | None = None) -> dict[str, Any]:
     """One line of ``nncli runs``: identity, status, best metric, steps, wall time, test accuracy."""
     info, summary, config = read_json(run / "run.json"), read_json(run / "summary.json"), read_config(run)
@@ -149,7 +157,7 @@ def run_row(run: Path, metric: str | None = None) -> dict[str, Any]:
         "run": run.name,
         "path": str(run),
         "config": config.get("name"),
-        "status": info.get("status", "unknown"),
+        "status": _status(run, info.get("status", "unknown")),
         "best_metric": best[0] if best else None,
         "best_value": best[1] if best else None,
         "best_step": best[2] if best else None,

@@ -194,3 +194,16 @@ def test_without_matplotlib_plot_falls_back_to_the_terminal(runs_dir, monkeypatc
     assert not (run / "curves.png").exists()
     with pytest.raises(plot.PlotError, match=r"pip install 'nncli\[plot\]'"):
         plot.plot_png([run], run / "x.png")
+
+
+def test_a_running_run_that_no_process_trains_is_listed_as_stopped(runs_dir):
+    import fcntl
+
+    run = runs_dir / "mlp-20260101-000000"
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    (run / ".lock").write_text("12345\n")                    # left behind by a killed process
+    assert {r["run"]: r["status"] for r in list_runs(runs_dir)}[run.name] == "stopped"
+    with open(run / ".lock", "a+") as held:                  # a live trainer holds the lock
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert {r["run"]: r["status"] for r in list_runs(runs_dir)}[run.name] == "running"
