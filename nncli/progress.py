@@ -151,8 +151,11 @@ def results_table(summary: dict, run_dir) -> Any:
         if key in final or key in best:
             spec = ".2%" if key.endswith("acc") else ".4f"
             table.add_row(key, _fmt(final.get(key), spec), _fmt(best.get(key), spec))
-    for key, v in (summary.get("test") or {}).items():
-        table.add_row(f"test_{key}", _fmt(v, ".2%" if key == "acc" else ".4f"), "")
+    test, test_best = summary.get("test") or {}, summary.get("test_best") or {}
+    for key in ("loss", "acc"):
+        if key in test:   # "best" column: the best checkpoint's weights, when they differ from the final ones
+            spec = ".2%" if key == "acc" else ".4f"
+            table.add_row(f"test_{key}", _fmt(test.get(key), spec), _fmt(test_best.get(key), spec) if test_best else "")
     table.add_row("steps", str(summary.get("steps")), f"step {best.get('step', '–')}")
     table.add_row("wall time", _duration(summary.get("wall_time", math.nan)), "")
     return table

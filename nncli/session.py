@@ -198,19 +198,20 @@ class Session:
         from .train import evaluate
 
         t = self.trainer
-        test = None
+        test = test_best = None
         ds_test = getattr(self.dataset, "test", None)
         if result.status == "completed" and ds_test is not None and len(ds_test.x):
             x = np.ascontiguousarray(ds_test.x, dtype=self.chain.dtype)
             y = t._targets(ds_test.y, self.chain.dtype)
             test = evaluate(self.chain, self.chain.loss, x, y, t.classifier)
+            test_best = self._test_with_best_weights(result, x, y)
         best = dict(result.best_eval or {})
         if best:
             best["metric"] = self.cfg.train.best_metric
         summary = {
             "status": result.status, "reason": result.reason, "steps": result.steps, "epochs": t.epoch,
             "wall_time": round(result.seconds, 3), "param_count": self.chain.param_count,
-            "final": result.last_eval, "best": best or None, "test": test,
+            "final": result.last_eval, "best": best or None, "test": test, "test_best": test_best,
             **result.extra, "run_dir": str(self.folder.resolve()),
         }
         atomic_write_json(self.folder / "summary.json", summary)
@@ -222,6 +223,23 @@ class Session:
             except Exception:
                 pass
         return jsonable(summary)
+
+
+    def _test_with_best_weights(self, result, x, y):
+        """Test metrics of the ``best`` checkpoint when it is not the final weights (else None)."""
+        from .checkpoint import has_checkpoint, load_checkpoint
+        from .train import evaluate
+
+        folder = self.folder / "checkpoints"
+        best_step = (result.best_eval or {}).get("step")
+        if best_step is None or best_step == result.steps or not has_checkpoint(folder, "best"):
+            return None
+        final = self.chain.state_dict()
+        self.chain.load_state_dict(load_checkpoint(folder, "best").weights)
+        try:
+            return {**evaluate(self.chain, self.chain.loss, x, y, self.trainer.classifier), "step": best_step}
+        finally:
+            self.chain.load_state_dict(final)
 
 
 def prepare(config_path: Path, overrides: list[str], name: str | None = None) -> Session:

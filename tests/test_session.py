@@ -1,4 +1,4 @@
-"""The resolved config a run saves must read back to the same config, whatever its strings look like."""
+"""What a training session saves: a resolved config that reads back, memory checks, test metrics."""
 from __future__ import annotations
 
 import pytest
@@ -39,3 +39,20 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, 
     err = capsys.readouterr().err
     assert f"{cfg}:8:" in err and "data.batch_size" in err and "GiB" in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_summary_scores_the_best_checkpoint_on_test_when_it_is_not_the_final_weights(tmp_path):
+    from nncli.cli.eval import evaluate_run
+
+    cfg = tmp_path / "c.yaml"
+    # a learning rate so high that validation loss bounces: the best evaluation comes before the end
+    cfg.write_text(CONFIG.replace("lr: 0.1", "lr: 30.0").replace("steps: 2", "steps: 12, eval_every: 1")
+                   .replace("batch_size: 20", "batch_size: 20, test_split: 0.3"))
+    main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--quiet"])
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = __import__("json").loads((run / "summary.json").read_text())
+    assert summary["best"]["step"] < summary["steps"]
+    best_on_test = evaluate_run(run, None, "best")
+    assert summary["test_best"]["step"] == summary["best"]["step"]
+    assert summary["test_best"]["loss"] == pytest.approx(best_on_test["loss"], rel=1e-12)
+    assert summary["test"]["loss"] != summary["test_best"]["loss"]
