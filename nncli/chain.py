@@ -61,9 +61,19 @@ class Chain:
 
     __call__ = forward
 
-    def backward(self, v: np.ndarray) -> np.ndarray:
-        """Given v = ∂J/∂h, accumulate every ∂J/∂θ[i] and return ∂J/∂x."""
-        for m in reversed(self.modules):
+    def backward(self, v: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Given v = ∂J/∂h, accumulate every ∂J/∂θ[i] and return ∂J/∂x.
+
+        With ``input_grad=False`` ∂J/∂x is not wanted (training never reads it): a first module that
+        has ``backward_params(v)`` (MM) then adds its ∂J/∂θ only and None is returned. For an MLP
+        that skips its largest product, v W with W (hidden, input), as PyTorch does for inputs
+        without ``requires_grad``.
+        """
+        last = len(self.modules) - 1
+        for i, m in enumerate(reversed(self.modules)):
+            if i == last and not input_grad and hasattr(m, "backward_params"):
+                m.backward_params(v)
+                return None
             v = m.backward(v)
         return v
 
@@ -72,7 +82,7 @@ class Chain:
         self.zero_grads()
         h = self.forward(x)
         J = self.loss.forward(h, y)
-        self.backward(self.loss.backward())
+        self.backward(self.loss.backward(), input_grad=False)
         return J, h
 
     def zero_grads(self) -> None:

@@ -244,3 +244,42 @@ def test_activation_fast_paths_equal_the_plain_formulas(dtype):
         assert u.dtype == dz.dtype == dtype
         np.testing.assert_array_equal(u, u_want, err_msg=fn)
         np.testing.assert_array_equal(dz, dz_want, err_msg=fn)
+
+
+# -- training skips the input gradient ------------------------------------------------------------
+
+def _mlp_chain(seed=0):
+    from nncli.chain import Chain
+    from nncli.registry import losses, modules
+
+    mods = [modules.create("MM", out=6), modules.create("ReLU"), modules.create("MM", out=3)]
+    return Chain(mods, losses.create("cross_entropy")).build((5,), np.random.default_rng(seed))
+
+
+def test_loss_and_grad_skips_the_unread_input_gradient_with_the_same_parameter_gradients():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(7, 5)), rng.integers(0, 3, size=7)
+    full, fast = _mlp_chain(), _mlp_chain()
+    full.zero_grads()
+    full.loss.forward(full.forward(x), y)
+    dx = full.backward(full.loss.backward())
+    assert dx.shape == x.shape                          # backward() still returns ∂J/∂x by default
+    first = fast.modules[0]
+    calls = []
+    first.backward = lambda v: calls.append(v)          # must not be called by loss_and_grad
+    fast.loss_and_grad(x, y)
+    assert calls == []
+    for (k, _, g_full), (_, _, g_fast) in zip(full.parameters(), fast.parameters()):
+        np.testing.assert_array_equal(g_fast, g_full, err_msg=k)
+        assert np.abs(g_fast).max() > 0
+
+
+def test_a_first_module_without_backward_params_runs_its_full_backward():
+    from nncli.chain import Chain
+    from nncli.registry import losses, modules
+
+    chain = Chain([modules.create("ReLU"), modules.create("MM", out=3)], losses.create("cross_entropy"))
+    chain.build((4,), np.random.default_rng(0))
+    rng = np.random.default_rng(2)
+    chain.loss_and_grad(rng.normal(size=(5, 4)), rng.integers(0, 3, size=5))
+    assert np.abs(chain.modules[1].grads["weight"]).max() > 0

@@ -46,10 +46,14 @@ class MM(Module):
         return u
 
     def backward(self, v):
+        self.backward_params(v)
+        return v @ self.params["weight"]
+
+    def backward_params(self, v):
+        """Only add ∂J/∂θ, as ``backward`` does: a chain's first layer, whose ∂J/∂z nobody reads."""
         self.grads["weight"] += v.T @ self._z
         if self.cfg.bias:
             self.grads["bias"] += v.sum(axis=0)
-        return v @ self.params["weight"]
 
     def describe(self):
         d, m = self.input_shape[0], self.cfg.out
