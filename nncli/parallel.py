@@ -78,39 +78,46 @@ def row_blocks(n_rows: int, row_elements: int, block_elements: int = 1 << 16) ->
 
 
 def run_blocks(fn: Callable[[int, int], None], n_blocks: int, n_threads: int) -> None:
-    """Call ``fn(block, slot)`` for every block in ``range(n_blocks)``.
+    """Call ``fn(block, slot)`` for every block in ``range(n_blocks)``, with BLAS on one thread.
 
     With ``n_threads`` > 1 the blocks are split into that many contiguous runs, one per thread (the
     caller's thread runs the first); ``slot`` is the run's index, for per-thread scratch buffers. An
-    exception in any run is raised here after all runs have stopped.
+    exception in any run is raised here after all runs have stopped. BLAS is held at one thread even
+    when the blocks run on the caller's thread alone: a block's mat-vecs are too small to pay for
+    waking BLAS threads, and one thread makes their rounding the same for every thread setting.
     """
     n_threads = max(1, min(n_threads, n_blocks))
-    if n_threads == 1:
-        for k in range(n_blocks):
-            fn(k, 0)
-        return
+    blas = _blas_threads()
+    if blas > 1:
+        _set_blas_threads(1)
+    try:
+        if n_threads == 1:
+            for k in range(n_blocks):
+                fn(k, 0)
+        else:
+            _run_parallel(fn, n_blocks, n_threads)
+    finally:
+        if blas > 1:
+            _set_blas_threads(blas)
+
+
+def _run_parallel(fn, n_blocks: int, n_threads: int) -> None:
     bounds = [n_blocks * i // n_threads for i in range(n_threads + 1)]
 
     def run(slot: int) -> None:
         for k in range(bounds[slot], bounds[slot + 1]):
             fn(k, slot)
 
-    pool = _executor(n_threads - 1)
-    blas = _blas_threads()
-    _set_blas_threads(1)
+    futures = [_executor(n_threads - 1).submit(run, slot) for slot in range(1, n_threads)]
+    error = None
     try:
-        futures = [pool.submit(run, slot) for slot in range(1, n_threads)]
-        error = None
+        run(0)
+    except BaseException as exc:  # still wait for the other runs: they write into shared arrays
+        error = exc
+    for f in futures:
         try:
-            run(0)
-        except BaseException as exc:  # still wait for the other runs: they write into shared arrays
-            error = exc
-        for f in futures:
-            try:
-                f.result()
-            except BaseException as exc:
-                error = error or exc
-    finally:
-        _set_blas_threads(blas)
+            f.result()
+        except BaseException as exc:
+            error = error or exc
     if error is not None:
         raise error

@@ -283,3 +283,11 @@ def test_a_first_module_without_backward_params_runs_its_full_backward():
     rng = np.random.default_rng(2)
     chain.loss_and_grad(rng.normal(size=(5, 4)), rng.integers(0, 3, size=5))
     assert np.abs(chain.modules[1].grads["weight"]).max() > 0
+
+
+def test_run_blocks_holds_blas_at_one_thread_and_restores_it(monkeypatch):
+    seen, during = [], []
+    monkeypatch.setattr(parallel, "_blas_threads", lambda: 4)
+    monkeypatch.setattr(parallel, "_set_blas_threads", seen.append)
+    parallel.run_blocks(lambda k, slot: during.append(list(seen)), 3, 1)
+    assert during == [[1]] * 3 and seen == [1, 4]
