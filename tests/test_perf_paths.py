@@ -98,7 +98,7 @@ AFFINES = ["scalar", "per_feature", "none"]
 
 def _small_blocks(monkeypatch, block_elements=12):
     """Blocks of a couple of rows, so that a tiny array has several blocks and a short last one."""
-    monkeypatch.setattr(norm, "row_blocks", lambda n, d: parallel.row_blocks(n, d, block_elements))
+    monkeypatch.setattr(norm, "row_blocks", lambda n, d, *_: parallel.row_blocks(n, d, block_elements))
 
 
 def _ln_step(affine, threads, monkeypatch, shape=(11, 2, 3), dtype=np.float64, seed=5):
@@ -291,3 +291,14 @@ def test_run_blocks_holds_blas_at_one_thread_and_restores_it(monkeypatch):
     monkeypatch.setattr(parallel, "_set_blas_threads", seen.append)
     parallel.run_blocks(lambda k, slot: during.append(list(seen)), 3, 1)
     assert during == [[1]] * 3 and seen == [1, 4]
+
+
+@pytest.mark.parametrize("affine", AFFINES)
+def test_ln_forward_does_not_depend_on_the_blocks(affine, monkeypatch):
+    """Forward's blocks grow when it runs on threads, so each row must come out the same in any block."""
+    outs = []
+    for block_elements in (6, 18, 10**6):
+        _small_blocks(monkeypatch, block_elements)
+        outs.append(_ln_step(affine, 1, monkeypatch, shape=(13, 6), dtype=np.float32)[3])
+    for u in outs[1:]:
+        np.testing.assert_array_equal(u, outs[0])
