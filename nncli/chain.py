@@ -64,18 +64,28 @@ class Chain:
     def backward(self, v: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Given v = ∂J/∂h, accumulate every ∂J/∂θ[i] and return ∂J/∂x.
 
-        With ``input_grad=False`` ∂J/∂x is not wanted (training never reads it): a first module that
-        has ``backward_params(v)`` (MM) then adds its ∂J/∂θ only and None is returned. For an MLP
-        that skips its largest product, v W with W (hidden, input), as PyTorch does for inputs
-        without ``requires_grad``.
+        With ``input_grad=False`` ∂J/∂x is not wanted (training never reads it), so the pass stops
+        at the first module that has parameters and asks it for ∂J/∂θ only (``backward_params``):
+        for an MLP that skips its largest product, v W with W (hidden, input), as PyTorch does for
+        inputs without ``requires_grad``. Returns None then.
         """
-        last = len(self.modules) - 1
-        for i, m in enumerate(reversed(self.modules)):
-            if i == last and not input_grad and hasattr(m, "backward_params"):
+        stop = 0 if input_grad else self._first_trainable()
+        if stop is None:             # nothing to train: no backward work at all
+            return None
+        for i in range(len(self.modules) - 1, stop - 1, -1):
+            m = self.modules[i]
+            if i == stop and not input_grad:
                 m.backward_params(v)
                 return None
             v = m.backward(v)
         return v
+
+    def _first_trainable(self) -> int | None:
+        """Index of the first module with parameters (its own or in a sub-chain), or None."""
+        for i, m in enumerate(self.modules):
+            if m.params or any(c.param_count for _, c in m.children()):
+                return i
+        return None
 
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """Zero the gradients, run forward, the loss and backward; return (J, model output h)."""

@@ -119,3 +119,30 @@ def test_check_chain_catches_a_wrong_nested_gradient():
     reports = {r.tensor: r for r in check_chain(chain, rng.normal(size=(3, 2, 3)), np.array([0, 1, 2]))}
     assert not reports["4.body.0.bias"].passed
     assert reports["4.body.0.weight"].passed and reports["input"].passed
+
+
+@pytest.mark.parametrize("layers, shape", [
+    ([("Flatten", {}), ("MM", {"out": 5}), ("ReLU", {}), ("MM", {"out": 3})], (2, 3)),
+    ([("ReLU", {}), ("Conv1D", {"out": 4, "kernel": 3}), ("ReLU", {}),
+      ("Flatten", {}), ("MM", {"out": 3})], (2, 7)),
+    ([("Conv2D", {"out": 2, "kernel": 3, "stride": 2}), ("Flatten", {}), ("MM", {"out": 3})], (1, 5, 5)),
+    ([("Residual", {"layers": [{"type": "MM", "out": 4}, {"type": "Tanh"}]}), ("MM", {"out": 3})], (4,)),
+    ([("ReLU", {}), ("Flatten", {})], (3,)),
+])
+def test_training_backward_skips_only_the_unread_input_gradient(layers, shape):
+    """loss_and_grad stops at the first trainable module and asks it for ∂J/∂θ only; every
+    parameter gradient must equal the full backward pass's."""
+    rng = np.random.default_rng(0)
+    modules = [registry.modules.create(t, **kw) for t, kw in layers]
+    out = 3 if layers[-1][0] == "MM" else int(np.prod(shape))
+    chain = Chain(modules, registry.losses.create("cross_entropy")).build(shape, rng)
+    x, y = rng.normal(size=(6, *shape)), rng.integers(0, out, size=6)
+    J, _ = chain.loss_and_grad(x, y)
+    fast = {k: g.copy() for k, _, g in chain.parameters()}
+    chain.zero_grads()
+    h = chain.forward(x)
+    assert chain.loss.forward(h, y) == J
+    dx = chain.backward(chain.loss.backward())          # the full pass, ∂J/∂x included
+    assert dx.shape == x.shape
+    for k, _, g in chain.parameters():
+        np.testing.assert_array_equal(fast[k], g, err_msg=k)

@@ -87,6 +87,11 @@ class Module:
     def backward(self, v: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must define backward")
 
+    def backward_params(self, v: np.ndarray) -> None:
+        """Add ∂J/∂θ as ``backward`` does, for a caller that never reads ∂J/∂z (a chain's first
+        trainable module). Modules whose input gradient costs real work override it to skip that."""
+        self.backward(v)
+
     def __call__(self, z: np.ndarray) -> np.ndarray:
         return self.forward(z)
 

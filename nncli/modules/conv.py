@@ -145,13 +145,20 @@ class ConvND(Module):
         return u
 
     def backward(self, v):
+        return self._backward(v, input_grad=True)
+
+    def backward_params(self, v):
+        """∂J/∂W and ∂J/∂b only: no Wᵀv product and no col2im (a chain's first layer)."""
+        self._backward(v, input_grad=False)
+
+    def _backward(self, v, input_grad):
         geom, Co = self.geom, self.cfg.out
         N, C = self._zshape[:2]
         spatial, out = self._zshape[2:], self._out
         P, CK = int(np.prod(out)), C * geom.K
         W = self.params["weight"]
         dt = r_dtype(W, v)
-        dzp = np.zeros((N, C) + geom.padded(spatial), dtype=dt)
+        dzp = np.zeros((N, C) + geom.padded(spatial), dtype=dt) if input_grad else None
         Wt = W.reshape(Co, CK).T
         dW = np.zeros((CK, Co), dtype=dt)
         # per block of examples, all in cache: the columns again, v in (C', nb·P) layout,
@@ -165,9 +172,12 @@ class ConvND(Module):
             dW += cols @ vt.T
             if self.cfg.bias:
                 self.grads["bias"] += vt.sum(axis=1)
-            dcols = np.matmul(Wt, vt, out=SCRATCH.get("conv.dcols", (CK, m), dt))
-            col2im(dcols, geom, dzp[n0:n1], out)
+            if input_grad:
+                dcols = np.matmul(Wt, vt, out=SCRATCH.get("conv.dcols", (CK, m), dt))
+                col2im(dcols, geom, dzp[n0:n1], out)
         self.grads["weight"] += dW.T.reshape(W.shape)
+        if not input_grad:
+            return None
         return dzp[(slice(None), slice(None)) + geom.interior(spatial)]
 
     # -- description ------------------------------------------------------------------------
