@@ -22,9 +22,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def console(**kwargs) -> Console:
+    """A rich console; when it writes to a pipe or a file (and COLUMNS is unset), 200 columns wide
+    instead of rich's 80, so tables in logs are not folded into unreadable slivers."""
+    probe = Console(highlight=False, **kwargs)
+    if probe.is_terminal or os.environ.get("COLUMNS"):
+        return probe
+    return Console(highlight=False, width=200, **kwargs)
+
+
 #: human output goes to stderr so that ``--json`` output on stdout stays clean
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+err_console = console(stderr=True)
+out_console = console()
 
 _state = {"debug": False}
 

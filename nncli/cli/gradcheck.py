@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import app
+from . import app, console
 from ..memory import check_batch_fits
 from ..gradcheck_run import (BATCH, check_config_chain, check_registry, load_batch, random_targets,
                              verdict)
@@ -112,5 +112,4 @@ def report_table(reports, title: str = "gradcheck") -> Table:
 
 def _console() -> Console:
     # wide tables stay whole when piped to a file
-    probe = Console(highlight=False)
-    return probe if probe.is_terminal else Console(highlight=False, width=220)
+    return console()

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import app
+from . import app, console
 from ..memory import check_batch_fits
 from ..summary import build_from_config, human_bytes, human_count, summarize
 
@@ -172,5 +172,4 @@ def time_table(rows, total: float, title: str) -> Table:
 
 def _console(file) -> Console:
     # wide tables stay whole when piped to a file
-    probe = Console(file=file, highlight=False)
-    return probe if probe.is_terminal else Console(file=file, highlight=False, width=200)
+    return console(file=file)
