@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, model_validator
 from ..errors import ConfigError
 from ..registry import modules
 from .base import HParams, Module, require_rank
+from ..parallel import MIN_PARALLEL_ELEMENTS, run_blocks, workers
 from .conv_core import SCRATCH, Geometry, PadBuffer, as_tuple, col2im, im2col
 
 IntOrList = Union[int, list[int]]
@@ -60,16 +61,32 @@ class Conv2DConfig(ConvConfig):
     nd: ClassVar[int] = 2
 
 
-#: elements of columns (forward) and of ∂J/∂cols (backward) handled per block of examples (16 MB in
-#: float32). Smaller blocks stay in L2 and run faster single-threaded; with two BLAS threads on a busy
-#: machine each extra product costs a thread hand-off, and 4 blocks of 64×16×28×28 beat 16 by ~25%.
-_BLOCK = 1 << 22
+#: elements of columns (forward) and of ∂J/∂cols (backward) per block of examples (4 MB in float32):
+#: each block runs on one thread with BLAS on one thread, so its columns should stay near L2/L3.
+_BLOCK = 1 << 20
+#: work (elements of columns) from which the blocks are spread over threads, and so from which the
+#: batch is always cut into an even number (≥ 2) of blocks, whatever the thread count. Below it a
+#: thread hand-off (~50 µs) costs more than it saves: the MNIST-1D CNN's layers have ≤ 75K.
+_MIN_PARALLEL = 1 << 18
 
 
-def _blocks(N: int, per_example: int):
-    """(n0, n1) ranges covering 0..N with about _BLOCK elements of columns each."""
-    nb = max(1, min(N, _BLOCK // max(per_example, 1)))
-    return [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
+def _blocks(N: int, per_example: int) -> list[tuple[int, int]]:
+    """(n0, n1) ranges covering 0..N, about _BLOCK elements of columns each, of near-equal sizes.
+
+    The boundaries depend only on the shapes, never on the thread count, so every block (and the
+    block-ordered sum of the ∂J/∂θ partials) is computed the same way with 1 or many threads.
+    """
+    total = N * max(per_example, 1)
+    nb = -(-total // _BLOCK)
+    if total >= _MIN_PARALLEL:
+        nb = max(2, nb + nb % 2)              # even, so two threads get equal work
+    nb = max(1, min(N, nb))
+    return [(N * i // nb, N * (i + 1) // nb) for i in range(nb)]
+
+
+def _threads(total: int) -> int:
+    """Threads for ``total`` elements of columns: 1 below _MIN_PARALLEL, else numpy's BLAS setting."""
+    return 1 if total < _MIN_PARALLEL else workers(max(total, MIN_PARALLEL_ELEMENTS))
 
 
 def r_dtype(a: np.ndarray, b: np.ndarray) -> np.dtype:
@@ -125,20 +142,26 @@ class ConvND(Module):
         N, C = z.shape[:2]
         out = geom.out_size(z.shape[2:], type(self).__name__)
         P, CK = int(np.prod(out)), C * geom.K
-        zp, W = self._pad(z, geom), self.params["weight"]
+        zp, W = self._pad.buffer(z, geom), self.params["weight"]
         W2 = W.reshape(Co, CK)
         u = np.empty((N, Co) + out, dtype=r_dtype(W, z))
         bias = self.params["bias"].reshape((Co,) + (1,) * self.nd) if self.cfg.bias else None
-        # im2col, the product and the copy back to batch-first (with the bias add), a block of
-        # examples at a time so each block's columns are multiplied while still in cache
-        for n0, n1 in _blocks(N, CK * P):
-            cols = im2col(zp[n0:n1], geom, out, into=SCRATCH.get("conv.cols", (CK, (n1 - n0) * P), z.dtype))
-            r = np.matmul(W2, cols, out=SCRATCH.get("conv.u", (Co, (n1 - n0) * P), u.dtype))
+        blocks = _blocks(N, CK * P)
+
+        def block(k: int, slot: int) -> None:
+            # the padding copy, im2col, the product and the copy back to batch-first (with the bias
+            # add), one block of examples at a time so its columns are multiplied while in cache
+            n0, n1 = blocks[k]
+            self._pad.fill_rows(zp, z, geom, n0, n1)
+            cols = im2col(zp[n0:n1], geom, out, into=SCRATCH.get(f"conv.cols.{slot}", (CK, (n1 - n0) * P), z.dtype))
+            r = np.matmul(W2, cols, out=SCRATCH.get(f"conv.u.{slot}", (Co, (n1 - n0) * P), u.dtype))
             r = r.reshape((Co, n1 - n0) + out).swapaxes(0, 1)
             if bias is None:
                 np.copyto(u[n0:n1], r)
             else:
                 np.add(r, bias, out=u[n0:n1])
+
+        run_blocks(block, len(blocks), _threads(N * CK * P))
         # backward rebuilds the columns from the padded input (C·Π(S+2p) floats per example), as
         # PyTorch keeps the input: K times less memory than keeping the columns, for one more gather
         self._zp, self._zshape, self._out = zp, z.shape, out
@@ -156,25 +179,39 @@ class ConvND(Module):
         N, C = self._zshape[:2]
         spatial, out = self._zshape[2:], self._out
         P, CK = int(np.prod(out)), C * geom.K
-        W = self.params["weight"]
+        W, zp = self.params["weight"], self._zp
         dt = r_dtype(W, v)
-        dzp = np.zeros((N, C) + geom.padded(spatial), dtype=dt) if input_grad else None
+        dzp = np.empty((N, C) + geom.padded(spatial), dtype=dt) if input_grad else None
         Wt = W.reshape(Co, CK).T
-        dW = np.zeros((CK, Co), dtype=dt)
-        # per block of examples, all in cache: the columns again, v in (C', nb·P) layout,
-        # ∂J/∂W += cols vᵀ, ∂J/∂cols = Wᵀ v and col2im into ∂J/∂z
-        for n0, n1 in _blocks(N, CK * P):
+        blocks = _blocks(N, CK * P)
+        # per-block partials of ∂J/∂W (as (C·K, C')) and ∂J/∂b, summed below in block order: the
+        # sum does not depend on which thread ran which block
+        dW_parts = np.empty((len(blocks), CK, Co), dtype=dt)
+        db_parts = np.empty((len(blocks), Co), dtype=v.dtype) if self.cfg.bias else None
+
+        def block(k: int, slot: int) -> None:
+            # per block of examples, all in cache: the columns again, v in (C', nb·P) layout,
+            # cols vᵀ, ∂J/∂cols = Wᵀ v and col2im into the block's (zeroed) rows of ∂J/∂z
+            n0, n1 = blocks[k]
             m = (n1 - n0) * P
-            cols = im2col(self._zp[n0:n1], geom, out, into=SCRATCH.get("conv.cols", (CK, m), self._zp.dtype))
-            vt = SCRATCH.get("conv.v", (Co, n1 - n0) + out, v.dtype)
+            cols = im2col(zp[n0:n1], geom, out, into=SCRATCH.get(f"conv.cols.{slot}", (CK, m), zp.dtype))
+            vt = SCRATCH.get(f"conv.v.{slot}", (Co, n1 - n0) + out, v.dtype)
             np.copyto(vt, v[n0:n1].swapaxes(0, 1))
             vt = vt.reshape(Co, m)                                      # (C', nb·P)
-            dW += cols @ vt.T
-            if self.cfg.bias:
-                self.grads["bias"] += vt.sum(axis=1)
+            np.matmul(cols, vt.T, out=dW_parts[k])
+            if db_parts is not None:
+                vt.sum(axis=1, out=db_parts[k])
             if input_grad:
-                dcols = np.matmul(Wt, vt, out=SCRATCH.get("conv.dcols", (CK, m), dt))
+                dcols = np.matmul(Wt, vt, out=SCRATCH.get(f"conv.dcols.{slot}", (CK, m), dt))
+                dzp[n0:n1] = 0
                 col2im(dcols, geom, dzp[n0:n1], out)
+
+        run_blocks(block, len(blocks), _threads(N * CK * P))
+        dW = np.zeros((CK, Co), dtype=dt)
+        for k in range(len(blocks)):
+            dW += dW_parts[k]
+            if db_parts is not None:
+                self.grads["bias"] += db_parts[k]
         self.grads["weight"] += dW.T.reshape(W.shape)
         if not input_grad:
             return None

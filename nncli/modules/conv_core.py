@@ -98,14 +98,26 @@ class PadBuffer:
         self._buf: np.ndarray | None = None
 
     def __call__(self, z: np.ndarray, geom: Geometry) -> np.ndarray:
+        buf = self.buffer(z, geom)
+        self.fill_rows(buf, z, geom, 0, z.shape[0])
+        return buf
+
+    def buffer(self, z: np.ndarray, geom: Geometry) -> np.ndarray:
+        """The padded buffer for ``z`` with its border set but its interior NOT yet written (fill it
+        with ``fill_rows``, e.g. block by block on several threads); ``z`` itself when unpadded."""
         if not any(geom.pad_lo) and not any(geom.pad_hi):
             return z   # nothing to pad: read the input itself (never written to)
         shape = z.shape[:2] + geom.padded(z.shape[2:])
         buf = self._buf
         if buf is None or buf.shape != shape or buf.dtype != z.dtype:
             buf = self._buf = np.full(shape, self.fill, dtype=z.dtype)
-        buf[(slice(None), slice(None)) + geom.interior(z.shape[2:])] = z
         return buf
+
+    @staticmethod
+    def fill_rows(buf: np.ndarray, z: np.ndarray, geom: Geometry, n0: int, n1: int) -> None:
+        """Copy examples n0..n1 of ``z`` into the interior of ``buf`` (from ``buffer``)."""
+        if buf is not z:
+            buf[(slice(n0, n1), slice(None)) + geom.interior(z.shape[2:])] = z[n0:n1]
 
 
 def windows(zp: np.ndarray, geom: Geometry, out: tuple[int, ...]) -> np.ndarray:
@@ -152,7 +164,8 @@ class Scratch:
     Fresh multi-megabyte arrays cost page faults on first touch (on this kind of workload about as
     much as the arithmetic); reusing one buffer per role avoids that. A buffer grows to the largest
     request seen and is shared by every layer, so memory stays bounded by the largest layer, not the
-    number of calls. Not thread-safe: layers run one call at a time.
+    number of calls. Not thread-safe for one role: threads working at once each use their own roles
+    (the convolution suffixes the thread's slot, ``conv.cols.0``, ``conv.cols.1``).
     """
 
     def __init__(self):

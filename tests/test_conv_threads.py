@@ -1,0 +1,131 @@
+"""Conv1D / Conv2D on the thread pool: results bit-identical for any thread count, equal to PyTorch.
+
+Block boundaries depend only on the shapes and ∂J/∂θ is summed from per-block partials in block
+order, so one thread and two threads must give the same bits, not merely close numbers.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import nncli.modules.conv as conv
+from nncli.modules.conv import Conv1D, Conv2D
+
+# big enough to be cut into blocks and spread over threads (≥ conv._MIN_PARALLEL elements of columns)
+CASES = [
+    (Conv1D, {"out": 6, "kernel": 5}, (8, 256), 32),                           # 32·40·256 = 327K
+    (Conv2D, {"out": 4, "kernel": 3, "padding": 1}, (6, 20, 20), 16),          # 16·54·400 = 346K
+    (Conv2D, {"out": 3, "kernel": [3, 2], "stride": [2, 1], "padding": "valid", "bias": False},
+     (5, 41, 40), 24),                                                         # 24·30·780 = 562K
+]
+
+
+def _id(case):
+    cls, hp, shape, n = case
+    return f"{cls.__name__}-{hp}-{n}x{shape}"
+
+
+def _run(m, z, v, params_only=False):
+    """u, ∂J/∂z (None for params only) and fresh ∂J/∂θ of one forward and backward."""
+    for g in m.grads.values():
+        g[...] = 0
+    u = m.forward(z).copy()
+    dz = None
+    if params_only:
+        m.backward_params(v)
+    else:
+        dz = np.array(m.backward(v))
+    return u, dz, {k: g.copy() for k, g in m.grads.items()}
+
+
+def _assert_same_bits(a, b):
+    ua, dza, ga = a
+    ub, dzb, gb = b
+    np.testing.assert_array_equal(ua, ub)
+    if dza is not None:
+        np.testing.assert_array_equal(dza, dzb)
+    assert ga.keys() == gb.keys()
+    for k in ga:
+        np.testing.assert_array_equal(ga[k], gb[k], err_msg=k)
+
+
+def _setup(case, dtype):
+    cls, hp, shape, n = case
+    rng = np.random.default_rng(7)
+    m = cls(**hp).build(shape, rng, dtype=dtype)
+    z = rng.normal(size=(n,) + shape).astype(dtype)
+    v = rng.normal(size=(n,) + m.output_shape(shape)).astype(dtype)
+    return m, z, v
+
+
+def test_big_work_is_cut_into_an_even_number_of_blocks():
+    for N, per in [(64, 40 * 256), (64, 144 * 784), (3, 1 << 20), (100, 75 * 10)]:
+        blocks = conv._blocks(N, per)
+        assert blocks[0][0] == 0 and blocks[-1][1] == N
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(blocks, blocks[1:]))
+        sizes = [b - a for a, b in blocks]
+        assert max(sizes) - min(sizes) <= 1                       # equal work per thread
+        if N * per >= conv._MIN_PARALLEL:
+            assert len(blocks) >= 2 and (len(blocks) % 2 == 0 or len(blocks) == N)
+            assert max(sizes) * per <= conv._BLOCK + per           # about _BLOCK, or one example
+        else:
+            assert blocks == [(0, N)]                             # small work: one block
+    assert conv._blocks(1, 1 << 22) == [(0, 1)]                   # never an empty block
+
+
+@pytest.mark.parametrize("params_only", [False, True], ids=["backward", "backward_params"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_bit_identical_for_one_and_two_threads(case, dtype, params_only, monkeypatch):
+    m, z, v = _setup(case, dtype)
+    seen = []
+    run_blocks = conv.run_blocks
+
+    def spy(fn, n_blocks, n_threads):
+        seen.append((n_blocks, n_threads))
+        run_blocks(fn, n_blocks, n_threads)
+
+    monkeypatch.setattr(conv, "run_blocks", spy)
+    with threadpool_limits(1):
+        one = _run(m, z, v, params_only)
+    # two threads even on a one-core machine, so the threaded path is always exercised
+    monkeypatch.setattr(conv, "workers", lambda n: 2)
+    two = _run(m, z, v, params_only)
+    assert [t for _, t in seen] == [1, 1, 2, 2] and all(b >= 2 for b, _ in seen)
+    _assert_same_bits(one, two)
+    monkeypatch.undo()
+    with threadpool_limits(2):                                    # numpy's setting, as users set it
+        _assert_same_bits(one, _run(m, z, v, params_only))
+
+
+def test_small_work_stays_on_the_calling_thread(monkeypatch):
+    seen = []
+    monkeypatch.setattr(conv, "run_blocks", lambda fn, nb, nt: (seen.append(nt), [fn(k, 0) for k in range(nb)]))
+    monkeypatch.setattr(conv, "workers", lambda n: 2)
+    rng = np.random.default_rng(0)
+    m = Conv1D(out=25, kernel=3, stride=2, padding=1).build((25, 19), rng)   # MNIST-1D CNN layer
+    u = m.forward(rng.normal(size=(100, 25, 19)))
+    m.backward(np.ones_like(u))
+    assert seen == [1, 1]
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_threaded_matches_torch_float64(case, monkeypatch):
+    torch = pytest.importorskip("torch", reason="PyTorch is needed for the cross-check")
+    monkeypatch.setattr(conv, "workers", lambda n: 2)
+    m, z, v = _setup(case, np.float64)
+    t = m.to_torch()
+    zt = torch.from_numpy(z.copy()).requires_grad_()
+    ut = t(zt)
+    ut.backward(torch.from_numpy(v))
+    u, dz, grads = _run(m, z, v)
+
+    def rel(a, b):
+        return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+    assert rel(u, ut.detach().numpy()) <= 1e-10
+    assert rel(dz, zt.grad.numpy()) <= 1e-10
+    assert rel(grads["weight"], t.weight.grad.numpy()) <= 1e-10
+    if "bias" in grads:
+        assert rel(grads["bias"], t.bias.grad.numpy()) <= 1e-10
