@@ -14,8 +14,8 @@ from nncli.modules.conv import Conv1D, Conv2D
 
 # big enough to be cut into blocks and spread over threads (≥ conv._MIN_PARALLEL elements of columns)
 CASES = [
-    (Conv1D, {"out": 6, "kernel": 5}, (8, 256), 32),                           # 32·40·256 = 327K
-    (Conv2D, {"out": 4, "kernel": 3, "padding": 1}, (6, 20, 20), 16),          # 16·54·400 = 346K
+    (Conv1D, {"out": 6, "kernel": 5}, (8, 256), 64),                           # 64·40·256 = 655K
+    (Conv2D, {"out": 4, "kernel": 3, "padding": 1}, (6, 20, 20), 32),          # 32·54·400 = 691K
     (Conv2D, {"out": 3, "kernel": [3, 2], "stride": [2, 1], "padding": "valid", "bias": False},
      (5, 41, 40), 24),                                                         # 24·30·780 = 562K
 ]

@@ -65,9 +65,12 @@ class Conv2DConfig(ConvConfig):
 #: each block runs on one thread with BLAS on one thread, so its columns should stay near L2/L3.
 _BLOCK = 1 << 20
 #: work (elements of columns) from which the blocks are spread over threads, and so from which the
-#: batch is always cut into an even number (≥ 2) of blocks, whatever the thread count. Below it a
-#: thread hand-off (~50 µs) costs more than it saves: the MNIST-1D CNN's layers have ≤ 75K.
-_MIN_PARALLEL = 1 << 18
+#: batch is always cut into an even number (≥ 2) of blocks, whatever the thread count. Measured on
+#: 2 cores (float32 forward+backward, 1 vs 2 threads): waking the second thread and handing the GIL
+#: between the block's many numpy calls cost ~0.3 ms per call pair, so 2 threads lose below ~450K
+#: (Conv1D 8→16, L 256: 328K 1.66 vs 2.01 ms; 492K 2.32 vs 2.33; 655K 3.08 vs 2.88. Conv2D 16→32,
+#: 28×28: 452K 2.5 vs 2.9 ms; 677K 3.4 vs 2.9). The MNIST-1D CNN's layers have ≤ 75K.
+_MIN_PARALLEL = 1 << 19
 
 
 def _blocks(N: int, per_example: int) -> list[tuple[int, int]]:
