@@ -58,6 +58,16 @@ class PoolND(Module):
     nd: ClassVar[int] = 1
     layout: ClassVar[str] = "(C, L)"
     fill: ClassVar[float] = 0.0
+    torch_name: ClassVar[str] = ""      # the torch.nn class, e.g. "MaxPool1d"
+
+    @classmethod
+    def examples(cls):
+        return _examples(cls.nd)
+
+    def to_torch(self):
+        import torch
+
+        return getattr(torch.nn, self.torch_name)(**self._torch_args())
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
@@ -181,15 +191,7 @@ class MaxPool1D(MaxPoolND):
     """Max pooling over L: z (N, C, L) → u (N, C, L'), L' = ⌊(L + 2p − k)/s⌋ + 1."""
 
     Config, nd, layout = PoolConfig, 1, "(C, L)"
-
-    @classmethod
-    def examples(cls):
-        return _examples(1)
-
-    def to_torch(self):
-        import torch
-
-        return torch.nn.MaxPool1d(**self._torch_args())
+    torch_name = "MaxPool1d"
 
 
 @modules.register("MaxPool2D", "MaxPooling2D")
@@ -197,15 +199,7 @@ class MaxPool2D(MaxPoolND):
     """Max pooling over H, W: z (N, C, H, W) → u (N, C, H', W'); kernel/stride/padding int or [h, w]."""
 
     Config, nd, layout = Pool2DConfig, 2, "(C, H, W)"
-
-    @classmethod
-    def examples(cls):
-        return _examples(2)
-
-    def to_torch(self):
-        import torch
-
-        return torch.nn.MaxPool2d(**self._torch_args())
+    torch_name = "MaxPool2d"
 
 
 @modules.register("AvgPool1D", "AveragePooling1D", "AvgPooling1D")
@@ -213,15 +207,7 @@ class AvgPool1D(AvgPoolND):
     """Average pooling over L: z (N, C, L) → u (N, C, L'), L' = ⌊(L + 2p − k)/s⌋ + 1."""
 
     Config, nd, layout = PoolConfig, 1, "(C, L)"
-
-    @classmethod
-    def examples(cls):
-        return _examples(1)
-
-    def to_torch(self):
-        import torch
-
-        return torch.nn.AvgPool1d(**self._torch_args())
+    torch_name = "AvgPool1d"
 
 
 @modules.register("AvgPool2D", "AveragePooling2D", "AvgPooling2D")
@@ -229,12 +215,4 @@ class AvgPool2D(AvgPoolND):
     """Average pooling over H, W: z (N, C, H, W) → u (N, C, H', W'); kernel/stride/padding int or [h, w]."""
 
     Config, nd, layout = Pool2DConfig, 2, "(C, H, W)"
-
-    @classmethod
-    def examples(cls):
-        return _examples(2)
-
-    def to_torch(self):
-        import torch
-
-        return torch.nn.AvgPool2d(**self._torch_args())
+    torch_name = "AvgPool2d"
