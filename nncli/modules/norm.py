@@ -9,11 +9,11 @@ from pydantic import Field
 
 from ..errors import ShapeError
 from ..parallel import row_blocks, run_blocks, workers
+from ..registry import modules
+from .base import HParams, Module
 
 #: forward's block size when it runs on more than one thread (elements)
 FORWARD_BLOCK_THREADED = 1 << 18
-from ..registry import modules
-from .base import HParams, Module
 
 
 class LNConfig(HParams):
