@@ -194,7 +194,7 @@ class Session:
             pass
 
     def finish(self, result, curves: bool = False) -> dict[str, Any]:
-        """Write summary.json and the final status (and curves.png if asked); return the summary."""
+        """Write summary.json and the final status (and curves.png unless turned off); return the summary."""
         from .train import evaluate
 
         t = self.trainer
@@ -216,7 +216,7 @@ class Session:
         }
         atomic_write_json(self.folder / "summary.json", summary)
         self.info.finish(result.status, reason=result.reason, steps=result.steps)
-        if curves:  # matplotlib takes seconds to draw, so only on request; never fails a run
+        if curves:  # after summary.json, so a slow or failing drawing never costs the run its results
             try:
                 from .plot import write_curves
                 write_curves(self.folder)

@@ -56,3 +56,15 @@ def test_summary_scores_the_best_checkpoint_on_test_when_it_is_not_the_final_wei
     assert summary["test_best"]["step"] == summary["best"]["step"]
     assert summary["test_best"]["loss"] == pytest.approx(best_on_test["loss"], rel=1e-12)
     assert summary["test"]["loss"] != summary["test_best"]["loss"]
+
+
+def test_train_draws_curves_by_default_and_not_with_no_curves(tmp_path):
+    pytest.importorskip("matplotlib", reason="curves.png needs the plot extra (matplotlib)")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG.replace("steps: 2", "steps: 4, log_every: 1"))
+    main(["train", str(cfg), "--runs-dir", str(tmp_path / "with"), "--quiet"])
+    main(["train", str(cfg), "--runs-dir", str(tmp_path / "without"), "--quiet", "--no-curves"])
+    (with_run,), (without_run,) = (tmp_path / "with").iterdir(), (tmp_path / "without").iterdir()
+    png = (with_run / "curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+    assert not (without_run / "curves.png").exists()

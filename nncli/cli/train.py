@@ -33,7 +33,8 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder."),
     json_out: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
-    curves: bool = typer.Option(False, "--curves", help="Also draw curves.png (needs matplotlib)."),
+    curves: bool = typer.Option(True, "--curves/--no-curves",
+                                help="Draw curves.png at the end when matplotlib is installed (about 1 s)."),
     threads: int = typer.Option(1, "--threads", min=1,
                                 help="BLAS threads. Small models run fastest on 1 (thread hand-offs "
                                      "cost more than their tiny matrix products gain)."),
