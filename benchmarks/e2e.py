@@ -23,7 +23,7 @@ import yaml
 from harness import Unavailable
 from specs import MNIST1D_CONFIG, ROOT
 
-DATA_CANDIDATES = (os.path.join(ROOT, "nncli", "datasets", "mnist1d.npz"), "/work/shared/datasets/mnist1d.npz")
+DATA_CANDIDATES = (os.path.join(ROOT, "nncli", "datasets", "mnist1d.npz"),)
 
 
 def config() -> dict:
