@@ -171,13 +171,21 @@ def commit() -> str:
         return "unknown"
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (so the page holds no local paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def markdown(rows: list[dict], command: str, started: str, facts: str, rev: str, runs_dir: Path,
              minutes: float) -> str:
     lines = [BEGIN, "",
              f"Command: `{command}`  ",
              f"Date: {started} (UTC), {minutes:.1f} minutes in all  ",
              f"Machine: {facts}  ",
-             f"Code: commit {rev}; run folders in `{runs_dir}`", "",
+             f"Code: commit {rev}; run folders in `{_shown(runs_dir)}`", "",
              *table(rows), "",
              "Test accuracy: `test.acc` of each run's summary.json (the test split scored once, after "
              "training, with the weights the run ended with). Result: PASS when the mean over the "
