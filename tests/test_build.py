@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pytest
 
-from nncli import registry
 from nncli.build import build_chain, build_module, estimate_params, seed_streams
 from nncli.config import config_from_dict, load_config
 from nncli.errors import ConfigError, ShapeError
@@ -44,12 +43,6 @@ def build_error(path, overrides=()) -> ConfigError:
     return info.value
 
 
-def needs(name: str):
-    try:
-        registry.modules.lookup(name)
-    except ConfigError:
-        pytest.skip(f"{name} is not registered")
-
 
 def test_mlp_parameter_count_output_shape_and_dtype():
     chain = build_chain(config_from_dict(mlp([{"type": "MM", "out": 8}, {"type": "ReLU"},
@@ -63,7 +56,6 @@ def test_mlp_parameter_count_output_shape_and_dtype():
 
 
 def test_cnn_parameter_count_matches_the_notes_formulas(tmp_path):
-    needs("Conv1D")
     chain = build_chain(load_config(write(tmp_path, CNN)))
     k, c, c2, length = 3, 1, 4, 10
     assert chain.param_count == (k * c * c2 + c2) + (c2 * length * 3 + 3)
@@ -85,7 +77,6 @@ def test_aliases_and_case_insensitive_names_build_the_same_model():
 
 
 def test_same_seed_same_parameters_and_dropout_masks(tmp_path):
-    needs("Conv1D")
     path = write(tmp_path, CNN)
     one, two = build_chain(load_config(path)), build_chain(load_config(path))
     other = build_chain(load_config(path, ["seed=8"]))
@@ -100,8 +91,6 @@ def test_same_seed_same_parameters_and_dropout_masks(tmp_path):
 
 
 def test_each_dropout_gets_its_own_generator_from_the_dropout_stream():
-    needs("Dropout")
-    needs("Residual")
     cfg = config_from_dict(mlp([{"type": "Dropout", "p": 0.5},
                                 {"type": "Residual", "layers": [{"type": "MM", "out": 4},
                                                                 {"type": "Dropout", "p": 0.5}]}]), )
@@ -114,7 +103,6 @@ def test_each_dropout_gets_its_own_generator_from_the_dropout_stream():
 
 
 def test_conv2d_after_flat_mm_names_the_layer_and_incoming_shape(tmp_path):
-    needs("Conv2D")
     text = "model:\n  input_shape: [8]\n  layers:\n    - {type: MM, out: 128}\n    - {type: Conv2D, out: 4, kernel: 3}\n"
     err = build_error(write(tmp_path, text))
     assert isinstance(err, ShapeError)
@@ -132,7 +120,6 @@ def test_output_that_does_not_fit_the_loss_points_at_the_loss(tmp_path):
 
 
 def test_even_conv1d_kernel_with_the_notes_padding(tmp_path):
-    needs("Conv1D")
     err = build_error(write(tmp_path, CNN.replace("kernel: 3", "kernel: 4")))
     assert str(err).startswith(f"{tmp_path / 'cfg.yaml'}:6:")
     assert err.field == "model.layers[0].kernel"
@@ -164,7 +151,6 @@ def test_build_from_plain_config_and_build_module_fields():
 
 
 def test_nested_residual_errors_carry_the_full_path(tmp_path):
-    needs("Residual")
     text = ("model:\n  input_shape: [4]\n  layers:\n    - type: Residual\n      layers:\n"
             "        - {type: MM, out: 4}\n        - {type: MM, otu: 4}\n    - {type: MM, out: 2}\n")
     err = build_error(write(tmp_path, text))
@@ -174,7 +160,6 @@ def test_nested_residual_errors_carry_the_full_path(tmp_path):
 
 
 def test_union_hyper_parameter_lists_every_accepted_form():
-    needs("Conv1D")
     with pytest.raises(ConfigError) as info:
         config_from_dict(mlp([{"type": "Conv1D", "out": 2, "kernel": 3, "padding": "sam"}], (1, 8)))
     msg = str(info.value)

@@ -191,7 +191,6 @@ loss: cross_entropy
 
 @pytest.fixture
 def config_file(tmp_path):
-    pytest.importorskip("nncli.build", reason="the config builder is not installed")
     p = tmp_path / "gc.yaml"
     p.write_text(CONFIG)
     return p
@@ -224,7 +223,6 @@ def test_config_with_real_data_file(config_file, tmp_path):
 
 
 def test_config_that_does_not_build_is_a_user_error(tmp_path):
-    pytest.importorskip("nncli.build", reason="the config builder is not installed")
     from nncli.errors import UserError
 
     p = tmp_path / "bad.yaml"

@@ -16,7 +16,6 @@ from nncli.registry import losses, modules
 from nncli.summary import summarize
 from nncli.trace import run_trace
 
-pytest.importorskip("nncli.build", reason="the config builder is not installed")
 from nncli.summary import build_from_config  # noqa: E402
 
 runner = CliRunner()
