@@ -6,6 +6,8 @@ layers never divide by N), ``check_output(shape)`` for the builder, ``check_targ
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from typing import ClassVar
 
 import numpy as np
@@ -15,7 +17,7 @@ from .modules.base import NoParams
 from .registry import losses
 
 
-class Loss:
+class Loss(ABC):
     Config = NoParams
     notes_name: ClassVar[str] = ""
     #: "class" (integer labels), "binary" (0/1 labels) or "real" (targets shaped like the output)
@@ -30,11 +32,13 @@ class Loss:
     def check_targets(self, y: np.ndarray, output_shape: tuple[int, ...]) -> None:
         """Raise DataError when targets ``y`` (N, ...) cannot be used with this loss."""
 
+    @abstractmethod
     def forward(self, h: np.ndarray, y: np.ndarray) -> float:
-        raise NotImplementedError
+        """J, the mean loss over the batch; keeps what ``backward`` needs."""
 
+    @abstractmethod
     def backward(self) -> np.ndarray:
-        raise NotImplementedError
+        """∂J/∂h for the last ``forward`` (already divided by the batch size)."""
 
     def predict(self, h: np.ndarray) -> np.ndarray:
         return h

@@ -13,6 +13,8 @@ the same. Nothing is allocated per step, and the gradients are read, never modif
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import math
 
 import numpy as np
@@ -25,7 +27,7 @@ from .schema import OptimizerConfig
 CHUNK = 32768
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Base class: holds ``(name, parameter, gradient)`` triples as ``Chain.parameters()`` yields them.
 
     ``params`` and ``grads`` are referenced, not copied: the chain zeroes and refills the same gradient
@@ -70,9 +72,9 @@ class Optimizer:
         np.add(out, g, out=out)
         return out
 
+    @abstractmethod
     def step(self, lr: float) -> None:
         """Update every parameter in place from its gradient, with learning rate ``lr``."""
-        raise NotImplementedError
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _buffers(self) -> dict[str, list[np.ndarray]]:

@@ -151,7 +151,13 @@ def test_onnx_uses_the_named_ops_and_weights():
 
 # -- errors -------------------------------------------------------------------------------------------
 class Opaque(Module):
-    """A module with no export translation."""
+    """A module with no export translation (the identity)."""
+
+    def forward(self, z):
+        return z
+
+    def backward(self, v):
+        return v
 
 
 def test_unsupported_module_is_named():

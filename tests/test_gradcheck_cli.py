@@ -127,6 +127,9 @@ def test_module_that_crashes_is_a_failure_not_a_traceback(register):
         def forward(self, z):
             raise RuntimeError("boom")
 
+        def backward(self, v):
+            return v
+
     register("CrashingTest", Crashing)
     res = _invoke("--module", "CrashingTest")
     assert res.exit_code == 1

@@ -11,6 +11,8 @@ Shapes are batch-first: ``z`` has shape ``(N, *input_shape)``.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,7 +33,7 @@ class HParams(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class Module:
+class Module(ABC):
     """Base class. Subclasses set ``Config`` and implement the shape, forward and backward methods."""
 
     #: the name used in inspect tables (the notes' name where there is one)
@@ -81,11 +83,13 @@ class Module:
         return self.train(False)
 
     # -- computation ----------------------------------------------------------------------
+    @abstractmethod
     def forward(self, z: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} must define forward")
+        """u = M(z) for a batch z (N, *input_shape); keeps only what ``backward`` needs."""
 
+    @abstractmethod
     def backward(self, v: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} must define backward")
+        """B[M, z](v) = ∂J/∂z for v = ∂J/∂u (eq. 7.57); adds ∂J/∂θ into ``grads``."""
 
     def backward_params(self, v: np.ndarray) -> None:
         """Add ∂J/∂θ as ``backward`` does, for a caller that never reads ∂J/∂z (a chain's first
