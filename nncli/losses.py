@@ -7,7 +7,6 @@ layers never divide by N), ``check_output(shape)`` for the builder, ``check_targ
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-
 from typing import ClassVar
 
 import numpy as np

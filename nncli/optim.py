@@ -14,7 +14,6 @@ the same. Nothing is allocated per step, and the gradients are read, never modif
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-
 import math
 
 import numpy as np

@@ -12,7 +12,6 @@ Shapes are batch-first: ``z`` has shape ``(N, *input_shape)``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-
 from typing import Any, ClassVar
 
 import numpy as np
