@@ -19,7 +19,6 @@ import time
 
 import numpy as np
 import yaml
-
 from harness import Unavailable
 from specs import MNIST1D_CONFIG, ROOT
 

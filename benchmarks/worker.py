@@ -11,8 +11,17 @@ import json
 import sys
 import traceback
 
-from harness import (Unavailable, blas_pools, calibrate, numpy_blas_threads, peak_rss_bytes,
-                     reset_peak_rss, rss_bytes, theoretical_bytes, time_repeats)
+from harness import (
+    Unavailable,
+    blas_pools,
+    calibrate,
+    numpy_blas_threads,
+    peak_rss_bytes,
+    reset_peak_rss,
+    rss_bytes,
+    theoretical_bytes,
+    time_repeats,
+)
 
 
 def _maker(lib: str, threads: int):
@@ -22,8 +31,9 @@ def _maker(lib: str, threads: int):
         torch.set_num_threads(threads)
         import workloads_torch as w
     else:
-        import nncli  # noqa: F401  (imported up front so that a memory baseline includes it)
         import workloads_nncli as w
+
+        import nncli  # noqa: F401  (imported up front so that a memory baseline includes it)
 
         if threads != numpy_blas_threads():
             from threadpoolctl import threadpool_limits

@@ -6,7 +6,6 @@ whose module type is not registered raises ``Unavailable``. This module never im
 from __future__ import annotations
 
 import numpy as np
-
 from harness import Unavailable, Workload
 from specs import SPECS, digits_spec, optimizer_slots
 
@@ -18,8 +17,8 @@ def _rng(seed: int = 0) -> np.random.Generator:
 
 
 def _module(type_name: str, **hp):
-    from nncli.errors import ConfigError
-    from nncli.registry import modules
+    from nncli.core.errors import ConfigError
+    from nncli.core.registry import modules
 
     try:
         return modules.create(type_name, **hp)
@@ -28,8 +27,8 @@ def _module(type_name: str, **hp):
 
 
 def _chain(layers: list[dict], input_shape, loss: str | None = "cross_entropy"):
-    from nncli.chain import Chain
-    from nncli.registry import losses
+    from nncli.core.chain import Chain
+    from nncli.core.registry import losses
 
     mods = []
     for spec in layers:
@@ -39,8 +38,8 @@ def _chain(layers: list[dict], input_shape, loss: str | None = "cross_entropy"):
 
 
 def _optimizer(chain, opt: dict):
-    from nncli.optim import make_optimizer
-    from nncli.schema import OptimizerConfig
+    from nncli.config.schema import OptimizerConfig
+    from nncli.training.optimizers import make_optimizer
 
     return make_optimizer(OptimizerConfig(**opt), chain)
 

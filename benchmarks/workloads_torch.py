@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from harness import Workload
 from specs import SPECS, digits_spec
 
@@ -45,7 +44,7 @@ def _layer(spec: dict, shape: tuple[int, ...]):
 
 
 def _via_nncli(spec: dict, shape):
-    from nncli.registry import modules
+    from nncli.core.registry import modules
 
     spec = dict(spec)
     m = modules.create(spec.pop("type"), **spec).build(tuple(shape), np.random.default_rng(1), np.float32)

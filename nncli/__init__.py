@@ -9,12 +9,12 @@ The Python API in a few names::
     for name, param, grad in chain.parameters(): ...      # "0.weight", W, ∂J/∂W
     state = chain.state_dict()                            # named like torch.nn.Sequential's
 """
-__version__ = "0.1.0"
-
-from . import losses, modules  # noqa: F401  (registers every module and loss)
-from .build import build_chain  # noqa: F401
-from .chain import Chain  # noqa: F401
-from .config import config_from_dict, load_config  # noqa: F401
-from .gradcheck import check_chain, check_loss, check_module  # noqa: F401
-from .registry import losses as loss_registry  # noqa: F401
-from .registry import modules as module_registry  # noqa: F401
+from nncli._version import __version__  # noqa: F401
+from nncli.config.build import build_chain  # noqa: F401
+from nncli.config.load import config_from_dict, load_config  # noqa: F401
+from nncli.core import layers as modules  # noqa: F401  (registers every module and loss)
+from nncli.core import losses  # noqa: F401  (registers every module and loss)
+from nncli.core.chain import Chain  # noqa: F401
+from nncli.core.registry import losses as loss_registry  # noqa: F401
+from nncli.core.registry import modules as module_registry  # noqa: F401
+from nncli.diagnostics.gradcheck import check_chain, check_loss, check_module  # noqa: F401

@@ -1,3 +1,3 @@
-from .cli import main
+from nncli.cli import main
 
 main()

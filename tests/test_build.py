@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from nncli.build import build_chain, build_module, estimate_params, seed_streams
-from nncli.config import config_from_dict, load_config
-from nncli.errors import ConfigError, ShapeError
-from nncli.schema import Config
+from nncli.config.build import build_chain, build_module, estimate_params, seed_streams
+from nncli.config.load import config_from_dict, load_config
+from nncli.config.schema import Config
+from nncli.core.errors import ConfigError, ShapeError
 
 CNN = """\
 seed: 7

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nncli import registry
-from nncli.chain import Chain
-from nncli.gradcheck import check_chain
+from nncli.core import registry
+from nncli.core.chain import Chain
+from nncli.diagnostics.gradcheck import check_chain
 
 LAYERS = [
     {"type": "Flatten"},
@@ -83,7 +83,7 @@ def test_training_step_matches_torch():
     J, _ = chain.loss_and_grad(x, y)
     Jt = torch.nn.functional.cross_entropy(seq(torch.from_numpy(x)), torch.from_numpy(y))
     Jt.backward()
-    assert J == pytest.approx(Jt.item(), rel=1e-12)
+    assert pytest.approx(Jt.item(), rel=1e-12) == J
     grads = {k: g for k, _, g in chain.parameters()}
     for k, p in seq.named_parameters():
         scale = p.grad.abs().max().item()

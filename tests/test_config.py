@@ -5,9 +5,9 @@ import textwrap
 
 import pytest
 
-from nncli.config import ConfigErrors, apply_override, config_from_dict, load_config
-from nncli.errors import ConfigError, Place
-from nncli.yamlload import parse_yaml, split_path
+from nncli.config.load import ConfigErrors, apply_override, config_from_dict, load_config
+from nncli.config.yaml_positions import parse_yaml, split_path
+from nncli.core.errors import ConfigError, Place
 
 GOOD = """\
 name: tiny
@@ -234,7 +234,7 @@ def test_dict_without_file_still_names_the_field():
 
 
 def test_resolved_config_round_trips_through_yaml_text(tmp_path):
-    from nncli.yamlload import dump_yaml
+    from nncli.config.yaml_positions import dump_yaml
 
     loaded = load_config(write(tmp_path, GOOD.replace("name: tiny", "name: '1e-3'")), ["optimizer.eps=1e-9"])
     saved = write(tmp_path, dump_yaml(loaded.config.model_dump(mode="json")), "resolved.yaml")

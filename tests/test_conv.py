@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nncli.errors import ConfigError, ShapeError
-from nncli.gradcheck import check_module
-from nncli.modules.conv import Conv1D, Conv2D
-from nncli.registry import modules
+from nncli.core.errors import ConfigError, ShapeError
+from nncli.core.layers.conv import Conv1D, Conv2D
+from nncli.core.registry import modules
+from nncli.diagnostics.gradcheck import check_module
 
 
 def _rel(a, b) -> float:
@@ -236,7 +236,7 @@ def test_state_dict_loads_into_torch():
 def test_backward_in_blocks_of_examples_matches_torch(monkeypatch):
     """Large layers run ∂J/∂cols and col2im a block of examples at a time; force many small blocks."""
     torch = pytest.importorskip("torch", reason="PyTorch is needed for the cross-check")
-    import nncli.modules.conv as conv_module
+    import nncli.core.layers.conv as conv_module
 
     monkeypatch.setattr(conv_module, "_BLOCK", 500)    # C·K·P = 2·9·24 = 432 → one example per block
     rng = np.random.default_rng(13)

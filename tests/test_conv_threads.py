@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-import nncli.modules.conv as conv
-from nncli.modules.conv import Conv1D, Conv2D
+import nncli.core.layers.conv as conv
+from nncli.core.layers.conv import Conv1D, Conv2D
 
 # big enough to be cut into blocks and spread over threads (≥ conv._MIN_PARALLEL elements of columns)
 CASES = [

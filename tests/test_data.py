@@ -4,10 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nncli.data import apply_standardization, batches, epoch_permutation, load_arrays, load_dataset, Split
-from nncli.errors import ConfigError, DataError
-from nncli.losses import CrossEntropy, Logistic, Squared
-from nncli.schema import DataConfig
+from nncli.config.schema import DataConfig
+from nncli.core.errors import ConfigError, DataError
+from nncli.core.losses import CrossEntropy, Logistic, Squared
+from nncli.training.data import (
+    Split,
+    apply_standardization,
+    batches,
+    epoch_permutation,
+    load_arrays,
+    load_dataset,
+)
 
 CE = CrossEntropy()
 

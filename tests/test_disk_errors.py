@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import yaml
 
-import nncli.preflight
-import nncli.runs
-from nncli.checkpoint import load_checkpoint, load_weights, state_path, weights_path
+import nncli.runs.folder
+import nncli.runs.preflight
 from nncli.cli import main
 from nncli.cli.train import run_session
-from nncli.preflight import bytes_needed
-from nncli.session import prepare, prepare_resume
+from nncli.runs.checkpoint import load_checkpoint, load_weights, state_path, weights_path
+from nncli.runs.preflight import bytes_needed
+from nncli.runs.session import prepare, prepare_resume
 
 CONFIG = {
     "name": "disk", "seed": 2, "dtype": "float64",
@@ -49,7 +49,7 @@ def train(cfg: Path, runs: Path, capsys) -> tuple[int, str]:
 
 def full_disk_after(monkeypatch, n_ok: int, persistent: bool):
     """Let ``n_ok`` whole-file writes succeed, then fail the next one half way with ENOSPC."""
-    real, calls = nncli.runs.write_fully, []
+    real, calls = nncli.runs.folder.write_fully, []
 
     def write(fh, data):
         calls.append(str(fh.name))
@@ -57,24 +57,24 @@ def full_disk_after(monkeypatch, n_ok: int, persistent: bool):
             fh.write(data[: len(data) // 2])               # the disk fills up mid-write
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(fh, data)
-    monkeypatch.setattr(nncli.runs, "write_fully", write)
+    monkeypatch.setattr(nncli.runs.folder, "write_fully", write)
     return calls
 
 
 def count_writes_until_step(cfg: Path, tmp_path: Path, step: int) -> int:
     """How many whole-file writes a run makes before its checkpoint of ``step``."""
     calls = []
-    real = nncli.runs.write_fully
+    real = nncli.runs.folder.write_fully
 
     def write(fh, data):
         calls.append(str(fh.name))
         real(fh, data)
-    nncli.runs.write_fully = write
+    nncli.runs.folder.write_fully = write
     try:
         s = prepare(cfg, [])
         run_session(s, tmp_path / "count", quiet=True, json_out=False)
     finally:
-        nncli.runs.write_fully = real
+        nncli.runs.folder.write_fully = real
     saves = [i for i, name in enumerate(calls) if name.endswith("last.state.safetensors.pending")]
     ckpt_steps = [5, 10, 15, 20, 25, 30]      # checkpoint_every 5; evaluations at 10, 20, 30 also save
     return saves[ckpt_steps.index(step)]
@@ -130,12 +130,12 @@ class FillsUp:
 
 
 def test_enospc_in_metrics_is_one_line_exit_1(cfg, tmp_path, monkeypatch, capsys):
-    real_init = nncli.runs.MetricsLog.__init__
+    real_init = nncli.runs.folder.MetricsLog.__init__
 
     def init(self, path):
         real_init(self, path)
         self._fh = FillsUp(self._fh, room=5)       # lines for steps 3, 6, 9, 10 (eval) and 12
-    monkeypatch.setattr(nncli.runs.MetricsLog, "__init__", init)
+    monkeypatch.setattr(nncli.runs.folder.MetricsLog, "__init__", init)
     code, err = train(cfg, tmp_path / "runs", capsys)
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "metrics.jsonl: No space left on device" in err and "training stopped at step 15" in err, err
@@ -148,7 +148,7 @@ def test_enospc_in_metrics_is_one_line_exit_1(cfg, tmp_path, monkeypatch, capsys
 
 def test_not_enough_free_space_is_refused_before_anything_is_written(cfg, tmp_path, monkeypatch, capsys):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(nncli.preflight.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 5000, 5000))
+    monkeypatch.setattr(nncli.runs.preflight.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 5000, 5000))
     code, err = train(cfg, tmp_path / "runs", capsys)
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1, err
     assert "not enough free disk space" in err and str(tmp_path / "runs") in err
@@ -161,7 +161,7 @@ def test_the_space_estimate_covers_the_real_checkpoints(cfg, tmp_path):
     assert run_session(s, tmp_path / "runs", quiet=True, json_out=False) == 0
     folder = s.folder / "checkpoints"
     real = weights_path(folder, "last").stat().st_size + state_path(folder, "last").stat().st_size
-    assert real <= ckpt < real + 2 * nncli.preflight.HEADER_BYTES
+    assert real <= ckpt < real + 2 * nncli.runs.preflight.HEADER_BYTES
     used = sum(p.stat().st_size for p in s.folder.rglob("*") if p.is_file())
     assert used + 2 * real <= need      # the run's files plus the staged copies of one save
 

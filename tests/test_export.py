@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from nncli.chain import Chain
-from nncli.errors import UserError
+from nncli.core.chain import Chain
+from nncli.core.errors import UserError
+from nncli.core.module import Module
+from nncli.core.registry import modules
 from nncli.export import ExportError, checkpoint_path, export_run
-from nncli.modules.base import Module
-from nncli.registry import modules
 
 # Architectures covering every exported module type and option (float32, like a trained run).
 ARCHS = {
@@ -84,7 +84,7 @@ def test_torch_file_equals_nncli_forward(arch, tmp_path):
     mod = import_file(path)
     model = mod.load_model()
     assert isinstance(model, torch.nn.Sequential) and not model.training
-    assert mod.INPUT_SHAPE == chain.input_shape
+    assert chain.input_shape == mod.INPUT_SHAPE
     x = inputs(chain)
     with torch.no_grad():
         got = model(torch.from_numpy(x)).numpy()
@@ -206,8 +206,8 @@ def run_dir(tmp_path):
     """A run folder as `nncli train` leaves it, with a checkpoint of a freshly built chain."""
     from safetensors.numpy import save_file
 
-    from nncli.build import build_chain
-    from nncli.config import load_config
+    from nncli.config.build import build_chain
+    from nncli.config.load import load_config
 
     run = tmp_path / "tiny-20260101-000000"
     (run / "checkpoints").mkdir(parents=True)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import nncli  # noqa: F401  (registers every module and loss)
+import nncli
 import nncli.cli.gradcheck  # noqa: F401  (registers the command)
 from nncli.cli import app
-from nncli.gradcheck import _coordinates, check_module
-from nncli.modules.base import Module
-from nncli.modules.linear import MM
-from nncli.registry import losses, modules
+from nncli.core.layers.linear import MM
+from nncli.core.module import Module
+from nncli.core.registry import losses, modules
+from nncli.diagnostics.gradcheck import _coordinates, check_module
 
 runner = CliRunner()
 
@@ -137,7 +137,7 @@ def test_module_that_crashes_is_a_failure_not_a_traceback(register):
 
 
 def test_unknown_module_name_is_a_user_error_with_a_suggestion():
-    from nncli.errors import ConfigError
+    from nncli.core.errors import ConfigError
 
     res = _invoke("--module", "Conv1F")
     assert res.exit_code != 0
@@ -226,7 +226,7 @@ def test_config_with_real_data_file(config_file, tmp_path):
 
 
 def test_config_that_does_not_build_is_a_user_error(tmp_path):
-    from nncli.errors import UserError
+    from nncli.core.errors import UserError
 
     p = tmp_path / "bad.yaml"
     p.write_text(textwrap.dedent("""\

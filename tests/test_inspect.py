@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import nncli  # noqa: F401
+import nncli
 import nncli.cli.inspect  # noqa: F401  (registers the command)
-from nncli.chain import Chain
 from nncli.cli import app
-from nncli.registry import losses, modules
-from nncli.summary import summarize
-from nncli.trace import run_trace
-
-from nncli.summary import build_from_config  # noqa: E402
+from nncli.core.chain import Chain
+from nncli.core.registry import losses, modules
+from nncli.diagnostics.summary import (
+    build_from_config,
+    summarize,
+)
+from nncli.diagnostics.tracing import run_trace
 
 runner = CliRunner()
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
@@ -166,7 +167,7 @@ def test_trace_and_time_in_the_terminal(nested):
 
 
 def test_time_shares_add_up(nested):
-    from nncli.profile import profile_chain
+    from nncli.diagnostics.timing import profile_chain
 
     _, chain = build_from_config(str(nested))
     rng = np.random.default_rng(0)
@@ -180,7 +181,7 @@ def test_time_shares_add_up(nested):
 
 
 def test_config_that_does_not_build_is_a_user_error(tmp_path):
-    from nncli.errors import ShapeError
+    from nncli.core.errors import ShapeError
 
     p = tmp_path / "bad.yaml"
     p.write_text("model:\n  input_shape: [6]\n  layers:\n    - {type: Conv1D, out: 2, kernel: 3}\n")

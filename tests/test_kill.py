@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import yaml
 
-from nncli.checkpoint import has_checkpoint, load_checkpoint, load_weights, weights_path
 from nncli.cli.eval import evaluate_run
 from nncli.cli.train import run_session
-from nncli.runlist import list_runs
-from nncli.runs import RunError, read_metrics
-from nncli.session import prepare, prepare_resume
+from nncli.runs.checkpoint import has_checkpoint, load_checkpoint, load_weights, weights_path
+from nncli.runs.folder import RunError, read_metrics
+from nncli.runs.listing import list_runs
+from nncli.runs.session import prepare, prepare_resume
 
 # a checkpoint every 5 steps: most of the wall time is spent in checkpoint fsyncs, so random kills
 # land inside saves as often as between them
@@ -238,8 +238,8 @@ def second_ctrl_c_on_call(monkeypatch, module, name, n):
 
 @pytest.mark.parametrize("where", ["staging the sidecar", "staging the weights", "between the renames"])
 def test_second_ctrl_c_during_the_checkpoint_does_not_corrupt_it(tmp_path, monkeypatch, where):
-    import nncli.checkpoint
-    import nncli.runs
+    import nncli.runs.checkpoint
+    import nncli.runs.folder
 
     cfg = write(tmp_path, SHORT)
     straight = prepare(cfg, [])
@@ -248,9 +248,9 @@ def test_second_ctrl_c_during_the_checkpoint_does_not_corrupt_it(tmp_path, monke
     s = prepare(cfg, [])
     s.trainer.callbacks.append(CtrlCAt(22))          # not a checkpoint step: the last save was at 20
     if where == "between the renames":
-        wrapper = second_ctrl_c_on_call(monkeypatch, nncli.checkpoint.os, "replace", 1)
+        wrapper = second_ctrl_c_on_call(monkeypatch, nncli.runs.checkpoint.os, "replace", 1)
     else:
-        wrapper = second_ctrl_c_on_call(monkeypatch, nncli.runs, "write_fully",
+        wrapper = second_ctrl_c_on_call(monkeypatch, nncli.runs.folder, "write_fully",
                                         1 if where == "staging the sidecar" else 2)
     wrapper.trainer = s.trainer
     assert run_session(s, tmp_path / "b", quiet=True, json_out=False) == 130

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nncli import registry
-from nncli.errors import DataError, ShapeError
-from nncli.losses import CrossEntropy, Logistic, Squared
+from nncli.core import registry
+from nncli.core.errors import DataError, ShapeError
+from nncli.core.losses import CrossEntropy, Logistic, Squared
 
 
 def rng(seed=0):
@@ -28,7 +28,7 @@ def test_cross_entropy_value_and_gradient_by_hand():
     loss = CrossEntropy()
     J = loss.forward(h, y)
     p = np.exp(h) / np.exp(h).sum(axis=1, keepdims=True)
-    assert J == pytest.approx(-(np.log(p[0, 1]) + np.log(p[1, 0])) / 2, rel=1e-14)
+    assert pytest.approx(-(np.log(p[0, 1]) + np.log(p[1, 0])) / 2, rel=1e-14) == J
     want = p.copy()
     want[[0, 1], y] -= 1
     np.testing.assert_allclose(loss.backward(), want / 2, rtol=1e-14)
@@ -40,7 +40,7 @@ def test_cross_entropy_extreme_logits():
     loss = CrossEntropy()
     assert loss.forward(h, np.array([0, 2])) == 0.0            # right with certainty
     J = loss.forward(h, np.array([1, 0]))                      # wrong by 2e4 in each example
-    assert J == pytest.approx(2e4, rel=1e-12)
+    assert pytest.approx(2e4, rel=1e-12) == J
     g = loss.backward()
     assert np.all(np.isfinite(g))
     np.testing.assert_allclose(g, [[0.5, -0.5, 0.0], [-0.5, 0.0, 0.5]], atol=1e-15)
@@ -52,7 +52,7 @@ def test_logistic_value_and_extremes():
     y = np.array([1, 0])
     J = loss.forward(h, y)
     want = (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(-1.0))) / 2
-    assert J == pytest.approx(want, rel=1e-14)
+    assert pytest.approx(want, rel=1e-14) == J
     sig = 1 / (1 + np.exp(-h[:, 0]))
     np.testing.assert_allclose(loss.backward()[:, 0], (sig - y) / 2, rtol=1e-14)
     # ±1e4: log(1 + e^h) − y h without overflow

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import nncli  # noqa: F401  (registers every module and loss)
-from nncli import registry
-from nncli.chain import Chain
-from nncli.gradcheck import check_chain, check_loss, check_module
+from nncli.core import registry
+from nncli.core.chain import Chain
+from nncli.diagnostics.gradcheck import check_chain, check_loss, check_module
 
 N = 3  # examples per batch: small, but more than one so batch sums are exercised
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from nncli import registry
-from nncli.gradcheck import check_module
-from nncli.modules.linear import MM
-from nncli.modules.norm import LN
-from nncli.registry import Registry
+from nncli.core import registry
+from nncli.core.layers.linear import MM
+from nncli.core.layers.norm import LN
+from nncli.core.registry import Registry
+from nncli.diagnostics.gradcheck import check_module
 
 
 def rng(seed=0):

@@ -6,7 +6,7 @@ import sys
 
 CHECK = """
 import numpy as np, nncli
-from nncli.registry import modules
+from nncli.core.registry import modules
 from threadpoolctl import threadpool_info
 rng = np.random.default_rng(0)
 for fn in ("gelu", "softplus", "sigmoid"):      # the exact GELU is the one that needs erf

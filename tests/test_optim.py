@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from nncli.errors import ConfigError, UserError
-from nncli.optim import SGD, Adam, clip_grad_norm, make_optimizer
-from nncli.schedules import make_schedule
-from nncli.schema import OptimizerConfig, ScheduleConfig
+from nncli.config.schema import OptimizerConfig, ScheduleConfig
+from nncli.core.errors import ConfigError, UserError
+from nncli.training.optimizers import SGD, Adam, clip_grad_norm, make_optimizer
+from nncli.training.schedules import make_schedule
 
 SHAPES = {"0.weight": (3, 4), "0.bias": (3,), "2.weight": (2, 3)}
 

@@ -10,9 +10,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from nncli import optim
-from nncli.optim import SGD, Adam
-from nncli.schema import OptimizerConfig
+from nncli.config.schema import OptimizerConfig
+from nncli.training import optimizers as optim
+from nncli.training.optimizers import SGD, Adam
 
 OPT_SETTINGS = [
     {"type": "sgd", "lr": 0.1},
@@ -89,9 +89,9 @@ def test_non_contiguous_parameters_are_refused():
 
 # -- LN in row blocks, on threads -------------------------------------------------------------------
 
-from nncli import parallel                          # noqa: E402
-from nncli.modules import norm                      # noqa: E402
-from nncli.modules.norm import LN                   # noqa: E402
+from nncli.core.kernels import threads as parallel  # noqa: E402
+from nncli.core.layers import norm  # noqa: E402
+from nncli.core.layers.norm import LN  # noqa: E402
 
 AFFINES = ["scalar", "per_feature", "none"]
 
@@ -226,7 +226,7 @@ def test_workers_follow_the_blas_thread_setting(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_activation_fast_paths_equal_the_plain_formulas(dtype):
-    from nncli.modules.activations import Sigma
+    from nncli.core.layers.activations import Sigma
 
     rng = np.random.default_rng(7)
     z = (rng.normal(size=(6, 9)) * 8).astype(dtype)
@@ -249,8 +249,8 @@ def test_activation_fast_paths_equal_the_plain_formulas(dtype):
 # -- training skips the input gradient ------------------------------------------------------------
 
 def _mlp_chain(seed=0):
-    from nncli.chain import Chain
-    from nncli.registry import losses, modules
+    from nncli.core.chain import Chain
+    from nncli.core.registry import losses, modules
 
     mods = [modules.create("MM", out=6), modules.create("ReLU"), modules.create("MM", out=3)]
     return Chain(mods, losses.create("cross_entropy")).build((5,), np.random.default_rng(seed))
@@ -275,8 +275,8 @@ def test_loss_and_grad_skips_the_unread_input_gradient_with_the_same_parameter_g
 
 
 def test_a_first_module_without_backward_params_runs_its_full_backward():
-    from nncli.chain import Chain
-    from nncli.registry import losses, modules
+    from nncli.core.chain import Chain
+    from nncli.core.registry import losses, modules
 
     chain = Chain([modules.create("ReLU"), modules.create("MM", out=3)], losses.create("cross_entropy"))
     chain.build((4,), np.random.default_rng(0))

@@ -10,8 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from nncli.cli import _register_commands, app
-from nncli.runlist import best_metric, diff_runs, find_runs, flatten, list_runs, read_metrics
-from nncli.termplot import line_chart, to_plain
+from nncli.runs.listing import best_metric, diff_runs, find_runs, flatten, list_runs, read_metrics
+from nncli.viz.terminal_chart import line_chart, to_plain
 
 _register_commands()
 
@@ -163,7 +163,7 @@ def test_png_has_the_asked_pixel_size_and_ink(runs_dir, tmp_path):
 
 
 def test_write_curves_for_train(runs_dir):
-    from nncli.plot import have_matplotlib, write_curves
+    from nncli.viz.curves import have_matplotlib, write_curves
 
     run = runs_dir / "mlp-20260101-000000"
     path = write_curves(run)
@@ -174,7 +174,7 @@ def test_write_curves_for_train(runs_dir):
 
 
 def test_plot_of_a_run_without_metrics_is_a_user_error(tmp_path):
-    from nncli.plot import PlotError, panels
+    from nncli.viz.curves import PlotError, panels
 
     run = make_run(tmp_path, "empty-20260101-000000")
     (run / "metrics.jsonl").write_text("")
@@ -183,7 +183,7 @@ def test_plot_of_a_run_without_metrics_is_a_user_error(tmp_path):
 
 
 def test_without_matplotlib_plot_falls_back_to_the_terminal(runs_dir, monkeypatch):
-    import nncli.plot as plot
+    import nncli.viz.curves as plot
 
     monkeypatch.setattr(plot, "have_matplotlib", lambda: False)
     run = runs_dir / "mlp-20260101-000000"

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from nncli.errors import ShapeError
-from nncli.gradcheck import check_module
-from nncli.modules.pool import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D
-from nncli.registry import modules
+from nncli.core.errors import ShapeError
+from nncli.core.layers.pool import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D
+from nncli.core.registry import modules
+from nncli.diagnostics.gradcheck import check_module
 
 ALL = (MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D)
 

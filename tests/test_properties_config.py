@@ -18,20 +18,19 @@ import math
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import numpy as np
-
-import nncli.modules  # noqa: F401  (registers every layer type)
-from nncli.build import build_chain
+import nncli.core.layers  # noqa: F401  (registers every layer type)
 from nncli.cli import main
-from nncli.config import config_from_dict, load_config
-from nncli.errors import UserError
-from nncli.registry import modules
-from nncli.schema import field_keys
+from nncli.config.build import build_chain
+from nncli.config.load import config_from_dict, load_config
+from nncli.config.schema import field_keys
+from nncli.core.errors import UserError
+from nncli.core.registry import modules
 
 settings.register_profile("ci", derandomize=True, database=None, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])

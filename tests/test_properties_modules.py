@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import nncli.modules  # noqa: F401  (registers every layer type)
-from nncli.errors import ShapeError
-from nncli.gradcheck import check_module
-from nncli.registry import modules
+import nncli.core.layers  # noqa: F401  (registers every layer type)
+from nncli.core.errors import ShapeError
+from nncli.core.registry import modules
+from nncli.diagnostics.gradcheck import check_module
 
 settings.register_profile("ci", derandomize=True, database=None, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -90,7 +90,7 @@ def conv(draw, nd):
     modes = ["valid", "int", "same"] + (["notes"] if all(x % 2 for x in k) else [])
     mode = draw(st.sampled_from(modes))
     if mode == "same":
-        s_hp, s = 1, [1] * nd
+        s_hp = 1
     if mode == "notes":
         pad = [di * (ki - 1) for ki, di in zip(k, d)]              # lo + hi
         p_hp = "notes"
@@ -306,6 +306,6 @@ def test_importing_the_modules_leaves_scipy_unloaded():
     import subprocess
     import sys
 
-    code = "import sys, nncli.cli, nncli.modules, nncli.build; print('scipy' in sys.modules)"
+    code = "import sys, nncli.cli, nncli.core.layers, nncli.config.build; print('scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

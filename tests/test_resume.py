@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import yaml
 
-from nncli.checkpoint import load_weights, weights_path
 from nncli.cli.train import run_session
-from nncli.errors import UserError
-from nncli.runs import read_metrics
-from nncli.session import prepare, prepare_resume
+from nncli.core.errors import UserError
+from nncli.runs.checkpoint import load_weights, weights_path
+from nncli.runs.folder import read_metrics
+from nncli.runs.session import prepare, prepare_resume
 
 # float64, dropout (its generator state must survive), Adam, cosine schedule, clipping, shuffling
 CONFIG = {

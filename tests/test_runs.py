@@ -8,12 +8,26 @@ import os
 import numpy as np
 import pytest
 
-from nncli.build import build_chain
-from nncli.checkpoint import (CheckpointError, apply_weights, load_checkpoint, load_weights, save_checkpoint,
-                              state_path, weights_path)
-from nncli.config import config_from_dict
-from nncli.runs import (MetricsLog, RunError, atomic_write_json, create_run_dir, read_metrics, read_run,
-                        trim_metrics)
+from nncli.config.build import build_chain
+from nncli.config.load import config_from_dict
+from nncli.runs.checkpoint import (
+    CheckpointError,
+    apply_weights,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+    state_path,
+    weights_path,
+)
+from nncli.runs.folder import (
+    MetricsLog,
+    RunError,
+    atomic_write_json,
+    create_run_dir,
+    read_metrics,
+    read_run,
+    trim_metrics,
+)
 
 MODEL = {"input_shape": [1, 6], "layers": [
     {"type": "Conv1D", "out": 2, "kernel": 3}, {"type": "ReLU"}, {"type": "Flatten"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from nncli.cli import main
-from nncli.config import load_config
+from nncli.config.load import load_config
 
 CONFIG = """\
 name: "1e-3"

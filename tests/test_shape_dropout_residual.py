@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from nncli import registry
-from nncli.chain import Chain
-from nncli.errors import ConfigError, ShapeError, UserError
-from nncli.modules.dropout import Dropout
-from nncli.modules.residual import Residual
-from nncli.modules.shape import Flatten, Reshape
+from nncli.core import registry
+from nncli.core.chain import Chain
+from nncli.core.errors import ConfigError, ShapeError, UserError
+from nncli.core.layers.dropout import Dropout
+from nncli.core.layers.residual import Residual
+from nncli.core.layers.shape import Flatten, Reshape
 
 
 def rng(seed=0):

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from nncli.sweep import SweepError, Trial, expand, parse_grid, rank, run_sweep, split_values
+from nncli.runs.sweep import SweepError, Trial, expand, parse_grid, rank, run_sweep, split_values
 
 TINY = {"name": "tiny", "seed": 0,
         "model": {"input_shape": [2], "layers": [{"type": "MM", "out": 8}, {"type": "Tanh"},
@@ -80,7 +80,7 @@ def test_invalid_grid_path_is_refused_before_anything_runs(tiny_config, tmp_path
 
 
 def test_every_combination_is_validated(tiny_config, tmp_path):
-    from nncli.errors import UserError
+    from nncli.core.errors import UserError
 
     with pytest.raises(UserError, match="optimizer.lr"):        # only the second value is bad
         run_sweep(tiny_config, ["optimizer.lr=0.1,-1"], runs_dir=tmp_path)
@@ -132,7 +132,7 @@ def _check_sweep(sweep, runs):
 def test_local_sweep_with_two_jobs(local_sweep):
     sweep, runs = local_sweep
     _check_sweep(sweep, runs)
-    from nncli.runlist import list_runs
+    from nncli.runs.listing import list_runs
 
     rows = list_runs(runs)                         # `nncli runs` sees the trials inside the sweep folder
     assert sorted(r["run"].split("-")[0] for r in rows) == ["t00", "t01"]
@@ -151,7 +151,7 @@ def test_ray_sweep_gives_the_same_results(local_sweep, tiny_config, tmp_path):
 
 
 def test_combinations_average_the_seeds():
-    from nncli.sweep import Sweep
+    from nncli.runs.sweep import Sweep
 
     def trial(i, lr, seed, value):
         return Trial(index=i, params={"optimizer.lr": lr}, seed=seed, overrides=[],

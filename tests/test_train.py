@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import yaml
 
-from nncli.build import build_chain
 from nncli.cli import main
-from nncli.config import config_from_dict
-from nncli.data import epoch_permutation
-from nncli.optim import make_optimizer
-from nncli.runs import read_metrics
-from nncli.train import Trainer, locate_nonfinite
+from nncli.config.build import build_chain
+from nncli.config.load import config_from_dict
+from nncli.runs.folder import read_metrics
+from nncli.training.data import epoch_permutation
+from nncli.training.loop import Trainer, locate_nonfinite
+from nncli.training.optimizers import make_optimizer
 
 BASE = {
     "name": "tiny", "seed": 3,
@@ -163,7 +163,7 @@ def test_float32_by_default_and_data_cast_once():
 
 
 def test_best_metric_must_exist():
-    from nncli.errors import ConfigError
+    from nncli.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="did you mean 'val_acc'"):
         trainer({"train": {"best_metric": "val_accc"}})
@@ -171,7 +171,7 @@ def test_best_metric_must_exist():
 
 def test_a_crash_marks_the_run_failed_and_exits_1(tmp_path):
     from nncli.cli.train import run_session
-    from nncli.session import prepare
+    from nncli.runs.session import prepare
 
     class Boom:
         def on_step(self, t):
@@ -191,7 +191,7 @@ def test_progress_output(terminal):
 
     from rich.console import Console
 
-    from nncli.progress import PlainProgress, RichProgress, make_progress
+    from nncli.viz.progress import PlainProgress, RichProgress, make_progress
 
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=terminal, width=120)

@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from ..errors import UserError
+from nncli.core.errors import UserError
 
 app = typer.Typer(
     name="nncli",

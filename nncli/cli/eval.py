@@ -8,20 +8,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
 
-from . import app, err_console
-from ..errors import DataError, UserError
+from nncli.cli import app, err_console
+from nncli.core.errors import DataError, UserError
 
 
 @app.command("eval")
 def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder made by nncli train."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this .npz / .csv instead."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
+    data: Path | None = typer.Option(None, "--data", help="Evaluate on this .npz / .csv instead."),
+    checkpoint: str | None = typer.Option(None, "--checkpoint",
                                              help="best or last (default: best, or last when the run has "
                                                   "no best yet, e.g. it was killed before its first evaluation)."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON to stdout."),
@@ -52,14 +51,14 @@ def evaluate_run(run_dir: Path, data: Path | None, which: str | None = None) -> 
     Read-only, so it can run beside a training process; a run killed mid-save is read through
     the weights its last complete save left.
     """
-    from ..build import build_chain
-    from ..checkpoint import apply_weights, load_weights, weights_path
-    from ..config import load_config
-    from ..data import apply_standardization, load_arrays, load_dataset
-    from ..runs import read_run
-    from ..session import check_split
-    from ..userdata import coerce_targets
-    from ..train import evaluate
+    from nncli.config.build import build_chain
+    from nncli.config.load import load_config
+    from nncli.runs.checkpoint import apply_weights, load_weights, weights_path
+    from nncli.runs.folder import read_run
+    from nncli.runs.session import check_split
+    from nncli.training.data import apply_standardization, load_arrays, load_dataset
+    from nncli.training.loop import evaluate
+    from nncli.training.userdata import coerce_targets
 
     if which not in ("best", "last", None):
         raise UserError(f"--checkpoint must be 'best' or 'last', got {which!r}")

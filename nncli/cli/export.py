@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from . import app, err_console
+from nncli.cli import app, err_console
 
 
 @app.command("export")
@@ -14,14 +13,14 @@ def export(
     run_dir: Path = typer.Argument(..., help="The run folder to export."),
     fmt: str = typer.Option("torch", "--format", "-f", help="torch (a Python file) or onnx (opset 17)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Which checkpoint: best or last."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out",
+    out: Path | None = typer.Option(None, "-o", "--out",
                                        help="Output file (default: <run>/export/model.py or model.onnx)."),
 ):
     """Export a run's model: a self-contained PyTorch file that loads the checkpoint, or an ONNX model.
 
     Needs the optional extras: pip install 'nncli[torch]' or 'nncli[onnx]'.
     """
-    from ..export import export_run
+    from nncli.export import export_run
 
     path = export_run(run_dir, fmt.lower(), checkpoint, out)
     err_console.print(f"wrote {path}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import List, Optional
 
 import numpy as np
 import typer
@@ -16,32 +15,38 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import app, console
-from ..memory import check_batch_fits
-from ..gradcheck_run import (BATCH, check_config_chain, check_registry, load_batch, random_targets,
-                             verdict)
+from nncli.cli import app, console
+from nncli.config.memory import check_batch_fits
+from nncli.diagnostics.gradcheck_config import (
+    BATCH,
+    check_config_chain,
+    check_registry,
+    load_batch,
+    random_targets,
+    verdict,
+)
 
 
 @app.command("gradcheck")
 def gradcheck_cmd(
-    config: Optional[str] = typer.Argument(None, help="YAML config; without one, check every registered type."),
-    module: Optional[str] = typer.Option(None, "--module", "-m", help="Only this layer or loss type."),
-    overrides: List[str] = typer.Option([], "--set", help="Override a config value: --set model.layers[0].out=8"),
+    config: str | None = typer.Argument(None, help="YAML config; without one, check every registered type."),
+    module: str | None = typer.Option(None, "--module", "-m", help="Only this layer or loss type."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config value: --set model.layers[0].out=8"),
     eps: float = typer.Option(1e-6, "--eps", help="Central-difference step."),
     rtol: float = typer.Option(1e-5, "--rtol", help="Relative tolerance."),
     atol: float = typer.Option(1e-8, "--atol", help="Absolute tolerance."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random batch, G and the sampled coordinates."),
-    samples: Optional[int] = typer.Option(
+    samples: int | None = typer.Option(
         None, "--samples", min=1,
         help="Random coordinates per tensor [default: all for tensors of ≤ 2000 elements, else 200]."),
-    data: Optional[str] = typer.Option(None, "--data", help="Check at a real batch from this .npz/.csv file."),
+    data: str | None = typer.Option(None, "--data", help="Check at a real batch from this .npz/.csv file."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable report on stdout."),
 ) -> None:
     """Check every backward function against central differences (float64)."""
     kw = dict(eps=eps, rtol=rtol, atol=atol, samples=samples if samples is not None else "auto", seed=seed)
     if config is None:
         if data or overrides:
-            from ..errors import UserError
+            from nncli.core.errors import UserError
 
             raise UserError("--data and --set need a CONFIG")
         reports = check_registry(module, **kw)
@@ -63,8 +68,8 @@ def gradcheck_cmd(
 
 
 def _check_config(path, overrides, module, data, seed, kw):
-    from ..gradcheck_run import resolve
-    from ..summary import build_from_config, line_for
+    from nncli.diagnostics.gradcheck_config import resolve
+    from nncli.diagnostics.summary import build_from_config, line_for
 
     loaded, chain = build_from_config(path, overrides, dtype="float64", seed=seed, with_loss=True)
     rng = np.random.default_rng(seed)
@@ -78,7 +83,7 @@ def _check_config(path, overrides, module, data, seed, kw):
     reports = check_config_chain(chain, x, y, lines=lines, **kw)
     if module:
         kind, entry = resolve(module)
-        from ..trace import type_label
+        from nncli.diagnostics.tracing import type_label
 
         want = getattr(entry, "cls", entry)
         fixed = getattr(entry, "defaults", {})     # a preset such as ReLU = σ(fn=relu)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import List, Optional
 
 import numpy as np
 import typer
@@ -15,10 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import app, console
-from ..memory import check_batch_fits
-from ..summary import build_from_config, human_bytes, human_count, summarize
-
+from nncli.cli import app, console
+from nncli.config.memory import check_batch_fits
+from nncli.diagnostics.summary import build_from_config, human_bytes, human_count, summarize
 
 #: --time: steps timed (their median is shown) after untimed warm-up steps; the median shrugs off
 #: the occasional stall of a busy machine
@@ -32,19 +30,19 @@ def _shape(s) -> str:
 @app.command("inspect")
 def inspect_cmd(
     config: str = typer.Argument(..., help="YAML config."),
-    overrides: List[str] = typer.Option([], "--set", help="Override a config value: --set model.layers[0].out=8"),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config value: --set model.layers[0].out=8"),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout, nothing else."),
-    batch: Optional[int] = typer.Option(None, "--batch", min=1,
+    batch: int | None = typer.Option(None, "--batch", min=1,
                                         help="Batch size for memory totals [default: data.batch_size or 64]."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 or float64 [default: the config's]."),
+    dtype: str | None = typer.Option(None, "--dtype", help="float32 or float64 [default: the config's]."),
     trace: bool = typer.Option(False, "--trace", help="Run one batch forward and backward (float64)."),
     timing: bool = typer.Option(False, "--time", help="Per-module forward/backward milliseconds."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random batch for --trace and --time."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+    threads: int | None = typer.Option(None, "--threads", min=1,
                                           help="BLAS threads for --time [default: BLAS's own setting]."),
 ) -> None:
     """Show every module: shapes, parameters (with the notes' formulas), MACs and memory."""
-    from ..errors import UserError
+    from nncli.core.errors import UserError
 
     if dtype is not None and dtype not in ("float32", "float64"):
         raise UserError(f"--dtype: expected float32 or float64, got '{dtype}'")
@@ -63,7 +61,7 @@ def inspect_cmd(
         human.print(summary_table(summary))
         human.print(summary_totals(summary))
     if trace:
-        from ..trace import run_trace
+        from nncli.diagnostics.tracing import run_trace
 
         _, chain64 = build_from_config(config, overrides, dtype="float64", seed=seed, with_loss=True)
         x, y, where = _batch(loaded, chain64, batch, seed)
@@ -73,9 +71,9 @@ def inspect_cmd(
             human.print(trace_table(rows, f"trace: one batch ({where}), float64"
                                           + (f", J = {J:.6g}" if J is not None else "")))
     if timing:
-        from ..profile import profile_chain
-
         from threadpoolctl import threadpool_info, threadpool_limits
+
+        from nncli.diagnostics.timing import profile_chain
 
         x, y, where = _batch(loaded, chain, batch, seed, random_only=True)
         with threadpool_limits(limits=threads, user_api="blas"):
@@ -94,13 +92,13 @@ def inspect_cmd(
 
 def _batch(loaded, chain, batch, seed, random_only=False):
     """(x, y, description): the config's data when it loads, else a seeded random batch."""
-    from ..errors import UserError
-    from ..gradcheck_run import random_targets
+    from nncli.core.errors import UserError
+    from nncli.diagnostics.gradcheck_config import random_targets
 
     cfg = loaded.config
     if cfg.data is not None and not random_only:
         try:
-            from ..gradcheck_run import load_batch
+            from nncli.diagnostics.gradcheck_config import load_batch
 
             x, y = load_batch(loaded, chain, batch)
             return x, y, f"{len(x)} examples of {cfg.data.source}"

@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-from . import app, err_console, out_console
+from nncli.cli import app, err_console, out_console
 
 
 @app.command("plot")
 def plot(
-    run_dirs: List[Path] = typer.Argument(..., help="One or more run folders, drawn on one figure."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out",
+    run_dirs: list[Path] = typer.Argument(..., help="One or more run folders, drawn on one figure."),
+    out: Path | None = typer.Option(None, "-o", "--out",
                                        help="PNG file (default: <run>/curves.png for one run, curves.png otherwise)."),
     metric: str = typer.Option("val_acc", "--metric", help="Metric of the second panel."),
     terminal: bool = typer.Option(False, "--terminal", help="Draw in the terminal instead of writing a PNG."),
@@ -24,7 +23,7 @@ def plot(
     Writes a PNG when matplotlib is installed (pip install 'nncli[plot]'); otherwise, or with
     --terminal, draws the curves in the terminal.
     """
-    from ..plot import have_matplotlib, plot_png, terminal_charts
+    from nncli.viz.curves import have_matplotlib, plot_png, terminal_charts
 
     if terminal or (not have_matplotlib() and out is None):
         if not terminal:

@@ -3,21 +3,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from . import app, err_console, out_console
-from ..errors import UserError
+from nncli.cli import app, err_console, out_console
+from nncli.core.errors import UserError
 
 
 @app.command("runs")
 def runs(
-    args: Optional[List[str]] = typer.Argument(None, metavar="[DIR] | diff A B",
+    args: list[str] | None = typer.Argument(None, metavar="[DIR] | diff A B",
                                                help="A runs folder (default: runs), or: diff RUN_A RUN_B."),
-    metric: Optional[str] = typer.Option(None, "--metric",
+    metric: str | None = typer.Option(None, "--metric",
                                          help="Metric for the best column (default val_acc, else val_loss)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout only."),
 ):
@@ -32,8 +31,8 @@ def runs(
     _table(args[0] if args else "runs", metric, as_json)
 
 
-def _table(root: str, metric: Optional[str], as_json: bool) -> None:
-    from ..runlist import fmt, list_runs
+def _table(root: str, metric: str | None, as_json: bool) -> None:
+    from nncli.runs.listing import fmt, list_runs
 
     rows = list_runs(root, metric)
     if as_json:
@@ -58,7 +57,7 @@ def _table(root: str, metric: Optional[str], as_json: bool) -> None:
 
 
 def _diff(a: str, b: str, as_json: bool) -> None:
-    from ..runlist import diff_runs, fmt
+    from nncli.runs.listing import diff_runs, fmt
 
     d = diff_runs(a, b)
     if as_json:

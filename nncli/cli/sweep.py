@@ -4,28 +4,27 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from . import app, err_console, out_console
+from nncli.cli import app, err_console, out_console
 
 
 @app.command("sweep")
 def sweep(
     config: Path = typer.Argument(..., help="The base YAML config."),
-    grid: List[str] = typer.Option(..., "--grid", help="path=v1,v2,...  (repeat for more axes)."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="Repeat each combination with N seeds "
+    grid: list[str] = typer.Option(..., "--grid", help="path=v1,v2,...  (repeat for more axes)."),
+    seeds: int | None = typer.Option(None, "--seeds", help="Repeat each combination with N seeds "
                                                               "(the config's seed, +1, ...)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Trials run at the same time."),
     backend: str = typer.Option("local", "--backend", help="local (worker processes) or ray (Ray tasks)."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+    ray_address: str | None = typer.Option(None, "--ray-address",
                                               help="Ray cluster address (default: start a local instance)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the sweep folder is created."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override for every trial: path=value."),
-    metric: Optional[str] = typer.Option(None, "--metric",
+    set_: list[str] | None = typer.Option(None, "--set", help="Override for every trial: path=value."),
+    metric: str | None = typer.Option(None, "--metric",
                                          help="Rank by this metric (default: the config's train.best_metric)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list the combinations; run nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print sweep.json to stdout (tables go to stderr)."),
@@ -34,7 +33,7 @@ def sweep(
 
     Every combination is validated first. Exit code 0 when at least one trial completed, 1 otherwise.
     """
-    from ..sweep import run_sweep
+    from nncli.runs.sweep import run_sweep
 
     def progress(t):
         best = f"{t.best['metric']} {t.best['value']:.4g}" if t.best else "no metric"
@@ -68,8 +67,8 @@ def sweep(
 
 
 def ranked_table(result) -> Table:
-    from ..runlist import fmt, lookup
-    from ..sweep import rank, short_key
+    from nncli.runs.listing import fmt, lookup
+    from nncli.runs.sweep import rank, short_key
 
     table = Table(title=f"sweep ranked by {result.metric}", title_style="bold")
     table.add_column("#", justify="right")
@@ -95,8 +94,8 @@ def ranked_table(result) -> Table:
 
 def combination_table(result) -> Table:
     """The grid combinations ranked by their mean best metric over the seeds."""
-    from ..runlist import fmt
-    from ..sweep import short_key
+    from nncli.runs.listing import fmt
+    from nncli.runs.sweep import short_key
 
     table = Table(title=f"combinations over {len(result.seeds)} seeds", title_style="bold")
     table.add_column("#", justify="right")

@@ -12,26 +12,25 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-from . import app, debugging, err_console
-from ..errors import UserError
-from ..session import prepare, prepare_resume
-from ..train import EXIT_DIVERGED
+from nncli.cli import app, debugging, err_console
+from nncli.core.errors import UserError
+from nncli.runs.session import prepare, prepare_resume
+from nncli.training.loop import EXIT_DIVERGED
 
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 
 
 @app.command("train")
 def train_cmd(
-    config: Optional[Path] = typer.Argument(None, help="YAML config (optional with --resume)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config value: path=value."),
+    config: Path | None = typer.Argument(None, help="YAML config (optional with --resume)."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Override a config value: path=value."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are created."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: the config's name)."),
+    name: str | None = typer.Option(None, "--name", help="Run name (default: the config's name)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this folder."),
     json_out: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
     curves: bool = typer.Option(True, "--curves/--no-curves",
                                 help="Draw curves.png at the end when matplotlib is installed (about 1 s)."),
@@ -71,7 +70,7 @@ def run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: bo
 
 
 def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: bool) -> int:
-    from ..progress import make_progress, results_table
+    from nncli.viz.progress import make_progress, results_table
 
     progress = make_progress(err_console, quiet)
     if progress is not None:
@@ -109,7 +108,7 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
         if hasattr(progress, "close"):
             progress.close()
     try:
-        summary = session.finish(result, curves)
+        summary = session.finish(result)
     except OSError as exc:   # summary.json or run.json on a disk that just filled up
         if exc.filename is None or debugging():
             raise
@@ -117,6 +116,8 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
         return 1
     finally:
         session.release()
+    if curves:  # after summary.json, so a slow or failing drawing never costs the run its results
+        _draw_curves(session.folder)
     if not quiet:
         err_console.print(results_table(summary, session.folder))
         err_console.print(f"run folder: {session.folder}", markup=False, soft_wrap=True)
@@ -140,7 +141,7 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
 
 def write_failure(exc: OSError, session) -> str:
     """One line for a write that failed mid-run (full disk, quota, read-only): what, and what is kept."""
-    from ..checkpoint import CheckpointError, load_checkpoint
+    from nncli.runs.checkpoint import CheckpointError, load_checkpoint
 
     folder = session.folder
     try:
@@ -151,3 +152,13 @@ def write_failure(exc: OSError, session) -> str:
     return (f"cannot write {exc.filename}: {exc.strerror or exc}; training stopped at step "
             f"{session.trainer.state.step}; {kept}; {'make room' if full else 'once it can be written'}, "
             f"then continue with nncli train --resume {folder}")
+
+
+def _draw_curves(folder) -> None:
+    """curves.png in the run folder when matplotlib is installed; a failure here is never the run's."""
+    try:
+        from nncli.viz.curves import write_curves
+
+        write_curves(folder)
+    except Exception:
+        pass

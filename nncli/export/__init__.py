@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from nncli.core.errors import UserError
 
 FORMATS = ("torch", "onnx")
 SUFFIX = {"torch": ".py", "onnx": ".onnx"}
@@ -53,9 +53,9 @@ def load_run(run_dir: Path | str, checkpoint: str = "best", dtype=np.float32):
     """(chain in eval mode with the checkpoint's weights, checkpoint path) of the run at ``run_dir``."""
     from safetensors.numpy import load_file
 
-    from ..build import build_chain
-    from ..config import load_config
-    from ..runlist import require_run
+    from nncli.config.build import build_chain
+    from nncli.config.load import load_config
+    from nncli.runs.listing import require_run
 
     run = require_run(run_dir)
     ckpt = checkpoint_path(run, checkpoint)
@@ -74,7 +74,7 @@ def standardization(run_dir: Path) -> dict | None:
     The exported networks take standardised inputs, as nncli's forward does; the exports carry these
     statistics (a ``preprocess`` function in the PyTorch file, metadata in the ONNX model).
     """
-    from ..runlist import read_json
+    from nncli.runs.listing import read_json
 
     stats = (read_json(run_dir / "run.json").get("data") or {}).get("standardization")
     return stats if isinstance(stats, dict) and "mean" in stats and "std" in stats else None
@@ -99,11 +99,11 @@ def export_run(run_dir: Path | str, fmt: str, checkpoint: str = "best", out: Pat
     out = Path(out) if out is not None else default_output(run_dir, fmt, checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "torch":
-        from .torch_export import write_torch_module
+        from nncli.export.torch_export import write_torch_module
 
         write_torch_module(chain, ckpt, out, title=run_dir.name, stats=standardization(run_dir))
     else:
-        from .onnx_export import write_onnx
+        from nncli.export.onnx_export import write_onnx
 
         write_onnx(chain, out, name=run_dir.name, stats=standardization(run_dir))
     return out

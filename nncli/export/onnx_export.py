@@ -21,12 +21,12 @@ the model's metadata (``standardization``, JSON) for whoever feeds it raw data.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from . import unsupported
+from nncli.export import unsupported
 
 OPSET = 17
 #: IR version 8 is the one that came with opset 17: runtimes from that time on can load the file

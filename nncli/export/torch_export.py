@@ -7,10 +7,10 @@ names match because nncli names its parameters like ``nn.Sequential.state_dict()
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from . import unsupported
+from nncli.export import unsupported
 
 _CLASSES = {
     "ScalarLayerNorm": '''

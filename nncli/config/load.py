@@ -1,0 +1,262 @@
+"""Config files: YAML with positions → command-line overrides → a validated ``nncli.config.schema.Config``.
+
+Every problem becomes a ConfigError whose ``field`` is a dotted path (``model.layers[3].kernel``) and
+whose ``place`` is where that path was written (``config.yaml:12:5``), or ``<command line>`` when a
+``--set`` override wrote it. When a config has several problems, all are reported, one per line.
+
+Validation runs twice over the same data: pydantic's lax mode for ranges, literals and unknown keys,
+and its strict mode only to refuse the conversions YAML users do not mean (``lr: "0.1"`` — a quoted
+string — read as a number; ``seed: yes`` read as 1). Layer entries are checked by their own module's
+``Config`` (see ``check_layer``), so the errors of a new module type need no change here.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from pathlib import Path
+from typing import Any
+
+from nncli.config.messages import describe, translate
+from nncli.config.schema import Config, LossConfig, next_node, section_keys
+from nncli.config.yaml_positions import (
+    child_path,
+    join_path,
+    load_yaml_file,
+    parent_path,
+    parse_value,
+    split_path,
+)
+from nncli.core.errors import ConfigError, Place, UserError, did_you_mean
+from nncli.core.registry import losses, modules
+
+#: the place of values written by ``--set``
+COMMAND_LINE = "<command line>"
+
+
+class ConfigErrors(ConfigError):
+    """Several config problems at once: ``str()`` gives one ``place: field: message`` line each.
+
+    ``field``, ``place`` and ``message`` are those of the first problem; ``errors`` holds them all.
+    """
+
+    def __init__(self, errors: list[ConfigError]):
+        first = errors[0]
+        super().__init__(first.message, field=first.field, place=first.place)
+        self.errors = list(errors)
+
+    def __str__(self) -> str:
+        return "\n".join(ConfigError.__str__(e) for e in self.errors)
+
+
+@dataclass
+class LoadedConfig:
+    """A validated config together with where each of its values came from."""
+
+    config: Config
+    raw: dict
+    source: str | None
+    positions: dict[str, Place]
+    overrides: list[str]
+    #: dotted path → the ``--set`` assignment that wrote it
+    set_by: dict[str, str] = dc_field(default_factory=dict)
+
+    def place(self, field: str) -> Place:
+        """The position of ``field``, or of its nearest enclosing key that has one."""
+        return _nearest_place(field, self.positions, self.source)
+
+    def locate(self, exc: UserError, prefix: str | None = None) -> UserError:
+        """Fill in ``exc``'s place (and prefix its field with ``prefix``), then return it."""
+        return locate_error(exc, prefix, self.positions, self.source, self.set_by)
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig:
+    """Read ``path``, apply ``overrides`` (``'optimizer.lr=0.05'``) and validate. Raises ConfigError."""
+    data, positions = load_yaml_file(path)
+    return _finish(data, positions, str(path), overrides)
+
+
+def config_from_dict(data: dict, overrides: Sequence[str] = (), source: str | None = None) -> LoadedConfig:
+    """Validate plain data (e.g. a saved resolved config), after applying ``overrides``."""
+    return _finish(copy.deepcopy(data), {}, source, overrides)
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Set ``raw[path] = value`` for ``'path=value'``, the value read as YAML (``0.05``, ``[1, 2]``).
+
+    The path must exist in the schema (``optimizer.lrr`` is refused with a did-you-mean); missing
+    sections on the way are created. Raises ConfigError placed at ``<command line>``.
+    """
+    _set(raw, assignment)
+
+
+# -- loading and validation --------------------------------------------------------------------
+def _finish(data: Any, positions: dict[str, Place], source: str | None,
+            overrides: Sequence[str]) -> LoadedConfig:
+    if data is None:
+        raise ConfigError("the config is empty; it needs at least a 'model' section "
+                          "(model: {input_shape: [...], layers: [...]})", place=Place(source))
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping of sections (model, loss, optimizer, ...) at the top "
+                          f"level, got {describe(data)}", place=positions.get("", Place(source)))
+    set_by: dict[str, str] = {}
+    for assignment in overrides:
+        path = _set(data, assignment)
+        for p in [p for p in positions if p == path or p.startswith((path + ".", path + "["))]:
+            del positions[p]
+        positions[path] = Place(COMMAND_LINE)
+        set_by[path] = assignment
+    problems = validate_problems(data)
+    if problems:
+        errors = [locate_error(ConfigError(msg, field=f), None, positions, source, set_by)
+                  for f, msg in problems]
+        errors.sort(key=lambda e: (e.place.file != COMMAND_LINE, e.place.line or 0, e.place.column or 0))
+        raise ConfigErrors(errors)
+    cfg = Config.model_validate(data)
+    return LoadedConfig(cfg, data, source, positions, list(overrides), set_by)
+
+
+def validate_problems(data: dict) -> list[tuple[str, str]]:
+    """Every (dotted field, message) wrong with ``data``; the first message per field wins."""
+    problems = translate(Config, data, "")
+    model, layers = data.get("model"), None
+    if isinstance(model, dict) and isinstance(model.get("layers"), list):
+        layers = model["layers"]
+    for i, spec in enumerate(layers or []):
+        if isinstance(spec, dict):
+            problems += _layer_problems(spec, f"model.layers[{i}]")
+    loss = data.get("loss", "cross_entropy")
+    if isinstance(loss, (str, dict)):
+        problems += _loss_problems({"type": loss} if isinstance(loss, str) else loss)
+    seen: dict[str, str] = {}
+    for f, msg in problems:
+        seen.setdefault(f, msg)
+    return list(seen.items())
+
+
+def check_layer(spec: Any, field: str):
+    """Validate one layer entry; return (registry entry, hyper-parameters without ``type``).
+
+    Raises ConfigError(s) with fields under ``field`` (no places: the caller adds them).
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError(f"expected a layer mapping such as {{type: ReLU}}, got {describe(spec)}",
+                          field=field)
+    problems = _layer_problems(spec, field)
+    if problems:
+        raise ConfigErrors([ConfigError(m, field=f) for f, m in problems])
+    return modules.lookup(spec["type"]), {k: v for k, v in spec.items() if k != "type"}
+
+
+def _layer_problems(spec: dict, field: str) -> list[tuple[str, str]]:
+    if "type" not in spec:
+        return [(field, "this layer has no 'type' (e.g. type: MM, or type: ReLU)")]
+    try:
+        entry = modules.lookup(spec["type"])
+    except ConfigError as exc:
+        return [(f"{field}.type", exc.message)]
+    hparams = {k: v for k, v in spec.items() if k != "type"}
+    full = {**getattr(entry, "defaults", {}), **hparams}
+    problems = translate(entry.Config, full, field, extra_keys=("type",))
+    nested = hparams.get("layers")
+    if isinstance(nested, list):   # a Residual's body: same rules, one level down
+        for j, sub in enumerate(nested):
+            if isinstance(sub, dict):
+                problems += _layer_problems(sub, f"{field}.layers[{j}]")
+    return problems
+
+
+def _loss_problems(spec: dict) -> list[tuple[str, str]]:
+    try:
+        entry = losses.lookup(spec.get("type", "cross_entropy"))
+    except ConfigError as exc:
+        return [("loss.type", exc.message)]
+    rest = {k: v for k, v in spec.items() if k != "type"}
+    return translate(entry.Config, rest, "loss", extra_keys=("type",))
+
+
+# -- places ------------------------------------------------------------------------------------
+def _nearest_place(field: str | None, positions: dict[str, Place], source: str | None) -> Place:
+    p = field or ""
+    while p is not None:
+        if p in positions:
+            return positions[p]
+        p = parent_path(p)
+    return Place(source)
+
+
+def locate_error(exc: UserError, prefix: str | None, positions: dict[str, Place],
+                 source: str | None = None, set_by: dict[str, str] | None = None) -> UserError:
+    """Prefix ``exc.field`` with ``prefix`` and set its place from ``positions`` (nearest parent)."""
+    set_by = set_by or {}
+    if prefix:
+        exc.field = (prefix + ("" if (exc.field or "").startswith("[") else ".") + exc.field
+                     if exc.field else prefix)
+    if isinstance(exc, ConfigErrors):
+        exc.errors = [locate_error(e, prefix, positions, source, set_by) for e in exc.errors]
+        exc.place = exc.errors[0].place
+        return exc
+    exc.place = _nearest_place(exc.field, positions, source)
+    if exc.place.file == COMMAND_LINE:
+        p = exc.field or ""
+        while p is not None and p not in set_by:
+            p = parent_path(p)
+        if p is not None and "--set" not in exc.message:
+            exc.message += f" (from --set {set_by[p]})"
+            exc.args = (exc.message,)
+    return exc
+
+
+# -- overrides ---------------------------------------------------------------------------------
+def _set(raw: dict, assignment: str) -> str:
+    where = Place(COMMAND_LINE)
+    path_text, eq, value_text = assignment.partition("=")
+    if not eq or not path_text.strip():
+        raise ConfigError(f"--set {assignment}: expected path=value, e.g. optimizer.lr=0.05", place=where)
+    try:
+        parts = split_path(path_text)
+    except ValueError as exc:
+        raise ConfigError(f"--set {assignment}: {exc}", place=where) from None
+    try:
+        value = parse_value(value_text) if value_text.strip() else None
+    except ConfigError as exc:
+        raise ConfigError(f"--set {assignment}: the value is not valid YAML: {exc.message}",
+                          place=where) from None
+    node: Any = ("model", Config)
+    cur: Any = raw
+    for i, part in enumerate(parts):
+        here, path = join_path(parts[:i]), join_path(parts[: i + 1])
+        last = i == len(parts) - 1
+        allowed = section_keys(node, cur)
+        if isinstance(part, int):
+            if allowed is not None or not isinstance(cur, list):
+                what = "a section" if allowed is not None else "a single value"
+                raise ConfigError(f"'{here}' is {what}, not a list (in --set {assignment})",
+                                  field=path, place=where)
+            if not 0 <= part <= len(cur) or (part == len(cur) and not last):
+                raise ConfigError(f"index {part} is out of range: '{here}' has {len(cur)} entries "
+                                  f"(in --set {assignment})", field=path, place=where)
+        else:
+            if allowed is None or not isinstance(cur, dict):
+                raise ConfigError(f"'{here}' is a single value, it has no key '{part}' "
+                                  f"(in --set {assignment})", field=path, place=where)
+            if allowed and part not in allowed:
+                hint = did_you_mean(path, [child_path(here, k) for k in allowed])
+                raise ConfigError(f"unknown setting '{path}' in --set {assignment}{hint}",
+                                  field=path, place=where)
+            for alias in [k for k in cur if k != part and allowed.get(k, k) == allowed.get(part)]:
+                del cur[alias]   # `out` replaces `units` rather than clashing with it
+        if last:
+            if isinstance(part, int) and part == len(cur):
+                cur.append(value)
+            else:
+                cur[part] = value
+            return path
+        node = next_node(node, part, allowed)
+        nxt = cur[part] if (isinstance(cur, list) or part in cur) else None
+        if nxt is None or (isinstance(nxt, str) and node == ("model", LossConfig)):
+            nxt = {"type": nxt} if isinstance(nxt, str) else {}
+            cur[part] = nxt
+        cur = nxt
+    return join_path(parts)

@@ -1,0 +1,184 @@
+"""Shared N-d machinery for Conv1D, Conv2D and pooling: sizes, padding, im2col and col2im.
+
+Everything is written once for d spatial axes (d = 1: (N, C, L); d = 2: (N, C, H, W)), as PyTorch's
+``_ConvNd`` is. A convolution (notes eqs. 7.48, 7.50, 7.51) is one matrix product once the input windows
+are laid out as columns:
+
+    cols[(c, κ), (n, p)] = z_pad[n, c, p·s + κ·δ]           (C·K, N·P),  K = Πk, P = Π out
+    u[o, (n, p)]         = Σ_{c,κ} W[o, (c, κ)] · cols[(c, κ), (n, p)]
+
+``cols`` is gathered by a strided *view* of the padded input and one reshape-copy; its layout
+(C·K rows, N·P columns) makes the forward product, ∂J/∂W = v cols^T and ∂J/∂cols = W^T v each ONE
+large GEMM. col2im (the adjoint of im2col) adds K strided slices into the padded gradient — a loop over
+kernel offsets only, never over examples or output positions.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from nncli.core.errors import ShapeError
+
+AXES = ("L",), ("H", "W")   # names of the spatial axes for d = 1, 2 (error messages)
+
+
+def as_tuple(value, nd: int, what: str) -> tuple[int, ...]:
+    """An int or a length-``nd`` sequence as an ``nd``-tuple of ints."""
+    if isinstance(value, (int, np.integer)):
+        return (int(value),) * nd
+    t = tuple(int(x) for x in value)
+    if len(t) != nd:
+        raise ValueError(f"{what} must be an int or a list of {nd} ints, got {list(value)}")
+    return t
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Kernel, stride, dilation and per-side zero padding along each of the d spatial axes."""
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pad_lo: tuple[int, ...]
+    pad_hi: tuple[int, ...]
+
+    @property
+    def nd(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def K(self) -> int:
+        """Number of taps in one window, Π k."""
+        return int(np.prod(self.kernel))
+
+    def out_size(self, spatial: tuple[int, ...], owner: str) -> tuple[int, ...]:
+        """L' = ⌊(L + p_lo + p_hi − δ(k−1) − 1)/s⌋ + 1 per axis; ShapeError when any L' < 1."""
+        out = []
+        for ax, (L, k, s, d, lo, hi) in enumerate(zip(spatial, self.kernel, self.stride, self.dilation,
+                                                     self.pad_lo, self.pad_hi)):
+            span = d * (k - 1) + 1
+            n = (L + lo + hi - span) // s + 1
+            if L + lo + hi < span:
+                name = AXES[self.nd - 1][ax] if self.nd <= 2 else f"axis {ax}"
+                dil = f" (dilation {d})" if d != 1 else ""
+                raise ShapeError(
+                    f"{owner}: input too small: {name} = {L} plus padding {lo}+{hi} = {L + lo + hi} "
+                    f"is shorter than the kernel's span {span} (kernel {k}{dil}); "
+                    f"output size would be {n}")
+            out.append(n)
+        return tuple(out)
+
+    def padded(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(L + lo + hi for L, lo, hi in zip(spatial, self.pad_lo, self.pad_hi))
+
+    def interior(self, spatial: tuple[int, ...]) -> tuple[slice, ...]:
+        """Slices of the padded spatial axes that hold the unpadded input."""
+        return tuple(slice(lo, lo + L) for L, lo in zip(spatial, self.pad_lo))
+
+    def offsets(self, out: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
+        """(κ, slices): for each kernel offset κ, the padded-input positions p·s + κ·δ, p < out."""
+        for kappa in product(*(range(k) for k in self.kernel)):
+            yield kappa, tuple(slice(i * d, i * d + s * (o - 1) + 1, s)
+                               for i, d, s, o in zip(kappa, self.dilation, self.stride, out))
+
+
+class PadBuffer:
+    """A padded copy of the input whose border is written once and reused while shapes repeat.
+
+    Only the interior is rewritten on each call, so the border keeps its ``fill`` (0 for convolution
+    and average pooling, −inf for max pooling, as PyTorch pads).
+    """
+
+    def __init__(self, fill: float = 0.0):
+        self.fill = fill
+        self._buf: np.ndarray | None = None
+
+    def __call__(self, z: np.ndarray, geom: Geometry) -> np.ndarray:
+        buf = self.buffer(z, geom)
+        self.fill_rows(buf, z, geom, 0, z.shape[0])
+        return buf
+
+    def buffer(self, z: np.ndarray, geom: Geometry) -> np.ndarray:
+        """The padded buffer for ``z`` with its border set but its interior NOT yet written (fill it
+        with ``fill_rows``, e.g. block by block on several threads); ``z`` itself when unpadded."""
+        if not any(geom.pad_lo) and not any(geom.pad_hi):
+            return z   # nothing to pad: read the input itself (never written to)
+        shape = z.shape[:2] + geom.padded(z.shape[2:])
+        buf = self._buf
+        if buf is None or buf.shape != shape or buf.dtype != z.dtype:
+            buf = self._buf = np.full(shape, self.fill, dtype=z.dtype)
+        return buf
+
+    @staticmethod
+    def fill_rows(buf: np.ndarray, z: np.ndarray, geom: Geometry, n0: int, n1: int) -> None:
+        """Copy examples n0..n1 of ``z`` into the interior of ``buf`` (from ``buffer``)."""
+        if buf is not z:
+            buf[(slice(n0, n1), slice(None)) + geom.interior(z.shape[2:])] = z[n0:n1]
+
+
+def windows(zp: np.ndarray, geom: Geometry, out: tuple[int, ...]) -> np.ndarray:
+    """Read-only view (N, C, *kernel, *out) with view[n, c, κ, p] = zp[n, c, p·s + κ·δ]; no copy."""
+    st = zp.strides
+    sp = st[2:]
+    strides = st[:2] + tuple(x * d for x, d in zip(sp, geom.dilation)) \
+        + tuple(x * s for x, s in zip(sp, geom.stride))
+    return as_strided(zp, zp.shape[:2] + geom.kernel + out, strides, writeable=False)
+
+
+def im2col(zp: np.ndarray, geom: Geometry, out: tuple[int, ...], into: np.ndarray | None = None
+           ) -> np.ndarray:
+    """cols (C·K, N·P) from the padded input (N, C, *padded): one strided gather, one copy.
+
+    ``into``: an optional (C·K, N·P) array to write into (reused across calls); rows may be strided.
+    """
+    nd = geom.nd
+    w = windows(zp, geom, out)                                        # (N, C, *k, *out)
+    order = (1, *range(2, 2 + nd), 0, *range(2 + nd, 2 + 2 * nd))    # (C, *k, N, *out)
+    N, C = zp.shape[:2]
+    shape = (C * geom.K, N * int(np.prod(out)))
+    if into is None:
+        return w.transpose(order).reshape(shape)
+    # ``into`` may be a column block of a larger matrix; splitting its axes is still a view
+    target = into.reshape(w.transpose(order).shape)
+    np.copyto(target, w.transpose(order))
+    return into
+
+
+def col2im(dcols: np.ndarray, geom: Geometry, dzp: np.ndarray, out: tuple[int, ...]) -> np.ndarray:
+    """Adjoint of im2col: ADD dcols (C·K, n·P) into dzp (n, C, *padded), summing overlapping taps."""
+    n, C = dzp.shape[:2]
+    d6 = dcols.reshape((C,) + geom.kernel + (n,) + out)
+    target = dzp.swapaxes(0, 1)                                       # (C, n, *padded) view
+    for kappa, sl in geom.offsets(out):
+        target[(slice(None), slice(None)) + sl] += d6[(slice(None),) + kappa]
+    return dzp
+
+
+class Scratch:
+    """Reusable flat buffers for temporaries that never outlive one forward or backward call.
+
+    Fresh multi-megabyte arrays cost page faults on first touch (on this kind of workload about as
+    much as the arithmetic); reusing one buffer per role avoids that. A buffer grows to the largest
+    request seen and is shared by every layer, so memory stays bounded by the largest layer, not the
+    number of calls. Not thread-safe for one role: threads working at once each use their own roles
+    (the convolution suffixes the thread's slot, ``conv.cols.0``, ``conv.cols.1``).
+    """
+
+    def __init__(self):
+        self._bufs: dict[tuple[str, np.dtype], np.ndarray] = {}
+
+    def get(self, role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An uninitialised C-contiguous array of ``shape`` (a view of the ``role`` buffer)."""
+        dtype = np.dtype(dtype)
+        n = int(np.prod(shape))
+        buf = self._bufs.get((role, dtype))
+        if buf is None or buf.size < n:
+            buf = self._bufs[(role, dtype)] = np.empty(n, dtype=dtype)
+        return buf[:n].reshape(shape)
+
+
+SCRATCH = Scratch()

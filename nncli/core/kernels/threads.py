@@ -1,0 +1,123 @@
+"""Row blocks of large elementwise work, run on a small persistent thread pool.
+
+numpy's ufuncs and reductions release the GIL while they loop, so two Python threads each working on
+their own rows of an array run on two cores. Used by LN on large arrays: the work is cut into row
+blocks whose boundaries depend only on the array's shape (never on the thread count), and every block
+is computed the same way whichever thread runs it, so results are identical with 1 or many threads.
+
+The number of threads follows numpy's BLAS thread setting (``nncli train --threads``, or a
+``threadpoolctl.threadpool_limits`` around the call), capped at ``os.cpu_count()``: a user who asks
+for one thread gets one. While the blocks run, ``run_blocks`` sets BLAS to one thread, so block
+functions may call small mat-vecs (``@``) without two thread pools (ours and BLAS's) competing for
+the cores; the setting is restored afterwards.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+#: below this many elements the work stays on the calling thread (waking a thread costs ~50 µs)
+MIN_PARALLEL_ELEMENTS = 1 << 20
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_blas = None   # threadpoolctl controller of numpy's BLAS, found once
+
+
+def _blas_threads() -> int:
+    """numpy's current BLAS thread count (1 when it cannot be read)."""
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            ctl = ThreadpoolController().select(user_api="blas")
+            _blas = ctl.lib_controllers[0] if ctl.lib_controllers else False
+        except Exception:  # pragma: no cover - threadpoolctl missing or unreadable
+            _blas = False
+    if _blas is False:
+        return 1
+    try:
+        return max(1, int(_blas.get_num_threads()))
+    except Exception:  # pragma: no cover
+        return 1
+
+
+def workers(n_elements: int) -> int:
+    """How many threads to use for ``n_elements`` of elementwise work (1 for small arrays)."""
+    if n_elements < MIN_PARALLEL_ELEMENTS:
+        return 1
+    return max(1, min(os.cpu_count() or 1, _blas_threads()))
+
+
+def _set_blas_threads(n: int) -> None:
+    if _blas:
+        _blas.set_num_threads(n)
+
+
+def _executor(size: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size < size:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="nncli-rows")
+            _pool_size = size
+        return _pool
+
+
+def row_blocks(n_rows: int, row_elements: int, block_elements: int = 1 << 16) -> list[tuple[int, int]]:
+    """Split ``n_rows`` rows of ``row_elements`` each into (start, stop) blocks of about
+    ``block_elements`` elements (256 kB of float32, so a few arrays of one block stay in L2 cache).
+    Depends only on the shape."""
+    rows = max(1, block_elements // max(1, row_elements))
+    return [(lo, min(lo + rows, n_rows)) for lo in range(0, n_rows, rows)]
+
+
+def run_blocks(fn: Callable[[int, int], None], n_blocks: int, n_threads: int) -> None:
+    """Call ``fn(block, slot)`` for every block in ``range(n_blocks)``, with BLAS on one thread.
+
+    With ``n_threads`` > 1 the blocks are split into that many contiguous runs, one per thread (the
+    caller's thread runs the first); ``slot`` is the run's index, for per-thread scratch buffers. An
+    exception in any run is raised here after all runs have stopped. BLAS is held at one thread even
+    when the blocks run on the caller's thread alone: a block's mat-vecs are too small to pay for
+    waking BLAS threads, and one thread makes their rounding the same for every thread setting.
+    """
+    n_threads = max(1, min(n_threads, n_blocks))
+    blas = _blas_threads()
+    if blas > 1:
+        _set_blas_threads(1)
+    try:
+        if n_threads == 1:
+            for k in range(n_blocks):
+                fn(k, 0)
+        else:
+            _run_parallel(fn, n_blocks, n_threads)
+    finally:
+        if blas > 1:
+            _set_blas_threads(blas)
+
+
+def _run_parallel(fn, n_blocks: int, n_threads: int) -> None:
+    bounds = [n_blocks * i // n_threads for i in range(n_threads + 1)]
+
+    def run(slot: int) -> None:
+        for k in range(bounds[slot], bounds[slot + 1]):
+            fn(k, slot)
+
+    futures = [_executor(n_threads - 1).submit(run, slot) for slot in range(1, n_threads)]
+    error = None
+    try:
+        run(0)
+    except BaseException as exc:  # still wait for the other runs: they write into shared arrays
+        error = exc
+    for f in futures:
+        try:
+            f.result()
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error

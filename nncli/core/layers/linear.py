@@ -1,0 +1,84 @@
+"""MM: the matrix-multiplication (fully connected) module, u = W z + b."""
+from __future__ import annotations
+
+import numpy as np
+from pydantic import AliasChoices, Field
+
+from nncli.core.module import HParams, Module, require_rank
+from nncli.core.registry import modules
+
+
+class MMConfig(HParams):
+    out: int = Field(gt=0, validation_alias=AliasChoices("out", "out_features", "units"),
+                     description="output size (number of rows of W)")
+    bias: bool = True
+
+
+@modules.register("MM", "Linear", "Dense", "FC", "FullyConnected")
+class MM(Module):
+    """MM_{W,b}(z) = W z + b, applied to each example (notes §7.3, eq. 7.36).
+
+    Shape: z (N, d) → u (N, out); W (out, d), b (out,), as PyTorch's ``nn.Linear``.
+    Backward (B[MM, z], §7.4.3): with v = ∂J/∂u,  ∂J/∂W = vᵀ z,  ∂J/∂b = Σ_n v_n,  ∂J/∂z = v W.
+    """
+
+    notes_name = "MM"
+    Config = MMConfig
+
+    def output_shape(self, input_shape):
+        require_rank(self, input_shape, 1, "(d,)")
+        return (self.cfg.out,)
+
+    def init_params(self, rng):
+        # PyTorch's default: kaiming_uniform(a=√5) on W and U(±1/√fan_in) on b, both U(±1/√d).
+        d = self.input_shape[0]
+        bound = 1.0 / np.sqrt(d)
+        p = {"weight": rng.uniform(-bound, bound, size=(self.cfg.out, d))}
+        if self.cfg.bias:
+            p["bias"] = rng.uniform(-bound, bound, size=(self.cfg.out,))
+        return p
+
+    def forward(self, z):
+        self._z = z
+        u = z @ self.params["weight"].T
+        if self.cfg.bias:
+            u += self.params["bias"]
+        return u
+
+    def backward(self, v):
+        self.backward_params(v)
+        return v @ self.params["weight"]
+
+    def backward_params(self, v):
+        """Only add ∂J/∂θ, as ``backward`` does: a chain's first layer, whose ∂J/∂z nobody reads."""
+        self.grads["weight"] += v.T @ self._z
+        if self.cfg.bias:
+            self.grads["bias"] += v.sum(axis=0)
+
+    def describe(self):
+        d, m = self.input_shape[0], self.cfg.out
+        if self.cfg.bias:
+            formula = f"m·d + m = {m}·{d} + {m} = {m * d + m}"
+        else:
+            formula = f"m·d = {m}·{d} = {m * d}"
+        return {"formula": formula, "macs_forward": m * d, "macs_backward": 2 * m * d, "saved": d}
+
+    @classmethod
+    def examples(cls):
+        return [({"out": 3}, (4,)), ({"out": 2, "bias": False}, (3,))]
+
+    def to_torch(self):
+        import torch
+
+        d = self.input_shape[0]
+        layer = torch.nn.Linear(d, self.cfg.out, bias=self.cfg.bias, dtype=_torch_dtype(self.dtype))
+        with torch.no_grad():
+            for k, p in self.params.items():
+                getattr(layer, k).copy_(torch.from_numpy(p))
+        return layer
+
+
+def _torch_dtype(dtype):
+    import torch
+
+    return torch.float64 if np.dtype(dtype) == np.float64 else torch.float32

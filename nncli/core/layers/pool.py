@@ -1,0 +1,218 @@
+"""Max and average pooling over 1 or 2 spatial axes, on the convolution core's geometry.
+
+Windows are the convolution's (``conv_core.Geometry``, dilation 1): output size per axis
+S' = ⌊(S + 2p − k)/s⌋ + 1, stride defaulting to the kernel. Both are computed as a loop over the K
+kernel offsets of strided slices — never over examples or output positions, and without copying
+the K-times larger window tensor.
+
+- Max pooling pads with −inf (padding never wins) and sends each output's gradient to its argmax,
+  the first maximum in row-major window order on ties, as PyTorch does.
+- Average pooling pads with zeros and divides by K including the padding (PyTorch's default
+  ``count_include_pad=True``).
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from pydantic import AliasChoices, Field, model_validator
+
+from nncli.core.kernels.im2col import Geometry, PadBuffer, as_tuple
+from nncli.core.module import HParams, Module, require_rank
+from nncli.core.registry import modules
+
+IntOrList = int | list[int]
+
+
+class PoolConfig(HParams):
+    nd: ClassVar[int] = 1
+
+    kernel: IntOrList = Field(validation_alias=AliasChoices("kernel", "kernel_size", "pool_size"),
+                              description="window size k (2-D: k or [kh, kw])")
+    stride: IntOrList | None = Field(None, description="default: the kernel (windows do not overlap)")
+    padding: IntOrList = Field(0, description="per side; at most half the kernel, as in PyTorch")
+
+    @model_validator(mode="after")
+    def _check(self):
+        nd = type(self).nd
+        k = as_tuple(self.kernel, nd, "kernel")
+        if min(k) < 1:
+            raise ValueError(f"kernel must be ≥ 1, got {self.kernel}")
+        if self.stride is not None and min(as_tuple(self.stride, nd, "stride")) < 1:
+            raise ValueError(f"stride must be ≥ 1, got {self.stride}")
+        p = as_tuple(self.padding, nd, "padding")
+        if min(p) < 0 or any(pi > ki // 2 for pi, ki in zip(p, k)):
+            # a wider pad would make windows of padding only (−inf for max pooling)
+            raise ValueError(f"padding must lie in [0, kernel // 2], got padding {self.padding} "
+                             f"with kernel {self.kernel}")
+        return self
+
+
+class Pool2DConfig(PoolConfig):
+    nd: ClassVar[int] = 2
+
+
+class PoolND(Module):
+    """Shared pooling: z (N, C, *S) → u (N, C, *S'); no parameters."""
+
+    nd: ClassVar[int] = 1
+    layout: ClassVar[str] = "(C, L)"
+    fill: ClassVar[float] = 0.0
+    torch_name: ClassVar[str] = ""      # the torch.nn class, e.g. "MaxPool1d"
+
+    @classmethod
+    def examples(cls):
+        return _examples(cls.nd)
+
+    def to_torch(self):
+        import torch
+
+        return getattr(torch.nn, self.torch_name)(**self._torch_args())
+
+    def __init__(self, **hparams):
+        super().__init__(**hparams)
+        c, nd = self.cfg, self.nd
+        k = as_tuple(c.kernel, nd, "kernel")
+        s = k if c.stride is None else as_tuple(c.stride, nd, "stride")
+        p = as_tuple(c.padding, nd, "padding")
+        self.geom = Geometry(k, s, (1,) * nd, p, p)
+        self._pad = PadBuffer(self.fill)
+
+    def output_shape(self, input_shape):
+        require_rank(self, input_shape, self.nd + 1, self.layout)
+        return (input_shape[0],) + self.geom.out_size(tuple(input_shape[1:]), type(self).__name__)
+
+    def _begin(self, z):
+        out = self.geom.out_size(z.shape[2:], type(self).__name__)
+        self._zshape, self._out = z.shape, out
+        return self._pad(z, self.geom), out
+
+    def _scatter(self, parts) -> np.ndarray:
+        """Sum per-offset gradients (each shaped like u) into ∂J/∂z: the adjoint of the slicing."""
+        geom, spatial = self.geom, self._zshape[2:]
+        dzp = None
+        for sl, g in zip((sl for _, sl in geom.offsets(self._out)), parts):
+            if dzp is None:
+                dzp = np.zeros(self._zshape[:2] + geom.padded(spatial), dtype=g.dtype)
+            dzp[(slice(None), slice(None)) + sl] += g
+        return dzp[(slice(None), slice(None)) + geom.interior(spatial)]
+
+    def describe(self):
+        C = self.input_shape[0]
+        P = int(np.prod(self.output_shape(self.input_shape)[1:]))
+        K = self.geom.K
+        return {"formula": "", "macs_forward": C * P * K, "macs_backward": self._backward_ops(C * P),
+                "saved": self._saved(C * P)}
+
+    def _saved(self, outputs: int) -> int:
+        return 0
+
+    def _backward_ops(self, outputs: int) -> int:
+        return outputs * self.geom.K      # each output's gradient spread over its K taps
+
+    def _torch_args(self):
+        g = self.geom
+        one = self.nd == 1
+        return dict(kernel_size=g.kernel[0] if one else g.kernel,
+                    stride=g.stride[0] if one else g.stride,
+                    padding=g.pad_lo[0] if one else g.pad_lo)
+
+
+class MaxPoolND(PoolND):
+    """u[n, c, p] = max_κ z_pad[n, c, p·s + κ]; ∂J/∂z routes v[n, c, p] to the argmax κ*.
+
+    Saved for backward: the argmax index per output (an int8/int16, P per channel per example).
+    """
+
+    fill = float("-inf")
+
+    def forward(self, z):
+        zp, out = self._begin(z)
+        best = arg = None
+        for i, (_, sl) in enumerate(self.geom.offsets(out)):
+            x = zp[(slice(None), slice(None)) + sl]
+            if best is None:
+                best = x.copy()
+                arg = np.zeros(best.shape, dtype=np.min_scalar_type(self.geom.K))
+                continue
+            # strictly greater keeps the first maximum; NaN wins, as in PyTorch's kernel
+            take = (x > best) | np.isnan(x)
+            np.copyto(best, x, where=take)
+            arg[take] = i
+        self._arg = arg
+        return best
+
+    def backward(self, v):
+        zero = v.dtype.type(0)
+        return self._scatter(np.where(self._arg == i, v, zero) for i in range(self.geom.K))
+
+    def _saved(self, outputs):
+        return outputs
+
+    def _backward_ops(self, outputs):
+        return outputs                    # one add per output, at its argmax
+
+
+class AvgPoolND(PoolND):
+    """u[n, c, p] = (1/K) Σ_κ z_pad[n, c, p·s + κ] (zeros padded, counted in K); ∂J/∂z spreads v/K.
+
+    Nothing is saved for backward but the shapes.
+    """
+
+    fill = 0.0
+
+    def forward(self, z):
+        zp, out = self._begin(z)
+        acc = None
+        for _, sl in self.geom.offsets(out):
+            x = zp[(slice(None), slice(None)) + sl]
+            if acc is None:
+                acc = x.copy()
+            else:
+                acc += x
+        acc /= self.geom.K
+        return acc
+
+    def backward(self, v):
+        g = v / self.geom.K
+        return self._scatter(g for _ in range(self.geom.K))
+
+
+def _examples(nd):
+    if nd == 1:
+        return [({"kernel": 2}, (2, 6)), ({"kernel": 3, "stride": 2, "padding": 1}, (1, 7)),
+                ({"kernel": 3, "stride": 1}, (2, 5))]
+    return [({"kernel": 2}, (2, 4, 4)), ({"kernel": [3, 2], "stride": [2, 1], "padding": [1, 0]}, (1, 5, 4)),
+            ({"kernel": 3, "stride": 2, "padding": 1}, (1, 5, 5))]
+
+
+@modules.register("MaxPool1D", "MaxPooling1D")   # names are case-insensitive: MaxPool1d too
+class MaxPool1D(MaxPoolND):
+    """Max pooling over L: z (N, C, L) → u (N, C, L'), L' = ⌊(L + 2p − k)/s⌋ + 1."""
+
+    Config, nd, layout = PoolConfig, 1, "(C, L)"
+    torch_name = "MaxPool1d"
+
+
+@modules.register("MaxPool2D", "MaxPooling2D")
+class MaxPool2D(MaxPoolND):
+    """Max pooling over H, W: z (N, C, H, W) → u (N, C, H', W'); kernel/stride/padding int or [h, w]."""
+
+    Config, nd, layout = Pool2DConfig, 2, "(C, H, W)"
+    torch_name = "MaxPool2d"
+
+
+@modules.register("AvgPool1D", "AveragePooling1D", "AvgPooling1D")
+class AvgPool1D(AvgPoolND):
+    """Average pooling over L: z (N, C, L) → u (N, C, L'), L' = ⌊(L + 2p − k)/s⌋ + 1."""
+
+    Config, nd, layout = PoolConfig, 1, "(C, L)"
+    torch_name = "AvgPool1d"
+
+
+@modules.register("AvgPool2D", "AveragePooling2D", "AvgPooling2D")
+class AvgPool2D(AvgPoolND):
+    """Average pooling over H, W: z (N, C, H, W) → u (N, C, H', W'); kernel/stride/padding int or [h, w]."""
+
+    Config, nd, layout = Pool2DConfig, 2, "(C, H, W)"
+    torch_name = "AvgPool2d"

@@ -1,0 +1,149 @@
+"""The module protocol: the notes' building blocks M_i with their backward functions B[g, z].
+
+A module is built in two steps, as in Keras: hyper-parameters are validated in ``__init__`` (a pydantic
+model ``Config`` per module type), and parameters are created by ``build(input_shape, rng, dtype)`` once
+the per-example input shape is known. Then
+
+    forward(z)  -> u       keeps only what backward needs (notes' u[i] = M_i(u[i-1]), (F))
+    backward(v) -> dJ/dz   v = dJ/du; ADDS dJ/dθ into ``grads`` (never assigns); never mutates v  (7.57)
+
+Shapes are batch-first: ``z`` has shape ``(N, *input_shape)``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from nncli.core.errors import ShapeError
+
+
+class NoParams(BaseModel):
+    """Hyper-parameters of a module that has none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class HParams(BaseModel):
+    """Base of every module's hyper-parameter schema: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Module(ABC):
+    """Base class. Subclasses set ``Config`` and implement the shape, forward and backward methods."""
+
+    #: the name used in inspect tables (the notes' name where there is one)
+    notes_name: ClassVar[str] = ""
+    #: pydantic schema of the hyper-parameters
+    Config: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, **hparams: Any):
+        self.cfg = self.Config(**hparams)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.input_shape: tuple[int, ...] | None = None
+        self.dtype = np.dtype(np.float64)
+        self.training = True
+
+    # -- shape and parameters -------------------------------------------------------------
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-example output shape for a per-example ``input_shape`` (raise ShapeError if unfit)."""
+        return tuple(input_shape)
+
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float64) -> Module:
+        """Check the input shape, create parameters (PyTorch's default init) and zeroed gradients."""
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.dtype = np.dtype(dtype)
+        self.output_shape(self.input_shape)  # raises ShapeError on a shape that does not fit
+        self.params = {k: np.asarray(v, dtype=self.dtype) for k, v in self.init_params(rng).items()}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        return self
+
+    def init_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Fresh parameters for ``self.input_shape``; modules without parameters return {}."""
+        return {}
+
+    @property
+    def param_count(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    def zero_grads(self) -> None:
+        for g in self.grads.values():
+            g.fill(0)
+
+    def train(self, mode: bool = True) -> Module:
+        self.training = mode
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    # -- computation ----------------------------------------------------------------------
+    @abstractmethod
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        """u = M(z) for a batch z (N, *input_shape); keeps only what ``backward`` needs."""
+
+    @abstractmethod
+    def backward(self, v: np.ndarray) -> np.ndarray:
+        """B[M, z](v) = ∂J/∂z for v = ∂J/∂u (eq. 7.57); adds ∂J/∂θ into ``grads``."""
+
+    def backward_params(self, v: np.ndarray) -> None:
+        """Add ∂J/∂θ as ``backward`` does, for a caller that never reads ∂J/∂z (a chain's first
+        trainable module). Modules whose input gradient costs real work override it to skip that."""
+        self.backward(v)
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        return self.forward(z)
+
+    # -- description (inspect, export) ----------------------------------------------------
+    def hparams(self) -> dict[str, Any]:
+        """Hyper-parameters that differ from the defaults (like PyTorch's ``extra_repr``)."""
+        return self.cfg.model_dump(exclude_defaults=True)
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for ``inspect``: the parameter-count formula, multiply-adds and saved activations.
+
+        Keys: ``formula`` (str, e.g. ``"k·C·C' + C' = 5·1·25 + 25 = 150"``), ``macs_forward``,
+        ``macs_backward`` (per example), ``saved`` (floats kept for backward, per example).
+        """
+        return {"formula": "", "macs_forward": 0, "macs_backward": 0, "saved": 0}
+
+    @classmethod
+    def examples(cls) -> list[tuple[dict[str, Any], tuple[int, ...]]]:
+        """Small (hyper-parameters, per-example input shape) settings that gradcheck and the tests use.
+
+        Every registered module is checked at each of these, so cover the options (stride, padding, …).
+        """
+        return [({}, (5,))]
+
+    def to_torch(self):
+        """The equivalent ``torch.nn.Module`` holding copies of this module's parameters.
+
+        Used by export and by the cross-checks; torch is imported only here, never by the core.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no PyTorch equivalent yet")
+
+    def children(self) -> list[tuple[str, Module]]:
+        """Named sub-modules (a Residual's body); leaf modules have none."""
+        return []
+
+    def __repr__(self) -> str:
+        extra = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
+        return f"{type(self).__name__}({extra})"
+
+
+def require_rank(module: Module, input_shape: tuple[int, ...], rank: int, layout: str) -> None:
+    """Raise a ShapeError unless the per-example input has ``rank`` axes (``layout`` names them)."""
+    if len(input_shape) != rank:
+        hint = ""
+        if rank > 1 and len(input_shape) == 1:
+            hint = "; add a Reshape layer before it"
+        elif rank == 1 and len(input_shape) > 1:
+            hint = "; add a Flatten layer before it"
+        raise ShapeError(
+            f"{type(module).__name__} expects inputs of shape {layout} per example, "
+            f"got {tuple(input_shape)}{hint}"
+        )

@@ -1,0 +1,345 @@
+"""Run folders: ``runs/<name>-<UTC timestamp>/`` with the resolved config, metrics and run facts.
+
+Layout of one run::
+
+    config.yaml          the fully resolved config (defaults filled, --set overrides applied)
+    run.json             status (running/completed/failed/diverged/interrupted), seed, versions,
+                         times, command line, overrides, data info (split sizes, standardisation stats)
+    metrics.jsonl        one JSON object per logged step and per evaluation, flushed per line
+    summary.json         final / best / test metrics, parameter count, wall time, steps
+    checkpoints/         last.safetensors, best.safetensors and their ``.state.safetensors`` sidecars
+                         (hidden ``.*.pending`` files only while a save is in progress or was cut
+                         short; see ``nncli.runs.checkpoint``)
+    .lock                held (flock) by the process training the run; see ``nncli.runs.preflight.lock_run``
+
+Every whole-file write is atomic: a temp file in the same folder, flush + fsync, ``os.replace``, then
+an fsync of the folder, so a crash leaves either the old file or the new one, never half of each.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from nncli.core.errors import UserError
+
+RUN_FILE = "run.json"
+STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
+
+
+class RunError(UserError):
+    """A run folder that cannot be used (not a run, missing checkpoint, changed config)."""
+
+
+# -- atomic writes ---------------------------------------------------------------------------------
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_fully(fh, data: bytes) -> None:
+    """Write ``data`` to the open binary file ``fh`` and make it durable (flush + fsync).
+
+    Every file nncli writes whole (checkpoints, run.json, summary.json) goes through here, so a
+    test can make the disk "fill up" half way through one write.
+    """
+    fh.write(data)
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def with_filename(exc: OSError, path: Path | str) -> OSError:
+    """``exc`` naming ``path`` (``write(2)`` errors such as ENOSPC carry no file name)."""
+    if exc.filename is not None:
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
+def _unlink_quietly(path: Path | str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def write_staged(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` (created or truncated) durably; remove it again if that fails.
+
+    Used for files that are renamed into place later (``os.replace``); on any error, a full disk
+    or a signal, no partial file is left behind.
+    """
+    try:
+        with open(path, "wb") as fh:
+            write_fully(fh, data)
+    except BaseException as exc:
+        _unlink_quietly(path)
+        if isinstance(exc, OSError):
+            raise with_filename(exc, path) from None
+        raise
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync and ``os.replace``."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise with_filename(exc, path) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write_fully(fh, data)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        # never leave temp files behind, whatever interrupted us (a full disk, a second Ctrl-C)
+        _unlink_quietly(tmp)
+        if isinstance(exc, OSError):
+            raise with_filename(exc, path) from None
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path | str, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars/arrays turned into Python values and NaN/±Inf into None (JSON null)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# -- run folders -----------------------------------------------------------------------------------
+def utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def iso(t: _dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def create_run_dir(runs_dir: Path | str, name: str, now: _dt.datetime | None = None) -> Path:
+    """Create and return a new ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>[-n]`` folder; never reuses one.
+
+    ``os.mkdir`` fails if the folder exists, so two runs started in the same second get ``-1``, ``-2``…
+    """
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = (now or utc_now()).strftime("%Y%m%d-%H%M%S")
+    for n in range(10_000):
+        path = runs_dir / (f"{name}-{stamp}" if n == 0 else f"{name}-{stamp}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        (path / "checkpoints").mkdir()
+        return path
+    raise RunError(f"{runs_dir}: could not find a free run folder name for {name}-{stamp}")
+
+
+def versions() -> dict[str, str]:
+    from nncli._version import __version__
+
+    return {"nncli": __version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def is_run_dir(path: Path | str) -> bool:
+    path = Path(path)
+    return (path / RUN_FILE).is_file() and (path / "config.yaml").is_file()
+
+
+def read_run(path: Path | str) -> dict[str, Any]:
+    """run.json of the run at ``path``; RunError when ``path`` is not a run folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run folder")
+    if not is_run_dir(path):
+        raise RunError(f"{path}: not a run folder (expected {RUN_FILE} and config.yaml inside)")
+    try:
+        return json.loads((path / RUN_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path / RUN_FILE}: unreadable run file ({exc})") from None
+
+
+class RunInfo:
+    """run.json, rewritten atomically whenever a field changes (status, end time, resumes)."""
+
+    def __init__(self, folder: Path, data: dict[str, Any]):
+        self.folder = Path(folder)
+        self.data = data
+
+    @classmethod
+    def start(cls, folder: Path, *, seed: int, argv: Iterable[str], overrides: list[str],
+              data_info: dict[str, Any], extra: dict[str, Any] | None = None) -> "RunInfo":
+        info = cls(folder, {
+            "status": "running",
+            "seed": seed,
+            "versions": versions(),
+            "started": iso(utc_now()),
+            "ended": None,
+            "command": list(argv),
+            "overrides": list(overrides),
+            "data": data_info,
+            "resumes": [],
+            **(extra or {}),
+        })
+        info.save()
+        return info
+
+    @classmethod
+    def load(cls, folder: Path) -> "RunInfo":
+        return cls(folder, read_run(folder))
+
+    def save(self) -> None:
+        atomic_write_json(self.folder / RUN_FILE, self.data)
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(fields)
+        self.save()
+
+    def finish(self, status: str, **fields: Any) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        self.update(status=status, ended=iso(utc_now()), **fields)
+
+
+# -- metrics.jsonl ---------------------------------------------------------------------------------
+class MetricsLog:
+    """Appends one JSON object per line to metrics.jsonl, flushed per line (non-finite → null)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        # one write per line: a kill can tear at most the last line, which readers skip
+        try:
+            self._fh.write(json.dumps(jsonable(record), allow_nan=False) + "\n")
+            self._fh.flush()
+        except OSError as exc:
+            raise with_filename(exc, self.path) from None
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            try:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise with_filename(exc, self.path) from None
+            finally:
+                try:
+                    self._fh.close()
+                except OSError:
+                    pass   # the flush above already reported why
+
+
+def read_metrics(path: Path | str) -> list[dict[str, Any]]:
+    """Every complete line of a metrics.jsonl (a partial last line, from a crash, is ignored)."""
+    out = []
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return out
+    for line in text.split("\n"):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def trim_metrics(path: Path | str, last_step: int) -> None:
+    """Prepare metrics.jsonl for a resume from ``last_step``.
+
+    Drops a partial last line (the process died mid-write) and every record after ``last_step``
+    (written after the checkpoint we resume from, so they will be written again).
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    raw = path.read_text(encoding="utf-8")
+    lines = raw.split("\n")
+    if not raw.endswith("\n"):
+        lines = lines[:-1]  # partial line
+    keep = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if int(rec.get("step", 0)) <= last_step:
+            keep.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+
+
+def command_line() -> list[str]:
+    return [Path(sys.argv[0]).name, *sys.argv[1:]]
+
+
+class RunRecorder:
+    """Trainer callback that writes metrics.jsonl lines and the ``last`` / ``best`` checkpoints.
+
+    ``stamp`` (e.g. the resolved config's hash) is stored in every checkpoint's state, so a resume
+    can check that the run's config.yaml is still the one the checkpoint was made with.
+    """
+
+    def __init__(self, folder: Path | str, stamp: dict[str, Any]):
+        self.folder = Path(folder)
+        self.ckpt_dir = self.folder / "checkpoints"
+        self.stamp = dict(stamp)
+        self.metrics = MetricsLog(self.folder / "metrics.jsonl")
+
+    def on_log(self, trainer, record) -> None:
+        self.metrics.write(record)
+
+    def on_eval(self, trainer, record, improved) -> None:
+        self.metrics.write(record)
+
+    def on_checkpoint(self, trainer, best: bool) -> None:
+        from nncli.runs.checkpoint import save_checkpoint
+
+        weights, arrays, state = trainer.checkpoint_state()
+        state.update(self.stamp)
+        # best first: if the process dies between the two saves, the resume starts before this
+        # step and saves the same best again, so best and last never disagree with a straight run
+        if best:
+            save_checkpoint(self.ckpt_dir, "best", weights, arrays, state)
+        save_checkpoint(self.ckpt_dir, "last", weights, arrays, state)
+
+    def on_end(self, trainer, result) -> None:
+        self.metrics.close()

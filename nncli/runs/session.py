@@ -1,0 +1,289 @@
+"""A training session: everything checked before the run folder exists, then the folder's lifecycle.
+
+``prepare`` (new run) and ``prepare_resume`` (``--resume RUN_DIR``) load and validate the config,
+build the model, load and check the data and create the optimiser and trainer, raising a UserError
+on any problem, without touching the disk. ``Session.open`` then creates (or reopens) the run folder;
+``finish`` / ``fail`` write summary.json and the final run.json status.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nncli.core.errors import ConfigError, DataError, UserError
+from nncli.config.memory import check_batch_fits
+from nncli.config.yaml_positions import dump_yaml
+from nncli.runs.folder import (RunError, RunInfo, RunRecorder, atomic_write_json, atomic_write_text, command_line,
+                   create_run_dir, iso, jsonable, read_run, trim_metrics, utc_now)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def config_dict(cfg) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")
+
+
+def config_hash(cfg) -> str:
+    return hashlib.sha256(json.dumps(config_dict(cfg), sort_keys=True).encode()).hexdigest()
+
+
+def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}."))
+        return out
+    if isinstance(d, list):
+        out = {}
+        for i, v in enumerate(d):
+            out.update(flat(v, f"{prefix[:-1]}[{i}]."))
+        return out or {prefix[:-1]: []}
+    return {prefix[:-1]: d}
+
+
+def config_changes(a, b, ignore: tuple[str, ...] = ()) -> list[str]:
+    """``key: old → new`` for every value that differs between configs ``a`` and ``b``."""
+    fa, fb = flat(config_dict(a)), flat(config_dict(b))
+    keys = [k for k in dict.fromkeys([*fa, *fb]) if k not in ignore and fa.get(k) != fb.get(k)]
+    return [f"{k}: {fa.get(k, '(unset)')!r} → {fb.get(k, '(unset)')!r}" for k in keys]
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def check_split(split, name: str, chain) -> None:
+    """DataError unless ``split`` fits the model: per-example input shape and targets for the loss."""
+    if len(split.x) == 0:
+        return
+    want = tuple(chain.input_shape)
+    if tuple(split.x.shape[1:]) != want:
+        raise DataError(f"{name} inputs have shape {tuple(split.x.shape[1:])} per example, but "
+                        f"model.input_shape is {list(want)}", field="model.input_shape")
+    if len(split.y) != len(split.x):
+        raise DataError(f"{name} split has {len(split.x)} inputs but {len(split.y)} targets")
+    try:
+        chain.loss.check_targets(np.asarray(split.y), chain.output_shape)
+    except DataError as exc:
+        raise DataError(f"{name} split: {exc.message}", field="data") from None
+
+
+class Session:
+    def __init__(self, loaded, cfg, base_dir: Path, overrides: list[str]):
+        from nncli.config.build import build_chain
+        from nncli.training.data import epoch_permutation, load_dataset
+        from nncli.training.optimizers import make_optimizer
+        from nncli.training.loop import Trainer
+
+        if cfg.data is None:
+            raise ConfigError("a training config needs a data: section (a built-in name or a file)",
+                              field="data")
+        self.loaded, self.cfg, self.base_dir, self.overrides = loaded, cfg, Path(base_dir), overrides
+        self.chain = build_chain(loaded, dtype=cfg.dtype, seed=cfg.seed)
+        check_batch_fits(loaded, self.chain, cfg.data.batch_size, cfg.dtype, what="data.batch_size",
+                         field="data.batch_size")
+        try:
+            self.dataset = load_dataset(cfg.data, input_shape=tuple(cfg.model.input_shape),
+                                        loss=self.chain.loss, seed=cfg.seed, base_dir=self.base_dir,
+                                        output_shape=self.chain.output_shape)
+        except UserError as exc:
+            if exc.place is None and exc.field is None:   # point at the data section of the config
+                exc.field = "data.source"
+                raise loaded.locate(exc) from None
+            raise
+        for split in ("train", "val", "test"):
+            part = getattr(self.dataset, split, None)
+            if part is not None:
+                check_split(part, split, self.chain)
+        self.optimizer = make_optimizer(cfg.optimizer, self.chain)
+        self.trainer = Trainer(cfg, self.chain, self.dataset.train, self.dataset.val, self.optimizer,
+                               epoch_permutation)
+        ds = self.dataset
+        self.data_info = {
+            **(ds.info or {}),
+            "sizes": {s: (0 if getattr(ds, s, None) is None else int(len(getattr(ds, s).x)))
+                      for s in ("train", "val", "test")},
+            "fingerprint": fingerprint(ds.train.x, ds.train.y,
+                                       *((ds.val.x, ds.val.y) if ds.val is not None else ())),
+        }
+        self.folder: Path | None = None
+        self.info: RunInfo | None = None
+        self.resume_step: int | None = None
+        self._lock = None
+
+    # -- the run folder --------------------------------------------------------------------------------
+    def open(self, runs_dir: Path) -> Path:
+        """Create the run folder (new run) or reopen it (resume), and attach the run recorder.
+
+        Before anything is written: the runs folder must be writable and its disk must have room
+        for the run's checkpoints (``nncli.runs.preflight``), else a RunError (exit 2) and no folder.
+        """
+        from nncli.runs.preflight import (bytes_needed, check_free_space, check_runs_dir, check_writable, lock_run,
+                                not_writable)
+
+        new_run = self.resume_step is None
+        need, ckpt = bytes_needed(self.trainer, new_run)
+        check_free_space(runs_dir if new_run else self.folder, need, ckpt)
+        if new_run:
+            check_runs_dir(runs_dir)
+            try:
+                self.folder = create_run_dir(runs_dir, self.cfg.name)
+            except OSError as exc:
+                raise not_writable(runs_dir, exc) from None
+            try:
+                self._lock = lock_run(self.folder)
+                self._write_new_run()
+            except OSError as exc:   # nothing of the run exists yet: leave no half-made folder
+                self.release()
+                shutil.rmtree(self.folder, ignore_errors=True)
+                self.folder, self.info = None, None
+                raise not_writable(runs_dir, exc) from None
+        else:
+            check_writable(self.folder)
+            check_writable(self.folder / "checkpoints")
+            self._lock = lock_run(self.folder)     # refuses while another process trains this run
+            for tmp in self.folder.glob(".*.tmp"):    # left by a write that a kill -9 cut short
+                tmp.unlink(missing_ok=True)
+            trim_metrics(self.folder / "metrics.jsonl", self.resume_step)
+            self.info = RunInfo.load(self.folder)
+            resumes = list(self.info.data.get("resumes", []))
+            resumes.append({"at": iso(utc_now()), "step": self.resume_step, "command": command_line(),
+                            "previous_status": self.info.data.get("status")})
+            self.info.update(status="running", ended=None, resumes=resumes)
+        self.trainer.callbacks.insert(0, RunRecorder(self.folder, {"config_sha256": config_hash(self.cfg)}))
+        return self.folder
+
+    def release(self) -> None:
+        """Let another process resume this run (the lock taken by ``open``)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.close()
+
+    def _write_new_run(self) -> None:
+        head = (f"# Resolved config of run {self.folder.name}: defaults filled in, overrides applied.\n"
+                f"# Overrides: {' '.join(self.overrides) if self.overrides else '(none)'}\n")
+        atomic_write_text(self.folder / "config.yaml",
+                          head + dump_yaml(config_dict(self.cfg)))
+        self.info = RunInfo.start(self.folder, seed=self.cfg.seed, argv=command_line(),
+                                  overrides=self.overrides, data_info=self.data_info,
+                                  extra={"name": self.cfg.name, "dtype": self.cfg.dtype,
+                                         "data_base_dir": str(self.base_dir.resolve()),
+                                         "param_count": self.chain.param_count,
+                                         "config_sha256": config_hash(self.cfg)})
+
+    def fail(self, exc: BaseException) -> None:
+        """Record why the run stopped. Never raises: on a full disk run.json may not be writable,
+        and the error the user must see is ``exc``, not this one."""
+        if self.info is None:
+            return
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        try:
+            self.info.finish(status, error=f"{type(exc).__name__}: {exc}")
+        except (OSError, KeyboardInterrupt):
+            pass
+
+    def finish(self, result) -> dict[str, Any]:
+        """Write summary.json and the final status; return the summary."""
+        from nncli.training.loop import evaluate
+
+        t = self.trainer
+        test = test_best = None
+        ds_test = getattr(self.dataset, "test", None)
+        if result.status == "completed" and ds_test is not None and len(ds_test.x):
+            x = np.ascontiguousarray(ds_test.x, dtype=self.chain.dtype)
+            y = t._targets(ds_test.y, self.chain.dtype)
+            test = evaluate(self.chain, self.chain.loss, x, y, t.classifier)
+            test_best = self._test_with_best_weights(result, x, y)
+        best = dict(result.best_eval or {})
+        if best:
+            best["metric"] = self.cfg.train.best_metric
+        summary = {
+            "status": result.status, "reason": result.reason, "steps": result.steps, "epochs": t.epoch,
+            "wall_time": round(result.seconds, 3), "param_count": self.chain.param_count,
+            "final": result.last_eval, "best": best or None, "test": test, "test_best": test_best,
+            **result.extra, "run_dir": str(self.folder.resolve()),
+        }
+        atomic_write_json(self.folder / "summary.json", summary)
+        self.info.finish(result.status, reason=result.reason, steps=result.steps)
+        return jsonable(summary)
+
+
+    def _test_with_best_weights(self, result, x, y):
+        """Test metrics of the ``best`` checkpoint when it is not the final weights (else None)."""
+        from nncli.runs.checkpoint import has_checkpoint, load_checkpoint
+        from nncli.training.loop import evaluate
+
+        folder = self.folder / "checkpoints"
+        best_step = (result.best_eval or {}).get("step")
+        if best_step is None or best_step == result.steps or not has_checkpoint(folder, "best"):
+            return None
+        final = self.chain.state_dict()
+        self.chain.load_state_dict(load_checkpoint(folder, "best").weights)
+        try:
+            return {**evaluate(self.chain, self.chain.loss, x, y, self.trainer.classifier), "step": best_step}
+        finally:
+            self.chain.load_state_dict(final)
+
+
+def prepare(config_path: Path, overrides: list[str], name: str | None = None) -> Session:
+    from nncli.config.load import load_config
+
+    loaded = load_config(config_path, overrides)
+    cfg = loaded.config
+    if name is not None:
+        if not NAME_RE.match(name):
+            raise ConfigError(f"--name may hold only letters, digits, '_', '.' and '-', got {name!r}")
+        cfg = cfg.model_copy(update={"name": name})
+    return Session(loaded, cfg, Path(config_path).parent, overrides)
+
+
+def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]) -> Session:
+    """A session that continues ``run_dir`` exactly where its last checkpoint stopped."""
+    from nncli.runs.checkpoint import has_checkpoint, load_checkpoint
+    from nncli.config.load import load_config
+    from nncli.runs.preflight import lock_run
+
+    run_dir = Path(run_dir)
+    info = read_run(run_dir)
+    if info.get("status") == "completed":
+        raise RunError(f"{run_dir}: this run already completed; start a new run instead")
+    lock = lock_run(run_dir)   # a live run first: its checkpoint may be changing under us
+    if lock is not None:
+        lock.close()
+    stored = load_config(run_dir / "config.yaml", [])
+    ckpt = None
+    if has_checkpoint(run_dir / "checkpoints", "last"):
+        ckpt = load_checkpoint(run_dir / "checkpoints", "last")
+        made_with = ckpt.state.get("config_sha256")
+    else:   # stopped (kill -9) before its first checkpoint: start again from step 0
+        made_with = info.get("config_sha256", config_hash(stored.config))
+    if made_with != config_hash(stored.config):
+        raise RunError(f"{run_dir / 'config.yaml'}: the config was changed after the checkpoint was "
+                       f"written; a resumed run must use the config it started with")
+    if overrides:
+        changes = config_changes(stored.config, load_config(run_dir / "config.yaml", overrides).config)
+        if changes:
+            raise RunError("--set cannot change a run being resumed: " + "; ".join(changes))
+    if config_path is not None:
+        changes = config_changes(stored.config, load_config(config_path, overrides).config, ignore=("name",))
+        if changes:
+            raise RunError(f"{config_path} differs from the config of {run_dir}: " + "; ".join(changes))
+    session = Session(stored, stored.config, Path(info.get("data_base_dir", run_dir)),
+                      list(info.get("overrides", [])))
+    if session.data_info["fingerprint"] != (info.get("data") or {}).get("fingerprint"):
+        raise RunError(f"{run_dir}: the training data differs from the data the run started with")
+    if ckpt is not None:
+        session.trainer.restore(ckpt)
+    session.folder, session.resume_step = run_dir, int(ckpt.state["step"]) if ckpt is not None else 0
+    return session

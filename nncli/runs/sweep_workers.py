@@ -1,0 +1,177 @@
+"""Running sweep trials: ``python -m nncli train ...`` processes, in parallel here or as Ray tasks.
+
+Each trial runs in its own session, so a Ctrl-C at the terminal reaches only the sweep, which then
+stops each running trial with exactly one SIGINT: a trial writes a checkpoint and stops on the first
+(a second would stop it at once, without one). Trials not started yet are never started.
+
+    run_local(arg_lists, jobs, on_result)            jobs worker processes on this machine
+    run_ray(arg_lists, jobs, address, on_result)     one Ray task (1 CPU) per trial
+
+``on_result(i, (exit code, stdout, stderr))`` is called as each trial ends, in completion order.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from typing import Callable
+
+from nncli.core.errors import UserError
+
+#: BLAS thread variables set for each trial when several run at once (unless the user set them)
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def run_process(args: list[str], env: dict[str, str] | None = None,
+                started: Callable[[subprocess.Popen], None] | None = None) -> tuple[int, str, str]:
+    """Run ``python -m nncli ARGS`` in a new session; (exit code, stdout, stderr). Also a Ray task's body.
+
+    ``started(proc)`` lets the caller track the process to stop it.
+    """
+    # a Ray worker runs tasks with SIGINT blocked, and a child inherits the mask: unblock it there
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    # output to files, not pipes: the wait below can then poll without a full pipe blocking the trial
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "nncli", *args], stdout=out, stderr=err, text=True,
+                                env={**os.environ, **(env or {})}, start_new_session=True,
+                                preexec_fn=_unblock_stop_signals if blocked else None)
+        if started is not None:
+            started(proc)
+        try:
+            while True:  # short waits keep this thread in Python, where a cancelled Ray task is interrupted
+                try:
+                    proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        except BaseException:  # the sweep was interrupted (a Ray task cancelled): stop the trial too
+            stop_process(proc)
+            raise
+        out.seek(0)
+        err.seek(0)
+        return proc.returncode, out.read(), err.read()
+
+
+def _unblock_stop_signals() -> None:  # runs in the child between fork and exec: one system call
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT, signal.SIGTERM])
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGINT (the trial writes a checkpoint and stops), then a kill if it is still alive after ``grace``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def thread_env(jobs: int) -> dict[str, str]:
+    """Split the cores among parallel trials so that BLAS threads do not oversubscribe them."""
+    if jobs <= 1:
+        return {}
+    per = str(max(1, (os.cpu_count() or 1) // jobs))
+    return {v: per for v in THREAD_VARS if v not in os.environ}
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """Inside, SIGTERM raises KeyboardInterrupt (main thread only), so the trials are stopped too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_local(arg_lists: list[list[str]], jobs: int, on_result: Callable[[int, tuple], None]) -> None:
+    """Run the trials as ``jobs`` parallel processes; ``on_result(i, result)`` as each one ends.
+
+    On Ctrl-C / SIGTERM: trials not started yet never start, running ones get one SIGINT each.
+    """
+    env = thread_env(jobs)
+    running: set[subprocess.Popen] = set()
+    lock, stopping = threading.Lock(), threading.Event()
+
+    def started(proc):
+        with lock:
+            running.add(proc)
+        if stopping.is_set():  # started while the sweep was being stopped
+            proc.send_signal(signal.SIGINT)
+
+    def one(args):
+        if stopping.is_set():
+            return None
+        return run_process(args, env, started)
+
+    pool = ThreadPoolExecutor(max_workers=jobs)   # threads only wait on their process
+    futures: dict = {}
+    reported: set[int] = set()
+    try:
+        with _sigterm_as_interrupt():
+            futures = {pool.submit(one, a): i for i, a in enumerate(arg_lists)}
+            for f in as_completed(futures):
+                on_result(futures[f], f.result())
+                reported.add(futures[f])
+    except BaseException:
+        stopping.set()
+        with lock:
+            for proc in running:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+        pool.shutdown(wait=True, cancel_futures=True)
+        for f, i in futures.items():  # the stopped trials: record how they ended
+            if i not in reported and f.done() and not f.cancelled() and f.exception() is None:
+                on_result(i, f.result())
+        raise
+    pool.shutdown()
+
+
+def run_ray(arg_lists: list[list[str]], jobs: int, address: str | None,
+            on_result: Callable[[int, tuple], None]) -> None:
+    """Each trial as a Ray task (1 CPU each): on the cluster at ``address``, or on a local instance
+    with ``jobs`` CPUs (shut down afterwards; an instance already running is used and left alone)."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--backend ray needs the 'ray' package: pip install 'nncli[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+    pending: dict = {}
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(run_process)
+        env = thread_env(jobs) if not address else {v: "1" for v in THREAD_VARS}
+        pending = {task.remote(a, env): i for i, a in enumerate(arg_lists)}
+        with _sigterm_as_interrupt():
+            while pending:
+                # a timeout, so that Ctrl-C / SIGTERM handlers get to run between waits
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    on_result(pending.pop(ref), ray.get(ref))
+    except BaseException:
+        # cancelling raises inside each running task, whose run_process stops its trial gracefully
+        for ref in pending:
+            ray.cancel(ref)
+        ray.wait(list(pending), num_returns=len(pending), timeout=35)
+        raise
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,235 @@
+"""Datasets for training: built-in and user data, seeded splits, standardisation and batching.
+
+    load_dataset(cfg, input_shape=…, loss=…, seed=…)  →  Dataset(train, val, test, info)
+
+Sources: the packaged ``mnist1d`` and ``digits`` (see nncli/datasets/README.md), the synthetic
+``spirals`` and ``regression1d`` (nncli/synthetic.py), or a user ``.npz`` / ``.csv`` file
+(nncli/userdata.py). Splits:
+
+- a published test set (mnist1d's, or ``x_test``/``y_test`` in a user .npz) is kept as it is;
+  otherwise ``test_split`` of the examples is held out (digits: 0.2 when ``test_split`` is 0);
+- ``val_split`` of the examples that are not a published test set is held out for validation;
+- for label losses (cross-entropy, logistic) both are stratified: every class keeps its proportion.
+
+What is checked here: empty data, non-numeric dtypes, NaN/Inf, x/y length mismatches, per-example
+sizes against the model's ``input_shape``, and fractional labels for label losses. The label *range*
+(0 ≤ y < C) is the loss's to judge: pass ``output_shape`` and this module calls
+``loss.check_targets`` on every part; without it the caller must.
+
+Randomness: every stream is a ``SeedSequence(seed)`` child with a fixed spawn key per purpose
+(generate, split, shuffle + epoch), so a split or an epoch's order is a pure function of the seed.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nncli.config.schema import DataConfig
+from nncli.core.errors import ConfigError, DataError, did_you_mean
+from nncli.training import synthetic
+from nncli.training.datasets import PACKAGED, load_packaged
+from nncli.training.userdata import check_inputs, coerce_targets, fit_input_shape, load_arrays, read_user_file
+
+__all__ = ["Split", "Dataset", "BUILTINS", "load_dataset", "apply_standardization", "load_arrays",
+           "epoch_permutation", "batches"]
+
+BUILTINS = ("mnist1d", "digits", "spirals", "regression1d")
+#: digits has no published test set; this much of it is held out when test_split is 0
+DIGITS_TEST_SPLIT = 0.2
+#: features whose training std is below this are divided by 1, not by a tiny number that would
+#: blow up the validation and test values of a feature that is constant in training
+STD_FLOOR = 1e-8
+
+# spawn keys: (_DATA, purpose[, epoch]) — far from the small keys SeedSequence.spawn() hands out
+_DATA, _GENERATE, _SPLIT, _SHUFFLE = 0x6E6E636C, 0, 1, 2
+
+
+@dataclass
+class Split:
+    x: np.ndarray    # (N, *input_shape) float64
+    y: np.ndarray    # (N,) int64 labels, or (N, *out) float64 targets
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class Dataset:
+    train: Split
+    val: Split | None
+    test: Split | None
+    info: dict = field(default_factory=dict)   # JSON-able: source, sizes, split, standardisation
+
+
+def _rng(seed: int, *purpose: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_DATA, *purpose)))
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the n training examples in ``epoch``: a pure function of (seed, epoch)."""
+    return _rng(seed, _SHUFFLE, epoch).permutation(n)
+
+
+def batches(split: Split, batch_size: int, order: np.ndarray | None = None,
+            start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Minibatches (x (B, ...), y (B, ...)) in ``order`` (None: as stored), from batch index ``start``.
+
+    The last batch is smaller when batch_size does not divide N (nothing is dropped).
+    """
+    n = len(split.x)
+    for b in range(start, -(-n // batch_size)):
+        lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+        if order is None:
+            yield split.x[lo:hi], split.y[lo:hi]
+        else:
+            idx = order[lo:hi]
+            yield split.x[idx], split.y[idx]
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None):
+    """(arrays with x, y[, x_test, y_test], description for messages, info about the source)."""
+    name = cfg.source.strip()
+    key = name.lower()
+    if key in PACKAGED:
+        return load_packaged(key), key, {"source": key, "kind": "builtin"}
+    if key in ("spirals", "regression1d"):
+        rng = _rng(seed, _GENERATE)
+        if key == "spirals":
+            x, y = synthetic.spirals(cfg.n_samples, cfg.classes, cfg.noise, rng)
+        else:
+            x, y = synthetic.regression1d(cfg.n_samples, cfg.noise, rng)
+        params = {"n_samples": cfg.n_samples, "noise": cfg.noise, "seed": seed}
+        if key == "spirals":
+            params["classes"] = cfg.classes
+        return {"x": x, "y": y}, key, {"source": key, "kind": "synthetic", "params": params}
+    path = Path(name).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if path.suffix.lower() not in (".npz", ".csv"):
+        raise ConfigError(f"unknown data source '{name}'{did_you_mean(name, BUILTINS)}: expected one of "
+                          f"{', '.join(BUILTINS)} or a path to a .npz or .csv file", field="data.source")
+    raw = read_user_file(path, cfg, name)
+    return raw, name, {"source": name, "kind": path.suffix.lower()[1:], "path": str(path.resolve())}
+
+
+# -- splitting --------------------------------------------------------------------------------------
+
+def _holdout(n_out: int, labels: np.ndarray | None, idx: np.ndarray, rng: np.random.Generator):
+    """Split positions ``idx`` into (kept, held out) with ``n_out`` held out, both sorted.
+
+    With ``labels`` (one per position) each class gives its exact share
+    n_c · n_out / N floored, the few left over going to the largest remainders.
+    """
+    if labels is None:
+        perm = rng.permutation(idx)
+        out = perm[:n_out]
+    else:
+        classes, inv = np.unique(labels, return_inverse=True)
+        counts = np.bincount(inv, minlength=len(classes))
+        exact = counts * n_out / len(idx)
+        take = np.floor(exact).astype(np.int64)
+        extra = np.argsort(-(exact - take), kind="stable")[: n_out - int(take.sum())]
+        take[extra] += 1
+        out = np.concatenate([rng.permutation(idx[inv == c])[:k] for c, k in enumerate(take)])
+    out = np.sort(out)
+    return np.setdiff1d(idx, out, assume_unique=True), out
+
+
+def _count(frac: float, n: int, what: str, where: str) -> int:
+    k = int(round(frac * n))
+    if k >= n:
+        raise DataError(f"{where}: {what} of {frac:g} of {n} examples leaves none for training")
+    return k
+
+
+# -- the dataset ------------------------------------------------------------------------------------
+
+def load_dataset(cfg: DataConfig, *, input_shape: tuple[int, ...], loss, seed: int,
+                 base_dir: Path | None = None, output_shape: tuple[int, ...] | None = None) -> Dataset:
+    """Read, check, split and standardise ``cfg.source`` for a model taking ``input_shape`` per example.
+
+    ``loss`` decides how targets are read (``loss.target_kind``: labels → int64, else float64) and
+    whether splits are stratified; with ``output_shape`` its ``check_targets`` runs on every part.
+    Relative paths resolve against ``base_dir`` (the config's folder).
+    """
+    kind = getattr(loss, "target_kind", "real")
+    raw, where, info = _read_source(cfg, seed, base_dir)
+    x = fit_input_shape(check_inputs(raw["x"], raw["y"], where), input_shape, where)
+    y = coerce_targets(raw["y"], kind, where)
+    labels = y.reshape(len(y)) if kind in ("class", "binary") and y.size == len(y) else None
+
+    test = None
+    idx = np.arange(len(x))
+    rng = _rng(seed, _SPLIT)
+    if "x_test" in raw:
+        xt = fit_input_shape(check_inputs(raw["x_test"], raw["y_test"], where, "test"), input_shape, where)
+        test = Split(xt, coerce_targets(raw["y_test"], kind, where, "test"))
+        test_from, test_frac = "published", None
+    else:
+        test_frac = cfg.test_split or (DIGITS_TEST_SPLIT if where == "digits" else 0.0)
+        test_from = "held out" if test_frac > 0 else None
+        n_test = _count(test_frac, len(x), "test_split", where)
+        if n_test:
+            idx, t_idx = _holdout(n_test, labels, idx, rng)
+            test = Split(x[t_idx], y[t_idx])
+    n_val = _count(cfg.val_split, len(x), "val_split", where)
+    if n_val >= len(idx):
+        raise DataError(f"{where}: val_split {cfg.val_split:g} and test_split {test_frac:g} of "
+                        f"{len(x)} examples leave none for training")
+    val = None
+    if n_val:
+        idx, v_idx = _holdout(n_val, None if labels is None else labels[idx], idx, rng)
+        val = Split(x[v_idx], y[v_idx])
+    train = Split(x[idx], y[idx])
+    digest = hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+    parts = {"train": train, "val": val, "test": test}
+    if output_shape is not None and hasattr(loss, "check_targets"):
+        for part, s in parts.items():
+            if s is not None:
+                try:
+                    loss.check_targets(s.y, tuple(output_shape))
+                except DataError as exc:
+                    raise DataError(f"{where}: {part} targets: {exc.message}") from None
+
+    stats = None
+    if cfg.standardize:
+        mean = train.x.mean(axis=0)
+        std = train.x.std(axis=0)
+        std = np.where(std < STD_FLOOR, 1.0, std)
+        for s in parts.values():
+            if s is not None:
+                s.x = (s.x - mean) / std
+        stats = {"mean": mean.tolist(), "std": std.tolist()}
+
+    info.update({
+        "input_shape": list(input_shape),
+        "target_kind": kind,
+        "sizes": {p: (len(s) if s is not None else 0) for p, s in parts.items()},
+        "split": {"seed": seed, "method": "stratified" if labels is not None else "random",
+                  "val_fraction": cfg.val_split, "test_fraction": test_frac, "test": test_from,
+                  "train_indices_sha256": digest},
+        "standardization": stats,
+    })
+    return Dataset(train=train, val=val, test=test, info=info)
+
+
+def apply_standardization(x: np.ndarray, info: dict) -> np.ndarray:
+    """x (N, *input_shape) standardised with a run's training statistics (``info`` of its Dataset)."""
+    x = np.asarray(x, dtype=np.float64)
+    stats = info.get("standardization")
+    if not stats:
+        return x
+    mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
+    if x.shape[1:] != mean.shape:
+        if x.ndim < 1 or int(np.prod(x.shape[1:])) != mean.size:
+            raise DataError(f"inputs have shape {tuple(x.shape[1:])} per example, but the run was "
+                            f"trained on {tuple(mean.shape)}")
+        x = x.reshape((len(x), *mean.shape))
+    return (x - mean) / std

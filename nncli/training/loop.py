@@ -1,0 +1,351 @@
+"""The training loop. It never prints: it reports to callbacks (run recorder, progress display).
+
+One optimiser step on a batch B (notes §7.4: forward (F), backward B[·], then the update):
+
+    J = (1/|B|) Σ_{n∈B} ℓ(h(x_n), y_n);   g = ∂J/∂θ;   g ← g·min(1, c/‖g‖) (clipping);   θ ← opt(θ, g, η_t)
+
+Position in the data is a pure function of the step count t: epoch e = t // S, batch b = t mod S
+(S = steps per epoch), and the order of epoch e is ``epoch_permutation(n, seed, e)``. So a resume
+needs only t (plus the optimiser state and the dropout generators' states) to continue exactly.
+
+Callbacks are plain objects with any of these methods (all optional)::
+
+    on_begin(trainer)                    before the first step of this session
+    on_step(trainer)                     after every optimiser step (keep it cheap)
+    on_log(trainer, record)              every ``log_every`` steps: step, epoch, lr, train_loss, seconds
+    on_eval(trainer, record, improved)   after each evaluation (improved: a new best ``best_metric``)
+    on_checkpoint(trainer, best)         time to save ``last`` (and ``best`` when best is True)
+    on_end(trainer, result)              once, with the TrainResult
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nncli.core.errors import ConfigError
+from nncli.training.optimizers import clip_grad_norm
+from nncli.training.state import apply_weights, group, grouped, rng_states, set_rng_states
+
+#: exit code of a run stopped because the loss or a gradient became NaN/Inf (``on_nonfinite: stop``)
+EXIT_DIVERGED = 3
+METRICS = {"val_loss": "min", "val_acc": "max", "train_loss": "min"}
+EVAL_BATCH = 1024
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights and optimiser buffers that a resume needs (saved as JSON)."""
+
+    step: int = 0
+    best: float | None = None          # best value of train.best_metric so far
+    best_step: int | None = None
+    es_best: float | None = None       # early stopping: best value of its metric, evaluations since
+    es_bad: int = 0
+    log_sum: float = 0.0               # train-loss sums since the last log line / evaluation
+    log_n: int = 0
+    eval_sum: float = 0.0
+    eval_n: int = 0
+    seconds: float = 0.0               # training time of earlier sessions
+    skipped: int = 0                   # steps skipped for a non-finite loss (on_nonfinite: skip)
+    last_eval: dict[str, Any] | None = None
+    best_eval: dict[str, Any] | None = None
+
+
+@dataclass
+class TrainResult:
+    status: str                        # completed | diverged | interrupted
+    reason: str                        # steps done, early stopping, signal name, or what diverged
+    steps: int
+    seconds: float
+    last_eval: dict[str, Any] | None = None
+    best_eval: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def better(metric: str, new: float, old: float | None, min_delta: float = 0.0) -> bool:
+    if new is None or not math.isfinite(new):
+        return False
+    if old is None:
+        return True
+    return new < old - min_delta if METRICS[metric] == "min" else new > old + min_delta
+
+
+def check_metric(name: str, where: str, has_val: bool, classifier: bool) -> None:
+    """ConfigError unless ``name`` is a metric this run will produce."""
+    if name not in METRICS:
+        from nncli.core.errors import did_you_mean
+        raise ConfigError(f"unknown metric '{name}'{did_you_mean(name, METRICS)}; "
+                          f"choose one of {', '.join(METRICS)}", field=where)
+    if name.startswith("val_") and not has_val:
+        raise ConfigError(f"{name} needs a validation split (data.val_split > 0); "
+                          f"use train_loss instead", field=where)
+    if name == "val_acc" and not classifier:
+        raise ConfigError("val_acc needs a classification loss (cross_entropy or logistic)", field=where)
+
+
+class Trainer:
+    """Trains ``chain`` on ``train`` (a split with ``.x``, ``.y``), evaluating on ``val``.
+
+    ``cfg`` is the resolved ``nncli.config.schema.Config``; ``permutation(n, seed, epoch)`` gives each
+    epoch's order (``nncli.training.data.epoch_permutation``). The learning-rate schedule is built here, as
+    it needs the step count: ``train.steps``, or ``train.epochs`` × ⌈n_train / batch_size⌉.
+    """
+
+    def __init__(self, cfg, chain, train, val, optimizer, permutation, callbacks=()):
+        from nncli.training.schedules import make_schedule
+
+        self.cfg, self.tcfg = cfg, cfg.train
+        self.chain, self.loss = chain, chain.loss
+        self.optimizer, self.permutation = optimizer, permutation
+        self.callbacks = list(callbacks)
+        self.classifier = getattr(self.loss, "target_kind", "real") in ("class", "binary")
+        dtype = chain.dtype
+        # cast once: the hot loop then only gathers rows into preallocated buffers
+        self.x = np.ascontiguousarray(train.x, dtype=dtype)
+        self.y = self._targets(train.y, dtype)
+        self.val_x = None if val is None or len(val.x) == 0 else np.ascontiguousarray(val.x, dtype=dtype)
+        self.val_y = None if self.val_x is None else self._targets(val.y, dtype)
+        self.n = len(self.x)
+        if self.n == 0:
+            raise ConfigError("the training split is empty", field="data")
+        self.batch_size = min(cfg.data.batch_size, self.n)
+        self.steps_per_epoch = math.ceil(self.n / self.batch_size)
+        t = self.tcfg
+        self.total_steps = t.steps if t.steps is not None else (t.epochs or 1) * self.steps_per_epoch
+        has_val = self.val_x is not None
+        check_metric(t.best_metric, "train.best_metric", has_val, self.classifier)
+        if t.early_stopping is not None:
+            check_metric(t.early_stopping.metric, "train.early_stopping.metric", has_val, self.classifier)
+        self._xbuf = np.empty((self.batch_size,) + self.x.shape[1:], dtype=dtype)
+        self._ybuf = np.empty((self.batch_size,) + self.y.shape[1:], dtype=self.y.dtype)
+        self._grads = [g for _, _, g in chain.parameters()]
+        self._es_weights: dict[str, np.ndarray] | None = None
+        self.state = TrainState()
+        self.stop_request: str | None = None
+        self.schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, self.total_steps)
+        self.lr = self.schedule(0)
+        self._t0 = time.perf_counter()
+
+    @staticmethod
+    def _targets(y, dtype):
+        y = np.asarray(y)
+        return np.ascontiguousarray(y if y.dtype.kind in "iub" else y.astype(dtype))
+
+    # -- small helpers --------------------------------------------------------------------------------
+    def _emit(self, event: str, *args) -> None:
+        for cb in self.callbacks:
+            fn = getattr(cb, event, None)
+            if fn is not None:
+                fn(self, *args)
+
+    @property
+    def seconds(self) -> float:
+        return self.state.seconds + (time.perf_counter() - self._t0)
+
+    @property
+    def epoch(self) -> int:
+        """1-based epoch of the last completed step (1 before any step)."""
+        return max(self.state.step - 1, 0) // self.steps_per_epoch + 1
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to stop after the current step (used by signal handlers)."""
+        self.stop_request = reason
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        # NaN/Inf are detected and reported by the loop itself (train.on_nonfinite), so numpy's
+        # overflow warnings would only repeat it, less clearly
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._run()
+
+    def _run(self) -> TrainResult:
+        st, t, chain = self.state, self.tcfg, self.chain
+        self._t0 = time.perf_counter()
+        chain.train()
+        self._emit("on_begin")
+        order, order_epoch = None, -1
+        status, reason = "completed", "step budget reached"
+        # resumed from a checkpoint of the final step (killed while finishing): no second final eval
+        evaluated_at = st.last_eval["step"] if st.last_eval else -1
+        while st.step < self.total_steps and self.stop_request is None:
+            epoch, b = divmod(st.step, self.steps_per_epoch)
+            if epoch != order_epoch:
+                order = (self.permutation(self.n, self.cfg.seed, epoch) if self.cfg.data.shuffle
+                         else np.arange(self.n))
+                order_epoch = epoch
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            k = len(idx)
+            xb = np.take(self.x, idx, axis=0, out=self._xbuf[:k])
+            yb = np.take(self.y, idx, axis=0, out=self._ybuf[:k])
+            self.lr = self.schedule(st.step)
+            J, _ = chain.loss_and_grad(xb, yb)
+            # the global gradient norm costs O(#params), ~1/batch of a forward pass; it catches a
+            # finite loss with a NaN/Inf gradient before the update spreads it into the weights
+            bad = not math.isfinite(J) or not math.isfinite(
+                clip_grad_norm(self._grads, t.clip_grad_norm) if t.clip_grad_norm is not None
+                else grad_norm(self._grads))
+            if bad and t.on_nonfinite == "stop":
+                status, reason = "diverged", locate_nonfinite(chain, xb, yb, J, st.step + 1)
+                break
+            if bad and t.on_nonfinite == "skip":
+                st.skipped += 1
+            else:
+                self.optimizer.step(self.lr)
+            st.step += 1
+            if not bad or t.on_nonfinite == "ignore":   # ignore: let the NaN show in the log
+                st.log_sum += J
+                st.log_n += 1
+                st.eval_sum += J
+                st.eval_n += 1
+            self._emit("on_step")
+            if st.step % t.log_every == 0:
+                self._log()
+            end_of_epoch = st.step % self.steps_per_epoch == 0
+            if (st.step % t.eval_every == 0) if t.eval_every else end_of_epoch:
+                evaluated_at = st.step
+                if self._evaluate_and_save():
+                    status, reason = "completed", "early stopping"
+                    break
+            elif t.checkpoint_every and st.step % t.checkpoint_every == 0:
+                self._emit("on_checkpoint", False)
+        if (self.stop_request is not None and status == "completed" and reason != "early stopping"
+                and st.step < self.total_steps):
+            status, reason = "interrupted", self.stop_request
+            self._emit("on_checkpoint", False)
+        elif status == "completed" and reason != "early stopping" and evaluated_at != st.step:
+            self._evaluate_and_save(final=True)   # the last step was not an evaluation step
+        result = TrainResult(status, reason, st.step, self.seconds, st.last_eval, st.best_eval,
+                             {"skipped_steps": st.skipped})
+        self._emit("on_end", result)
+        return result
+
+    def _log(self) -> None:
+        st = self.state
+        rec = {"event": "train", "step": st.step, "epoch": self.epoch, "lr": self.lr,
+               "train_loss": st.log_sum / st.log_n if st.log_n else math.nan,
+               "seconds": round(self.seconds, 4)}
+        st.log_sum, st.log_n = 0.0, 0
+        self._emit("on_log", rec)
+
+    def _evaluate_and_save(self, final: bool = False) -> bool:
+        """Evaluate, track the best checkpoint and early stopping; True when training should stop."""
+        st, t = self.state, self.tcfg
+        rec = {"event": "eval", "step": st.step, "epoch": self.epoch, "lr": self.lr,
+               "train_loss": st.eval_sum / st.eval_n if st.eval_n else math.nan}
+        st.eval_sum, st.eval_n = 0.0, 0
+        if self.val_x is not None:
+            m = self.evaluate(self.val_x, self.val_y)
+            rec["val_loss"] = m["loss"]
+            if "acc" in m:
+                rec["val_acc"] = m["acc"]
+        rec["seconds"] = round(self.seconds, 4)
+        st.last_eval = rec
+        improved = better(t.best_metric, rec.get(t.best_metric), st.best)
+        if improved:
+            st.best, st.best_step, st.best_eval = rec[t.best_metric], st.step, rec
+        stop = False
+        es = t.early_stopping
+        if es is not None:
+            if better(es.metric, rec.get(es.metric), st.es_best, es.min_delta):
+                st.es_best, st.es_bad = rec[es.metric], 0
+                self._es_weights = self.chain.state_dict()
+            else:
+                st.es_bad += 1
+                stop = st.es_bad >= es.patience and not final
+        self._emit("on_eval", rec, improved)
+        if stop and self._es_weights is not None:
+            apply_weights(self.chain, self._es_weights, "early-stopping best weights")
+        self._emit("on_checkpoint", improved)
+        return stop
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Mean loss (and accuracy for classifiers) over (x, y) in eval mode, in batches."""
+        chain, loss = self.chain, self.loss
+        return evaluate(chain, loss, x, y, self.classifier)
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def checkpoint_state(self) -> tuple[dict, dict, dict]:
+        """(weights, sidecar arrays, JSON state) for ``nncli.runs.checkpoint.save_checkpoint``."""
+        arrays = grouped("optimizer", self.optimizer.state_dict())
+        if self._es_weights is not None:
+            arrays.update(grouped("es_best", self._es_weights))
+        state = asdict(self.state)
+        state["seconds"] = self.seconds
+        state["epoch"] = self.epoch
+        state["batch"] = self.state.step % self.steps_per_epoch
+        state["rng"] = rng_states(self.chain)
+        return self.chain.state_dict(), arrays, state
+
+    def restore(self, ckpt) -> None:
+        """Continue from a ``nncli.runs.checkpoint.Checkpoint`` made by ``checkpoint_state``."""
+        apply_weights(self.chain, ckpt.weights, ckpt.path)
+        self.optimizer.load_state_dict(group(ckpt.arrays, "optimizer"))
+        es = group(ckpt.arrays, "es_best")
+        self._es_weights = es or None
+        s = dict(ckpt.state)
+        set_rng_states(self.chain, s.pop("rng", {}), ckpt.path)
+        known = set(TrainState.__dataclass_fields__)
+        self.state = TrainState(**{k: v for k, v in s.items() if k in known})
+
+
+def grad_norm(grads) -> float:
+    """‖g‖ = √(Σ_i ‖g_i‖²) over every parameter's gradient."""
+    total = 0.0
+    for g in grads:
+        flat = g.reshape(-1)
+        total += float(np.dot(flat, flat))
+    return math.sqrt(total)
+
+
+def evaluate(chain, loss, x: np.ndarray, y: np.ndarray, classifier: bool) -> dict[str, float]:
+    """Mean loss and, for classifiers, accuracy of ``chain`` on (x, y); batched, in eval mode."""
+    was_training = getattr(chain.modules[0], "training", True) if chain.modules else True
+    chain.eval()
+    total, correct, n = 0.0, 0.0, len(x)
+    try:
+        for i in range(0, n, EVAL_BATCH):
+            xb, yb = x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]
+            h = chain.forward(xb)
+            total += loss.forward(h, yb) * len(xb)
+            if classifier:
+                correct += loss.metrics(h, yb).get("correct", 0.0)
+    finally:
+        chain.train(was_training)
+    out = {"loss": total / n if n else math.nan}
+    if classifier:
+        out["acc"] = correct / n if n else math.nan
+    return out
+
+
+def locate_nonfinite(chain, xb, yb, J: float, step: int) -> str:
+    """Name the first module whose parameters, forward output or backward gradient is NaN/Inf.
+
+    Run only after a non-finite loss or gradient norm, so the normal step pays nothing for it.
+    """
+    where = (f"non-finite loss ({J}) at step {step}" if not math.isfinite(J)
+             else f"non-finite gradient norm at step {step}")
+    for i, m in enumerate(chain.modules):
+        for k, p in m.params.items():
+            if not np.all(np.isfinite(p)):
+                return f"{where}: parameter {i}.{k} of module {i} ({type(m).__name__}) is NaN/Inf"
+    outs, u = [], xb
+    for i, m in enumerate(chain.modules):
+        u = m.forward(u)
+        outs.append(u)
+        if not np.all(np.isfinite(u)):
+            return f"{where}: forward output of module {i} ({type(m).__name__}) is NaN/Inf"
+    chain.zero_grads()
+    J2 = chain.loss.forward(u, yb)
+    v = chain.loss.backward()
+    if not math.isfinite(J2) or not np.all(np.isfinite(v)):
+        return f"{where}: the loss ({type(chain.loss).__name__}) overflowed on finite model outputs"
+    for i in reversed(range(len(chain.modules))):
+        m = chain.modules[i]
+        v = m.backward(v)
+        if not np.all(np.isfinite(v)) or not all(np.all(np.isfinite(g)) for g in m.grads.values()):
+            return f"{where}: backward gradient of module {i} ({type(m).__name__}) is NaN/Inf"
+    return f"{where}: could not reproduce it module by module"

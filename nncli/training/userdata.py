@@ -1,0 +1,198 @@
+"""Reading the user's own data (.npz and .csv) and the checks every dataset passes before training.
+
+Every problem is a DataError that names the file (and, for CSV, the line) and says what is wrong.
+Pickled (object) arrays are refused, never unpickled: ``np.load(..., allow_pickle=False)``.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from nncli.config.schema import DataConfig
+from nncli.core.errors import DataError, did_you_mean
+
+
+def read_npz(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
+    """``x``, ``y`` and, when the archive has both ``<x_key>_test`` and ``<y_key>_test``, ``x_test``, ``y_test``."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{where}: file not found") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{where}: not a readable .npz archive ({exc})") from None
+    if not hasattr(archive, "files"):      # a plain .npy renamed .npz
+        raise DataError(f"{where}: expected an .npz archive of named arrays, got a single array")
+    with archive:
+        names = list(archive.files)
+        wanted = {"x": cfg.x_key, "y": cfg.y_key}
+        tx, ty = f"{cfg.x_key}_test", f"{cfg.y_key}_test"
+        if (tx in names) != (ty in names):
+            have, lack = (tx, ty) if tx in names else (ty, tx)
+            raise DataError(f"{where}: has a test array '{have}' but no '{lack}'; provide both or neither")
+        if tx in names:
+            wanted.update(x_test=tx, y_test=ty)
+        out = {}
+        for role, key in wanted.items():
+            if key not in names:
+                raise DataError(f"{where}: no array named '{key}' (data.{role}_key); the archive has "
+                                f"{names}{did_you_mean(key, names)}")
+            try:
+                out[role] = archive[key]
+            except ValueError as exc:        # object arrays need pickle, which is refused
+                raise DataError(f"{where}: array '{key}' holds Python objects (dtype=object), which would "
+                                f"need unpickling; save it as a numeric array instead ({exc})") from None
+    return out
+
+
+def read_csv(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
+    """Numeric CSV → ``x`` (N, columns − 1) and ``y`` (N,) from ``cfg.target_column`` (name or index).
+
+    ``cfg.csv_header`` says whether the first line holds column names; a first line made only of
+    numbers is read as data even then, so a file without a header never loses its first example.
+    Blank lines are skipped.
+    """
+    try:
+        fh = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 (closed by the `with` below)
+    except FileNotFoundError:
+        raise DataError(f"{where}: file not found") from None
+    except OSError as exc:
+        raise DataError(f"{where}: cannot open ({exc.strerror})") from None
+    header, rows, width, first_line = None, [], None, None
+    with fh:
+        reader = csv.reader(fh)
+        try:
+            for cells in reader:
+                line = reader.line_num
+                if not cells or all(not c.strip() for c in cells):
+                    continue
+                if cfg.csv_header and header is None and width is None and not _all_numbers(cells):
+                    header = [c.strip() for c in cells]
+                    width, first_line = len(cells), line
+                    continue
+                if width is None:
+                    width, first_line = len(cells), line
+                elif len(cells) != width:
+                    raise DataError(f"{where}:{line}: expected {width} columns (as on line {first_line}), "
+                                    f"got {len(cells)}")
+                rows.append([_number(c, line, j, header, where) for j, c in enumerate(cells)])
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise DataError(f"{where}:{reader.line_num}: not readable as CSV text ({exc})") from None
+    if not rows:
+        raise DataError(f"{where}: no data rows" + (" after the header" if header else ""))
+    table = np.array(rows, dtype=np.float64)
+    t = _target_index(cfg.target_column, header, width, where)
+    return {"x": np.delete(table, t, axis=1), "y": table[:, t]}
+
+
+def _all_numbers(cells: list[str]) -> bool:
+    try:
+        for c in cells:
+            float(c)
+    except ValueError:
+        return False
+    return True
+
+
+def _number(cell: str, line: int, col: int, header, where: str) -> float:
+    name = f" ('{header[col]}')" if header else ""
+    text = cell.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        what = "an empty cell" if not text else f"'{text}'"
+        raise DataError(f"{where}:{line}: column {col + 1}{name}: {what} is not a number") from None
+    if not math.isfinite(value):
+        raise DataError(f"{where}:{line}: column {col + 1}{name}: {text} is not a finite number")
+    return value
+
+
+def _target_index(target, header, width: int, where: str) -> int:
+    if isinstance(target, str) and not target.lstrip("-").isdigit():
+        if header is None:
+            raise DataError(f"{where}: target column '{target}' is a name, but the file has no header "
+                            f"(data.csv_header is false); give the column's index instead")
+        if target not in header:
+            raise DataError(f"{where}: no column named '{target}'; the header has {header}"
+                            f"{did_you_mean(target, header)}")
+        return header.index(target)
+    t = int(target)
+    if not -width <= t < width:
+        raise DataError(f"{where}: target column index {t} is out of range for {width} columns")
+    if width < 2:
+        raise DataError(f"{where}: needs at least two columns (inputs and a target), got {width}")
+    return t % width
+
+
+# -- checks shared by every source ------------------------------------------------------------------
+
+def check_inputs(x: np.ndarray, y: np.ndarray, where: str, part: str = "") -> np.ndarray:
+    """Refuse empty, non-numeric, non-finite or length-mismatched data; return x as float64."""
+    label = f"{part} " if part else ""
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{where}: {label}inputs must be numeric, got dtype {x.dtype}")
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{where}: {label}targets must be numeric, got dtype {y.dtype}")
+    if x.ndim == 0 or len(x) == 0:
+        raise DataError(f"{where}: {label}inputs are empty (shape {x.shape})")
+    if y.ndim == 0 or len(x) != len(y):
+        raise DataError(f"{where}: {label}inputs have {len(x)} examples but targets have "
+                        f"{len(y) if y.ndim else 'a single value'}")
+    x = x.astype(np.float64, copy=False)
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{where}: {label}inputs contain NaN or Inf in {int(bad.sum())} example(s), "
+                        f"the first at index {i}")
+    return x
+
+
+def coerce_targets(y: np.ndarray, target_kind: str, where: str, part: str = "") -> np.ndarray:
+    """Labels (``class``/``binary`` losses) → int64, refusing fractions; real targets → float64.
+
+    The label range (e.g. 0 ≤ y < C) is the loss's to check: ``loss.check_targets(y, output_shape)``.
+    """
+    label = f"{part} " if part else ""
+    if target_kind in ("class", "binary"):
+        if y.dtype.kind == "f":
+            bad = ~np.isfinite(y) | (y != np.round(y))
+            if bad.any():
+                i = int(np.argmax(bad.reshape(-1)))
+                raise DataError(f"{where}: {label}labels must be whole numbers for a {target_kind} loss, "
+                                f"got {float(y.reshape(-1)[i]):g} at index {i}")
+        return y.astype(np.int64)
+    y = y.astype(np.float64, copy=False)
+    if not np.isfinite(y).all():
+        raise DataError(f"{where}: {label}targets contain NaN or Inf")
+    return y
+
+
+def fit_input_shape(x: np.ndarray, input_shape: tuple[int, ...], where: str) -> np.ndarray:
+    """x (N, ...) reshaped to (N, *input_shape) when the per-example sizes agree, else a DataError."""
+    have, want = tuple(x.shape[1:]), tuple(input_shape)
+    if have == want:
+        return x
+    if int(np.prod(have)) == int(np.prod(want)):
+        return x.reshape((len(x), *want))
+    raise DataError(f"{where}: each example has shape {have} ({int(np.prod(have))} values), but the model's "
+                    f"input_shape is {list(want)} ({int(np.prod(want))} values)")
+
+
+def load_arrays(path, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The user file ``path`` (.npz or .csv) → (x float64 (N, ...), y (N, ...)), checked; else DataError."""
+    path = Path(path)
+    where = str(path)
+    raw = read_user_file(path, cfg, where)
+    return check_inputs(raw["x"], raw["y"], where), raw["y"]
+
+
+def read_user_file(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return read_npz(path, cfg, where)
+    if suffix == ".csv":
+        return read_csv(path, cfg, where)
+    raise DataError(f"{where}: unsupported file type '{suffix or path.name}'; expected .npz or .csv")

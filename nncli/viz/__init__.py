@@ -1,0 +1,2 @@
+"""Pictures for people: training curves (matplotlib or the terminal) and the progress display.
+"""

@@ -1,0 +1,161 @@
+"""Training progress for people: a rich progress bar on a terminal, plain periodic lines otherwise.
+
+Both are trainer callbacks (see ``nncli.training.loop``) writing to stderr, so ``--json`` output on stdout
+stays clean. ``make_progress(console, quiet)`` picks one; ``--quiet`` gets none.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+
+def _fmt(v: Any, spec: str = ".4f") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return format(v, spec)
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class _Rate:
+    """Examples per second over this session (resumed runs do not count earlier sessions)."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.step0 = None
+
+    def start(self, trainer) -> None:
+        self.t0, self.step0 = time.perf_counter(), trainer.state.step
+
+    def __call__(self, trainer) -> tuple[float, float]:
+        """(examples/s, seconds left)."""
+        dt = time.perf_counter() - self.t0
+        done = trainer.state.step - (self.step0 or 0)
+        if dt <= 0 or done <= 0:
+            return math.nan, math.nan
+        steps_per_s = done / dt
+        left = (trainer.total_steps - trainer.state.step) / steps_per_s
+        return steps_per_s * trainer.batch_size, left
+
+
+class PlainProgress:
+    """One line per evaluation, and a train-loss line at most every ``every`` seconds."""
+
+    def __init__(self, console, every: float = 5.0):
+        self.console, self.every = console, every
+        self.rate = _Rate()
+        self._last = 0.0
+
+    def _line(self, trainer, rec: dict) -> None:
+        ex_s, left = self.rate(trainer)
+        parts = [f"step {rec['step']}/{trainer.total_steps}", f"epoch {rec['epoch']}",
+                 f"loss {_fmt(rec.get('train_loss'))}"]
+        if "val_loss" in rec:
+            parts.append(f"val_loss {_fmt(rec['val_loss'])}")
+        if "val_acc" in rec:
+            parts.append(f"val_acc {_fmt(rec['val_acc'], '.2%')}")
+        parts += [f"{_fmt(ex_s, '.0f')} ex/s", f"eta {_duration(left)}"]
+        self.console.print("  ".join(parts), markup=False, highlight=False, soft_wrap=True)
+
+    def on_begin(self, trainer) -> None:
+        self.rate.start(trainer)
+        self._last = time.perf_counter()
+
+    def on_log(self, trainer, rec) -> None:
+        now = time.perf_counter()
+        if now - self._last >= self.every:
+            self._last = now
+            self._line(trainer, rec)
+
+    def on_eval(self, trainer, rec, improved) -> None:
+        self._last = time.perf_counter()
+        self._line(trainer, rec)
+
+
+class RichProgress:
+    """A live bar: epoch, step, loss, val acc, examples/s and ETA; refreshed a few times a second."""
+
+    def __init__(self, console, refresh: float = 0.2):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("val acc {task.fields[acc]}"),
+            TextColumn("{task.fields[rate]} ex/s"), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+        self.refresh, self.rate = refresh, _Rate()
+        self.task = None
+        self._next = 0.0
+        self._loss = self._acc = None
+
+    def on_begin(self, trainer) -> None:
+        self.rate.start(trainer)
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=trainer.total_steps, completed=trainer.state.step,
+                                           epoch=trainer.epoch, loss="–", acc="–", rate="–")
+
+    def _update(self, trainer) -> None:
+        ex_s, _ = self.rate(trainer)
+        self.progress.update(self.task, completed=trainer.state.step, epoch=trainer.epoch,
+                             loss=_fmt(self._loss), acc=_fmt(self._acc, ".2%"), rate=_fmt(ex_s, ".0f"))
+
+    def on_step(self, trainer) -> None:
+        now = time.perf_counter()   # throttled: a rich update costs more than a small model's step
+        if now >= self._next:
+            self._next = now + self.refresh
+            self._update(trainer)
+
+    def on_log(self, trainer, rec) -> None:
+        self._loss = rec.get("train_loss")
+
+    def on_eval(self, trainer, rec, improved) -> None:
+        self._acc = rec.get("val_acc")
+        self._update(trainer)
+
+    def on_end(self, trainer, result) -> None:
+        if self.task is not None:
+            self._update(trainer)
+        self.close()
+
+    def close(self) -> None:
+        """Stop the live display (also after a crash, so the terminal is left clean)."""
+        self.progress.stop()
+
+
+def make_progress(console, quiet: bool):
+    """The progress callback for ``console`` (stderr): None when quiet, a bar on a terminal, else lines."""
+    if quiet:
+        return None
+    return RichProgress(console) if console.is_terminal else PlainProgress(console)
+
+
+def results_table(summary: dict, run_dir) -> Any:
+    """A small rich table of a finished run's results."""
+    from rich.table import Table
+
+    table = Table(title=f"run {summary.get('status', '')}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("final", justify="right")
+    table.add_column("best", justify="right")
+    final, best = summary.get("final") or {}, summary.get("best") or {}
+    for key in ("train_loss", "val_loss", "val_acc"):
+        if key in final or key in best:
+            spec = ".2%" if key.endswith("acc") else ".4f"
+            table.add_row(key, _fmt(final.get(key), spec), _fmt(best.get(key), spec))
+    test, test_best = summary.get("test") or {}, summary.get("test_best") or {}
+    for key in ("loss", "acc"):
+        if key in test:   # "best" column: the best checkpoint's weights, when they differ from the final ones
+            spec = ".2%" if key == "acc" else ".4f"
+            table.add_row(f"test_{key}", _fmt(test.get(key), spec), _fmt(test_best.get(key), spec) if test_best else "")
+    table.add_row("steps", str(summary.get("steps")), f"step {best.get('step', '–')}")
+    table.add_row("wall time", _duration(summary.get("wall_time", math.nan)), "")
+    return table
