@@ -16,6 +16,7 @@ so notes around it survive a re-run) has: config, target, test accuracy per seed
 (sample std, ddof 1), min, steps, training wall time, and PASS when the mean reaches the target.
 All results also go to ``<runs dir>/accuracy.json``. Exit code 1 when a run failed, else 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,19 +46,41 @@ TARGETS = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
-    p.add_argument("--configs", nargs="+", default=list(TARGETS), choices=list(TARGETS),
-                   metavar="NAME", help=f"configs/<NAME>.yaml, of: {' '.join(TARGETS)}")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="trainings at a time (default 1; each uses one BLAS thread)")
-    p.add_argument("--runs-dir", type=Path, default=None,
-                   help="where the run folders go (default: runs/accuracy-<UTC stamp>)")
-    p.add_argument("--results", type=Path, default=RESULTS,
-                   help="markdown file to write the table into (default: docs/results.md)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                   help="an override passed to every run (repeatable); for smoke runs")
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        default=list(TARGETS),
+        choices=list(TARGETS),
+        metavar="NAME",
+        help=f"configs/<NAME>.yaml, of: {' '.join(TARGETS)}",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=1, help="trainings at a time (default 1; each uses one BLAS thread)"
+    )
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        help="where the run folders go (default: runs/accuracy-<UTC stamp>)",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="markdown file to write the table into (default: docs/results.md)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="an override passed to every run (repeatable); for smoke runs",
+    )
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error("--jobs must be ≥ 1")
@@ -66,15 +89,33 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def train_one(name: str, seed: int, runs_dir: Path, overrides: list[str]) -> dict:
     """One ``nncli train`` subprocess; its summary.json plus the process's own wall time."""
-    cmd = [sys.executable, "-m", "nncli", "train", str(ROOT / "configs" / f"{name}.yaml"),
-           "--set", f"seed={seed}", "--runs-dir", str(runs_dir), "--name", f"{name}-s{seed}",
-           "--quiet", "--json", "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nncli",
+        "train",
+        str(ROOT / "configs" / f"{name}.yaml"),
+        "--set",
+        f"seed={seed}",
+        "--runs-dir",
+        str(runs_dir),
+        "--name",
+        f"{name}-s{seed}",
+        "--quiet",
+        "--json",
+        "--threads",
+        "1",
+    ]
     for o in overrides:
         cmd += ["--set", o]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    out = {"config": name, "seed": seed, "returncode": proc.returncode,
-           "process_seconds": round(time.perf_counter() - t0, 2)}
+    out = {
+        "config": name,
+        "seed": seed,
+        "returncode": proc.returncode,
+        "process_seconds": round(time.perf_counter() - t0, 2),
+    }
     try:
         out["summary"] = json.loads(proc.stdout)
     except json.JSONDecodeError:
@@ -83,8 +124,12 @@ def train_one(name: str, seed: int, runs_dir: Path, overrides: list[str]) -> dic
         return out
     if out["summary"].get("status") == "completed" and out["summary"].get("best"):
         # the `best` checkpoint (chosen by the config's best_metric on validation) on the test split
-        ev = subprocess.run([sys.executable, "-m", "nncli", "eval", out["summary"]["run_dir"], "--json"],
-                            capture_output=True, text=True, cwd=ROOT)
+        ev = subprocess.run(
+            [sys.executable, "-m", "nncli", "eval", out["summary"]["run_dir"], "--json"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         try:
             out["best_checkpoint_test"] = json.loads(ev.stdout)
         except json.JSONDecodeError:
@@ -111,10 +156,16 @@ def summarise(name: str, runs: list[dict]) -> dict:
     std = statistics.stdev(ok) if len(ok) > 1 else None
     complete = len(ok) == len(runs)
     return {
-        "config": name, "target": target, "target_source": source,
-        "seeds": [r["seed"] for r in runs], "test_acc": accs,
-        "mean": mean, "std": std, "min": min(ok) if ok else None,
-        "steps": steps, "wall_time_mean": statistics.fmean(walls) if walls else None,
+        "config": name,
+        "target": target,
+        "target_source": source,
+        "seeds": [r["seed"] for r in runs],
+        "test_acc": accs,
+        "mean": mean,
+        "std": std,
+        "min": min(ok) if ok else None,
+        "steps": steps,
+        "wall_time_mean": statistics.fmean(walls) if walls else None,
         "best_val_acc": [((r.get("summary") or {}).get("best") or {}).get("val_acc") for r in runs],
         "best_ckpt_test_acc": [(r.get("best_checkpoint_test") or {}).get("acc") for r in runs],
         "verdict": ("PASS" if mean >= target else "MISS") if complete and mean is not None else "FAILED",
@@ -127,20 +178,28 @@ def pct(x: float | None, digits: int = 1) -> str:
 
 def table(rows: list[dict]) -> list[str]:
     """The results as markdown table lines (also readable as plain text)."""
-    out = ["| config | target | test acc % per seed | mean ± std % | min % | steps | train time / run | result "
-           "| `best` checkpoint: test acc % per seed (mean) |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| config | target | test acc % per seed | mean ± std % | min % | steps | train time / run | result "
+        "| `best` checkpoint: test acc % per seed (mean) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         per_seed = ", ".join(f"{pct(a)} (s{s})" for s, a in zip(r["seeds"], r["test_acc"]))
-        spread = "—" if r["mean"] is None else (
-            f"{pct(r['mean'], 2)} ± {pct(r['std'], 2)}" if r["std"] is not None else pct(r["mean"], 2))
+        spread = (
+            "—"
+            if r["mean"] is None
+            else (f"{pct(r['mean'], 2)} ± {pct(r['std'], 2)}" if r["std"] is not None else pct(r["mean"], 2))
+        )
         steps = "/".join(str(s) for s in r["steps"]) or "—"
         wall = "—" if r["wall_time_mean"] is None else f"{r['wall_time_mean']:.0f} s"
         got = [a for a in r["best_ckpt_test_acc"] if a is not None]
         best = ", ".join(pct(a) for a in r["best_ckpt_test_acc"]) + (
-            f" ({pct(statistics.fmean(got), 2)})" if got else "")
-        out.append(f"| {r['config']} | {pct(r['target'], 0)} % ({r['target_source']}) | {per_seed} | "
-                   f"{spread} | {pct(r['min'])} | {steps} | {wall} | {r['verdict']} | {best} |")
+            f" ({pct(statistics.fmean(got), 2)})" if got else ""
+        )
+        out.append(
+            f"| {r['config']} | {pct(r['target'], 0)} % ({r['target_source']}) | {per_seed} | "
+            f"{spread} | {pct(r['min'])} | {steps} | {wall} | {r['verdict']} | {best} |"
+        )
     return out
 
 
@@ -154,18 +213,26 @@ def machine() -> str:
     except OSError:
         pass
     import numpy
+
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}; "
-            f"python {platform.python_version()}, numpy {numpy.__version__}; "
-            f"load average at the start {load:.1f}")
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}; "
+        f"python {platform.python_version()}, numpy {numpy.__version__}; "
+        f"load average at the start {load:.1f}"
+    )
 
 
 def commit() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=ROOT, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "nncli", "configs"],
-                               capture_output=True, text=True, cwd=ROOT).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "nncli", "configs"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        ).stdout.strip()
         return rev + (" (with uncommitted changes to nncli/ or configs/)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -179,19 +246,27 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def markdown(rows: list[dict], command: str, started: str, facts: str, rev: str, runs_dir: Path,
-             minutes: float) -> str:
-    lines = [BEGIN, "",
-             f"Command: `{command}`  ",
-             f"Date: {started} (UTC), {minutes:.1f} minutes in all  ",
-             f"Machine: {facts}  ",
-             f"Code: commit {rev}; run folders in `{_shown(runs_dir)}`", "",
-             *table(rows), "",
-             "Test accuracy: `test.acc` of each run's summary.json (the test split scored once, after "
-             "training, with the weights the run ended with). Result: PASS when the mean over the "
-             "seeds reaches the target; std is the sample standard deviation over seeds. The last "
-             "column is, for reference, `nncli eval RUN` on the `best` checkpoint (the evaluation step "
-             "with the best `train.best_metric` on the validation split).", "", END]
+def markdown(
+    rows: list[dict], command: str, started: str, facts: str, rev: str, runs_dir: Path, minutes: float
+) -> str:
+    lines = [
+        BEGIN,
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {started} (UTC), {minutes:.1f} minutes in all  ",
+        f"Machine: {facts}  ",
+        f"Code: commit {rev}; run folders in `{_shown(runs_dir)}`",
+        "",
+        *table(rows),
+        "",
+        "Test accuracy: `test.acc` of each run's summary.json (the test split scored once, after "
+        "training, with the weights the run ended with). Result: PASS when the mean over the "
+        "seeds reaches the target; std is the sample standard deviation over seeds. The last "
+        "column is, for reference, `nncli eval RUN` on the `best` checkpoint (the evaluation step "
+        "with the best `train.best_metric` on the validation split).",
+        "",
+        END,
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -226,10 +301,16 @@ def main(argv=None) -> int:
     def run(job):
         r = train_one(*job, runs_dir, args.overrides)
         acc = test_acc(r)
-        print(f"  {job[0]} seed {job[1]}: " + (f"test acc {pct(acc, 2)} %, {r['summary']['steps']} steps, "
-              f"{r['summary']['wall_time']:.0f} s" if acc is not None else
-              f"no test accuracy ({r.get('error') or (r.get('summary') or {}).get('status')})"),
-              file=sys.stderr, flush=True)
+        print(
+            f"  {job[0]} seed {job[1]}: "
+            + (
+                f"test acc {pct(acc, 2)} %, {r['summary']['steps']} steps, {r['summary']['wall_time']:.0f} s"
+                if acc is not None
+                else f"no test accuracy ({r.get('error') or (r.get('summary') or {}).get('status')})"
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
         return r
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -240,9 +321,20 @@ def main(argv=None) -> int:
     print("\n".join(table(rows)))
     block = markdown(rows, command, started.strftime("%Y-%m-%d %H:%M"), facts, rev, runs_dir, minutes)
     write_results(args.results, block)
-    (runs_dir / "accuracy.json").write_text(json.dumps(
-        {"command": command, "date": started.isoformat(), "machine": facts, "commit": rev,
-         "overrides": args.overrides, "rows": rows, "runs": results}, indent=1))
+    (runs_dir / "accuracy.json").write_text(
+        json.dumps(
+            {
+                "command": command,
+                "date": started.isoformat(),
+                "machine": facts,
+                "commit": rev,
+                "overrides": args.overrides,
+                "rows": rows,
+                "runs": results,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {args.results} and {runs_dir / 'accuracy.json'}", file=sys.stderr)
     return 1 if any(r["verdict"] == "FAILED" for r in rows) else 0
 

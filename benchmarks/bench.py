@@ -8,6 +8,7 @@ blocks that alternate nncli, torch, nncli, torch, …, so that numpy's OpenBLAS 
 OpenMP threads never spin against each other. PyTorch gets as many threads as numpy's BLAS has.
 Workloads: see ``specs.py``; ``e2e`` is ``nncli train configs/mnist1d_cnn.yaml`` against a torch loop.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,12 +36,21 @@ def parse_args(argv=None):
     ap.add_argument("--blocks", type=int, default=3, help="alternating nncli/torch blocks")
     ap.add_argument("--quick", action="store_true", help="fewer repeats and steps (a smoke run)")
     ap.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
-    ap.add_argument("--min-time", type=float, default=0.05, help="seconds per timed repeat (loops short steps)")
+    ap.add_argument(
+        "--min-time", type=float, default=0.05, help="seconds per timed repeat (loops short steps)"
+    )
     ap.add_argument("--e2e-steps", type=int, default=1000, help="training steps of the end-to-end run")
-    ap.add_argument("--unset-openblas-env", action="store_true",
-                    help="unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE in the worker processes only")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="threads for both libraries (default: as many as numpy's BLAS has)")
+    ap.add_argument(
+        "--unset-openblas-env",
+        action="store_true",
+        help="unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE in the worker processes only",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="threads for both libraries (default: as many as numpy's BLAS has)",
+    )
     ap.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     ap.add_argument("--json", help="also write the raw results to this file")
     # internal: run as a worker
@@ -66,7 +76,7 @@ def worker_env(args, memory: bool = False) -> dict:
         # fixed mmap threshold: arrays ≥ 64 kB are separate mappings, unmapped on free (RSS sees them)
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     if args.threads:
-        env["OPENBLAS_NUM_THREADS"] = str(args.threads)   # for the `nncli train` subprocess
+        env["OPENBLAS_NUM_THREADS"] = str(args.threads)  # for the `nncli train` subprocess
     if args.unset_openblas_env:
         for k in OPENBLAS_ENV:
             env.pop(k, None)
@@ -78,11 +88,29 @@ def spawn(args, lib: str, task: str, names: list[str], threads: int, repeats: in
     """Run one worker process; its JSON result, or {"error": ...} when it died."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--task", task,
-               "--only", ",".join(names), "--repeats", str(repeats), "--min-time", str(args.min_time),
-               "--threads", str(threads), "--steps", str(steps), "--out", out]
-        proc = subprocess.run(cmd, env=worker_env(args, memory=task == "memory"), capture_output=True,
-                              text=True)
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            lib,
+            "--task",
+            task,
+            "--only",
+            ",".join(names),
+            "--repeats",
+            str(repeats),
+            "--min-time",
+            str(args.min_time),
+            "--threads",
+            str(threads),
+            "--steps",
+            str(steps),
+            "--out",
+            out,
+        ]
+        proc = subprocess.run(
+            cmd, env=worker_env(args, memory=task == "memory"), capture_output=True, text=True
+        )
         if proc.returncode != 0 or not os.path.exists(out):
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             return {"error": f"{lib} worker exited {proc.returncode}: " + " | ".join(tail)}
@@ -102,8 +130,12 @@ def run(args) -> dict:
     facts = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python benchmarks/bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_before": load, "threads": threads,
-        "openblas_env": openblas_env(), "unset_openblas_env": args.unset_openblas_env,
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "loadavg_before": load,
+        "threads": threads,
+        "openblas_env": openblas_env(),
+        "unset_openblas_env": args.unset_openblas_env,
     }
     kernels = [n for n in args.names if n != "e2e"]
     # `nncli train` runs its BLAS on 1 thread unless told otherwise (small models are fastest so);
@@ -127,8 +159,14 @@ def run(args) -> dict:
                 progress(f"memory: {lib} {name}")
                 r = spawn(args, lib, "memory", [name], threads)
                 memory[lib][name] = r.get("memory", {}).get(name, {"error": r.get("error")})
-    return {"facts": facts, "timing": timing, "e2e": e2e_runs, "memory": memory, "names": args.names,
-            "e2e_steps": args.e2e_steps}
+    return {
+        "facts": facts,
+        "timing": timing,
+        "e2e": e2e_runs,
+        "memory": memory,
+        "names": args.names,
+        "e2e_steps": args.e2e_steps,
+    }
 
 
 def _e2e_once(args, lib, threads, e2e):
@@ -149,8 +187,16 @@ def main(argv=None) -> None:
     if args.worker:
         import worker
 
-        worker.main(args.worker, args.task, args.names, args.repeats, args.min_time, args.threads,
-                    args.out, args.steps)
+        worker.main(
+            args.worker,
+            args.task,
+            args.names,
+            args.repeats,
+            args.min_time,
+            args.threads,
+            args.out,
+            args.steps,
+        )
         return
     results = run(args)
     if args.json:

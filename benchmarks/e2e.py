@@ -7,6 +7,7 @@ worker): the same data (MNIST-1D, standardised with training statistics), the sa
 the config's learning rate, a fresh shuffle per epoch, N steps and one evaluation on the held-out part
 at the end — the work the nncli run does with ``train.eval_every=N``.
 """
+
 from __future__ import annotations
 
 import glob
@@ -86,7 +87,7 @@ def _load_data(cfg: dict):
     perm = np.random.default_rng(0).permutation(len(x))
     n_val = int(round(val_split * len(x)))
     xv, yv, xt, yt = x[perm[:n_val]], y[perm[:n_val]], x[perm[n_val:]], y[perm[n_val:]]
-    mu, sd = xt.mean(), xt.std() + 1e-8       # training statistics only
+    mu, sd = xt.mean(), xt.std() + 1e-8  # training statistics only
     return (xt - mu) / sd, yt, (xv - mu) / sd, yv
 
 
@@ -113,12 +114,12 @@ def torch_loop(steps: int) -> dict:
         epoch, b = divmod(t, per_epoch)
         if b == 0:
             order = torch.from_numpy(np.random.default_rng([0, epoch]).permutation(n))
-        idx = order[b * batch:(b + 1) * batch]
+        idx = order[b * batch : (b + 1) * batch]
         opt.zero_grad()
         loss = loss_fn(model(X[idx]), Y[idx])
         loss.backward()
         opt.step()
     with torch.no_grad():
-        acc = (model(torch.from_numpy(np.ascontiguousarray(xv))).argmax(1) == torch.from_numpy(yv))
+        acc = model(torch.from_numpy(np.ascontiguousarray(xv))).argmax(1) == torch.from_numpy(yv)
         acc = float(acc.float().mean())
     return {"seconds": time.perf_counter() - t0, "val_acc": acc}

@@ -3,6 +3,7 @@
 Nothing here imports torch: the nncli worker imports this module too, and it must run with a single
 BLAS thread pool (numpy's), so the PyTorch side lives only in ``workloads_torch``.
 """
+
 from __future__ import annotations
 
 import gc
@@ -27,9 +28,9 @@ class Workload:
 
     step: Callable[[], object]
     note: str = ""
-    model: object = None          # the nncli Chain, for the theoretical memory figure
+    model: object = None  # the nncli Chain, for the theoretical memory figure
     batch: int = 0
-    optimizer_slots: int = 0      # optimiser buffers per parameter (SGD 0, momentum 1, Adam 2)
+    optimizer_slots: int = 0  # optimiser buffers per parameter (SGD 0, momentum 1, Adam 2)
     extra: dict = field(default_factory=dict)
 
 
@@ -49,8 +50,15 @@ def blas_pools() -> list[dict]:
     """Every BLAS / OpenMP thread pool loaded in this process (threadpoolctl's view)."""
     from threadpoolctl import threadpool_info
 
-    keep = ("user_api", "internal_api", "version", "num_threads", "architecture", "threading_layer",
-            "filepath")
+    keep = (
+        "user_api",
+        "internal_api",
+        "version",
+        "num_threads",
+        "architecture",
+        "threading_layer",
+        "filepath",
+    )
     return [{k: p.get(k) for k in keep} for p in threadpool_info()]
 
 
@@ -158,5 +166,9 @@ def theoretical_bytes(chain, batch: int, optimizer_slots: int) -> dict[str, int]
     item = np.dtype(chain.dtype).itemsize
     p = chain.param_count
     saved = sum(int(m.describe().get("saved", 0)) for _, m in chain.named_modules())
-    return {"params": p * item, "grads": p * item, "optimizer": optimizer_slots * p * item,
-            "activations": saved * batch * item}
+    return {
+        "params": p * item,
+        "grads": p * item,
+        "optimizer": optimizer_slots * p * item,
+        "activations": saved * batch * item,
+    }

@@ -5,6 +5,7 @@
 Runs in this process only (no torch). With ``--threads 1`` OpenBLAS does not spin, so the profile
 shows the work itself rather than thread wake-ups on a busy machine.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -3,6 +3,7 @@
 Layer dicts use nncli's YAML names and hyper-parameters; ``workloads_torch`` translates them into the
 equivalent ``torch.nn`` modules.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,41 +18,72 @@ RELU = {"type": "ReLU"}
 
 #: until configs/digits_cnn.yaml exists: a small CNN on the 8×8 digits, batch 64
 DIGITS_FALLBACK = {
-    "kind": "train", "input_shape": [1, 8, 8], "batch": 64, "optimizer": {"type": "sgd", "lr": 0.05},
-    "layers": [{"type": "Conv2D", "out": 16, "kernel": 3}, RELU,
-               {"type": "Conv2D", "out": 32, "kernel": 3}, RELU,
-               {"type": "Flatten"}, {"type": "MM", "out": 10}],
+    "kind": "train",
+    "input_shape": [1, 8, 8],
+    "batch": 64,
+    "optimizer": {"type": "sgd", "lr": 0.05},
+    "layers": [
+        {"type": "Conv2D", "out": 16, "kernel": 3},
+        RELU,
+        {"type": "Conv2D", "out": 32, "kernel": 3},
+        RELU,
+        {"type": "Flatten"},
+        {"type": "MM", "out": 10},
+    ],
     "note": "stand-in CNN (configs/digits_cnn.yaml not found)",
 }
 
 SPECS: dict[str, dict] = {
     "mlp": {
-        "kind": "train", "input_shape": [784], "batch": 128, "optimizer": {"type": "sgd", "lr": 0.01},
-        "layers": [{"type": "MM", "out": 256}, RELU, {"type": "MM", "out": 256}, RELU,
-                   {"type": "MM", "out": 10}],
+        "kind": "train",
+        "input_shape": [784],
+        "batch": 128,
+        "optimizer": {"type": "sgd", "lr": 0.01},
+        "layers": [
+            {"type": "MM", "out": 256},
+            RELU,
+            {"type": "MM", "out": 256},
+            RELU,
+            {"type": "MM", "out": 10},
+        ],
         "note": "784-256-256-10 ReLU, CE, SGD; batch 128",
     },
     "conv2d": {
-        "kind": "fwd_bwd", "input_shape": [16, 28, 28], "batch": 64,
+        "kind": "fwd_bwd",
+        "input_shape": [16, 28, 28],
+        "batch": 64,
         "layers": [{"type": "Conv2D", "out": 32, "kernel": 3, "padding": 1}],
         "note": "16→32, 28×28, k3 p1; batch 64",
     },
     "digits_cnn": DIGITS_FALLBACK,
     "conv1d": {
-        "kind": "fwd_bwd", "input_shape": [8, 256], "batch": 64,
+        "kind": "fwd_bwd",
+        "input_shape": [8, 256],
+        "batch": 64,
         "layers": [{"type": "Conv1D", "out": 16, "kernel": 5, "padding": 2}],
         "note": "8→16, L 256, k5 p2; batch 64",
     },
     "mnist1d_cnn": {
-        "kind": "train", "input_shape": [1, 40], "batch": 100, "optimizer": {"type": "adam", "lr": 0.01},
-        "layers": [{"type": "Conv1D", "out": 25, "kernel": 5, "stride": 2, "padding": 1}, RELU,
-                   {"type": "Conv1D", "out": 25, "kernel": 3, "stride": 2, "padding": 1}, RELU,
-                   {"type": "Conv1D", "out": 25, "kernel": 3, "stride": 2, "padding": 1}, RELU,
-                   {"type": "Flatten"}, {"type": "MM", "out": 10}],
+        "kind": "train",
+        "input_shape": [1, 40],
+        "batch": 100,
+        "optimizer": {"type": "adam", "lr": 0.01},
+        "layers": [
+            {"type": "Conv1D", "out": 25, "kernel": 5, "stride": 2, "padding": 1},
+            RELU,
+            {"type": "Conv1D", "out": 25, "kernel": 3, "stride": 2, "padding": 1},
+            RELU,
+            {"type": "Conv1D", "out": 25, "kernel": 3, "stride": 2, "padding": 1},
+            RELU,
+            {"type": "Flatten"},
+            {"type": "MM", "out": 10},
+        ],
         "note": "paper CNN 1→25→25→25, Linear(125→10), Adam; batch 100",
     },
     "ln": {
-        "kind": "fwd_bwd", "input_shape": [512], "batch": 8192,
+        "kind": "fwd_bwd",
+        "input_shape": [512],
+        "batch": 8192,
         "layers": [{"type": "LN", "affine": "per_feature"}],
         "note": "8192×512, per-feature affine (torch LayerNorm(512))",
     },
@@ -59,8 +91,15 @@ SPECS: dict[str, dict] = {
 
 #: the order of the table; "e2e" (nncli train vs a torch loop) is handled by e2e.py
 ORDER = ["mlp", "conv2d", "digits_cnn", "conv1d", "mnist1d_cnn", "ln"]
-TARGETS = {"mlp": 1.0, "conv2d": 2.0, "digits_cnn": 2.0, "conv1d": 1.5, "mnist1d_cnn": 1.5,
-           "ln": 2.0, "e2e": 1.0}
+TARGETS = {
+    "mlp": 1.0,
+    "conv2d": 2.0,
+    "digits_cnn": 2.0,
+    "conv1d": 1.5,
+    "mnist1d_cnn": 1.5,
+    "ln": 2.0,
+    "e2e": 1.0,
+}
 
 
 def digits_spec() -> dict:
@@ -73,8 +112,12 @@ def digits_spec() -> dict:
     opt = {"type": "sgd", "lr": 0.1, **(cfg.get("optimizer") or {})}
     desc = ", ".join(f"{k} {v}" for k, v in opt.items() if k != "type")
     return {
-        "kind": "train", "input_shape": cfg["model"]["input_shape"], "layers": cfg["model"]["layers"],
-        "batch": 64, "optimizer": opt, "note": f"configs/digits_cnn.yaml, {opt['type']} ({desc}); batch 64",
+        "kind": "train",
+        "input_shape": cfg["model"]["input_shape"],
+        "layers": cfg["model"]["layers"],
+        "batch": 64,
+        "optimizer": opt,
+        "note": f"configs/digits_cnn.yaml, {opt['type']} ({desc}); batch 64",
     }
 
 

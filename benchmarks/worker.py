@@ -4,6 +4,7 @@ Run by ``bench.py`` as ``python bench.py --worker nncli|torch --task time|memory
 written as JSON to ``--out``. A worker of one library never imports the other, so numpy's OpenBLAS
 threads and PyTorch's OpenMP threads never compete for the cores inside one measurement.
 """
+
 from __future__ import annotations
 
 import gc
@@ -56,7 +57,7 @@ def _versions(lib: str) -> dict:
         import nncli
 
         v["nncli"] = nncli.__version__
-        v["torch_imported"] = "torch" in sys.modules    # must stay False
+        v["torch_imported"] = "torch" in sys.modules  # must stay False
     return v
 
 
@@ -65,15 +66,14 @@ def _time_task(make, names, repeats: int, min_time: float) -> dict:
     for name in names:
         try:
             w = make(name)
-            for _ in range(2):          # warm-up: first-touch of buffers, lazy allocations
+            for _ in range(2):  # warm-up: first-touch of buffers, lazy allocations
                 w.step()
             number = calibrate(w.step, min_time)
             out[name] = {"times": time_repeats(w.step, repeats, number), "number": number, "note": w.note}
         except Unavailable as exc:
             out[name] = {"unavailable": str(exc)}
         except Exception as exc:  # a broken module must not hide the other rows
-            out[name] = {"error": f"{type(exc).__name__}: {exc}",
-                         "traceback": traceback.format_exc(limit=4)}
+            out[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=4)}
         finally:
             w = None
             gc.collect()
@@ -116,8 +116,8 @@ def _traced(make, name: str, steps: int) -> dict:
     gc.collect()
     tracemalloc.start()
     try:
-        w = make(name)                # parameters, gradients, optimiser state, the batch
-        tracemalloc.reset_peak()      # forget setup temporaries (float64 initialisation draws)
+        w = make(name)  # parameters, gradients, optimiser state, the batch
+        tracemalloc.reset_peak()  # forget setup temporaries (float64 initialisation draws)
         held = tracemalloc.get_traced_memory()[0]
         for _ in range(steps):
             w.step()
@@ -130,8 +130,16 @@ def _traced(make, name: str, steps: int) -> dict:
     return res
 
 
-def main(lib: str, task: str, names: list[str], repeats: int, min_time: float, threads: int,
-         out_path: str, steps: int = 0) -> None:
+def main(
+    lib: str,
+    task: str,
+    names: list[str],
+    repeats: int,
+    min_time: float,
+    threads: int,
+    out_path: str,
+    steps: int = 0,
+) -> None:
     make = _maker(lib, threads)
     if task == "time":
         result = {"results": _time_task(make, names, repeats, min_time)}

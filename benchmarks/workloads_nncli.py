@@ -3,6 +3,7 @@
 Each ``make_<name>()`` returns a ``Workload`` whose ``step()`` is one unit of timed work; a workload
 whose module type is not registered raises ``Unavailable``. This module never imports torch.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,8 +45,9 @@ def _optimizer(chain, opt: dict):
     return make_optimizer(OptimizerConfig(**opt), chain)
 
 
-def _train_workload(layers, input_shape, batch: int, opt: dict, classes: int = 10,
-                    note: str = "") -> Workload:
+def _train_workload(
+    layers, input_shape, batch: int, opt: dict, classes: int = 10, note: str = ""
+) -> Workload:
     chain = _chain(layers, input_shape)
     optim = _optimizer(chain, opt)
     lr = opt["lr"]
@@ -71,7 +73,7 @@ def _fwd_bwd_workload(layer: dict, input_shape, batch: int, note: str = "") -> W
     def step():
         m.zero_grads()
         m.forward(x)
-        m.backward(g)       # dJ/dz and dJ/dθ, as torch's backward with x.requires_grad
+        m.backward(g)  # dJ/dz and dJ/dθ, as torch's backward with x.requires_grad
 
     return Workload(step, note=note, model=chain, batch=batch)
 
@@ -79,7 +81,7 @@ def _fwd_bwd_workload(layer: dict, input_shape, batch: int, note: str = "") -> W
 def make(name: str) -> Workload:
     s = SPECS[name] if name != "digits_cnn" else digits_spec()
     if s["kind"] == "train":
-        return _train_workload(s["layers"], s["input_shape"], s["batch"], s["optimizer"],
-                               note=s.get("note", ""))
+        return _train_workload(
+            s["layers"], s["input_shape"], s["batch"], s["optimizer"], note=s.get("note", "")
+        )
     return _fwd_bwd_workload(s["layers"][0], s["input_shape"], s["batch"], note=s.get("note", ""))
-

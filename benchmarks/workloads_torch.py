@@ -3,6 +3,7 @@
 Layer specs are translated into ``torch.nn`` modules; a type this file does not know (say a layer a
 config uses that is newer than the benchmark) falls back to the nncli module's own ``to_torch()``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,9 +19,15 @@ def _key(name: str) -> str:
 
 
 def _conv(cls, spec, c_in):
-    return cls(c_in, spec["out"], spec["kernel"], stride=spec.get("stride", 1),
-               padding=spec.get("padding", (spec["kernel"] - 1) // 2),  # nncli's default: ℓ each side
-               dilation=spec.get("dilation", 1), bias=spec.get("bias", True))
+    return cls(
+        c_in,
+        spec["out"],
+        spec["kernel"],
+        stride=spec.get("stride", 1),
+        padding=spec.get("padding", (spec["kernel"] - 1) // 2),  # nncli's default: ℓ each side
+        dilation=spec.get("dilation", 1),
+        bias=spec.get("bias", True),
+    )
 
 
 def _layer(spec: dict, shape: tuple[int, ...]):
@@ -73,10 +80,12 @@ def make_optimizer(params, opt: dict):
     o = {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "betas": (0.9, 0.999), "eps": 1e-8, **opt}
     # on CPU tensors PyTorch's default is the per-parameter loop (no foreach), as nncli's optimiser
     if o["type"] == "adam":
-        return torch.optim.Adam(params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"],
-                                weight_decay=o["weight_decay"])
-    return torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"],
-                           weight_decay=o["weight_decay"])
+        return torch.optim.Adam(
+            params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"]
+        )
+    return torch.optim.SGD(
+        params, lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"], weight_decay=o["weight_decay"]
+    )
 
 
 def _train_workload(layers, input_shape, batch, opt: dict, note="") -> Workload:
@@ -103,7 +112,7 @@ def _fwd_bwd_workload(layer: dict, input_shape, batch, note="") -> Workload:
     def step():
         m.zero_grad()
         x.grad = None
-        m(x).backward(g)    # dJ/dx and dJ/dθ, as nncli's backward
+        m(x).backward(g)  # dJ/dx and dJ/dθ, as nncli's backward
 
     return Workload(step, note=note)
 
@@ -111,6 +120,7 @@ def _fwd_bwd_workload(layer: dict, input_shape, batch, note="") -> Workload:
 def make(name: str) -> Workload:
     s = SPECS[name] if name != "digits_cnn" else digits_spec()
     if s["kind"] == "train":
-        return _train_workload(s["layers"], s["input_shape"], s["batch"], s["optimizer"],
-                               note=s.get("note", ""))
+        return _train_workload(
+            s["layers"], s["input_shape"], s["batch"], s["optimizer"], note=s.get("note", "")
+        )
     return _fwd_bwd_workload(s["layers"][0], s["input_shape"], s["batch"], note=s.get("note", ""))

@@ -9,6 +9,7 @@ The Python API in a few names::
     for name, param, grad in chain.parameters(): ...      # "0.weight", W, ∂J/∂W
     state = chain.state_dict()                            # named like torch.nn.Sequential's
 """
+
 from nncli._version import __version__  # noqa: F401
 from nncli.config.build import build_chain  # noqa: F401
 from nncli.config.load import config_from_dict, load_config  # noqa: F401

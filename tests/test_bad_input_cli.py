@@ -5,6 +5,7 @@ checks: exit code 2, the message names the problem and the place (``file:line:co
 where there is one), no traceback, nothing on stdout, no run folder under ``--runs-dir``. The
 processes run a few at a time; the models are tiny (spirals, a few steps).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,8 @@ train: {steps: 4, log_every: 2, eval_every: 2}
 """
 #: a 4-feature, 3-class model for the data-file cases (data.npz / data.csv replace the source)
 FILE_CFG = GOOD.replace("input_shape: [2]", "input_shape: [4]").replace(
-    "{source: spirals, n_samples: 60, classes: 3, batch_size: 20}", "{source: DATA, batch_size: 10}")
+    "{source: spirals, n_samples: 60, classes: 3, batch_size: 20}", "{source: DATA, batch_size: 10}"
+)
 
 
 def edit(text: str, old: str, new: str) -> str:
@@ -60,44 +62,88 @@ class Unpickled:
 def config_cases(work: Path) -> dict[str, tuple[str, tuple[str, ...], str | None]]:
     marker = work / "tag-ran"
     conv = GOOD.replace("input_shape: [2]", "input_shape: [1, 6]").replace(
-        "{type: MM, out: 8}", "{type: Conv1D, out: 2, kernel: 3}\n    - {type: Flatten}")
-    big = edit(GOOD, "{type: MM, out: 3}", "{type: MM, out: 100000}\n    - {type: MM, out: 30000}\n"
-               "    - {type: MM, out: 3}")
+        "{type: MM, out: 8}", "{type: Conv1D, out: 2, kernel: 3}\n    - {type: Flatten}"
+    )
+    big = edit(
+        GOOD,
+        "{type: MM, out: 3}",
+        "{type: MM, out: 100000}\n    - {type: MM, out: 30000}\n    - {type: MM, out: 3}",
+    )
     return {
-        "yaml syntax error": (edit(GOOD, "input_shape: [2]", "input_shape: [2"),
-                              ("YAML syntax error",), None),
+        "yaml syntax error": (
+            edit(GOOD, "input_shape: [2]", "input_shape: [2"),
+            ("YAML syntax error",),
+            None,
+        ),
         "duplicate key": (GOOD + "seed: 4\n", ("duplicate key 'seed'", "line 2"), "seed: 4"),
-        "python tag": (edit(GOOD, "lr: 0.1", f"lr: !!python/object/apply:os.system ['touch {marker}']"),
-                       ("!!python/object/apply:os.system", "optimizer.lr"), "lr: !!python"),
-        "unknown layer type": (edit(GOOD, "type: MM, out: 8", "type: Lineer, out: 8"),
-                               ("model.layers[0].type", "unknown layer type 'Lineer'", "did you mean 'linear'"),
-                               "Lineer"),
-        "misspelled section": (edit(GOOD, "optimizer:", "optimiser:"),
-                               ("unknown key 'optimiser'", "did you mean 'optimizer'"), "optimiser"),
-        "misspelled layer key": (edit(conv, "kernel: 3", "kernal: 3"),
-                                 ("model.layers[0].kernal", "did you mean 'kernel'"), "kernal"),
-        "wrong type": (edit(GOOD, "out: 8", 'out: "ten"'),
-                       ("model.layers[0].out", "expected an integer", "'ten'"), "ten"),
-        "quoted lr": (edit(GOOD, "lr: 0.1", 'lr: "0.1"'),
-                      ("optimizer.lr", "expected a number", "string '0.1'"), "lr:"),
+        "python tag": (
+            edit(GOOD, "lr: 0.1", f"lr: !!python/object/apply:os.system ['touch {marker}']"),
+            ("!!python/object/apply:os.system", "optimizer.lr"),
+            "lr: !!python",
+        ),
+        "unknown layer type": (
+            edit(GOOD, "type: MM, out: 8", "type: Lineer, out: 8"),
+            ("model.layers[0].type", "unknown layer type 'Lineer'", "did you mean 'linear'"),
+            "Lineer",
+        ),
+        "misspelled section": (
+            edit(GOOD, "optimizer:", "optimiser:"),
+            ("unknown key 'optimiser'", "did you mean 'optimizer'"),
+            "optimiser",
+        ),
+        "misspelled layer key": (
+            edit(conv, "kernel: 3", "kernal: 3"),
+            ("model.layers[0].kernal", "did you mean 'kernel'"),
+            "kernal",
+        ),
+        "wrong type": (
+            edit(GOOD, "out: 8", 'out: "ten"'),
+            ("model.layers[0].out", "expected an integer", "'ten'"),
+            "ten",
+        ),
+        "quoted lr": (
+            edit(GOOD, "lr: 0.1", 'lr: "0.1"'),
+            ("optimizer.lr", "expected a number", "string '0.1'"),
+            "lr:",
+        ),
         "negative lr": (edit(GOOD, "lr: 0.1", "lr: -0.1"), ("optimizer.lr", "-0.1"), "lr:"),
-        "unknown optimizer": (edit(GOOD, "type: sgd", "type: adamw"),
-                              ("optimizer.type", "'adamw'", "sgd", "adam"), "adamw"),
-        "unknown schedule": (GOOD + "schedule: {type: cosinus}\n",
-                             ("schedule.type", "did you mean 'cosine'"), "cosinus"),
-        "even kernel with the notes' padding": (edit(conv, "kernel: 3", "kernel: 4"),
-                                                ("model.layers[0]", "kernel must be odd", "padding: same"),
-                                                "Conv1D"),
-        "Conv2D after a flat MM": (edit(GOOD, "{type: Tanh}", "{type: Conv2D, out: 2, kernel: 3}"),
-                                   ("model.layers[1]", "Conv2D expects inputs of shape (C, H, W)", "(8,)"),
-                                   "Conv2D"),
-        "output size not matching the loss": (edit(GOOD, "{type: MM, out: 3}", "{type: MM, out: 1}"),
-                                              ("loss", "cross_entropy", "C ≥ 2", "(1,)"), "loss:"),
-        "empty layer list": (GOOD.replace("    - {type: MM, out: 8}\n    - {type: Tanh}\n"
-                                          "    - {type: MM, out: 3}\n", "").replace("layers:", "layers: []"),
-                             ("model.layers", "must not be empty"), "layers:"),
-        "control character": (edit(GOOD, "seed: 0", "seed: 0\x14"),
-                              ("YAML syntax error", "control character", "#x0014"), "seed:"),
+        "unknown optimizer": (
+            edit(GOOD, "type: sgd", "type: adamw"),
+            ("optimizer.type", "'adamw'", "sgd", "adam"),
+            "adamw",
+        ),
+        "unknown schedule": (
+            GOOD + "schedule: {type: cosinus}\n",
+            ("schedule.type", "did you mean 'cosine'"),
+            "cosinus",
+        ),
+        "even kernel with the notes' padding": (
+            edit(conv, "kernel: 3", "kernel: 4"),
+            ("model.layers[0]", "kernel must be odd", "padding: same"),
+            "Conv1D",
+        ),
+        "Conv2D after a flat MM": (
+            edit(GOOD, "{type: Tanh}", "{type: Conv2D, out: 2, kernel: 3}"),
+            ("model.layers[1]", "Conv2D expects inputs of shape (C, H, W)", "(8,)"),
+            "Conv2D",
+        ),
+        "output size not matching the loss": (
+            edit(GOOD, "{type: MM, out: 3}", "{type: MM, out: 1}"),
+            ("loss", "cross_entropy", "C ≥ 2", "(1,)"),
+            "loss:",
+        ),
+        "empty layer list": (
+            GOOD.replace(
+                "    - {type: MM, out: 8}\n    - {type: Tanh}\n    - {type: MM, out: 3}\n", ""
+            ).replace("layers:", "layers: []"),
+            ("model.layers", "must not be empty"),
+            "layers:",
+        ),
+        "control character": (
+            edit(GOOD, "seed: 0", "seed: 0\x14"),
+            ("YAML syntax error", "control character", "#x0014"),
+            "seed:",
+        ),
         "enormous model": (big, ("model.layers[3]", "parameters", "GiB", "limit"), "out: 30000"),
     }
 
@@ -122,7 +168,7 @@ def work(tmp_path_factory) -> Path:
     npz("wide.npz", x=rng.standard_normal((40, 5)), y=y)
     objects = np.empty(40, dtype=object)
     objects[:] = [Unpickled(d / "unpickled") for _ in range(40)]
-    np.savez(d / "pickled.npz", x=objects, y=y)            # np.savez pickles object arrays
+    np.savez(d / "pickled.npz", x=objects, y=y)  # np.savez pickles object arrays
     (d / "empty.csv").write_text("")
     (d / "empty.npz").write_bytes(b"")
     (d / "ragged.csv").write_text("a,b,c,d,label\n1,2,3,4,0\n1,2,3,0\n")
@@ -166,26 +212,58 @@ def results(work):
     file_case("x and y lengths differ", "lengths.npz", ("lengths.npz", "40 examples", "30"))
     file_case("pickled object array", "pickled.npz", ("pickled.npz", "dtype=object", "unpickling"))
     file_case("data shape not matching the model", "wide.npz", ("wide.npz", "(5,)", "input_shape", "[4]"))
-    file_case("misspelled --set path", "data.npz", ("optimizer.lrr", "did you mean 'optimizer.lr'"),
-              place="<command line>: optimizer.lrr", extra=("--set", "optimizer.lrr=0.5"))
-    file_case("--set value with a control character", "data.npz", ("seed=1", "not valid YAML", "#x0014"),
-              place="<command line>", extra=("--set", "seed=1\x14"))
-    file_case("--set value of the wrong type", "data.npz", ("train.steps", "'many'"),
-              place="<command line>: train.steps", extra=("--set", "train.steps=many"))
+    file_case(
+        "misspelled --set path",
+        "data.npz",
+        ("optimizer.lrr", "did you mean 'optimizer.lr'"),
+        place="<command line>: optimizer.lrr",
+        extra=("--set", "optimizer.lrr=0.5"),
+    )
+    file_case(
+        "--set value with a control character",
+        "data.npz",
+        ("seed=1", "not valid YAML", "#x0014"),
+        place="<command line>",
+        extra=("--set", "seed=1\x14"),
+    )
+    file_case(
+        "--set value of the wrong type",
+        "data.npz",
+        ("train.steps", "'many'"),
+        place="<command line>: train.steps",
+        extra=("--set", "train.steps=many"),
+    )
     calls["--resume on a folder that is not a run"] = dict(
-        args=["train", "--resume", work / "notarun", "--runs-dir", work / "runs_resume", "--quiet"], cwd=work)
-    meta["--resume on a folder that is not a run"] = (("not a run folder",), str(work / "notarun"),
-                                                      work / "runs_resume")
+        args=["train", "--resume", work / "notarun", "--runs-dir", work / "runs_resume", "--quiet"], cwd=work
+    )
+    meta["--resume on a folder that is not a run"] = (
+        ("not a run folder",),
+        str(work / "notarun"),
+        work / "runs_resume",
+    )
     return {name: (res, *meta[name]) for name, res in run_many(calls).items()}
 
 
 CASE_NAMES = list(config_cases(Path("/x"))) + [
-    "missing config file", "missing data file", "empty csv", "empty npz", "NaN in inputs",
-    "Inf in inputs", "string inputs", "a word in a csv", "ragged csv rows", "float labels",
-    "labels out of range", "x and y lengths differ", "pickled object array",
-    "data shape not matching the model", "misspelled --set path", "--set value with a control character",
+    "missing config file",
+    "missing data file",
+    "empty csv",
+    "empty npz",
+    "NaN in inputs",
+    "Inf in inputs",
+    "string inputs",
+    "a word in a csv",
+    "ragged csv rows",
+    "float labels",
+    "labels out of range",
+    "x and y lengths differ",
+    "pickled object array",
+    "data shape not matching the model",
+    "misspelled --set path",
+    "--set value with a control character",
     "--set value of the wrong type",
-    "--resume on a folder that is not a run"]
+    "--resume on a folder that is not a run",
+]
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -217,11 +295,23 @@ def _limit_memory():
 def test_enormous_model_is_refused_before_any_allocation(work, tmp_path):
     cfg = tmp_path / "big.yaml"
     cfg.write_text(config_cases(work)["enormous model"][0])
-    res = run_nncli("train", cfg, "--runs-dir", tmp_path / "runs", cwd=work, preexec_fn=_limit_memory,
-                    env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    res = run_nncli(
+        "train",
+        cfg,
+        "--runs-dir",
+        tmp_path / "runs",
+        cwd=work,
+        preexec_fn=_limit_memory,
+        env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+    )
     assert_refused(res, "3,000,0", "11.2 GiB in float32", "model.layers[3]", runs_dir=tmp_path / "runs")
-    res = run_nncli("inspect", cfg, cwd=work, preexec_fn=_limit_memory,
-                    env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    res = run_nncli(
+        "inspect",
+        cfg,
+        cwd=work,
+        preexec_fn=_limit_memory,
+        env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+    )
     assert_refused(res, "GiB", "model.layers[3]")
 
 
@@ -238,6 +328,7 @@ def test_messages_stay_on_one_line_however_long(work, tmp_path):
 
 # -- checkpoints: eval on damaged or foreign checkpoints ---------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def trained(work):
     """Two finished runs with different architectures."""
@@ -245,8 +336,9 @@ def trained(work):
     calls = {}
     for name, text in cfgs.items():
         (work / f"{name}.yaml").write_text(text.replace("name: tiny", f"name: {name}"))
-        calls[name] = dict(args=["train", f"{name}.yaml", "--runs-dir", work / "runs_ok", "--quiet",
-                                 "--json"], cwd=work)
+        calls[name] = dict(
+            args=["train", f"{name}.yaml", "--runs-dir", work / "runs_ok", "--quiet", "--json"], cwd=work
+        )
     out = {}
     for name, res in run_many(calls).items():
         assert res.code == 0, res
@@ -267,14 +359,14 @@ def truncate(path: Path):
 
 def flip_header(path: Path):
     data = bytearray(path.read_bytes())
-    for i in range(10, 40):          # inside the JSON header that follows the 8-byte length
+    for i in range(10, 40):  # inside the JSON header that follows the 8-byte length
         data[i] ^= 0x5A
     path.write_bytes(bytes(data))
 
 
 def flip_data(path: Path):
     data = bytearray(path.read_bytes())
-    data[-3] ^= 0xFF                 # a weight byte: the header still parses, the checksum does not
+    data[-3] ^= 0xFF  # a weight byte: the header still parses, the checksum does not
     path.write_bytes(bytes(data))
 
 
@@ -284,8 +376,9 @@ def test_eval_refuses_damaged_and_foreign_checkpoints(trained, work, tmp_path):
         "truncated": damaged_copy(a, tmp_path / "truncated", truncate),
         "header": damaged_copy(a, tmp_path / "header", flip_header),
         "data": damaged_copy(a, tmp_path / "data", flip_data),
-        "foreign": damaged_copy(a, tmp_path / "foreign", lambda p: shutil.copy(
-            b / "checkpoints" / "best.safetensors", p)),
+        "foreign": damaged_copy(
+            a, tmp_path / "foreign", lambda p: shutil.copy(b / "checkpoints" / "best.safetensors", p)
+        ),
         "missing": damaged_copy(a, tmp_path / "missing", os.remove),
     }
     before = {k: folder_listing(v) for k, v in runs.items()}
@@ -297,7 +390,7 @@ def test_eval_refuses_damaged_and_foreign_checkpoints(trained, work, tmp_path):
     assert_refused(res["foreign"], ckpt["foreign"], "does not match the model's architecture")
     assert_refused(res["missing"], ckpt["missing"], "not found")
     for k, v in runs.items():
-        assert folder_listing(v) == before[k], k        # eval never writes into the run
+        assert folder_listing(v) == before[k], k  # eval never writes into the run
     # the undamaged run still evaluates
     ok = run_nncli("eval", a, "--json", cwd=work)
     assert ok.code == 0 and "acc" in json.loads(ok.out), ok
@@ -322,12 +415,25 @@ def test_one_example_larger_than_memory_is_refused_by_every_command(tmp_path):
     # 10¹⁰ values per example: few parameters, but not even one example fits
     cfg = tmp_path / "huge.yaml"
     cfg.write_text(HUGE_INPUT.replace("SIDE", "100000").replace("POOL", "1000"))
-    runs = {" ".join(map(str, argv)): run_nncli(*argv, cwd=tmp_path, **LIMITED)
-            for argv in (("inspect", cfg), ("inspect", cfg, "--trace"), ("gradcheck", cfg),
-                         ("train", cfg, "--runs-dir", tmp_path / "runs"))}
+    runs = {
+        " ".join(map(str, argv)): run_nncli(*argv, cwd=tmp_path, **LIMITED)
+        for argv in (
+            ("inspect", cfg),
+            ("inspect", cfg, "--trace"),
+            ("gradcheck", cfg),
+            ("train", cfg, "--runs-dir", tmp_path / "runs"),
+        )
+    }
     for res in runs.values():
-        assert_refused(res, "model.input_shape", "(1, 100000, 100000)", "10,000,000,000 values", "GiB",
-                       place=f"{cfg}:2:", runs_dir=tmp_path / "runs")
+        assert_refused(
+            res,
+            "model.input_shape",
+            "(1, 100000, 100000)",
+            "10,000,000,000 values",
+            "GiB",
+            place=f"{cfg}:2:",
+            runs_dir=tmp_path / "runs",
+        )
 
 
 def test_gradcheck_batch_larger_than_memory_is_a_user_error(tmp_path):

@@ -1,4 +1,5 @@
 """Config → Chain: parameter counts, shapes, seeding, and build errors that name the layer's place."""
+
 from __future__ import annotations
 
 import textwrap
@@ -43,13 +44,13 @@ def build_error(path, overrides=()) -> ConfigError:
     return info.value
 
 
-
 def test_mlp_parameter_count_output_shape_and_dtype():
-    chain = build_chain(config_from_dict(mlp([{"type": "MM", "out": 8}, {"type": "ReLU"},
-                                              {"type": "MM", "out": 3}])))
+    chain = build_chain(
+        config_from_dict(mlp([{"type": "MM", "out": 8}, {"type": "ReLU"}, {"type": "MM", "out": 3}]))
+    )
     assert chain.param_count == (4 * 8 + 8) + (8 * 3 + 3)
     assert chain.output_shape == (3,)
-    assert chain.dtype == np.float32            # the schema's default dtype
+    assert chain.dtype == np.float32  # the schema's default dtype
     x = np.zeros((5, 4), dtype=np.float32)
     assert chain.forward(x).shape == (5, 3)
     assert build_chain(config_from_dict(mlp([{"type": "MM", "out": 2}])), dtype="float64").dtype == np.float64
@@ -60,16 +61,28 @@ def test_cnn_parameter_count_matches_the_notes_formulas(tmp_path):
     k, c, c2, length = 3, 1, 4, 10
     assert chain.param_count == (k * c * c2 + c2) + (c2 * length * 3 + 3)
     assert chain.output_shape == (3,)
-    assert [estimate_params(m, s) for m, s in
-            zip(chain.modules, [(1, 10), (4, 10), (4, 10), (40,), (40,)])] == [16, 0, 0, 0, 123]
+    assert [
+        estimate_params(m, s) for m, s in zip(chain.modules, [(1, 10), (4, 10), (4, 10), (40,), (40,)])
+    ] == [16, 0, 0, 0, 123]
 
 
 def test_aliases_and_case_insensitive_names_build_the_same_model():
-    a = build_chain(config_from_dict(mlp([{"type": "MM", "out": 8}, {"type": "ReLU"}, {"type": "MM", "out": 2}])))
-    b = build_chain(config_from_dict(mlp([{"type": "dense", "units": 8}, {"type": "relu"},
-                                          {"type": "LINEAR", "out_features": 2}])))
-    c = build_chain(config_from_dict(mlp([{"type": "Linear", "out": 8}, {"type": "σ", "fn": "relu"},
-                                          {"type": "fc", "out": 2}], loss="CE")))
+    a = build_chain(
+        config_from_dict(mlp([{"type": "MM", "out": 8}, {"type": "ReLU"}, {"type": "MM", "out": 2}]))
+    )
+    b = build_chain(
+        config_from_dict(
+            mlp([{"type": "dense", "units": 8}, {"type": "relu"}, {"type": "LINEAR", "out_features": 2}])
+        )
+    )
+    c = build_chain(
+        config_from_dict(
+            mlp(
+                [{"type": "Linear", "out": 8}, {"type": "σ", "fn": "relu"}, {"type": "fc", "out": 2}],
+                loss="CE",
+            )
+        )
+    )
     for other in (b, c):
         assert [type(m) for m in other.modules] == [type(m) for m in a.modules]
         for (ka, pa, _), (kb, pb, _) in zip(a.parameters(), other.parameters()):
@@ -86,14 +99,23 @@ def test_same_seed_same_parameters_and_dropout_masks(tmp_path):
     assert np.array_equal(one.forward(x), two.forward(x))
     assert not np.array_equal(one.forward(x), other.forward(x))
     # the seed argument wins over the config's seed
-    assert all(np.array_equal(p, q) for (_, p, _), (_, q, _) in
-               zip(build_chain(load_config(path), seed=8).parameters(), other.parameters()))
+    assert all(
+        np.array_equal(p, q)
+        for (_, p, _), (_, q, _) in zip(
+            build_chain(load_config(path), seed=8).parameters(), other.parameters()
+        )
+    )
 
 
 def test_each_dropout_gets_its_own_generator_from_the_dropout_stream():
-    cfg = config_from_dict(mlp([{"type": "Dropout", "p": 0.5},
-                                {"type": "Residual", "layers": [{"type": "MM", "out": 4},
-                                                                {"type": "Dropout", "p": 0.5}]}]), )
+    cfg = config_from_dict(
+        mlp(
+            [
+                {"type": "Dropout", "p": 0.5},
+                {"type": "Residual", "layers": [{"type": "MM", "out": 4}, {"type": "Dropout", "p": 0.5}]},
+            ]
+        ),
+    )
     drops = [m for _, m in build_chain(cfg).named_modules() if type(m).__name__ == "Dropout"]
     assert len(drops) == 2
     first = [d.rng.random(3) for d in drops]
@@ -106,8 +128,10 @@ def test_conv2d_after_flat_mm_names_the_layer_and_incoming_shape(tmp_path):
     text = "model:\n  input_shape: [8]\n  layers:\n    - {type: MM, out: 128}\n    - {type: Conv2D, out: 4, kernel: 3}\n"
     err = build_error(write(tmp_path, text))
     assert isinstance(err, ShapeError)
-    assert str(err) == (f"{tmp_path / 'cfg.yaml'}:5:7: model.layers[1]: Conv2D expects inputs of shape "
-                        f"(C, H, W) per example, got (128,); add a Reshape layer before it")
+    assert str(err) == (
+        f"{tmp_path / 'cfg.yaml'}:5:7: model.layers[1]: Conv2D expects inputs of shape "
+        f"(C, H, W) per example, got (128,); add a Reshape layer before it"
+    )
 
 
 def test_output_that_does_not_fit_the_loss_points_at_the_loss(tmp_path):
@@ -131,11 +155,20 @@ def test_even_conv1d_kernel_with_the_notes_padding(tmp_path):
 def test_huge_model_is_refused_before_allocating(tmp_path):
     text = "model:\n  input_shape: [100000]\n  layers:\n    - {type: MM, out: 10}\n    - {type: MM, out: 100000}\n"
     start = time.perf_counter()
-    err = build_error(write(tmp_path, text), ["loss=mse", "model.input_shape=[100000]",
-                                              "model.layers[0].out=100000", "model.layers[1].out=200000"])
+    err = build_error(
+        write(tmp_path, text),
+        [
+            "loss=mse",
+            "model.input_shape=[100000]",
+            "model.layers[0].out=100000",
+            "model.layers[1].out=200000",
+        ],
+    )
     assert time.perf_counter() - start < 5
-    assert str(err).startswith(f"{tmp_path / 'cfg.yaml'}:5:7: model.layers[1]: the model has about "
-                               f"30,000,300,000 parameters (111.8 GiB in float32)")
+    assert str(err).startswith(
+        f"{tmp_path / 'cfg.yaml'}:5:7: model.layers[1]: the model has about "
+        f"30,000,300,000 parameters (111.8 GiB in float32)"
+    )
     assert str(err).endswith("the largest layer, model.layers[1], has 20,000,200,000")
 
 
@@ -151,8 +184,10 @@ def test_build_from_plain_config_and_build_module_fields():
 
 
 def test_nested_residual_errors_carry_the_full_path(tmp_path):
-    text = ("model:\n  input_shape: [4]\n  layers:\n    - type: Residual\n      layers:\n"
-            "        - {type: MM, out: 4}\n        - {type: MM, otu: 4}\n    - {type: MM, out: 2}\n")
+    text = (
+        "model:\n  input_shape: [4]\n  layers:\n    - type: Residual\n      layers:\n"
+        "        - {type: MM, out: 4}\n        - {type: MM, otu: 4}\n    - {type: MM, out: 2}\n"
+    )
     err = build_error(write(tmp_path, text))
     assert f"{tmp_path / 'cfg.yaml'}:7:22: model.layers[0].layers[1].otu: unknown key 'otu'" in str(err)
     shape = build_error(write(tmp_path, text.replace("otu: 4", "out: 5")))

@@ -1,4 +1,5 @@
 """The chain: forward/backward end to end, and state dicts that load into torch.nn.Sequential."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,8 +14,10 @@ LAYERS = [
     {"type": "MM", "out": 6},
     {"type": "LN"},
     {"type": "ReLU"},
-    {"type": "Residual", "layers": [{"type": "MM", "out": 6}, {"type": "Tanh"},
-                                    {"type": "LN", "affine": "per_feature"}]},
+    {
+        "type": "Residual",
+        "layers": [{"type": "MM", "out": 6}, {"type": "Tanh"}, {"type": "LN", "affine": "per_feature"}],
+    },
     {"type": "Dropout", "p": 0.25},
     {"type": "LayerNorm", "affine": "none"},
     {"type": "Dense", "out": 3},
@@ -22,12 +25,14 @@ LAYERS = [
 
 
 def make_chain(seed=0, layers=LAYERS, input_shape=(2, 3), loss="cross_entropy"):
-    modules = [registry.modules.create(spec["type"], **{k: v for k, v in spec.items() if k != "type"})
-               for spec in layers]
+    modules = [
+        registry.modules.create(spec["type"], **{k: v for k, v in spec.items() if k != "type"})
+        for spec in layers
+    ]
     chain = Chain(modules, loss=registry.losses.create(loss))
     chain.build(input_shape, np.random.default_rng(seed))
     rng = np.random.default_rng(seed + 100)
-    for _, p, _ in chain.parameters():       # move γ, β off 1, 0 so every parameter matters
+    for _, p, _ in chain.parameters():  # move γ, β off 1, 0 so every parameter matters
         p[...] = p + 0.3 * rng.normal(size=p.shape)
     return chain
 
@@ -35,9 +40,18 @@ def make_chain(seed=0, layers=LAYERS, input_shape=(2, 3), loss="cross_entropy"):
 def test_named_parameters_and_shapes():
     chain = make_chain()
     got = {k: p.shape for k, p, _ in chain.parameters()}
-    assert got == {"1.weight": (6, 6), "1.bias": (6,), "2.weight": (), "2.bias": (),
-                   "4.body.0.weight": (6, 6), "4.body.0.bias": (6,),
-                   "4.body.2.weight": (6,), "4.body.2.bias": (6,), "7.weight": (3, 6), "7.bias": (3,)}
+    assert got == {
+        "1.weight": (6, 6),
+        "1.bias": (6,),
+        "2.weight": (),
+        "2.bias": (),
+        "4.body.0.weight": (6, 6),
+        "4.body.0.bias": (6,),
+        "4.body.2.weight": (6,),
+        "4.body.2.bias": (6,),
+        "7.weight": (3, 6),
+        "7.bias": (3,),
+    }
     assert chain.output_shape == (3,)
     assert chain.param_count == sum(int(np.prod(s)) for s in got.values())
 
@@ -75,7 +89,7 @@ def test_state_dict_loads_into_torch_sequential():
 
 def test_training_step_matches_torch():
     torch = pytest.importorskip("torch", reason="PyTorch cross-checks need torch installed")
-    layers = [spec for spec in LAYERS if spec["type"] != "Dropout"]   # torch draws its own masks
+    layers = [spec for spec in LAYERS if spec["type"] != "Dropout"]  # torch draws its own masks
     chain = make_chain(0, layers=layers)
     seq = torch.nn.Sequential(*[m.to_torch() for m in chain.modules])
     x = np.random.default_rng(4).normal(size=(5, 2, 3))
@@ -111,7 +125,7 @@ def test_check_chain_catches_a_wrong_nested_gradient():
 
     def off_by_half(v):
         dz = original(v)
-        inner.grads["bias"] *= 0.5      # a bug that only touches a nested parameter
+        inner.grads["bias"] *= 0.5  # a bug that only touches a nested parameter
         return dz
 
     inner.backward = off_by_half
@@ -121,14 +135,25 @@ def test_check_chain_catches_a_wrong_nested_gradient():
     assert reports["4.body.0.weight"].passed and reports["input"].passed
 
 
-@pytest.mark.parametrize("layers, shape", [
-    ([("Flatten", {}), ("MM", {"out": 5}), ("ReLU", {}), ("MM", {"out": 3})], (2, 3)),
-    ([("ReLU", {}), ("Conv1D", {"out": 4, "kernel": 3}), ("ReLU", {}),
-      ("Flatten", {}), ("MM", {"out": 3})], (2, 7)),
-    ([("Conv2D", {"out": 2, "kernel": 3, "stride": 2}), ("Flatten", {}), ("MM", {"out": 3})], (1, 5, 5)),
-    ([("Residual", {"layers": [{"type": "MM", "out": 4}, {"type": "Tanh"}]}), ("MM", {"out": 3})], (4,)),
-    ([("ReLU", {}), ("Flatten", {})], (3,)),
-])
+@pytest.mark.parametrize(
+    "layers, shape",
+    [
+        ([("Flatten", {}), ("MM", {"out": 5}), ("ReLU", {}), ("MM", {"out": 3})], (2, 3)),
+        (
+            [
+                ("ReLU", {}),
+                ("Conv1D", {"out": 4, "kernel": 3}),
+                ("ReLU", {}),
+                ("Flatten", {}),
+                ("MM", {"out": 3}),
+            ],
+            (2, 7),
+        ),
+        ([("Conv2D", {"out": 2, "kernel": 3, "stride": 2}), ("Flatten", {}), ("MM", {"out": 3})], (1, 5, 5)),
+        ([("Residual", {"layers": [{"type": "MM", "out": 4}, {"type": "Tanh"}]}), ("MM", {"out": 3})], (4,)),
+        ([("ReLU", {}), ("Flatten", {})], (3,)),
+    ],
+)
 def test_training_backward_skips_only_the_unread_input_gradient(layers, shape):
     """loss_and_grad stops at the first trainable module and asks it for ∂J/∂θ only; every
     parameter gradient must equal the full backward pass's."""
@@ -142,7 +167,7 @@ def test_training_backward_skips_only_the_unread_input_gradient(layers, shape):
     chain.zero_grads()
     h = chain.forward(x)
     assert chain.loss.forward(h, y) == J
-    dx = chain.backward(chain.loss.backward())          # the full pass, ∂J/∂x included
+    dx = chain.backward(chain.loss.backward())  # the full pass, ∂J/∂x included
     assert dx.shape == x.shape
     for k, _, g in chain.parameters():
         np.testing.assert_array_equal(fast[k], g, err_msg=k)

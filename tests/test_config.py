@@ -1,4 +1,5 @@
 """Config loading: every bad input gives an error naming the file, the line and the field."""
+
 from __future__ import annotations
 
 import textwrap
@@ -114,30 +115,41 @@ def test_misspelled_layer_key_and_section_keys(tmp_path):
     text = GOOD.replace("{type: MM, out: 3}", "{type: MM, otu: 3}").replace("optimizer:", "optimiser:")
     errs = error_of(write(tmp_path, text)).errors
     by_field = {e.field: str(e) for e in errs}
-    assert "cfg.yaml:8:18: model.layers[2].otu: unknown key 'otu' (did you mean 'out'?)" in by_field[
-        "model.layers[2].otu"]
-    assert "cfg.yaml:10:1: optimiser: unknown key 'optimiser' (did you mean 'optimizer'?)" in by_field[
-        "optimiser"]
+    assert (
+        "cfg.yaml:8:18: model.layers[2].otu: unknown key 'otu' (did you mean 'out'?)"
+        in by_field["model.layers[2].otu"]
+    )
+    assert (
+        "cfg.yaml:10:1: optimiser: unknown key 'optimiser' (did you mean 'optimizer'?)"
+        in by_field["optimiser"]
+    )
     nested = error_of(write(tmp_path, GOOD + "  lrr: 0.2\n", "b.yaml"))
     assert "b.yaml:12:3: optimizer.lrr: unknown key 'lrr' (did you mean 'lr'?)" in str(nested)
 
 
-@pytest.mark.parametrize("value, expect", [
-    ('"0.1"', "expected a number, got the string '0.1'"),
-    ('fast', "expected a number, got the string 'fast'"),
-    ('yes', "expected a number, got the boolean true"),
-    ('0', "expected a value > 0.0, got 0"),
-])
+@pytest.mark.parametrize(
+    "value, expect",
+    [
+        ('"0.1"', "expected a number, got the string '0.1'"),
+        ("fast", "expected a number, got the string 'fast'"),
+        ("yes", "expected a number, got the boolean true"),
+        ("0", "expected a value > 0.0, got 0"),
+    ],
+)
 def test_wrong_types_and_ranges_for_lr(tmp_path, value, expect):
     err = error_of(write(tmp_path, GOOD.replace("lr: 0.1", f"lr: {value}")))
     assert str(err) == f"{tmp_path / 'cfg.yaml'}:11:3: optimizer.lr: {expect}"
 
 
 def test_booleans_are_not_integers_and_strings_not_booleans(tmp_path):
-    text = GOOD.replace("seed: 3", "seed: no").replace("{type: MM, out: 3}", '{type: MM, out: 3, bias: "yes"}')
+    text = GOOD.replace("seed: 3", "seed: no").replace(
+        "{type: MM, out: 3}", '{type: MM, out: 3, bias: "yes"}'
+    )
     lines = str(error_of(write(tmp_path, text))).splitlines()
     assert lines[0].endswith("cfg.yaml:2:1: seed: expected an integer, got the boolean false")
-    assert lines[1].endswith("cfg.yaml:8:26: model.layers[2].bias: expected true or false, got the string 'yes'")
+    assert lines[1].endswith(
+        "cfg.yaml:8:26: model.layers[2].bias: expected true or false, got the string 'yes'"
+    )
 
 
 def test_exponent_learning_rate_validates_as_float(tmp_path):
@@ -145,12 +157,21 @@ def test_exponent_learning_rate_validates_as_float(tmp_path):
     assert cfg.optimizer.lr == 0.001 and isinstance(cfg.optimizer.lr, float)
 
 
-@pytest.mark.parametrize("old, new, line, field, expect", [
-    ("{type: MM, out: 8}", "{type: MM, out: 0}", 6, "model.layers[0].out", "expected a value > 0, got 0"),
-    ("{type: MM, out: 8}", "{type: MM, out: -2}", 6, "model.layers[0].out", "got -2"),
-    ("input_shape: [4]", "input_shape: [4, 0]", 4, "model.input_shape", "positive"),
-    ("{type: MM, out: 8}", "{type: MM, out: 2.5}", 6, "model.layers[0].out", "expected an integer, got 2.5"),
-])
+@pytest.mark.parametrize(
+    "old, new, line, field, expect",
+    [
+        ("{type: MM, out: 8}", "{type: MM, out: 0}", 6, "model.layers[0].out", "expected a value > 0, got 0"),
+        ("{type: MM, out: 8}", "{type: MM, out: -2}", 6, "model.layers[0].out", "got -2"),
+        ("input_shape: [4]", "input_shape: [4, 0]", 4, "model.input_shape", "positive"),
+        (
+            "{type: MM, out: 8}",
+            "{type: MM, out: 2.5}",
+            6,
+            "model.layers[0].out",
+            "expected an integer, got 2.5",
+        ),
+    ],
+)
 def test_non_positive_and_fractional_sizes(tmp_path, old, new, line, field, expect):
     err = error_of(write(tmp_path, GOOD.replace(old, new)))
     assert str(err).startswith(f"{tmp_path / 'cfg.yaml'}:{line}:")
@@ -158,8 +179,9 @@ def test_non_positive_and_fractional_sizes(tmp_path, old, new, line, field, expe
 
 
 def test_empty_layer_list(tmp_path):
-    text = GOOD.replace("  layers:\n    - {type: MM, out: 8}\n    - type: ReLU\n    - {type: MM, out: 3}\n",
-                        "  layers: []\n")
+    text = GOOD.replace(
+        "  layers:\n    - {type: MM, out: 8}\n    - type: ReLU\n    - {type: MM, out: 3}\n", "  layers: []\n"
+    )
     err = error_of(write(tmp_path, text))
     assert str(err).startswith(f"{tmp_path / 'cfg.yaml'}:5:3: model.layers: must not be empty")
 
@@ -181,29 +203,44 @@ def test_several_problems_each_on_its_own_line_with_its_place(tmp_path):
 
 # -- overrides ---------------------------------------------------------------------------------
 def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
-    loaded = load_config(write(tmp_path, GOOD), ["optimizer.lr=1e-2", "model.layers[0].out=16",
-                                                 "train.early_stopping.patience=2", "optimizer.nesterov=false"])
+    loaded = load_config(
+        write(tmp_path, GOOD),
+        [
+            "optimizer.lr=1e-2",
+            "model.layers[0].out=16",
+            "train.early_stopping.patience=2",
+            "optimizer.nesterov=false",
+        ],
+    )
     cfg = loaded.config
     assert cfg.optimizer.lr == 0.01 and cfg.model.layers[0]["out"] == 16
     assert cfg.train.early_stopping.patience == 2
     assert loaded.place("model.layers[0].out") == Place("<command line>")
     assert loaded.place("model.layers[0]").line == 6
-    assert loaded.overrides == ["optimizer.lr=1e-2", "model.layers[0].out=16",
-                                "train.early_stopping.patience=2", "optimizer.nesterov=false"]
+    assert loaded.overrides == [
+        "optimizer.lr=1e-2",
+        "model.layers[0].out=16",
+        "train.early_stopping.patience=2",
+        "optimizer.nesterov=false",
+    ]
 
 
 def test_override_typo_gets_did_you_mean_and_command_line_place(tmp_path):
     err = error_of(write(tmp_path, GOOD), ["optimizer.lrr=0.05"])
-    assert str(err) == ("<command line>: optimizer.lrr: unknown setting 'optimizer.lrr' in "
-                        "--set optimizer.lrr=0.05 (did you mean 'optimizer.lr'?)")
+    assert str(err) == (
+        "<command line>: optimizer.lrr: unknown setting 'optimizer.lrr' in "
+        "--set optimizer.lrr=0.05 (did you mean 'optimizer.lr'?)"
+    )
     err = error_of(write(tmp_path, GOOD), ["model.layers[0].outt=3"])
     assert "did you mean 'model.layers[0].out'" in str(err)
 
 
 def test_override_bad_value_and_bad_index(tmp_path):
     err = error_of(write(tmp_path, GOOD), ["optimizer.lr=fast"])
-    assert str(err) == ("<command line>: optimizer.lr: expected a number, got the string 'fast' "
-                        "(from --set optimizer.lr=fast)")
+    assert str(err) == (
+        "<command line>: optimizer.lr: expected a number, got the string 'fast' "
+        "(from --set optimizer.lr=fast)"
+    )
     err = error_of(write(tmp_path, GOOD), ["model.layers[7].out=3"])
     assert "index 7 is out of range: 'model.layers' has 3 entries" in str(err)
     err = error_of(write(tmp_path, GOOD), ["optimizer.lr"])
@@ -243,8 +280,10 @@ def test_resolved_config_round_trips_through_yaml_text(tmp_path):
 
 def test_a_layer_that_is_not_a_mapping(tmp_path):
     err = error_of(write(tmp_path, GOOD.replace("- type: ReLU", "- ReLU")))
-    assert str(err) == (f"{tmp_path / 'cfg.yaml'}:7:7: model.layers[1]: expected a layer mapping such as "
-                        f"{{type: ReLU}}, got the string 'ReLU'")
+    assert str(err) == (
+        f"{tmp_path / 'cfg.yaml'}:7:7: model.layers[1]: expected a layer mapping such as "
+        f"{{type: ReLU}}, got the string 'ReLU'"
+    )
 
 
 def test_command_line_renders_one_line_per_problem_and_exit_2(tmp_path, capsys):
@@ -256,4 +295,4 @@ def test_command_line_renders_one_line_per_problem_and_exit_2(tmp_path, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     expected = f"{path}:11:3: optimizer.lr: expected a number, got the string '0.1'"
-    assert "".join(expected.split()) in "".join(err.split())   # rich may wrap long lines
+    assert "".join(expected.split()) in "".join(err.split())  # rich may wrap long lines

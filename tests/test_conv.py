@@ -1,4 +1,5 @@
 """Conv1D / Conv2D: gradients, agreement with PyTorch, the notes' properties (7.49, kCC'), shapes, errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,11 @@ TORCH_CASES = [
     (Conv1D, {"out": 4, "kernel": 4, "padding": "same", "dilation": 3}, (2, 12)),
     (Conv1D, {"out": 2, "kernel": 3, "stride": 3, "padding": "valid", "bias": False}, (2, 10)),
     (Conv2D, {"out": 3, "kernel": 3}, (2, 6, 5)),
-    (Conv2D, {"out": 2, "kernel": [3, 2], "stride": [2, 3], "padding": [2, 1], "dilation": [1, 2]}, (3, 9, 8)),
+    (
+        Conv2D,
+        {"out": 2, "kernel": [3, 2], "stride": [2, 3], "padding": [2, 1], "dilation": [1, 2]},
+        (3, 9, 8),
+    ),
     (Conv2D, {"out": 2, "kernel": [2, 4], "padding": "same"}, (2, 5, 7)),
     (Conv2D, {"out": 3, "kernel": 1, "stride": 2, "padding": "valid"}, (2, 5, 5)),
 ]
@@ -81,7 +86,7 @@ def test_notes_padding_is_banded_product_Qz():
                 Q[i, j] = w[j - i + ell]
     z = rng.normal(size=(4, 1, m_len))
     u = m.forward(z)
-    assert u.shape == z.shape                      # the notes' padding keeps the length m
+    assert u.shape == z.shape  # the notes' padding keeps the length m
     np.testing.assert_allclose(u[:, 0], z[:, 0] @ Q.T + b, rtol=1e-12, atol=1e-12)
     v = rng.normal(size=u.shape)
     np.testing.assert_allclose(m.backward(v)[:, 0], v[:, 0] @ Q, rtol=1e-12, atol=1e-12)
@@ -93,7 +98,7 @@ def test_parameter_counts_and_formulas():
     assert c1.param_count == 5 * 1 * 25 + 25
     assert c1.describe()["formula"] == "k·C·C' + C' = 5·1·25 + 25 = 150"
     c2 = Conv2D(out=32, kernel=3).build((16, 8, 8), rng)
-    assert c2.param_count == 16 * 32 * 3 ** 2 + 32
+    assert c2.param_count == 16 * 32 * 3**2 + 32
     assert c2.describe()["formula"].endswith(f"= {16 * 32 * 9 + 32}")
     c3 = Conv2D(out=4, kernel=[3, 5], bias=False).build((2, 8, 8), rng)
     assert c3.param_count == 2 * 4 * 15
@@ -180,7 +185,7 @@ def test_even_kernel_with_notes_padding_is_a_clear_error(cls, kernel):
     msg = str(e.value)
     assert e.value.field == "kernel"
     assert "kernel must be odd" in msg and "notes" in msg and "padding: same" in msg
-    cls(out=2, kernel=kernel, padding="same")        # the suggested fix works
+    cls(out=2, kernel=kernel, padding="same")  # the suggested fix works
     cls(out=2, kernel=kernel, padding=1)
 
 
@@ -217,9 +222,14 @@ def test_registry_names_aliases_and_hparams():
 def test_bad_values_are_refused():
     from pydantic import ValidationError
 
-    for bad in ({"out": 2, "kernel": 0}, {"out": 2, "kernel": 3, "stride": 0},
-                {"out": 2, "kernel": 3, "padding": -1}, {"out": 2, "kernel": [3, 3]},
-                {"out": 2, "kernel": 3, "padding": "full"}, {"out": 2, "kernel": 3, "groups": 2}):
+    for bad in (
+        {"out": 2, "kernel": 0},
+        {"out": 2, "kernel": 3, "stride": 0},
+        {"out": 2, "kernel": 3, "padding": -1},
+        {"out": 2, "kernel": [3, 3]},
+        {"out": 2, "kernel": 3, "padding": "full"},
+        {"out": 2, "kernel": 3, "groups": 2},
+    ):
         with pytest.raises(ValidationError):
             Conv1D(**bad)
 
@@ -238,7 +248,7 @@ def test_backward_in_blocks_of_examples_matches_torch(monkeypatch):
     torch = pytest.importorskip("torch", reason="PyTorch is needed for the cross-check")
     import nncli.core.layers.conv as conv_module
 
-    monkeypatch.setattr(conv_module, "_BLOCK", 500)    # C·K·P = 2·9·24 = 432 → one example per block
+    monkeypatch.setattr(conv_module, "_BLOCK", 500)  # C·K·P = 2·9·24 = 432 → one example per block
     rng = np.random.default_rng(13)
     m = Conv2D(out=3, kernel=3, stride=[2, 1], dilation=2, padding=2).build((2, 7, 6), rng)
     z = rng.normal(size=(5, 2, 7, 6))

@@ -3,6 +3,7 @@
 Block boundaries depend only on the shapes and ∂J/∂θ is summed from per-block partials in block
 order, so one thread and two threads must give the same bits, not merely close numbers.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,10 +15,14 @@ from nncli.core.layers.conv import Conv1D, Conv2D
 
 # big enough to be cut into blocks and spread over threads (≥ conv._MIN_PARALLEL elements of columns)
 CASES = [
-    (Conv1D, {"out": 6, "kernel": 5}, (8, 256), 64),                           # 64·40·256 = 655K
-    (Conv2D, {"out": 4, "kernel": 3, "padding": 1}, (6, 20, 20), 32),          # 32·54·400 = 691K
-    (Conv2D, {"out": 3, "kernel": [3, 2], "stride": [2, 1], "padding": "valid", "bias": False},
-     (5, 41, 40), 24),                                                         # 24·30·780 = 562K
+    (Conv1D, {"out": 6, "kernel": 5}, (8, 256), 64),  # 64·40·256 = 655K
+    (Conv2D, {"out": 4, "kernel": 3, "padding": 1}, (6, 20, 20), 32),  # 32·54·400 = 691K
+    (
+        Conv2D,
+        {"out": 3, "kernel": [3, 2], "stride": [2, 1], "padding": "valid", "bias": False},
+        (5, 41, 40),
+        24,
+    ),  # 24·30·780 = 562K
 ]
 
 
@@ -65,13 +70,13 @@ def test_big_work_is_cut_into_an_even_number_of_blocks():
         assert blocks[0][0] == 0 and blocks[-1][1] == N
         assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(blocks, blocks[1:]))
         sizes = [b - a for a, b in blocks]
-        assert max(sizes) - min(sizes) <= 1                       # equal work per thread
+        assert max(sizes) - min(sizes) <= 1  # equal work per thread
         if N * per >= conv._MIN_PARALLEL:
             assert len(blocks) >= 2 and (len(blocks) % 2 == 0 or len(blocks) == N)
-            assert max(sizes) * per <= conv._BLOCK + per           # about _BLOCK, or one example
+            assert max(sizes) * per <= conv._BLOCK + per  # about _BLOCK, or one example
         else:
-            assert blocks == [(0, N)]                             # small work: one block
-    assert conv._blocks(1, 1 << 22) == [(0, 1)]                   # never an empty block
+            assert blocks == [(0, N)]  # small work: one block
+    assert conv._blocks(1, 1 << 22) == [(0, 1)]  # never an empty block
 
 
 @pytest.mark.parametrize("params_only", [False, True], ids=["backward", "backward_params"])
@@ -95,16 +100,18 @@ def test_bit_identical_for_one_and_two_threads(case, dtype, params_only, monkeyp
     assert [t for _, t in seen] == [1, 1, 2, 2] and all(b >= 2 for b, _ in seen)
     _assert_same_bits(one, two)
     monkeypatch.undo()
-    with threadpool_limits(2):                                    # numpy's setting, as users set it
+    with threadpool_limits(2):  # numpy's setting, as users set it
         _assert_same_bits(one, _run(m, z, v, params_only))
 
 
 def test_small_work_stays_on_the_calling_thread(monkeypatch):
     seen = []
-    monkeypatch.setattr(conv, "run_blocks", lambda fn, nb, nt: (seen.append(nt), [fn(k, 0) for k in range(nb)]))
+    monkeypatch.setattr(
+        conv, "run_blocks", lambda fn, nb, nt: (seen.append(nt), [fn(k, 0) for k in range(nb)])
+    )
     monkeypatch.setattr(conv, "workers", lambda n: 2)
     rng = np.random.default_rng(0)
-    m = Conv1D(out=25, kernel=3, stride=2, padding=1).build((25, 19), rng)   # MNIST-1D CNN layer
+    m = Conv1D(out=25, kernel=3, stride=2, padding=1).build((25, 19), rng)  # MNIST-1D CNN layer
     u = m.forward(rng.normal(size=(100, 25, 19)))
     m.backward(np.ones_like(u))
     assert seen == [1, 1]

@@ -1,4 +1,5 @@
 """Datasets: shapes and splits, stratification, seeding, batching, standardisation and bad data."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,11 +23,18 @@ CE = CrossEntropy()
 def _load(source, shape, loss=CE, seed=0, **kw):
     out = kw.pop("output_shape", None)
     base = kw.pop("base_dir", None)
-    return load_dataset(DataConfig(source=str(source), **kw), input_shape=shape, loss=loss, seed=seed,
-                        base_dir=base, output_shape=out)
+    return load_dataset(
+        DataConfig(source=str(source), **kw),
+        input_shape=shape,
+        loss=loss,
+        seed=seed,
+        base_dir=base,
+        output_shape=out,
+    )
 
 
 # -- built-ins --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("shape", [(1, 40), (40,)])
 def test_mnist1d_keeps_its_published_test_set(shape):
@@ -42,7 +50,7 @@ def test_mnist1d_keeps_its_published_test_set(shape):
 def test_digits_default_split(shape):
     d = _load("digits", shape)
     sizes = d.info["sizes"]
-    assert sizes == {"train": 1797 - 359 - 180, "val": 180, "test": 359}     # 0.2 and 0.1 of 1797
+    assert sizes == {"train": 1797 - 359 - 180, "val": 180, "test": 359}  # 0.2 and 0.1 of 1797
     assert d.train.x.shape[1:] == shape and d.info["split"]["test_fraction"] == 0.2
     assert d.info["split"]["method"] == "stratified"
 
@@ -56,16 +64,18 @@ def test_digits_test_split_override_and_no_standardisation():
 def test_synthetic_sets():
     s = _load("spirals", (2,), n_samples=300, classes=4, noise=0.0, val_split=0.2)
     assert s.train.x.shape == (240, 2) and set(np.unique(s.train.y)) == {0, 1, 2, 3}
-    r = _load("regression1d", (1,), loss=Squared(), n_samples=50, noise=0.0, standardize=False,
-              output_shape=(1,))
+    r = _load(
+        "regression1d", (1,), loss=Squared(), n_samples=50, noise=0.0, standardize=False, output_shape=(1,)
+    )
     assert r.train.y.shape == (45, 1) and r.train.y.dtype == np.float64
     np.testing.assert_allclose(r.train.y, np.sin(r.train.x) + 0.3 * r.train.x)
     # the synthetic data itself depends on the seed
     other = _load("spirals", (2,), seed=1, n_samples=300, classes=4, noise=0.1)
     again = _load("spirals", (2,), seed=1, n_samples=300, classes=4, noise=0.1)
     np.testing.assert_array_equal(other.train.x, again.train.x)
-    assert not np.allclose(other.train.x, _load("spirals", (2,), seed=2, n_samples=300, classes=4,
-                                                noise=0.1).train.x)
+    assert not np.allclose(
+        other.train.x, _load("spirals", (2,), seed=2, n_samples=300, classes=4, noise=0.1).train.x
+    )
 
 
 def test_stratified_split_keeps_class_proportions():
@@ -118,7 +128,7 @@ def test_standardisation_uses_training_statistics_only():
     varying = raw.train.x.std(axis=0) > 0
     np.testing.assert_allclose(d.train.x.mean(axis=0), 0, atol=1e-12)
     np.testing.assert_allclose(d.train.x.std(axis=0)[varying], 1)
-    assert np.all(std[~varying] == 1.0) and (~varying).any()    # constant pixels: divided by 1, not 1e-8
+    assert np.all(std[~varying] == 1.0) and (~varying).any()  # constant pixels: divided by 1, not 1e-8
     np.testing.assert_allclose(apply_standardization(raw.test.x, d.info), d.test.x)
     # the validation part was standardised with the training statistics, so its mean is not exactly 0
     assert np.abs(d.val.x.mean(axis=0)).max() > 1e-3
@@ -129,6 +139,7 @@ def test_standardisation_uses_training_statistics_only():
 
 
 # -- user files -------------------------------------------------------------------------------------
+
 
 def _npz_dataset(x, y, loss=CE, shape=None, tmp=None, **kw):
     import tempfile
@@ -157,7 +168,7 @@ def test_user_csv_header_and_target_by_name_or_index(tmp_path):
     np.testing.assert_array_equal(x, [[1, 2], [3, 4], [5, 6]])
     np.testing.assert_array_equal(y, [0, 1, 1])
     (tmp_path / "b.csv").write_text("1,2,0\n3,4,1\n")
-    for header in (False, True):          # a numeric first line is data even when a header is expected
+    for header in (False, True):  # a numeric first line is data even when a header is expected
         d = _load(tmp_path / "b.csv", (2,), csv_header=header, val_split=0.0, standardize=False)
         np.testing.assert_array_equal(d.train.x, [[1, 2], [3, 4]])
         assert d.train.y.dtype == np.int64 and list(d.train.y) == [0, 1]
@@ -188,20 +199,45 @@ def test_bad_csv(tmp_path, text, message):
 
 BAD_NPZ = [
     ({"x": np.zeros((0, 3)), "y": np.zeros(0, dtype=int)}, (3,), {}, "inputs are empty"),
-    ({"x": np.array([[1.0, np.nan, 0]] * 2), "y": np.zeros(2, dtype=int)}, (3,), {}, "NaN or Inf in 2 example"),
+    (
+        {"x": np.array([[1.0, np.nan, 0]] * 2), "y": np.zeros(2, dtype=int)},
+        (3,),
+        {},
+        "NaN or Inf in 2 example",
+    ),
     ({"x": np.array([["a", "b", "c"]]), "y": np.zeros(1, dtype=int)}, (3,), {}, "inputs must be numeric"),
     ({"x": np.zeros((4, 3)), "y": np.zeros(3, dtype=int)}, (3,), {}, "4 examples but targets have 3"),
-    ({"x": np.zeros((4, 3)), "y": np.zeros(4, dtype=int)}, (1, 5), {},
-     r"shape \(3,\) \(3 values\), but the model's input_shape is \[1, 5\] \(5 values\)"),
+    (
+        {"x": np.zeros((4, 3)), "y": np.zeros(4, dtype=int)},
+        (1, 5),
+        {},
+        r"shape \(3,\) \(3 values\), but the model's input_shape is \[1, 5\] \(5 values\)",
+    ),
     ({"x": np.zeros((4, 3)), "y": np.array([0, 1, 0.5, 1])}, (3,), {}, "whole numbers.*0.5 at index 2"),
-    ({"x": np.zeros((4, 3)), "y": np.array([0, 1, 2, 7])}, (3,), {"output_shape": (3,)},
-     r"train targets: cross_entropy labels must lie in \[0, 2\]"),
-    ({"x": np.zeros((4, 3)), "y": np.zeros(4, dtype=int)}, (3,), {"x_key": "inputs"},
-     "no array named 'inputs'"),
-    ({"x": np.zeros((4, 3)), "y": np.zeros(4, dtype=int), "x_test": np.zeros((2, 3))}, (3,), {},
-     "test array 'x_test' but no 'y_test'"),
-    ({"x": np.array([[1, 2, 3]], dtype=object), "y": np.zeros(1, dtype=int)}, (3,), {},
-     r"Python objects \(dtype=object\)"),
+    (
+        {"x": np.zeros((4, 3)), "y": np.array([0, 1, 2, 7])},
+        (3,),
+        {"output_shape": (3,)},
+        r"train targets: cross_entropy labels must lie in \[0, 2\]",
+    ),
+    (
+        {"x": np.zeros((4, 3)), "y": np.zeros(4, dtype=int)},
+        (3,),
+        {"x_key": "inputs"},
+        "no array named 'inputs'",
+    ),
+    (
+        {"x": np.zeros((4, 3)), "y": np.zeros(4, dtype=int), "x_test": np.zeros((2, 3))},
+        (3,),
+        {},
+        "test array 'x_test' but no 'y_test'",
+    ),
+    (
+        {"x": np.array([[1, 2, 3]], dtype=object), "y": np.zeros(1, dtype=int)},
+        (3,),
+        {},
+        r"Python objects \(dtype=object\)",
+    ),
 ]
 
 

@@ -1,5 +1,6 @@
 """Full disks and unwritable folders: refused before training where that can be known (exit 2, nothing
 written), else a one-line error that keeps the last good checkpoint loadable (exit 1)."""
+
 from __future__ import annotations
 
 import errno
@@ -24,8 +25,13 @@ from nncli.runs.preflight import bytes_needed
 from nncli.runs.session import prepare, prepare_resume
 
 CONFIG = {
-    "name": "disk", "seed": 2, "dtype": "float64",
-    "model": {"input_shape": [2], "layers": [{"type": "MM", "out": 8}, {"type": "Tanh"}, {"type": "MM", "out": 3}]},
+    "name": "disk",
+    "seed": 2,
+    "dtype": "float64",
+    "model": {
+        "input_shape": [2],
+        "layers": [{"type": "MM", "out": 8}, {"type": "Tanh"}, {"type": "MM", "out": 3}],
+    },
     "data": {"source": "spirals", "n_samples": 90, "batch_size": 12, "val_split": 0.2},
     "optimizer": {"type": "adam", "lr": 0.02},
     "train": {"steps": 30, "log_every": 3, "eval_every": 10, "checkpoint_every": 5},
@@ -54,9 +60,10 @@ def full_disk_after(monkeypatch, n_ok: int, persistent: bool):
     def write(fh, data):
         calls.append(str(fh.name))
         if len(calls) == n_ok + 1 or (persistent and len(calls) > n_ok):
-            fh.write(data[: len(data) // 2])               # the disk fills up mid-write
+            fh.write(data[: len(data) // 2])  # the disk fills up mid-write
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(fh, data)
+
     monkeypatch.setattr(nncli.runs.folder, "write_fully", write)
     return calls
 
@@ -69,6 +76,7 @@ def count_writes_until_step(cfg: Path, tmp_path: Path, step: int) -> int:
     def write(fh, data):
         calls.append(str(fh.name))
         real(fh, data)
+
     nncli.runs.folder.write_fully = write
     try:
         s = prepare(cfg, [])
@@ -76,7 +84,7 @@ def count_writes_until_step(cfg: Path, tmp_path: Path, step: int) -> int:
     finally:
         nncli.runs.folder.write_fully = real
     saves = [i for i, name in enumerate(calls) if name.endswith("last.state.safetensors.pending")]
-    ckpt_steps = [5, 10, 15, 20, 25, 30]      # checkpoint_every 5; evaluations at 10, 20, 30 also save
+    ckpt_steps = [5, 10, 15, 20, 25, 30]  # checkpoint_every 5; evaluations at 10, 20, 30 also save
     return saves[ckpt_steps.index(step)]
 
 
@@ -93,12 +101,16 @@ def test_enospc_mid_checkpoint_keeps_the_last_good_one(cfg, tmp_path, monkeypatc
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "No space left on device" in err and ".last." in err and "(step 10) is kept" in err, err
     assert f"nncli train --resume {run}" in err, err
-    ckpt = load_checkpoint(run / "checkpoints", "last")               # the previous save still loads
+    ckpt = load_checkpoint(run / "checkpoints", "last")  # the previous save still loads
     assert ckpt.state["step"] == 10
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "best.safetensors", "best.state.safetensors", "last.safetensors", "last.state.safetensors"]
+        "best.safetensors",
+        "best.state.safetensors",
+        "last.safetensors",
+        "last.state.safetensors",
+    ]
     info = json.loads((run / "run.json").read_text())
-    if persistent:        # run.json could not be rewritten either: it still says running
+    if persistent:  # run.json could not be rewritten either: it still says running
         assert info["status"] == "running"
     else:
         assert info["status"] == "failed" and "No space left on device" in info["error"]
@@ -134,7 +146,8 @@ def test_enospc_in_metrics_is_one_line_exit_1(cfg, tmp_path, monkeypatch, capsys
 
     def init(self, path):
         real_init(self, path)
-        self._fh = FillsUp(self._fh, room=5)       # lines for steps 3, 6, 9, 10 (eval) and 12
+        self._fh = FillsUp(self._fh, room=5)  # lines for steps 3, 6, 9, 10 (eval) and 12
+
     monkeypatch.setattr(nncli.runs.folder.MetricsLog, "__init__", init)
     code, err = train(cfg, tmp_path / "runs", capsys)
     assert code == 1 and len(err.strip().splitlines()) == 1, err
@@ -163,7 +176,7 @@ def test_the_space_estimate_covers_the_real_checkpoints(cfg, tmp_path):
     real = weights_path(folder, "last").stat().st_size + state_path(folder, "last").stat().st_size
     assert real <= ckpt < real + 2 * nncli.runs.preflight.HEADER_BYTES
     used = sum(p.stat().st_size for p in s.folder.rglob("*") if p.is_file())
-    assert used + 2 * real <= need      # the run's files plus the staged copies of one save
+    assert used + 2 * real <= need  # the run's files plus the staged copies of one save
 
 
 def test_disk_full_while_creating_the_run_folder_leaves_nothing(cfg, tmp_path, monkeypatch, capsys):
@@ -204,8 +217,12 @@ def test_unwritable_runs_dir_exits_2_naming_it(cfg, tmp_path):
     if not lock_folder(runs):
         pytest.skip("cannot make a folder unwritable for this user here")
     try:
-        proc = subprocess.run([sys.executable, "-m", "nncli", "train", str(cfg), "--runs-dir", str(runs)],
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "nncli", "train", str(cfg), "--runs-dir", str(runs)],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            capture_output=True,
+            timeout=120,
+        )
         err = proc.stderr.decode()
         assert proc.returncode == 2, err
         assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
@@ -217,8 +234,9 @@ def test_unwritable_runs_dir_exits_2_naming_it(cfg, tmp_path):
 
 def test_resume_into_an_unwritable_run_folder_exits_2(cfg, tmp_path, capsys):
     s = prepare(cfg, [])
-    s.trainer.callbacks.append(type("Stop", (), {"on_step": lambda self, t: t.state.step == 12 and
-                                                  t.request_stop("SIGINT")})())
+    s.trainer.callbacks.append(
+        type("Stop", (), {"on_step": lambda self, t: t.state.step == 12 and t.request_stop("SIGINT")})()
+    )
     assert run_session(s, tmp_path / "runs", quiet=True, json_out=False) == 130
     run = s.folder
     files = lambda: {p.name: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != ".lock"}  # noqa: E731
@@ -233,5 +251,5 @@ def test_resume_into_an_unwritable_run_folder_exits_2(cfg, tmp_path, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"{run / 'checkpoints'}: cannot write in this run folder" in err, err
-    assert files() == before                      # untouched (bar the lock file, probed first)
+    assert files() == before  # untouched (bar the lock file, probed first)
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"

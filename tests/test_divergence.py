@@ -7,6 +7,7 @@ modules pass it through unchanged, so the first non-finite value is the output o
 (index 2, the MM, whose product overflows to +Inf). Without shuffling it sits in the 3rd batch of
 every epoch, so the loss first becomes non-finite at step 3.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,13 +24,28 @@ from nncli.runs.checkpoint import load_checkpoint, load_weights, weights_path
 from nncli.runs.folder import read_metrics
 
 POISON_ROW, BATCH, N = 25, 10, 60
-STEPS = 2 * N // BATCH       # two epochs of 6 steps; the poisoned batch is step 3 of each
+STEPS = 2 * N // BATCH  # two epochs of 6 steps; the poisoned batch is step 3 of each
 CONFIG = {
-    "name": "div", "seed": 1, "dtype": "float64",
-    "model": {"input_shape": [4], "layers": [{"type": "Flatten"}, {"type": "Identity"}, {"type": "MM", "out": 16},
-                                             {"type": "ReLU"}, {"type": "MM", "out": 3}]},
-    "data": {"source": "data.npz", "batch_size": BATCH, "val_split": 0.0, "shuffle": False,
-             "standardize": False},
+    "name": "div",
+    "seed": 1,
+    "dtype": "float64",
+    "model": {
+        "input_shape": [4],
+        "layers": [
+            {"type": "Flatten"},
+            {"type": "Identity"},
+            {"type": "MM", "out": 16},
+            {"type": "ReLU"},
+            {"type": "MM", "out": 3},
+        ],
+    },
+    "data": {
+        "source": "data.npz",
+        "batch_size": BATCH,
+        "val_split": 0.0,
+        "shuffle": False,
+        "standardize": False,
+    },
     "optimizer": {"type": "sgd", "lr": 0.01},
     "train": {"epochs": 2, "log_every": 1, "checkpoint_every": 1, "best_metric": "train_loss"},
 }
@@ -40,9 +56,9 @@ def work(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("div")
     rng = np.random.default_rng(7)
     x = rng.standard_normal((N, 4))
-    w = build_chain(config_from_dict(CONFIG).config).modules[2].params["weight"]   # the run's initial MM
+    w = build_chain(config_from_dict(CONFIG).config).modules[2].params["weight"]  # the run's initial MM
     row = int(np.argmax(np.abs(w).sum(axis=1)))
-    assert np.abs(w[row]).sum() > 1.05      # so 1.79e308 · |w|₁ overflows, even after two small steps
+    assert np.abs(w[row]).sum() > 1.05  # so 1.79e308 · |w|₁ overflows, even after two small steps
     x[POISON_ROW] = 1.79e308 * np.sign(w[row])
     np.savez(d / "data.npz", x=x, y=rng.integers(0, 3, N))
     (d / "div.yaml").write_text(yaml.safe_dump(CONFIG))
@@ -67,7 +83,8 @@ def test_stop_exits_3_names_the_3rd_module_and_keeps_the_last_good_checkpoint(wo
     assert code == 3, err
     assert err.strip().splitlines() == [
         "diverged: non-finite loss (nan) at step 3: forward output of module 2 (MM) is NaN/Inf; "
-        "the last good checkpoint is kept"], err
+        "the last good checkpoint is kept"
+    ], err
     assert json.loads((run / "run.json").read_text())["status"] == "diverged"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["steps"] == 2 and "module 2 (MM)" in summary["reason"]
@@ -97,6 +114,8 @@ def test_ignore_trains_on_and_shows_the_nan(work, capsys):
     assert code == 0, err
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == STEPS and summary["skipped_steps"] == 0
-    assert not all(np.all(np.isfinite(w)) for w in weights(run).values())   # the update spread the Inf
-    losses = {r["step"]: r["train_loss"] for r in read_metrics(run / "metrics.jsonl") if r["event"] == "train"}
+    assert not all(np.all(np.isfinite(w)) for w in weights(run).values())  # the update spread the Inf
+    losses = {
+        r["step"]: r["train_loss"] for r in read_metrics(run / "metrics.jsonl") if r["event"] == "train"
+    }
     assert losses[1] is not None and losses[2] is not None and losses[3] is None and losses[STEPS] is None

@@ -1,4 +1,5 @@
 """Export to PyTorch (generated Python file) and ONNX: the exported model computes nncli's forward."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,32 +18,78 @@ from nncli.export import ExportError, checkpoint_path, export_run
 
 # Architectures covering every exported module type and option (float32, like a trained run).
 ARCHS = {
-    "mlp": ((6,), [{"type": "MM", "out": 8}, {"type": "ReLU"}, {"type": "LN"}, {"type": "Dropout", "p": 0.3},
-                   {"type": "MM", "out": 5, "bias": False}, {"type": "Sigmoid"}, {"type": "MM", "out": 3}]),
-    "activations": ((5,), [{"type": "Tanh"}, {"type": "LeakyReLU", "negative_slope": 0.2}, {"type": "GELU"},
-                           {"type": "GELU", "approximate": "tanh"}, {"type": "Softplus"},
-                           {"type": "Softplus", "beta": 2.0, "threshold": 1.0}, {"type": "Identity"},
-                           {"type": "LN", "affine": "none"}, {"type": "MM", "out": 4}]),
-    "conv1d": ((12,), [{"type": "Reshape", "shape": [2, 6]}, {"type": "Conv1D", "out": 3, "kernel": 3},
-                       {"type": "LN"}, {"type": "GELU"},
-                       {"type": "Conv1D", "out": 4, "kernel": 2, "padding": "same"},
-                       {"type": "Residual", "layers": [
-                           {"type": "LN", "affine": "per_feature"},
-                           {"type": "Conv1D", "out": 4, "kernel": 3, "dilation": 2, "padding": 2},
-                           {"type": "Tanh"}]},
-                       {"type": "MaxPool1D", "kernel": 3, "stride": 1, "padding": 1},
-                       {"type": "Conv1D", "out": 2, "kernel": 3, "stride": 2, "padding": 1},
-                       {"type": "AvgPool1D", "kernel": 3, "stride": 2, "padding": 1},
-                       {"type": "Flatten"}, {"type": "MM", "out": 3}]),
-    "conv2d": ((2, 7, 6), [{"type": "Conv2D", "out": 3, "kernel": 3},
-                           {"type": "Conv2D", "out": 4, "kernel": [3, 2], "stride": [2, 1], "padding": [1, 0],
-                            "dilation": [1, 2], "bias": False},
-                           {"type": "LN", "affine": "per_feature"}, {"type": "ReLU"},
-                           {"type": "MaxPool2D", "kernel": [3, 2], "stride": [1, 1], "padding": [1, 0]},
-                           {"type": "AvgPool2D", "kernel": 2, "stride": 1, "padding": 1},
-                           {"type": "Residual", "layers": [{"type": "Conv2D", "out": 4, "kernel": 1},
-                                                           {"type": "LN"}]},
-                           {"type": "Flatten"}, {"type": "Reshape", "shape": [-1]}, {"type": "MM", "out": 2}]),
+    "mlp": (
+        (6,),
+        [
+            {"type": "MM", "out": 8},
+            {"type": "ReLU"},
+            {"type": "LN"},
+            {"type": "Dropout", "p": 0.3},
+            {"type": "MM", "out": 5, "bias": False},
+            {"type": "Sigmoid"},
+            {"type": "MM", "out": 3},
+        ],
+    ),
+    "activations": (
+        (5,),
+        [
+            {"type": "Tanh"},
+            {"type": "LeakyReLU", "negative_slope": 0.2},
+            {"type": "GELU"},
+            {"type": "GELU", "approximate": "tanh"},
+            {"type": "Softplus"},
+            {"type": "Softplus", "beta": 2.0, "threshold": 1.0},
+            {"type": "Identity"},
+            {"type": "LN", "affine": "none"},
+            {"type": "MM", "out": 4},
+        ],
+    ),
+    "conv1d": (
+        (12,),
+        [
+            {"type": "Reshape", "shape": [2, 6]},
+            {"type": "Conv1D", "out": 3, "kernel": 3},
+            {"type": "LN"},
+            {"type": "GELU"},
+            {"type": "Conv1D", "out": 4, "kernel": 2, "padding": "same"},
+            {
+                "type": "Residual",
+                "layers": [
+                    {"type": "LN", "affine": "per_feature"},
+                    {"type": "Conv1D", "out": 4, "kernel": 3, "dilation": 2, "padding": 2},
+                    {"type": "Tanh"},
+                ],
+            },
+            {"type": "MaxPool1D", "kernel": 3, "stride": 1, "padding": 1},
+            {"type": "Conv1D", "out": 2, "kernel": 3, "stride": 2, "padding": 1},
+            {"type": "AvgPool1D", "kernel": 3, "stride": 2, "padding": 1},
+            {"type": "Flatten"},
+            {"type": "MM", "out": 3},
+        ],
+    ),
+    "conv2d": (
+        (2, 7, 6),
+        [
+            {"type": "Conv2D", "out": 3, "kernel": 3},
+            {
+                "type": "Conv2D",
+                "out": 4,
+                "kernel": [3, 2],
+                "stride": [2, 1],
+                "padding": [1, 0],
+                "dilation": [1, 2],
+                "bias": False,
+            },
+            {"type": "LN", "affine": "per_feature"},
+            {"type": "ReLU"},
+            {"type": "MaxPool2D", "kernel": [3, 2], "stride": [1, 1], "padding": [1, 0]},
+            {"type": "AvgPool2D", "kernel": 2, "stride": 1, "padding": 1},
+            {"type": "Residual", "layers": [{"type": "Conv2D", "out": 4, "kernel": 1}, {"type": "LN"}]},
+            {"type": "Flatten"},
+            {"type": "Reshape", "shape": [-1]},
+            {"type": "MM", "out": 2},
+        ],
+    ),
 }
 
 
@@ -69,7 +116,7 @@ def import_file(path, name="exported_model"):
 
 
 # -- PyTorch -----------------------------------------------------------------------------------------
-@pytest.mark.filterwarnings("ignore:Using padding='same'")   # torch's note on even kernels: expected
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note on even kernels: expected
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_torch_file_equals_nncli_forward(arch, tmp_path):
     torch = pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
@@ -101,7 +148,7 @@ def test_torch_file_loads_strictly(tmp_path):
 
     chain = make_chain("conv1d")
     state = chain.state_dict()
-    assert "5.body.1.weight" in state                 # Residual body names, as nn.Sequential's
+    assert "5.body.1.weight" in state  # Residual body names, as nn.Sequential's
     weights = tmp_path / "w.safetensors"
     save_file({**state, "99.weight": np.zeros(2, np.float32)}, str(weights))
     mod = import_file(write_torch_module(chain, weights, tmp_path / "m.py"))
@@ -117,7 +164,9 @@ def test_torch_file_loads_strictly(tmp_path):
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_onnx_equals_nncli_forward(arch, tmp_path):
     onnx = pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
-    ort = pytest.importorskip("onnxruntime", reason="checking the ONNX export needs onnxruntime (nncli[onnx])")
+    ort = pytest.importorskip(
+        "onnxruntime", reason="checking the ONNX export needs onnxruntime (nncli[onnx])"
+    )
     from nncli.export.onnx_export import OPSET, write_onnx
 
     chain = make_chain(arch)
@@ -126,7 +175,7 @@ def test_onnx_equals_nncli_forward(arch, tmp_path):
     onnx.checker.check_model(model, full_check=True)
     assert model.opset_import[0].version == OPSET == 17
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for n in (1, 5):                                   # the batch size is symbolic
+    for n in (1, 5):  # the batch size is symbolic
         x = inputs(chain, n)
         got = sess.run(["output"], {"input": x})[0]
         np.testing.assert_allclose(got, chain.forward(x), rtol=1e-4, atol=1e-5)
@@ -144,7 +193,7 @@ def test_onnx_uses_the_named_ops_and_weights():
     assert "MaxPool" in ops and "AveragePool" in ops
     inits = {t.name for t in model.graph.initializer}
     assert set(chain.state_dict()) <= inits
-    conv = [n for n in model.graph.node if n.op_type == "Conv"][1]     # kernel 2, padding same
+    conv = [n for n in model.graph.node if n.op_type == "Conv"][1]  # kernel 2, padding same
     attrs = {a.name: list(a.ints) for a in conv.attribute}
     assert attrs["pads"] == [0, 1] and attrs["kernel_shape"] == [2]
 
@@ -176,7 +225,7 @@ def test_unsupported_module_is_named():
 def test_missing_extra_says_what_to_install(fmt, extra, tmp_path, monkeypatch, capsys):
     from nncli.cli import main
 
-    monkeypatch.setitem(sys.modules, extra, None)      # makes `import torch` / `import onnx` fail
+    monkeypatch.setitem(sys.modules, extra, None)  # makes `import torch` / `import onnx` fail
     with pytest.raises(SystemExit) as exc:
         main(["export", str(tmp_path), "--format", fmt])
     assert exc.value.code == 2
@@ -194,11 +243,22 @@ def test_missing_checkpoint_lists_the_available_ones(tmp_path):
 
 
 # -- from a run folder, through the command line ---------------------------------------------------------
-CONFIG = {"name": "tiny", "seed": 0, "dtype": "float32",
-          "model": {"input_shape": [1, 8], "layers": [
-              {"type": "Conv1D", "out": 3, "kernel": 3}, {"type": "LN"}, {"type": "ReLU"},
-              {"type": "Flatten"}, {"type": "MM", "out": 3}]},
-          "loss": "cross_entropy"}
+CONFIG = {
+    "name": "tiny",
+    "seed": 0,
+    "dtype": "float32",
+    "model": {
+        "input_shape": [1, 8],
+        "layers": [
+            {"type": "Conv1D", "out": 3, "kernel": 3},
+            {"type": "LN"},
+            {"type": "ReLU"},
+            {"type": "Flatten"},
+            {"type": "MM", "out": 3},
+        ],
+    },
+    "loss": "cross_entropy",
+}
 
 
 @pytest.fixture
@@ -216,7 +276,10 @@ def run_dir(tmp_path):
     (run / "run.json").write_text(json.dumps({"status": "completed", "data": {"standardization": stats}}))
     chain = build_chain(load_config(run / "config.yaml", []), dtype=np.float32, with_loss=False)
     rng = np.random.default_rng(3)
-    state = {k: np.asarray(v + rng.normal(0, 0.3, v.shape), dtype=np.float32) for k, v in chain.state_dict().items()}
+    state = {
+        k: np.asarray(v + rng.normal(0, 0.3, v.shape), dtype=np.float32)
+        for k, v in chain.state_dict().items()
+    }
     save_file(state, str(run / "checkpoints" / "best.safetensors"))
     save_file({k: np.zeros_like(v) for k, v in state.items()}, str(run / "checkpoints" / "last.safetensors"))
     chain.load_state_dict(state)
@@ -230,17 +293,18 @@ def test_export_cli_from_run_folder(run_dir, tmp_path):
     from nncli.cli import main
 
     run, chain = run_dir
-    main(["export", str(run), "--format", "torch"])                     # default: <run>/export/model.py
+    main(["export", str(run), "--format", "torch"])  # default: <run>/export/model.py
     mod = import_file(run / "export" / "model.py", "run_model")
     x = inputs(chain)
     with torch.no_grad():
-        np.testing.assert_allclose(mod.load_model()(torch.from_numpy(x)).numpy(), chain.forward(x),
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            mod.load_model()(torch.from_numpy(x)).numpy(), chain.forward(x), rtol=1e-4, atol=1e-5
+        )
     last = export_run(run, "torch", checkpoint="last", out=tmp_path / "last.py")
     with torch.no_grad():
         out = import_file(last, "last_model").load_model()(torch.from_numpy(x)).numpy()
-    assert np.all(out == 0)                                             # the all-zero `last` weights
-    raw = np.random.default_rng(4).normal(3.0, 4.0, size=(5, 1, 8))    # preprocess = the run's standardisation
+    assert np.all(out == 0)  # the all-zero `last` weights
+    raw = np.random.default_rng(4).normal(3.0, 4.0, size=(5, 1, 8))  # preprocess = the run's standardisation
     mean, std = np.arange(8) * 0.5, 1.0 + np.arange(8)
     np.testing.assert_allclose(mod.preprocess(raw).numpy(), (raw - mean) / std, rtol=1e-6)
 
@@ -277,7 +341,9 @@ def _registry_cases():
     cases = []
     for name, cls in sorted(modules.canonical_classes().items()):
         if cls.__name__ in TRANSLATORS:
-            cases += [pytest.param(cls, hp, shape, id=f"{name}-{i}") for i, (hp, shape) in enumerate(cls.examples())]
+            cases += [
+                pytest.param(cls, hp, shape, id=f"{name}-{i}") for i, (hp, shape) in enumerate(cls.examples())
+            ]
     return cases
 
 
@@ -306,12 +372,16 @@ def test_each_module_example_exports_exactly(cls, hparams, shape, tmp_path):
     want = chain.forward(x)
     weights = tmp_path / "w.safetensors"
     save_file(chain.state_dict(), str(weights))
-    model = import_file(write_torch_module(chain, weights, tmp_path / "m.py"), f"m_{cls.__name__}").load_model()
+    model = import_file(
+        write_torch_module(chain, weights, tmp_path / "m.py"), f"m_{cls.__name__}"
+    ).load_model()
     with torch.no_grad():
         np.testing.assert_allclose(model(torch.from_numpy(x)).numpy(), want, rtol=1e-4, atol=1e-5)
     pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
     ort = pytest.importorskip("onnxruntime", reason="checking the ONNX export needs onnxruntime")
     from nncli.export.onnx_export import write_onnx
 
-    sess = ort.InferenceSession(str(write_onnx(chain, tmp_path / "m.onnx")), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        str(write_onnx(chain, tmp_path / "m.onnx")), providers=["CPUExecutionProvider"]
+    )
     np.testing.assert_allclose(sess.run(None, {"input": x})[0], want, rtol=1e-4, atol=1e-5)

@@ -1,4 +1,5 @@
 """`nncli gradcheck`: the registry self-test passes, broken backward functions are caught and named."""
+
 from __future__ import annotations
 
 import json
@@ -151,7 +152,7 @@ def test_module_that_mutates_v_is_reported():
             return 2 * z
 
         def backward(self, v):
-            v *= 2          # the defect: the caller's v changes
+            v *= 2  # the defect: the caller's v changes
             return v
 
     m = Mutating().build((3,), np.random.default_rng(0))
@@ -206,7 +207,7 @@ def test_config_checks_every_module_the_loss_and_the_chain(config_file):
     settings = {t["setting"] for t in rep["tensors"]}
     for i in range(6):
         assert any(s.startswith(f"layer {i} ") or s == f"layer {i}" for s in settings), i
-    assert any(s.startswith("layer 3.body.0") for s in settings)    # nested modules too
+    assert any(s.startswith("layer 3.body.0") for s in settings)  # nested modules too
     chain = [t for t in rep["tensors"] if t["module"] == "chain"]
     keys = {t["tensor"] for t in chain}
     assert {"input", "0.weight", "3.body.0.weight", "4.weight", "5.bias"} <= keys
@@ -229,12 +230,14 @@ def test_config_that_does_not_build_is_a_user_error(tmp_path):
     from nncli.core.errors import UserError
 
     p = tmp_path / "bad.yaml"
-    p.write_text(textwrap.dedent("""\
+    p.write_text(
+        textwrap.dedent("""\
         model:
           input_shape: [5]
           layers:
             - {type: Conv1D, out: 2, kernel: 3}
         loss: squared
-        """))
+        """)
+    )
     res = _invoke(str(p))
     assert isinstance(res.exception, UserError)

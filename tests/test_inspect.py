@@ -1,4 +1,5 @@
 """`nncli inspect`: shapes, parameter counts (equal to PyTorch's), MACs, memory, --trace and --time."""
+
 from __future__ import annotations
 
 import json
@@ -86,14 +87,14 @@ def test_rows_shapes_lines_and_totals(nested):
     by = {r.name: r for r in s.rows}
     assert by["0"].input_shape == [2, 12] and by["0"].output_shape == [4, 12]
     assert by["2"].output_shape == [48]
-    assert (by["0"].weight, by["0"].bias) == (3 * 2 * 4, 4)          # k·C·C' + C'
+    assert (by["0"].weight, by["0"].bias) == (3 * 2 * 4, 4)  # k·C·C' + C'
     assert (by["3.body.0"].weight, by["3.body.0"].bias) == (48 * 48, 48)
     assert by["5"].macs_forward == 48 * 5 and by["5"].saved == 48
     assert "3·2·4" in by["0"].formula
     # the Residual reports its body's work, so totals count top-level rows only
     top = [r for r in s.rows if r.depth == 0]
     assert s.macs_forward == sum(r.macs_forward for r in top)
-    assert s.saved_bytes_batch == s.saved * 4 * 10       # float32, batch 10
+    assert s.saved_bytes_batch == s.saved * 4 * 10  # float32, batch 10
     assert s.input_shape == [2, 12] and s.output_shape == [5]
 
 
@@ -110,12 +111,12 @@ def test_human_table_and_totals(nested):
 def test_json_is_alone_on_stdout_and_complete(nested):
     res = _inspect(nested, "--json", "--trace", "--time", "--dtype", "float64", "--threads", "1")
     assert res.exit_code == 0, res.output
-    doc = json.loads(res.stdout)           # fails if anything else was printed on stdout
+    doc = json.loads(res.stdout)  # fails if anything else was printed on stdout
     s = doc["summary"]
     assert s["dtype"] == "float64" and len(s["rows"]) == 8
     assert s["param_bytes"] == 8 * s["params"]
-    assert len(doc["trace"]["modules"]) == 8 and len(doc["time"]["modules"]) == 9   # + the loss
-    assert doc["summary"]["batch"] == 64     # no data section: the default
+    assert len(doc["trace"]["modules"]) == 8 and len(doc["time"]["modules"]) == 9  # + the loss
+    assert doc["summary"]["batch"] == 64  # no data section: the default
     assert doc["time"]["blas_threads"] == 1
 
 
@@ -146,10 +147,12 @@ def test_trace_shapes_are_consistent_with_the_chain(nested):
 def test_trace_counts_dead_relu_and_saturated_units():
     rng = np.random.default_rng(0)
     mm = modules.create("MM", out=4)
-    chain = Chain([mm, modules.create("ReLU"), modules.create("MM", out=3), modules.create("Tanh")],
-                  losses.create("squared")).build((3,), rng)
-    mm.params["bias"][:] = [-100.0, -100.0, 0.0, 0.0]      # two units can never fire
-    chain.modules[2].params["weight"][:] = 1e3               # tanh pushed to +1
+    chain = Chain(
+        [mm, modules.create("ReLU"), modules.create("MM", out=3), modules.create("Tanh")],
+        losses.create("squared"),
+    ).build((3,), rng)
+    mm.params["bias"][:] = [-100.0, -100.0, 0.0, 0.0]  # two units can never fire
+    chain.modules[2].params["weight"][:] = 1e3  # tanh pushed to +1
     chain.modules[2].params["bias"][:] = 5.0
     x = rng.normal(size=(20, 3))
     rows, _ = run_trace(chain, x, rng.normal(size=(20, 3)))
@@ -171,13 +174,14 @@ def test_time_shares_add_up(nested):
 
     _, chain = build_from_config(str(nested))
     rng = np.random.default_rng(0)
-    rows, total = profile_chain(chain, rng.normal(size=(4, 2, 12)).astype(np.float32),
-                                rng.integers(0, 5, size=4), repeats=2, warmup=1)
+    rows, total = profile_chain(
+        chain, rng.normal(size=(4, 2, 12)).astype(np.float32), rng.integers(0, 5, size=4), repeats=2, warmup=1
+    )
     top = [r for r in rows if r.depth == 0]
     assert sum(r.share for r in top) == pytest.approx(1.0)
     assert total > 0 and all(r.forward_ms >= 0 and r.backward_ms >= 0 for r in rows)
     assert rows[-1].name == "loss"
-    assert not any("forward" in m.__dict__ for _, m in chain.named_modules())   # hooks removed
+    assert not any("forward" in m.__dict__ for _, m in chain.named_modules())  # hooks removed
 
 
 def test_config_that_does_not_build_is_a_user_error(tmp_path):

@@ -4,6 +4,7 @@ The kill test starts a real ``nncli train``, kills it (SIGKILL) at seeded random
 the folder, resumes, kills again, …, lets it finish and compares the final checkpoints bit for bit
 with an uninterrupted run of the same config (float64, Adam, dropout, a cosine schedule).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,18 @@ from nncli.runs.session import prepare, prepare_resume
 # a checkpoint every 5 steps: most of the wall time is spent in checkpoint fsyncs, so random kills
 # land inside saves as often as between them
 CONFIG = {
-    "name": "kill", "seed": 5, "dtype": "float64",
-    "model": {"input_shape": [2], "layers": [{"type": "MM", "out": 16}, {"type": "ReLU"},
-                                             {"type": "Dropout", "p": 0.2}, {"type": "MM", "out": 3}]},
+    "name": "kill",
+    "seed": 5,
+    "dtype": "float64",
+    "model": {
+        "input_shape": [2],
+        "layers": [
+            {"type": "MM", "out": 16},
+            {"type": "ReLU"},
+            {"type": "Dropout", "p": 0.2},
+            {"type": "MM", "out": 3},
+        ],
+    },
     "data": {"source": "spirals", "n_samples": 120, "batch_size": 16, "val_split": 0.2},
     "optimizer": {"type": "adam", "lr": 0.01},
     "schedule": {"type": "cosine", "warmup_steps": 5},
@@ -47,8 +57,12 @@ def write(folder: Path, cfg: dict, name: str = "kill.yaml") -> Path:
 
 def launch(*args, log: Path) -> subprocess.Popen:
     with open(log, "ab") as err:
-        return subprocess.Popen([sys.executable, "-m", "nncli", "train", *map(str, args), "--quiet"],
-                                stdout=subprocess.DEVNULL, stderr=err, env=ENV)
+        return subprocess.Popen(
+            [sys.executable, "-m", "nncli", "train", *map(str, args), "--quiet"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=ENV,
+        )
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -102,21 +116,21 @@ def no_times(records):
 
 def assert_readable_after_kill(run: Path) -> int | None:
     """What a killed run folder must offer; returns the step of its last checkpoint (None: none yet)."""
-    info = json.loads((run / "run.json").read_text())          # whole: written atomically
-    assert info["status"] in ("running", "interrupted")        # kill -9 leaves "running"
+    info = json.loads((run / "run.json").read_text())  # whole: written atomically
+    assert info["status"] in ("running", "interrupted")  # kill -9 leaves "running"
     text = (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else ""
     lines = text.split("\n")
-    for line in lines[:-1]:                                    # whole lines; only the last may be torn
+    for line in lines[:-1]:  # whole lines; only the last may be torn
         json.loads(line)
     assert len(read_metrics(run / "metrics.jsonl")) >= len(lines) - 2
-    (row,) = list_runs(run.parent)                             # what `nncli runs` shows:
-    want = "stopped" if info["status"] == "running" else info["status"]   # no process holds its lock
+    (row,) = list_runs(run.parent)  # what `nncli runs` shows:
+    want = "stopped" if info["status"] == "running" else info["status"]  # no process holds its lock
     assert row["status"] == want
     if not has_checkpoint(run / "checkpoints", "last"):
         return None
-    ckpt = load_checkpoint(run / "checkpoints", "last")        # the newest complete save loads
+    ckpt = load_checkpoint(run / "checkpoints", "last")  # the newest complete save loads
     assert all(np.all(np.isfinite(w)) for w in ckpt.weights.values())
-    ev = evaluate_run(run, None, "last")                       # and `nncli eval` reads the folder
+    ev = evaluate_run(run, None, "last")  # and `nncli eval` reads the folder
     assert ev["examples"] == 24 and np.isfinite(ev["loss"])
     return int(ckpt.state["step"])
 
@@ -130,6 +144,7 @@ def reference(tmp_path_factory):
     def done() -> Path:
         assert proc.wait(timeout=120) == 0, (d / "stderr.txt").read_text()
         return the_run(d / "runs")
+
     yield done
     if proc.poll() is None:
         proc.kill()
@@ -163,11 +178,11 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_pa
         proc.wait()
         kills += 1
         steps_seen.append(assert_readable_after_kill(run))
-        opened = resumes(run)         # a process killed during start-up never got to record itself
+        opened = resumes(run)  # a process killed during start-up never got to record itself
         proc = launch("--resume", run, log=log)
     assert proc.wait(timeout=120) == 0, log.read_text()
     assert kills >= 5, f"the run finished after {kills} kills ({steps_seen}); the test needs a longer run"
-    assert len({s for s in steps_seen if s is not None and 0 < s < 1000}) >= 3, steps_seen   # it got on
+    assert len({s for s in steps_seen if s is not None and 0 < s < 1000}) >= 3, steps_seen  # it got on
 
     straight = reference()
     same_weights(straight, run, "last")
@@ -178,7 +193,7 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_pa
     assert info["resumes"][0]["previous_status"] == "running"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 1000
-    assert not list((run / "checkpoints").glob(".*"))        # no staged or temp files left
+    assert not list((run / "checkpoints").glob(".*"))  # no staged or temp files left
 
 
 def test_sigterm_checkpoints_exits_143_and_resumes_exactly(tmp_path, reference):
@@ -186,7 +201,7 @@ def test_sigterm_checkpoints_exits_143_and_resumes_exactly(tmp_path, reference):
     proc = launch(cfg, "--runs-dir", runs, log=log)
     wait_for(runs, proc)
     deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:   # late in the run: a short resume
+    while time.time() < deadline and proc.poll() is None:  # late in the run: a short resume
         metrics = list(runs.glob("*/metrics.jsonl"))
         if metrics and any(r["step"] >= 600 for r in read_metrics(metrics[0])):
             break
@@ -200,8 +215,12 @@ def test_sigterm_checkpoints_exits_143_and_resumes_exactly(tmp_path, reference):
     assert 0 < step < 1000
     # the checkpoint is of the step where training stopped: nothing after it in the metrics
     assert max(r["step"] for r in read_metrics(run / "metrics.jsonl")) <= step
-    done = subprocess.run([sys.executable, "-m", "nncli", "train", "--resume", str(run), "--quiet"],
-                          capture_output=True, env=ENV, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "nncli", "train", "--resume", str(run), "--quiet"],
+        capture_output=True,
+        env=ENV,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr.decode()
     same_weights(reference(), run)
 
@@ -230,8 +249,9 @@ def second_ctrl_c_on_call(monkeypatch, module, name, n):
         if wrapper.trainer.stop_request is not None:
             calls.append(args)
             if len(calls) == n:
-                os.kill(os.getpid(), signal.SIGINT)     # the handler raises KeyboardInterrupt here
+                os.kill(os.getpid(), signal.SIGINT)  # the handler raises KeyboardInterrupt here
         return out
+
     monkeypatch.setattr(module, name, wrapper)
     return wrapper
 
@@ -246,12 +266,13 @@ def test_second_ctrl_c_during_the_checkpoint_does_not_corrupt_it(tmp_path, monke
     assert run_session(straight, tmp_path / "a", quiet=True, json_out=False) == 0
 
     s = prepare(cfg, [])
-    s.trainer.callbacks.append(CtrlCAt(22))          # not a checkpoint step: the last save was at 20
+    s.trainer.callbacks.append(CtrlCAt(22))  # not a checkpoint step: the last save was at 20
     if where == "between the renames":
         wrapper = second_ctrl_c_on_call(monkeypatch, nncli.runs.checkpoint.os, "replace", 1)
     else:
-        wrapper = second_ctrl_c_on_call(monkeypatch, nncli.runs.folder, "write_fully",
-                                        1 if where == "staging the sidecar" else 2)
+        wrapper = second_ctrl_c_on_call(
+            monkeypatch, nncli.runs.folder, "write_fully", 1 if where == "staging the sidecar" else 2
+        )
     wrapper.trainer = s.trainer
     assert run_session(s, tmp_path / "b", quiet=True, json_out=False) == 130
     monkeypatch.undo()
@@ -261,7 +282,7 @@ def test_second_ctrl_c_during_the_checkpoint_does_not_corrupt_it(tmp_path, monke
     # interrupted before the commit point: the previous save; after it: the new one
     assert ckpt.state["step"] == (22 if where == "between the renames" else 20)
     if where != "between the renames":
-        assert not list((run / "checkpoints").glob(".*"))   # staged files removed
+        assert not list((run / "checkpoints").glob(".*"))  # staged files removed
     resumed = prepare_resume(run, None, [])
     assert run_session(resumed, tmp_path / "b", quiet=True, json_out=False) == 0
     same_weights(straight.folder, run)
@@ -275,17 +296,19 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path
     # what kill -9 right after the folder was made leaves: status running, no checkpoint, a torn line
     s = prepare(cfg, [])
     s.open(tmp_path / "b")
-    s.release()                                     # the kernel does this for a killed process
+    s.release()  # the kernel does this for a killed process
     run = s.folder
     (run / "metrics.jsonl").write_text('{"event": "train", "step": 4, "train_loss": 1.0}\n{"event": "tr')
-    (run / ".run.json.k1ll3d.tmp").write_text('{"status": "runn')      # an atomic write cut short
+    (run / ".run.json.k1ll3d.tmp").write_text('{"status": "runn')  # an atomic write cut short
     assert assert_readable_after_kill(run) is None
     resumed = prepare_resume(run, None, [])
     assert resumed.trainer.state.step == 0
     assert run_session(resumed, tmp_path / "b", quiet=True, json_out=False) == 0
     assert not list(run.glob(".*.tmp"))
     same_weights(straight.folder, run)
-    assert no_times(read_metrics(run / "metrics.jsonl")) == no_times(read_metrics(straight.folder / "metrics.jsonl"))
+    assert no_times(read_metrics(run / "metrics.jsonl")) == no_times(
+        read_metrics(straight.folder / "metrics.jsonl")
+    )
 
 
 def test_resume_is_refused_while_another_process_trains_the_run(tmp_path):
@@ -297,12 +320,14 @@ def test_resume_is_refused_while_another_process_trains_the_run(tmp_path):
         while not any((p / "run.json").exists() for p in runs.iterdir()):
             time.sleep(0.005)
         run = the_run(runs)
-        with pytest.raises(RunError, match=rf"{run}: another process \(pid {proc.pid}\) is training this run"):
+        with pytest.raises(
+            RunError, match=rf"{run}: another process \(pid {proc.pid}\) is training this run"
+        ):
             prepare_resume(run, None, [])
         assert proc.poll() is None and json.loads((run / "run.json").read_text())["status"] == "running"
     finally:
         proc.kill()
         proc.wait()
-    s = prepare_resume(run, None, [])             # once it is gone (kill -9), the run can be resumed
+    s = prepare_resume(run, None, [])  # once it is gone (kill -9), the run can be resumed
     s.open(runs)
     s.release()

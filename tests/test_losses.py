@@ -2,6 +2,7 @@
 
 Gradient checks and PyTorch comparisons of every registered loss are in test_modules_registry.py.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,8 @@ def test_cross_entropy_value_and_gradient_by_hand():
 def test_cross_entropy_extreme_logits():
     h = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]])
     loss = CrossEntropy()
-    assert loss.forward(h, np.array([0, 2])) == 0.0            # right with certainty
-    J = loss.forward(h, np.array([1, 0]))                      # wrong by 2e4 in each example
+    assert loss.forward(h, np.array([0, 2])) == 0.0  # right with certainty
+    J = loss.forward(h, np.array([1, 0]))  # wrong by 2e4 in each example
     assert pytest.approx(2e4, rel=1e-12) == J
     g = loss.backward()
     assert np.all(np.isfinite(g))
@@ -57,7 +58,7 @@ def test_logistic_value_and_extremes():
     np.testing.assert_allclose(loss.backward()[:, 0], (sig - y) / 2, rtol=1e-14)
     # ±1e4: log(1 + e^h) − y h without overflow
     h = np.array([[1e4], [-1e4], [1e4], [-1e4]])
-    assert loss.forward(h, np.array([1, 0, 0, 1])) == pytest.approx(2e4 / 4, rel=1e-12)   # two wrong by 1e4
+    assert loss.forward(h, np.array([1, 0, 0, 1])) == pytest.approx(2e4 / 4, rel=1e-12)  # two wrong by 1e4
     g = loss.backward()
     np.testing.assert_allclose(g[:, 0], [0, 0, 0.25, -0.25], atol=1e-15)
     # one logit per example may also come as (N,)
@@ -86,7 +87,7 @@ def test_loss_user_errors():
         Logistic().check_targets(np.array([0, 2]), (1,))
     with pytest.raises(DataError, match=r"\(3,\)"):
         Squared().check_targets(rng().normal(size=(4, 2)), (3,))
-    Squared().check_targets(rng().normal(size=(4,)), (1,))    # (N,) targets for one output: fine
+    Squared().check_targets(rng().normal(size=(4,)), (1,))  # (N,) targets for one output: fine
 
 
 def test_loss_does_not_touch_its_inputs():

@@ -3,6 +3,7 @@
 The cases are read from the registries when the tests are collected, so a module registered later
 (conv, pooling, ...) is checked the day it is added, with the settings its ``examples()`` lists.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,9 +53,11 @@ class _Dot:
 
 def assert_all_passed(reports):
     bad = [r for r in reports if not r.passed]
-    assert not bad, "\n".join(f"{r.module}.{r.tensor}: max_rel={r.max_rel:.2e} at {r.worst_index} "
-                              f"analytic={r.analytic:.6g} numeric={r.numeric:.6g} {r.notes}"
-                              for r in bad)
+    assert not bad, "\n".join(
+        f"{r.module}.{r.tensor}: max_rel={r.max_rel:.2e} at {r.worst_index} "
+        f"analytic={r.analytic:.6g} numeric={r.numeric:.6g} {r.notes}"
+        for r in bad
+    )
     for r in reports:
         if int(np.prod(r.shape)) > 0:
             assert r.checked >= 1, f"{r.module}.{r.tensor}: no coordinate checked ({r.skipped} skipped)"
@@ -107,7 +110,7 @@ def test_backward_accumulates(cls, hp, shape):
     Chain([module]).zero_grads()
     for _ in range(2):
         if hasattr(module, "rng"):
-            module.rng = np.random.default_rng(7)   # the same dropout mask both times
+            module.rng = np.random.default_rng(7)  # the same dropout mask both times
         module.forward(z)
         module.backward(v)
     twice = {k: g.copy() for k, g in all_grads(module).items()}
@@ -192,7 +195,7 @@ def test_loss_matches_torch(cls, scale):
     torch = pytest.importorskip("torch", reason="PyTorch cross-checks need torch installed")
     h, y = loss_case(cls, scale=scale)
     if scale > 1:
-        h = np.sign(h) * scale          # logits of exactly ±1e4: exp overflows unless shifted
+        h = np.sign(h) * scale  # logits of exactly ±1e4: exp overflows unless shifted
     loss = cls()
     J = loss.forward(h, y)
     dh = loss.backward()

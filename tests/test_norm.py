@@ -1,4 +1,5 @@
 """LN: the notes' definition (7.42-7.43), its scale invariance (7.44), and that broken backwards are caught."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_scale_invariance_eq_7_44(affine):
     """LN(MM_{αW,αb}(z)) = LN(MM_{W,b}(z)) for α > 0 (exact as ε → 0)."""
     z = rng(2).normal(size=(5, 4))
     mm = MM(out=6).build((4,), rng(3))
-    ln = LN(eps=1e-18, affine=affine).build((6,), rng(4))   # ε tiny: its effect is below rounding
+    ln = LN(eps=1e-18, affine=affine).build((6,), rng(4))  # ε tiny: its effect is below rounding
     for p in ln.params.values():
         p[...] = p + rng(5).normal(size=p.shape)
     base_h = mm.forward(z)
@@ -78,7 +79,7 @@ def test_scale_invariance_eq_7_44(affine):
         mm.params["weight"][...] = alpha * W
         mm.params["bias"][...] = alpha * b
         h = mm.forward(z)
-        assert not np.allclose(h, base_h)   # MM's output does change ...
+        assert not np.allclose(h, base_h)  # MM's output does change ...
         np.testing.assert_allclose(ln.forward(h), base, rtol=1e-9, atol=1e-11)  # ... LN's does not
     # α < 0 flips the sign of LN-S: the property really needs α > 0
     mm.params["weight"][...] = -W
@@ -147,9 +148,14 @@ class LNWithoutMeanTerm(LN):
         return dz.reshape(v.shape)
 
 
-@pytest.mark.parametrize("name, bad_tensor", [("MM_missing_transpose", "weight"),
-                                               ("MM_input_missing_transpose", "input"),
-                                               ("LN_without_mean_term", "input")])
+@pytest.mark.parametrize(
+    "name, bad_tensor",
+    [
+        ("MM_missing_transpose", "weight"),
+        ("MM_input_missing_transpose", "input"),
+        ("LN_without_mean_term", "input"),
+    ],
+)
 def test_check_module_catches_broken_backward(name, bad_tensor):
     hp = {"out": 4} if name.startswith("MM") else {}
     module = broken.create(name, **hp).build((4,), rng(9))

@@ -1,4 +1,5 @@
 """nncli runs a single BLAS thread pool: numpy's. Nothing it imports may load a second one."""
+
 from __future__ import annotations
 
 import subprocess

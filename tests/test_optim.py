@@ -1,4 +1,5 @@
 """Optimisers against torch.optim (float64 trajectories), state round trips, schedules and clipping."""
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,7 @@ def _problem(seed=0):
 
     def grad_of(k, p):
         d = p - targets[k]
-        return d ** 3 + 0.5 * d
+        return d**3 + 0.5 * d
 
     return params, targets, grad_of
 
@@ -69,7 +70,7 @@ def _torch_run(torch, setting, params, grad_of, lrs):
 def test_trajectory_matches_torch(setting):
     torch = pytest.importorskip("torch", reason="the optimisers are checked against torch.optim")
     params, _, grad_of = _problem()
-    lrs = [setting["lr"] * (1 - 0.1 * i) for i in range(8)]      # a changing lr, as schedules give
+    lrs = [setting["lr"] * (1 - 0.1 * i) for i in range(8)]  # a changing lr, as schedules give
     want = _torch_run(torch, setting, params, grad_of, lrs)
     _ours(OptimizerConfig(**setting), params, grad_of, lrs)
     for k in params:
@@ -154,6 +155,7 @@ def test_make_optimizer_uses_every_chain_parameter():
 
 # -- clipping -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("max_norm", [0.5, 3.0, 100.0])
 def test_clip_grad_norm_matches_torch(max_norm):
     torch = pytest.importorskip("torch", reason="clipping is checked against torch.nn.utils")
@@ -180,6 +182,7 @@ def test_clip_grad_norm_leaves_nonfinite_gradients_alone():
 
 # -- schedules ------------------------------------------------------------------------------------
 
+
 def test_constant_and_warmup():
     lr = make_schedule(ScheduleConfig(type="constant", warmup_steps=4), 0.1, 100)
     assert [lr(t) for t in range(6)] == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
@@ -196,7 +199,7 @@ def test_step_schedule():
 def test_cosine_schedule():
     lr = make_schedule(ScheduleConfig(type="cosine", min_lr=0.01), 0.1, 100)
     assert lr(0) == pytest.approx(0.1)
-    assert lr(50) == pytest.approx(0.055)                 # halfway: the mean of the two ends
+    assert lr(50) == pytest.approx(0.055)  # halfway: the mean of the two ends
     assert lr(100) == pytest.approx(0.01) and lr(500) == pytest.approx(0.01)
     values = [lr(t) for t in range(101)]
     assert all(a >= b for a, b in zip(values, values[1:]))

@@ -3,6 +3,7 @@
 Each test compares a fast path with the plain computation it replaces (bit for bit where the arithmetic
 is the same) or bounds the memory it may use, so that a later speed change cannot quietly alter results.
 """
+
 from __future__ import annotations
 
 import tracemalloc
@@ -28,14 +29,17 @@ def _run_optimizer(setting, chunk, monkeypatch, dtype=np.float64, steps=4):
     """Parameters (one larger than ``chunk``, one scalar) after ``steps`` updates with slices of ``chunk``."""
     monkeypatch.setattr(optim, "CHUNK", chunk)
     rng = np.random.default_rng(3)
-    params = {"w": rng.normal(size=(7, 5)).astype(dtype), "b": rng.normal(size=(5,)).astype(dtype),
-              "s": np.array(0.5, dtype=dtype)}
+    params = {
+        "w": rng.normal(size=(7, 5)).astype(dtype),
+        "b": rng.normal(size=(5,)).astype(dtype),
+        "s": np.array(0.5, dtype=dtype),
+    }
     grads = {k: np.zeros_like(p) for k, p in params.items()}
     cfg = OptimizerConfig(**setting)
     opt = {"sgd": SGD, "adam": Adam}[cfg.type]([(k, params[k], grads[k]) for k in params], cfg)
     for t in range(steps):
         for k, p in params.items():
-            grads[k][...] = np.sin(3 * p + t)        # changes with θ and t, so every step differs
+            grads[k][...] = np.sin(3 * p + t)  # changes with θ and t, so every step differs
         opt.step(cfg.lr)
     return params
 
@@ -44,19 +48,19 @@ def _run_optimizer(setting, chunk, monkeypatch, dtype=np.float64, steps=4):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_sliced_optimizer_steps_equal_whole_array_steps_bit_for_bit(setting, dtype, monkeypatch):
     whole = _run_optimizer(setting, 10**6, monkeypatch, dtype)
-    sliced = _run_optimizer(setting, 4, monkeypatch, dtype)          # 35 elements → 9 slices, last short
+    sliced = _run_optimizer(setting, 4, monkeypatch, dtype)  # 35 elements → 9 slices, last short
     start = _run_optimizer(setting, 4, monkeypatch, dtype, steps=0)
     for k in whole:
         np.testing.assert_array_equal(sliced[k], whole[k], err_msg=k)
         assert sliced[k].dtype == dtype
-        assert np.abs(sliced[k] - start[k]).max() > 1e-4          # the update did happen
+        assert np.abs(sliced[k] - start[k]).max() > 1e-4  # the update did happen
 
 
 @pytest.mark.parametrize("setting", OPT_SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
 def test_optimizer_memory_is_its_state_plus_two_slices(setting):
     """Building the optimiser and stepping it costs its state (momentum, or Adam's m and v) and two
     scratch slices, never a parameter-sized temporary (measured MLP step: peak/theory 1.60 → 1.33)."""
-    n = 4 * optim.CHUNK                                  # each parameter is four slices long
+    n = 4 * optim.CHUNK  # each parameter is four slices long
     rng = np.random.default_rng(0)
     params = [("a", rng.normal(size=n), rng.normal(size=n)), ("b", rng.normal(size=n), rng.normal(size=n))]
     cfg = OptimizerConfig(**setting)
@@ -72,7 +76,8 @@ def test_optimizer_memory_is_its_state_plus_two_slices(setting):
         tracemalloc.stop()
     extra = peak - slots * 2 * 8 * n
     assert 0 < extra <= 2 * 8 * optim.CHUNK + 20_000, (
-        f"beyond its state the optimiser used {extra} bytes; one parameter is {8 * n}")
+        f"beyond its state the optimiser used {extra} bytes; one parameter is {8 * n}"
+    )
 
 
 def test_scratch_is_no_larger_than_the_largest_parameter():
@@ -154,8 +159,9 @@ def test_ln_float32_blocks_track_float64(monkeypatch):
     assert u32.dtype == dz32.dtype == m32.grads["weight"].dtype == np.float32
     np.testing.assert_allclose(u32, u64, rtol=0, atol=2e-5 * np.abs(u64).max())
     np.testing.assert_allclose(dz32, dz64, rtol=0, atol=2e-5 * np.abs(dz64).max())
-    np.testing.assert_allclose(m32.grads["weight"], m64.grads["weight"], rtol=0,
-                               atol=2e-5 * np.abs(m64.grads["weight"]).max())
+    np.testing.assert_allclose(
+        m32.grads["weight"], m64.grads["weight"], rtol=0, atol=2e-5 * np.abs(m64.grads["weight"]).max()
+    )
 
 
 def test_ln_forward_allocates_its_output_and_row_statistics_only():
@@ -163,7 +169,7 @@ def test_ln_forward_allocates_its_output_and_row_statistics_only():
     n, d = 512, 256
     m = LN(affine="per_feature").build((d,), np.random.default_rng(0))
     z = np.random.default_rng(1).normal(size=(n, d))
-    m.backward(m.forward(z))                       # scratch buffers made on the first call
+    m.backward(m.forward(z))  # scratch buffers made on the first call
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -182,6 +188,7 @@ def test_ln_forward_allocates_its_output_and_row_statistics_only():
 
 
 # -- the thread pool itself -------------------------------------------------------------------------
+
 
 def test_row_blocks_cover_the_rows_once_and_depend_on_the_shape_only():
     blocks = parallel.row_blocks(1000, 300, block_elements=4096)
@@ -216,13 +223,14 @@ def test_run_blocks_raises_a_worker_error_and_restores_blas_threads():
 
 def test_workers_follow_the_blas_thread_setting(monkeypatch):
     monkeypatch.setattr(parallel, "_blas_threads", lambda: 1)
-    assert parallel.workers(10**8) == 1                       # --threads 1 means one thread
+    assert parallel.workers(10**8) == 1  # --threads 1 means one thread
     monkeypatch.setattr(parallel, "_blas_threads", lambda: 64)
     assert parallel.workers(10**8) == (parallel.os.cpu_count() or 1)
-    assert parallel.workers(10) == 1                          # small arrays stay on the caller's thread
+    assert parallel.workers(10) == 1  # small arrays stay on the caller's thread
 
 
 # -- activations without needless temporaries -------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_activation_fast_paths_equal_the_plain_formulas(dtype):
@@ -235,9 +243,11 @@ def test_activation_fast_paths_equal_the_plain_formulas(dtype):
     e = np.exp(-np.abs(z))
     sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
     th = np.tanh(z)
-    want = {"relu": (z * (z > 0), v * (z > 0)),
-            "sigmoid": (sig, v * (sig * (1 - sig))),
-            "tanh": (th, v * (1 - th * th))}
+    want = {
+        "relu": (z * (z > 0), v * (z > 0)),
+        "sigmoid": (sig, v * (sig * (1 - sig))),
+        "tanh": (th, v * (1 - th * th)),
+    }
     for fn, (u_want, dz_want) in want.items():
         m = Sigma(fn=fn).build(z.shape[1:], rng, dtype)
         u, dz = m.forward(z), m.backward(v)
@@ -247,6 +257,7 @@ def test_activation_fast_paths_equal_the_plain_formulas(dtype):
 
 
 # -- training skips the input gradient ------------------------------------------------------------
+
 
 def _mlp_chain(seed=0):
     from nncli.core.chain import Chain
@@ -263,10 +274,10 @@ def test_loss_and_grad_skips_the_unread_input_gradient_with_the_same_parameter_g
     full.zero_grads()
     full.loss.forward(full.forward(x), y)
     dx = full.backward(full.loss.backward())
-    assert dx.shape == x.shape                          # backward() still returns ∂J/∂x by default
+    assert dx.shape == x.shape  # backward() still returns ∂J/∂x by default
     first = fast.modules[0]
     calls = []
-    first.backward = lambda v: calls.append(v)          # must not be called by loss_and_grad
+    first.backward = lambda v: calls.append(v)  # must not be called by loss_and_grad
     fast.loss_and_grad(x, y)
     assert calls == []
     for (k, _, g_full), (_, _, g_fast) in zip(full.parameters(), fast.parameters()):

@@ -1,4 +1,5 @@
 """Curves (PNG and terminal), the runs table and run diffs, on small hand-made run folders."""
+
 from __future__ import annotations
 
 import json
@@ -20,25 +21,43 @@ def make_run(root, name, *, lr=0.1, acc=(0.5, 0.7, 0.9), status="completed", tor
     """A run folder as `nncli train` writes it, with three evaluations."""
     run = root / name
     (run / "checkpoints").mkdir(parents=True)
-    cfg = {"name": name.split("-")[0], "seed": 0,
-           "model": {"input_shape": [4], "layers": [{"type": "MM", "out": layers_out}, {"type": "ReLU"},
-                                                    {"type": "MM", "out": 3}]},
-           "optimizer": {"type": "sgd", "lr": lr}}
+    cfg = {
+        "name": name.split("-")[0],
+        "seed": 0,
+        "model": {
+            "input_shape": [4],
+            "layers": [{"type": "MM", "out": layers_out}, {"type": "ReLU"}, {"type": "MM", "out": 3}],
+        },
+        "optimizer": {"type": "sgd", "lr": lr},
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     (run / "run.json").write_text(json.dumps({"status": status, "seed": 0}))
     lines = []
     for i, a in enumerate(acc):
         step = 10 * (i + 1)
         lines.append(json.dumps({"step": step - 5, "epoch": i, "lr": lr, "train_loss": 1.5 - 0.4 * i}))
-        lines.append(json.dumps({"step": step, "epoch": i, "lr": lr, "train_loss": 1.4 - 0.4 * i,
-                                 "val_loss": 1.2 - 0.3 * i, "val_acc": a}))
-    lines.append(json.dumps({"step": 40, "train_loss": None}))   # a non-finite loss, written as null
+        lines.append(
+            json.dumps(
+                {
+                    "step": step,
+                    "epoch": i,
+                    "lr": lr,
+                    "train_loss": 1.4 - 0.4 * i,
+                    "val_loss": 1.2 - 0.3 * i,
+                    "val_acc": a,
+                }
+            )
+        )
+    lines.append(json.dumps({"step": 40, "train_loss": None}))  # a non-finite loss, written as null
     text = "\n".join(lines) + "\n"
     if torn:
-        text += '{"step": 41, "train_lo'                            # killed mid-write
+        text += '{"step": 41, "train_lo'  # killed mid-write
     (run / "metrics.jsonl").write_text(text)
-    (run / "summary.json").write_text(json.dumps({"steps": 30, "wall_time": 1.25, "test_acc": acc[-1] - 0.05,
-                                                  "test_loss": 0.6, "param_count": 67}))
+    (run / "summary.json").write_text(
+        json.dumps(
+            {"steps": 30, "wall_time": 1.25, "test_acc": acc[-1] - 0.05, "test_loss": 0.6, "param_count": 67}
+        )
+    )
     return run
 
 
@@ -93,8 +112,16 @@ def test_diff_shows_changed_config_keys_and_metrics(runs_dir):
     metrics = {r["key"]: (r["a"], r["b"]) for r in d["metrics"]}
     assert metrics["test_acc"] == (pytest.approx(0.65), pytest.approx(0.9))
     assert metrics["best_val_acc"] == (0.8, 0.95)
-    res = CliRunner().invoke(app, ["runs", "diff", str(runs_dir / "mlp-20260101-000000"),
-                                   str(runs_dir / "mlp-20260101-000100"), "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "runs",
+            "diff",
+            str(runs_dir / "mlp-20260101-000000"),
+            str(runs_dir / "mlp-20260101-000100"),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0 and json.loads(res.stdout)["config"] == d["config"]
 
 
@@ -119,7 +146,7 @@ def test_line_chart_draws_increasing_line_from_bottom_left_to_top_right():
     plot = [r.split("┤" if "┤" in r else "│", 1)[1] for r in rows]
     assert all(len(p) == 10 for p in plot)
     blank = chr(0x2800)
-    assert plot[-1][0] != blank and plot[0][-1] != blank      # starts bottom-left, ends top-right
+    assert plot[-1][0] != blank and plot[0][-1] != blank  # starts bottom-left, ends top-right
     assert plot[0][0] == blank and plot[-1][-1] == blank
     assert rows[0].lstrip().startswith("3") and rows[-1].lstrip().startswith("0")
     assert "● up" in text and "step 3" in text
@@ -132,8 +159,10 @@ def test_line_chart_skips_non_finite_points_and_handles_empty():
 
 
 def test_plot_terminal_cli(runs_dir):
-    res = CliRunner().invoke(app, ["plot", str(runs_dir / "mlp-20260101-000000"),
-                                   str(runs_dir / "mlp-20260101-000100"), "--terminal"])
+    res = CliRunner().invoke(
+        app,
+        ["plot", str(runs_dir / "mlp-20260101-000000"), str(runs_dir / "mlp-20260101-000100"), "--terminal"],
+    )
     assert res.exit_code == 0, res.output
     assert "loss (log scale)" in res.stdout and "val_acc" in res.stdout
     assert "mlp-20260101-000100: val_loss" in res.stdout
@@ -151,9 +180,20 @@ def test_png_has_the_asked_pixel_size_and_ink(runs_dir, tmp_path):
     from matplotlib.image import imread
 
     out = tmp_path / "two.png"
-    res = CliRunner().invoke(app, ["plot", str(runs_dir / "mlp-20260101-000000"),
-                                   str(runs_dir / "mlp-20260101-000100"), "-o", str(out),
-                                   "--width", "640", "--height", "300"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "plot",
+            str(runs_dir / "mlp-20260101-000000"),
+            str(runs_dir / "mlp-20260101-000100"),
+            "-o",
+            str(out),
+            "--width",
+            "640",
+            "--height",
+            "300",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert _png_size(out) == (640, 300)
     img = imread(out)
@@ -202,8 +242,8 @@ def test_a_running_run_that_no_process_trains_is_listed_as_stopped(runs_dir):
     run = runs_dir / "mlp-20260101-000000"
     info = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**info, "status": "running"}))
-    (run / ".lock").write_text("12345\n")                    # left behind by a killed process
+    (run / ".lock").write_text("12345\n")  # left behind by a killed process
     assert {r["run"]: r["status"] for r in list_runs(runs_dir)}[run.name] == "stopped"
-    with open(run / ".lock", "a+") as held:                  # a live trainer holds the lock
+    with open(run / ".lock", "a+") as held:  # a live trainer holds the lock
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
         assert {r["run"]: r["status"] for r in list_runs(runs_dir)}[run.name] == "running"

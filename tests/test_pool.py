@@ -1,4 +1,5 @@
 """Max and average pooling: gradients, agreement with PyTorch (ties, −inf padding), shapes, errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,12 +35,23 @@ def test_gradcheck_examples(case):
     assert rep.passed and rep.checked > 0, rep
 
 
-TORCH_CASES = [(cls, hp, shape) for cls in (MaxPool1D, AvgPool1D) for hp, shape in [
-    ({"kernel": 3}, (2, 10)), ({"kernel": 4, "stride": 1, "padding": 2}, (3, 9)),
-    ({"kernel": 2, "stride": 3, "padding": 1}, (1, 8))]] + \
-    [(cls, hp, shape) for cls in (MaxPool2D, AvgPool2D) for hp, shape in [
-        ({"kernel": 2}, (2, 6, 7)), ({"kernel": 3, "stride": 2, "padding": 1}, (2, 7, 6)),
-        ({"kernel": [2, 3], "stride": [1, 2], "padding": [1, 1]}, (1, 5, 8))]]
+TORCH_CASES = [
+    (cls, hp, shape)
+    for cls in (MaxPool1D, AvgPool1D)
+    for hp, shape in [
+        ({"kernel": 3}, (2, 10)),
+        ({"kernel": 4, "stride": 1, "padding": 2}, (3, 9)),
+        ({"kernel": 2, "stride": 3, "padding": 1}, (1, 8)),
+    ]
+] + [
+    (cls, hp, shape)
+    for cls in (MaxPool2D, AvgPool2D)
+    for hp, shape in [
+        ({"kernel": 2}, (2, 6, 7)),
+        ({"kernel": 3, "stride": 2, "padding": 1}, (2, 7, 6)),
+        ({"kernel": [2, 3], "stride": [1, 2], "padding": [1, 1]}, (1, 5, 8)),
+    ]
+]
 
 
 @pytest.mark.parametrize("case", TORCH_CASES, ids=_id)
@@ -59,14 +71,17 @@ def test_matches_torch_float64(case):
     assert _rel(m.backward(v), zt.grad.numpy()) <= 1e-10
 
 
-@pytest.mark.parametrize("cls, shape, hp", [
-    (MaxPool1D, (2, 9), {"kernel": 3, "stride": 2, "padding": 1}),
-    (MaxPool2D, (2, 6, 6), {"kernel": 3, "stride": 1, "padding": 1}),
-])
+@pytest.mark.parametrize(
+    "cls, shape, hp",
+    [
+        (MaxPool1D, (2, 9), {"kernel": 3, "stride": 2, "padding": 1}),
+        (MaxPool2D, (2, 6, 6), {"kernel": 3, "stride": 1, "padding": 1}),
+    ],
+)
 def test_ties_go_to_the_first_maximum_like_torch(cls, shape, hp):
     torch = pytest.importorskip("torch", reason="PyTorch is needed for the tie-breaking check")
     rng = np.random.default_rng(3)
-    z = rng.integers(0, 2, size=(2,) + shape).astype(np.float64)   # many ties
+    z = rng.integers(0, 2, size=(2,) + shape).astype(np.float64)  # many ties
     m = cls(**hp).build(shape, rng)
     v = rng.normal(size=m.forward(z).shape)
     zt = torch.from_numpy(z.copy()).requires_grad_()
@@ -84,7 +99,7 @@ def test_constant_input_routes_to_first_element_of_each_window():
 
 def test_max_pool_pads_with_minus_inf():
     m = MaxPool1D(kernel=3, stride=2, padding=1).build((1, 5), np.random.default_rng(0))
-    z = -np.arange(1.0, 6.0).reshape(1, 1, 5)          # all negative: zero padding would win
+    z = -np.arange(1.0, 6.0).reshape(1, 1, 5)  # all negative: zero padding would win
     np.testing.assert_array_equal(m.forward(z), [[[-1.0, -2.0, -4.0]]])
 
 

@@ -9,6 +9,7 @@ stderr, exit 2), never a traceback or another exception.
 
 Commands run in-process through ``nncli.cli.main`` (a subprocess per example would be too slow).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,12 +33,14 @@ from nncli.config.schema import field_keys
 from nncli.core.errors import UserError
 from nncli.core.registry import modules
 
-settings.register_profile("ci", derandomize=True, database=None, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile("ci")
 
 
 # -- random valid configs -------------------------------------------------------------------------
+
 
 def out_len(L, k, s, d, lo, hi):
     return (L + lo + hi - d * (k - 1) - 1) // s + 1
@@ -66,15 +69,22 @@ def conv_layer(draw, shape):
     else:
         lo = hi = draw(st.integers(0, 2))
         pad = lo
-    if any(x + lo + hi < d * (k - 1) + 1 for x in S):      # too short for the span: no dilation
+    if any(x + lo + hi < d * (k - 1) + 1 for x in S):  # too short for the span: no dilation
         d = 1
         if any(x + lo + hi < k for x in S):
             k, pad, lo, hi = 1, "valid", 0, 0
     out = draw(st.integers(1, 3))
-    entry = {"type": draw(st.sampled_from([f"Conv{nd}D", f"conv{nd}d"])), "out": out, "kernel": k,
-             "stride": s, "padding": pad, "dilation": d, "bias": draw(st.booleans())}
+    entry = {
+        "type": draw(st.sampled_from([f"Conv{nd}D", f"conv{nd}d"])),
+        "out": out,
+        "kernel": k,
+        "stride": s,
+        "padding": pad,
+        "dilation": d,
+        "bias": draw(st.booleans()),
+    }
     new = (out,) + tuple(out_len(x, k, s, d, lo, hi) for x in S)
-    params = out * shape[0] * k ** nd + (out if entry["bias"] else 0)
+    params = out * shape[0] * k**nd + (out if entry["bias"] else 0)
     return entry, new, params
 
 
@@ -113,8 +123,7 @@ def layer(draw, shape):
         return {"type": "Dropout", "p": draw(st.sampled_from([0.0, 0.1, 0.5]))}, shape, 0
     if kind == "MM":
         out = draw(st.integers(1, 8))
-        return ({"type": draw(st.sampled_from(["MM", "Linear", "Dense"])), "out": out},
-                (out,), out * n + out)
+        return ({"type": draw(st.sampled_from(["MM", "Linear", "Dense"])), "out": out}, (out,), out * n + out)
     if kind == "Reshape":
         return {"type": "Reshape", "shape": [2, -1]}, (2, n // 2), 0
     if kind == "Flatten":
@@ -158,12 +167,14 @@ def valid_config(draw):
     total += out * cur[0] + out
     shapes.append((out,))
     cfg = {
-        "name": "prop", "seed": draw(st.integers(0, 5)),
+        "name": "prop",
+        "seed": draw(st.integers(0, 5)),
         "dtype": draw(st.sampled_from(["float32", "float64"])),
         "model": {"input_shape": list(shape), "layers": layers},
         "loss": loss,
-        "optimizer": draw(st.sampled_from([{"type": "sgd", "lr": 0.1, "momentum": 0.9},
-                                           {"type": "adam", "lr": 1e-3}])),
+        "optimizer": draw(
+            st.sampled_from([{"type": "sgd", "lr": 0.1, "momentum": 0.9}, {"type": "adam", "lr": 1e-3}])
+        ),
         "schedule": {"type": draw(st.sampled_from(["constant", "step", "cosine"]))},
         "train": {"steps": draw(st.integers(1, 50)), "log_every": 5},
     }
@@ -221,8 +232,17 @@ def test_random_valid_configs_pass_gradcheck(drawn):
 
 NOT_POSITIVE_INT = [0, -3, 2.5, "abc", "4", True, None, [2], {"a": 1}]
 NOT_POSITIVE_FLOAT = [0, -0.1, "0.1", "abc", True, None, [0.1], {"a": 1}]
-BAD_YAML = ["a: b: c", "{", "key: [1, 2", "- ]", "x: 'unclosed", "\tkey: 1", "seed: 1\nseed: 2",
-            "lr: !!python/object/apply:os.system ['true']", "seed: 1\x07"]
+BAD_YAML = [
+    "a: b: c",
+    "{",
+    "key: [1, 2",
+    "- ]",
+    "x: 'unclosed",
+    "\tkey: 1",
+    "seed: 1\nseed: 2",
+    "lr: !!python/object/apply:os.system ['true']",
+    "seed: 1\x07",
+]
 
 
 @st.composite
@@ -231,8 +251,24 @@ def mutation(draw, cfg):
     cfg = json.loads(json.dumps(cfg))
     layers = cfg["model"]["layers"]
     i = draw(st.integers(0, len(layers) - 1))
-    kind = draw(st.sampled_from(["unknown_key", "layer_key", "size", "lr", "type", "loss", "optimizer",
-                                 "input_shape", "yaml", "section", "empty", "schedule"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "unknown_key",
+                "layer_key",
+                "size",
+                "lr",
+                "type",
+                "loss",
+                "optimizer",
+                "input_shape",
+                "yaml",
+                "section",
+                "empty",
+                "schedule",
+            ]
+        )
+    )
     if kind == "unknown_key":
         section = draw(st.sampled_from([None, "model", "optimizer", "train", "schedule"]))
         (cfg if section is None else cfg[section])["learning_rat"] = 1
@@ -250,8 +286,9 @@ def mutation(draw, cfg):
     elif kind == "optimizer":
         cfg["optimizer"]["type"] = draw(st.sampled_from(["adamw", "SGD!", 1]))
     elif kind == "schedule":
-        cfg["schedule"] = draw(st.sampled_from([{"type": "cosinus"}, {"step_size": 0}, {"gamma": -1},
-                                                "cosine", [1]]))
+        cfg["schedule"] = draw(
+            st.sampled_from([{"type": "cosinus"}, {"step_size": 0}, {"gamma": -1}, "cosine", [1]])
+        )
     elif kind == "input_shape":
         cfg["model"]["input_shape"] = draw(st.sampled_from([[], [0], [-2, 3], "4", [2.5], None]))
     elif kind == "section":
@@ -286,7 +323,7 @@ def test_mutated_configs_are_refused_as_user_errors(drawn):
             assert err.startswith("error: ") and "Traceback" not in err, err
             assert out == "", out
             # one line per problem, each starting with the file (no wrapping at the console width)
-            lines = err[len("error: "):].rstrip("\n").split("\n")
+            lines = err[len("error: ") :].rstrip("\n").split("\n")
             assert all(line.startswith(str(path)) for line in lines), err
 
 
@@ -295,15 +332,48 @@ def test_mutated_configs_are_refused_as_user_errors(drawn):
 LAYER_KEYS = sorted({k for c in modules.canonical_classes().values() for k in field_keys(c.Config)})
 ODD_VALUES = st.one_of(
     st.integers(-3, 6),
-    st.sampled_from([0.5, -0.5, 1e9, 10**30, float("nan"), float("inf"), "", "same", "notes", "valid",
-                     "relu", "per_feature", "none", None, True, False, [], [1], [2, 3], [0, 1], [-1, 2],
-                     [3, 3, 3], ["a"], [1.5, 2], {}, {"type": "MM", "out": 2}, [{"type": "ReLU"}],
-                     [{"type": "MM"}], [{"type": "MM", "out": 2}]]))
+    st.sampled_from(
+        [
+            0.5,
+            -0.5,
+            1e9,
+            10**30,
+            float("nan"),
+            float("inf"),
+            "",
+            "same",
+            "notes",
+            "valid",
+            "relu",
+            "per_feature",
+            "none",
+            None,
+            True,
+            False,
+            [],
+            [1],
+            [2, 3],
+            [0, 1],
+            [-1, 2],
+            [3, 3, 3],
+            ["a"],
+            [1.5, 2],
+            {},
+            {"type": "MM", "out": 2},
+            [{"type": "ReLU"}],
+            [{"type": "MM"}],
+            [{"type": "MM", "out": 2}],
+        ]
+    ),
+)
 
 
 @settings(max_examples=200)
-@given(name=st.sampled_from(modules.names()), hp=st.dictionaries(st.sampled_from(LAYER_KEYS), ODD_VALUES, max_size=4),
-       shape=st.sampled_from([[4], [2, 6], [1, 5, 5], [3, 1], [1, 1, 1], [2, 3, 4, 5]]))
+@given(
+    name=st.sampled_from(modules.names()),
+    hp=st.dictionaries(st.sampled_from(LAYER_KEYS), ODD_VALUES, max_size=4),
+    shape=st.sampled_from([[4], [2, 6], [1, 5, 5], [3, 1], [1, 1, 1], [2, 3, 4, 5]]),
+)
 def test_any_layer_with_arbitrary_settings_builds_and_runs_or_is_a_user_error(name, hp, shape):
     cfg = {"model": {"input_shape": shape, "layers": [{"type": name, **hp}]}, "loss": "squared"}
     try:

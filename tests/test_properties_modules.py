@@ -9,6 +9,7 @@ For each drawn (layer type, hyper-parameters, per-example input shape, batch siz
 
 Examples are derandomised and no database is kept, so every run draws the same cases.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,9 @@ from nncli.core.errors import ShapeError
 from nncli.core.registry import modules
 from nncli.diagnostics.gradcheck import check_module
 
-settings.register_profile("ci", derandomize=True, database=None, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile("ci")
 
 #: examples per property and family; the whole file stays within seconds
@@ -34,6 +36,7 @@ SAMPLES = 12
 
 
 # -- strategies: (type, hparams, per-example input shape) per family -----------------------------------
+
 
 @st.composite
 def mm(draw):
@@ -63,7 +66,7 @@ def ln(draw):
     if draw(st.booleans()):
         hp["eps"] = draw(st.floats(1e-6, 1e-2))
     shape = draw(shapes(1, 3, low=1))
-    if math.prod(shape) == 1:       # one feature has σ̂ = 0: its own property below
+    if math.prod(shape) == 1:  # one feature has σ̂ = 0: its own property below
         shape = shape[:-1] + (2,)
     return "LN", hp, shape
 
@@ -92,7 +95,7 @@ def conv(draw, nd):
     if mode == "same":
         s_hp = 1
     if mode == "notes":
-        pad = [di * (ki - 1) for ki, di in zip(k, d)]              # lo + hi
+        pad = [di * (ki - 1) for ki, di in zip(k, d)]  # lo + hi
         p_hp = "notes"
     elif mode == "same":
         pad = [di * (ki - 1) for ki, di in zip(k, d)]
@@ -102,11 +105,16 @@ def conv(draw, nd):
     else:
         p_hp, p = _axis_list(draw, nd, st.integers(0, 2))
         pad = [2 * x for x in p]
-    hp = {"out": draw(st.integers(1, 3)), "kernel": k_hp, "stride": s_hp, "padding": p_hp,
-          "dilation": d_hp, "bias": draw(st.booleans())}
+    hp = {
+        "out": draw(st.integers(1, 3)),
+        "kernel": k_hp,
+        "stride": s_hp,
+        "padding": p_hp,
+        "dilation": d_hp,
+        "bias": draw(st.booleans()),
+    }
     # the smallest size whose padded length covers the kernel's span, plus a little
-    spatial = tuple(max(1, di * (ki - 1) + 1 - pi) + draw(st.integers(0, 3))
-                    for ki, di, pi in zip(k, d, pad))
+    spatial = tuple(max(1, di * (ki - 1) + 1 - pi) + draw(st.integers(0, 3)) for ki, di, pi in zip(k, d, pad))
     name = {1: "Conv1D", 2: "Conv2D"}[nd]
     return name, hp, (draw(st.integers(1, 3)),) + spatial
 
@@ -148,16 +156,21 @@ def residual(draw):
     """A body that keeps the shape: MM back to d with σ, LN, or a 'notes'-padded Conv1D back to C."""
     if draw(st.booleans()):
         d = draw(st.integers(1, 5))
-        body = [{"type": "MM", "out": draw(st.integers(1, 4))},
-                {"type": draw(st.sampled_from(["Tanh", "ReLU", "GELU", "LN"]))},
-                {"type": "MM", "out": d}]
+        body = [
+            {"type": "MM", "out": draw(st.integers(1, 4))},
+            {"type": draw(st.sampled_from(["Tanh", "ReLU", "GELU", "LN"]))},
+            {"type": "MM", "out": d},
+        ]
         return "Residual", {"layers": body}, (d,)
     C, L = draw(st.integers(1, 3)), draw(st.integers(1, 6))
-    body = [{"type": "Conv1D", "out": C, "kernel": draw(st.sampled_from([1, 3, 5]))},
-            {"type": draw(st.sampled_from(["Sigmoid", "LN", "Identity"]))}]
+    body = [
+        {"type": "Conv1D", "out": C, "kernel": draw(st.sampled_from([1, 3, 5]))},
+        {"type": draw(st.sampled_from(["Sigmoid", "LN", "Identity"]))},
+    ]
     if draw(st.booleans()):
-        body.append({"type": "Residual", "layers": [{"type": "Flatten"},
-                                                    {"type": "Reshape", "shape": [C, L]}]})
+        body.append(
+            {"type": "Residual", "layers": [{"type": "Flatten"}, {"type": "Reshape", "shape": [C, L]}]}
+        )
     return "Residual", {"layers": body}, (C, L)
 
 
@@ -167,9 +180,17 @@ def dropout(draw):
 
 
 FAMILIES = {
-    "MM": mm(), "sigma": sigma(), "LN": ln(), "Conv1D": conv(1), "Conv2D": conv(2),
-    "Pool1D": pool(1), "Pool2D": pool(2), "Flatten": flatten(), "Reshape": reshape(),
-    "Residual": residual(), "Dropout": dropout(),
+    "MM": mm(),
+    "sigma": sigma(),
+    "LN": ln(),
+    "Conv1D": conv(1),
+    "Conv2D": conv(2),
+    "Pool1D": pool(1),
+    "Pool2D": pool(2),
+    "Flatten": flatten(),
+    "Reshape": reshape(),
+    "Residual": residual(),
+    "Dropout": dropout(),
 }
 
 
@@ -186,6 +207,7 @@ def batch(shape, n, seed, dtype=np.float64):
 
 
 # -- properties -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_backward_matches_central_differences(family):
@@ -243,7 +265,7 @@ def test_float32_agrees_with_float64(family):
     def prop(case, n, seed):
         # the same generator state gives the same parameters (and dropout masks), rounded in float32
         m64, m32 = make(case, np.float64, seed), make(case, np.float32, seed)
-        if case[0] == "Dropout":     # float32 masks come from float32 draws: compare at eval time
+        if case[0] == "Dropout":  # float32 masks come from float32 draws: compare at eval time
             m64.eval(), m32.eval()
         for key, p in m32.params.items():
             assert p.dtype == np.float32

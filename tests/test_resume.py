@@ -1,4 +1,5 @@
 """Resume: an interrupted run continued with --resume ends bit for bit where an uninterrupted one does."""
+
 from __future__ import annotations
 
 import json
@@ -21,15 +22,24 @@ from nncli.runs.session import prepare, prepare_resume
 
 # float64, dropout (its generator state must survive), Adam, cosine schedule, clipping, shuffling
 CONFIG = {
-    "name": "res", "seed": 11, "dtype": "float64",
-    "model": {"input_shape": [2], "layers": [{"type": "MM", "out": 12}, {"type": "ReLU"},
-                                             {"type": "Dropout", "p": 0.3}, {"type": "MM", "out": 3}]},
+    "name": "res",
+    "seed": 11,
+    "dtype": "float64",
+    "model": {
+        "input_shape": [2],
+        "layers": [
+            {"type": "MM", "out": 12},
+            {"type": "ReLU"},
+            {"type": "Dropout", "p": 0.3},
+            {"type": "MM", "out": 3},
+        ],
+    },
     "data": {"source": "spirals", "n_samples": 150, "batch_size": 20, "val_split": 0.2},
     "optimizer": {"type": "adam", "lr": 0.01},
     "schedule": {"type": "cosine", "warmup_steps": 3},
     "train": {"epochs": 2, "log_every": 2, "clip_grad_norm": 1.0},
 }
-STEPS_PER_EPOCH = 6   # 120 training examples in batches of 20
+STEPS_PER_EPOCH = 6  # 120 training examples in batches of 20
 
 
 class StopAt:
@@ -65,7 +75,7 @@ def no_times(records):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
 
 
-@pytest.mark.parametrize("stop_at", [STEPS_PER_EPOCH, 4])   # at an epoch boundary, and mid-epoch
+@pytest.mark.parametrize("stop_at", [STEPS_PER_EPOCH, 4])  # at an epoch boundary, and mid-epoch
 def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, stop_at):
     cfg = write(tmp_path)
     code, straight = run(cfg, tmp_path / "a")
@@ -105,7 +115,7 @@ def test_resume_refusals(tmp_path):
         prepare_resume(tmp_path, None, [])
     with pytest.raises(UserError, match=r"--set cannot change.*optimizer.lr: 0.01 → 0.5"):
         prepare_resume(cut, None, ["optimizer.lr=0.5"])
-    prepare_resume(cut, None, ["optimizer.lr=0.01"])          # an override that changes nothing is fine
+    prepare_resume(cut, None, ["optimizer.lr=0.01"])  # an override that changes nothing is fine
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump({**CONFIG, "seed": 12}))
     with pytest.raises(UserError, match="differs from the config.*seed: 11 → 12"):
@@ -123,16 +133,23 @@ def test_completed_run_cannot_be_resumed(tmp_path):
 
 
 def test_sigint_to_a_real_train_process_then_resume(tmp_path):
-    cfg = {**CONFIG, "dtype": "float32",
-           "data": {**CONFIG["data"], "n_samples": 400, "batch_size": 8},
-           "train": {"steps": 20000, "log_every": 20, "eval_every": 100000}}
+    cfg = {
+        **CONFIG,
+        "dtype": "float32",
+        "data": {**CONFIG["data"], "n_samples": 400, "batch_size": 8},
+        "train": {"steps": 20000, "log_every": 20, "eval_every": 100000},
+    }
     path = write(tmp_path, cfg)
     runs = tmp_path / "runs"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "nncli", "train", str(path), "--runs-dir", str(runs)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nncli", "train", str(path), "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     deadline = time.time() + 60
-    while time.time() < deadline:     # wait until training is under way
+    while time.time() < deadline:  # wait until training is under way
         found = list(runs.glob("*/metrics.jsonl"))
         if found and found[0].stat().st_size > 0:
             break
@@ -150,8 +167,12 @@ def test_sigint_to_a_real_train_process_then_resume(tmp_path):
     state_step = prepare_resume(run_dir, None, []).trainer.state.step
     assert 0 < state_step < 20000
     # finish quickly: the remaining steps of this tiny model take a few seconds at most
-    done = subprocess.run([sys.executable, "-m", "nncli", "train", "--resume", str(run_dir), "--quiet",
-                           "--json"], capture_output=True, env=env, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-m", "nncli", "train", "--resume", str(run_dir), "--quiet", "--json"],
+        capture_output=True,
+        env=env,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr.decode()
     summary = json.loads(done.stdout)
     assert summary["status"] == "completed" and summary["steps"] == 20000

@@ -1,4 +1,5 @@
 """Run folders, atomic writes, metrics.jsonl and safetensors checkpoints."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -29,9 +30,15 @@ from nncli.runs.folder import (
     trim_metrics,
 )
 
-MODEL = {"input_shape": [1, 6], "layers": [
-    {"type": "Conv1D", "out": 2, "kernel": 3}, {"type": "ReLU"}, {"type": "Flatten"},
-    {"type": "MM", "out": 3}]}
+MODEL = {
+    "input_shape": [1, 6],
+    "layers": [
+        {"type": "Conv1D", "out": 2, "kernel": 3},
+        {"type": "ReLU"},
+        {"type": "Flatten"},
+        {"type": "MM", "out": 3},
+    ],
+}
 
 
 def chain(layers=MODEL, dtype="float64", seed=0):
@@ -43,8 +50,11 @@ def test_run_dirs_never_collide(tmp_path):
     a = create_run_dir(tmp_path, "mlp", now)
     b = create_run_dir(tmp_path, "mlp", now)
     c = create_run_dir(tmp_path, "mlp", now)
-    assert [p.name for p in (a, b, c)] == ["mlp-20260102-030405", "mlp-20260102-030405-1",
-                                           "mlp-20260102-030405-2"]
+    assert [p.name for p in (a, b, c)] == [
+        "mlp-20260102-030405",
+        "mlp-20260102-030405-1",
+        "mlp-20260102-030405-2",
+    ]
     assert (a / "checkpoints").is_dir()
 
 
@@ -66,7 +76,7 @@ def test_metrics_non_finite_as_null_and_partial_line_trimmed(tmp_path):
     with open(p, "a") as fh:
         fh.write('{"step": 4, "train_lo')  # the process died mid-line
     assert [r["step"] for r in read_metrics(p)] == [1, 2, 3]
-    trim_metrics(p, last_step=2)           # resume from a checkpoint at step 2
+    trim_metrics(p, last_step=2)  # resume from a checkpoint at step 2
     assert p.read_text().endswith("\n")
     assert [r["step"] for r in read_metrics(p)] == [1, 2]
 
@@ -89,7 +99,7 @@ def test_checkpoint_round_trip(tmp_path):
     _save(tmp_path, ch)
     ck = load_checkpoint(tmp_path, "last")
     assert ck.state["step"] == 7 and np.isnan(ck.state["best"])
-    assert ck.arrays["optimizer/adam.step"].shape == ()          # 0-d arrays stay 0-d
+    assert ck.arrays["optimizer/adam.step"].shape == ()  # 0-d arrays stay 0-d
     other = chain(seed=1)
     apply_weights(other, ck.weights, ck.path)
     for k, v in ch.state_dict().items():
@@ -104,7 +114,7 @@ def test_damaged_checkpoint_is_a_clear_error(tmp_path, damage):
     if damage == "truncate":
         raw = raw[: len(raw) - 10]
     elif damage == "flip":
-        raw[-3] ^= 0xFF                         # one weight's bytes changed, header intact
+        raw[-3] ^= 0xFF  # one weight's bytes changed, header intact
     else:
         raw = bytearray(b"not a checkpoint")
     p.write_bytes(bytes(raw))
@@ -139,8 +149,9 @@ def test_checkpoint_loads_into_torch_sequential_strict(tmp_path):
 
     ch = chain(dtype="float32")
     _save(tmp_path, ch)
-    seq = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(12, 3))
+    seq = torch.nn.Sequential(
+        torch.nn.Conv1d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(12, 3)
+    )
     seq.load_state_dict(load_file(weights_path(tmp_path, "last")), strict=True)
     x = np.random.default_rng(3).standard_normal((5, 1, 6)).astype(np.float32)
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """What a training session saves: a resolved config that reads back, memory checks, test metrics."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,7 +24,7 @@ train: {steps: 2}
 def test_a_name_that_looks_like_a_number_survives_the_saved_config(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG)
-    main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--quiet"])   # returns: exit 0
+    main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--quiet"])  # returns: exit 0
     (run,) = (tmp_path / "runs").iterdir()
     again = load_config(run / "config.yaml").config
     assert again == load_config(cfg).config and again.name == "1e-3"
@@ -46,8 +47,11 @@ def test_summary_scores_the_best_checkpoint_on_test_when_it_is_not_the_final_wei
 
     cfg = tmp_path / "c.yaml"
     # a learning rate so high that validation loss bounces: the best evaluation comes before the end
-    cfg.write_text(CONFIG.replace("lr: 0.1", "lr: 30.0").replace("steps: 2", "steps: 12, eval_every: 1")
-                   .replace("batch_size: 20", "batch_size: 20, test_split: 0.3"))
+    cfg.write_text(
+        CONFIG.replace("lr: 0.1", "lr: 30.0")
+        .replace("steps: 2", "steps: 12, eval_every: 1")
+        .replace("batch_size: 20", "batch_size: 20, test_split: 0.3")
+    )
     main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--quiet"])
     (run,) = (tmp_path / "runs").iterdir()
     summary = __import__("json").loads((run / "summary.json").read_text())

@@ -1,4 +1,5 @@
 """Flatten, Reshape, Dropout and Residual: shapes, user errors, randomness and parameter names."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,6 +20,7 @@ def rng(seed=0):
 
 # -- Flatten / Reshape ---------------------------------------------------------------------------
 
+
 def test_flatten_round_trip():
     m = Flatten().build((2, 3, 4), rng())
     z = rng().normal(size=(5, 2, 3, 4))
@@ -28,15 +30,17 @@ def test_flatten_round_trip():
     np.testing.assert_array_equal(m.backward(u), z)
 
 
-@pytest.mark.parametrize("spec, shape, want", [([2, 3], (6,), (2, 3)), ([-1, 2], (3, 4), (6, 2)),
-                                               ([3, -1], (12,), (3, 4)), ([12], (2, 2, 3), (12,))])
+@pytest.mark.parametrize(
+    "spec, shape, want",
+    [([2, 3], (6,), (2, 3)), ([-1, 2], (3, 4), (6, 2)), ([3, -1], (12,), (3, 4)), ([12], (2, 2, 3), (12,))],
+)
 def test_reshape_shapes(spec, shape, want):
     m = Reshape(shape=spec).build(shape, rng())
     assert m.output_shape(shape) == want
     z = rng().normal(size=(2, *shape))
     u = m.forward(z)
     assert u.shape == (2, *want)
-    np.testing.assert_array_equal(u.reshape(2, -1), z.reshape(2, -1))   # row-major, as torch
+    np.testing.assert_array_equal(u.reshape(2, -1), z.reshape(2, -1))  # row-major, as torch
     np.testing.assert_array_equal(m.backward(u), z)
 
 
@@ -65,6 +69,7 @@ def test_reshape_to_torch_after_conv_shaped_input():
 
 # -- Dropout -------------------------------------------------------------------------------------
 
+
 def test_dropout_rate_scale_and_mean():
     p = 0.3
     m = Dropout(p=p).build((1000,), rng())
@@ -72,9 +77,9 @@ def test_dropout_rate_scale_and_mean():
     z = np.ones((20, 1000))
     u = m.forward(z)
     dropped = np.mean(u == 0)
-    assert abs(dropped - p) < 0.01                       # 20 000 draws: std ≈ 0.003
-    np.testing.assert_allclose(u[u != 0], 1 / (1 - p))   # survivors scaled by 1/(1 − p)
-    assert abs(u.mean() - 1) < 0.02                      # so E[u] = z
+    assert abs(dropped - p) < 0.01  # 20 000 draws: std ≈ 0.003
+    np.testing.assert_allclose(u[u != 0], 1 / (1 - p))  # survivors scaled by 1/(1 − p)
+    assert abs(u.mean() - 1) < 0.02  # so E[u] = z
     v = rng(1).normal(size=z.shape)
     np.testing.assert_array_equal(m.backward(v), v * u)  # the same mask, the same scale
 
@@ -93,11 +98,11 @@ def test_dropout_eval_is_identity_and_draws_nothing():
 def test_dropout_randomness_comes_from_its_generator():
     z = np.ones((4, 50))
     a, b = Dropout(p=0.5).build((50,), rng()), Dropout(p=0.5).build((50,), rng())
-    np.testing.assert_array_equal(a.forward(z), b.forward(z))      # fixed default seed
+    np.testing.assert_array_equal(a.forward(z), b.forward(z))  # fixed default seed
     a.rng, b.rng = rng(1), rng(2)
     assert not np.array_equal(a.forward(z), b.forward(z))
     first = a.forward(z)
-    assert not np.array_equal(first, a.forward(z))                  # a new mask every forward
+    assert not np.array_equal(first, a.forward(z))  # a new mask every forward
     with pytest.raises(ValidationError):
         Dropout(p=1.0)
     with pytest.raises(ValidationError):
@@ -121,8 +126,16 @@ def test_residual_parameter_names_follow_torch():
     chain = Chain([registry.modules.create("MM", out=4), Residual(layers=BODY), Residual(layers=BODY)])
     chain.build((3,), rng())
     names = [k for k, _, _ in chain.parameters()]
-    assert names == ["0.weight", "0.bias", "1.body.0.weight", "1.body.0.bias", "1.body.2.weight",
-                     "2.body.0.weight", "2.body.0.bias", "2.body.2.weight"]
+    assert names == [
+        "0.weight",
+        "0.bias",
+        "1.body.0.weight",
+        "1.body.0.bias",
+        "1.body.2.weight",
+        "2.body.0.weight",
+        "2.body.0.bias",
+        "2.body.2.weight",
+    ]
     assert chain.param_count == (4 * 3 + 4) + 2 * (4 * 4 + 4 + 4 * 4)
 
 
@@ -132,15 +145,21 @@ def test_residual_body_must_keep_the_shape():
     assert "(4,)" in str(e.value) and "(5,)" in str(e.value)
 
 
-@pytest.mark.parametrize("layers, field, words", [
-    ([{"type": "MM", "out": 4}, {"type": "MM", "out": 0}], "layers[1].out", "greater than 0"),
-    ([{"type": "ReLU"}, {"type": "Lineer", "out": 2}], "layers[1].type", "did you mean"),
-    ([{"out": 3}], "layers[0]", "'type'"),
-    (["ReLU"], "layers[0]", "'type'"),
-    ([{"type": "MM", "out": 4, "units_": 3}], "layers[0].units_", "xtra"),
-    ([{"type": "Residual", "layers": [{"type": "LN", "affine": "row"}]}], "layers[0].layers[0].affine",
-     "scalar"),
-])
+@pytest.mark.parametrize(
+    "layers, field, words",
+    [
+        ([{"type": "MM", "out": 4}, {"type": "MM", "out": 0}], "layers[1].out", "greater than 0"),
+        ([{"type": "ReLU"}, {"type": "Lineer", "out": 2}], "layers[1].type", "did you mean"),
+        ([{"out": 3}], "layers[0]", "'type'"),
+        (["ReLU"], "layers[0]", "'type'"),
+        ([{"type": "MM", "out": 4, "units_": 3}], "layers[0].units_", "xtra"),
+        (
+            [{"type": "Residual", "layers": [{"type": "LN", "affine": "row"}]}],
+            "layers[0].layers[0].affine",
+            "scalar",
+        ),
+    ],
+)
 def test_nested_errors_say_which_layer(layers, field, words):
     with pytest.raises(ConfigError) as e:
         Residual(layers=layers)

@@ -1,5 +1,6 @@
 """Sweeps: grid parsing and expansion, validation before anything runs, and real tiny sweeps
 (parallel local processes and a local Ray instance giving the same results)."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,18 @@ import yaml
 
 from nncli.runs.sweep import SweepError, Trial, expand, parse_grid, rank, run_sweep, split_values
 
-TINY = {"name": "tiny", "seed": 0,
-        "model": {"input_shape": [2], "layers": [{"type": "MM", "out": 8}, {"type": "Tanh"},
-                                                 {"type": "MM", "out": 3}]},
-        "loss": "cross_entropy",
-        "data": {"source": "spirals", "n_samples": 90, "batch_size": 30, "val_split": 0.3},
-        "optimizer": {"type": "sgd", "lr": 0.1},
-        "train": {"steps": 6, "eval_every": 3, "log_every": 3, "best_metric": "val_acc"}}
+TINY = {
+    "name": "tiny",
+    "seed": 0,
+    "model": {
+        "input_shape": [2],
+        "layers": [{"type": "MM", "out": 8}, {"type": "Tanh"}, {"type": "MM", "out": 3}],
+    },
+    "loss": "cross_entropy",
+    "data": {"source": "spirals", "n_samples": 90, "batch_size": 30, "val_split": 0.3},
+    "optimizer": {"type": "sgd", "lr": 0.1},
+    "train": {"steps": 6, "eval_every": 3, "log_every": 3, "best_metric": "val_acc"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +40,15 @@ def test_split_values_keeps_bracketed_lists_whole():
 
 def test_parse_grid_and_its_errors():
     assert parse_grid(["optimizer.lr=0.1,0.03", "model.layers[0].out=64"]) == [
-        ("optimizer.lr", ["0.1", "0.03"]), ("model.layers[0].out", ["64"])]
-    for bad, msg in [("optimizer.lr", "expected path=value1"), ("=1,2", "expected path=value1"),
-                     ("optimizer.lr=0.1,", "empty value"), ("seed=1,2", "--seeds")]:
+        ("optimizer.lr", ["0.1", "0.03"]),
+        ("model.layers[0].out", ["64"]),
+    ]
+    for bad, msg in [
+        ("optimizer.lr", "expected path=value1"),
+        ("=1,2", "expected path=value1"),
+        ("optimizer.lr=0.1,", "empty value"),
+        ("seed=1,2", "--seeds"),
+    ]:
         with pytest.raises(SweepError, match=msg):
             parse_grid([bad])
     with pytest.raises(SweepError, match="given twice"):
@@ -58,8 +70,13 @@ def test_expand_is_the_full_product_times_seeds():
 
 def test_rank_by_accuracy_and_by_loss_failed_last():
     def trial(i, value):
-        return Trial(index=i, params={}, seed=None, overrides=[],
-                     best=None if value is None else {"metric": "m", "value": value, "step": 1})
+        return Trial(
+            index=i,
+            params={},
+            seed=None,
+            overrides=[],
+            best=None if value is None else {"metric": "m", "value": value, "step": 1},
+        )
 
     ts = [trial(0, 0.5), trial(1, None), trial(2, 0.9), trial(3, 0.7)]
     assert [t.index for t in rank(ts, "val_acc")] == [2, 3, 0, 1]
@@ -72,8 +89,18 @@ def test_invalid_grid_path_is_refused_before_anything_runs(tiny_config, tmp_path
 
     runs = tmp_path / "runs"
     with pytest.raises(SystemExit) as exc:
-        main(["sweep", str(tiny_config), "--grid", "optimizer.lr=0.1,0.2", "--grid", "optimizer.lrr=0.1",
-              "--runs-dir", str(runs)])
+        main(
+            [
+                "sweep",
+                str(tiny_config),
+                "--grid",
+                "optimizer.lr=0.1,0.2",
+                "--grid",
+                "optimizer.lrr=0.1",
+                "--runs-dir",
+                str(runs),
+            ]
+        )
     assert exc.value.code == 2
     assert "did you mean 'optimizer.lr'" in capsys.readouterr().err
     assert not runs.exists()
@@ -82,10 +109,12 @@ def test_invalid_grid_path_is_refused_before_anything_runs(tiny_config, tmp_path
 def test_every_combination_is_validated(tiny_config, tmp_path):
     from nncli.core.errors import UserError
 
-    with pytest.raises(UserError, match="optimizer.lr"):        # only the second value is bad
+    with pytest.raises(UserError, match="optimizer.lr"):  # only the second value is bad
         run_sweep(tiny_config, ["optimizer.lr=0.1,-1"], runs_dir=tmp_path)
     # a shape error appears only when the model is built: the message names the combination
-    with pytest.raises(UserError, match=r"MM.*\(in the grid combination optimizer.lr=0.1, model.input_shape=\[1,2\]\)"):
+    with pytest.raises(
+        UserError, match=r"MM.*\(in the grid combination optimizer.lr=0.1, model.input_shape=\[1,2\]\)"
+    ):
         run_sweep(tiny_config, ["optimizer.lr=0.1", "model.input_shape=[2],[1,2]"], runs_dir=tmp_path)
     with pytest.raises(SweepError, match="unknown backend"):
         run_sweep(tiny_config, ["optimizer.lr=0.1"], backend="slurm", runs_dir=tmp_path)
@@ -94,8 +123,12 @@ def test_every_combination_is_validated(tiny_config, tmp_path):
 
 def test_dry_run_lists_combinations(tiny_config, tmp_path):
     sweep = run_sweep(tiny_config, ["optimizer.lr=0.1,0.2"], seeds=2, dry_run=True, runs_dir=tmp_path)
-    assert [t.overrides for t in sweep.trials] == [["optimizer.lr=0.1", "seed=0"], ["optimizer.lr=0.1", "seed=1"],
-                                                    ["optimizer.lr=0.2", "seed=0"], ["optimizer.lr=0.2", "seed=1"]]
+    assert [t.overrides for t in sweep.trials] == [
+        ["optimizer.lr=0.1", "seed=0"],
+        ["optimizer.lr=0.1", "seed=1"],
+        ["optimizer.lr=0.2", "seed=0"],
+        ["optimizer.lr=0.2", "seed=1"],
+    ]
     assert sweep.metric == "val_acc" and list(tmp_path.iterdir()) == []
 
 
@@ -134,7 +167,7 @@ def test_local_sweep_with_two_jobs(local_sweep):
     _check_sweep(sweep, runs)
     from nncli.runs.listing import list_runs
 
-    rows = list_runs(runs)                         # `nncli runs` sees the trials inside the sweep folder
+    rows = list_runs(runs)  # `nncli runs` sees the trials inside the sweep folder
     assert sorted(r["run"].split("-")[0] for r in rows) == ["t00", "t01"]
 
 
@@ -154,12 +187,26 @@ def test_combinations_average_the_seeds():
     from nncli.runs.sweep import Sweep
 
     def trial(i, lr, seed, value):
-        return Trial(index=i, params={"optimizer.lr": lr}, seed=seed, overrides=[],
-                     best=None if value is None else {"metric": "val_acc", "value": value, "step": 1})
+        return Trial(
+            index=i,
+            params={"optimizer.lr": lr},
+            seed=seed,
+            overrides=[],
+            best=None if value is None else {"metric": "val_acc", "value": value, "step": 1},
+        )
 
-    sweep = Sweep(config="c.yaml", grid=[("optimizer.lr", ["0.1", "0.5"])], seeds=[0, 1], metric="val_acc",
-                  trials=[trial(0, "0.1", 0, 0.6), trial(1, "0.1", 1, 0.8), trial(2, "0.5", 0, 0.9),
-                          trial(3, "0.5", 1, None)])
+    sweep = Sweep(
+        config="c.yaml",
+        grid=[("optimizer.lr", ["0.1", "0.5"])],
+        seeds=[0, 1],
+        metric="val_acc",
+        trials=[
+            trial(0, "0.1", 0, 0.6),
+            trial(1, "0.1", 1, 0.8),
+            trial(2, "0.5", 0, 0.9),
+            trial(3, "0.5", 1, None),
+        ],
+    )
     combos = sweep.combinations()
     assert [c["params"]["optimizer.lr"] for c in combos] == ["0.5", "0.1"]
     assert combos[0]["mean"] == 0.9 and (combos[0]["n"], combos[0]["trials"]) == (1, 2)
@@ -191,7 +238,7 @@ def test_sigterm_stops_running_trials_and_starts_no_more(tiny_config, tmp_path):
     folder = next(tmp_path.iterdir())
     data = json.loads((folder / "sweep.json").read_text())
     first, second = data["trials"]
-    assert (first["status"], first["returncode"]) == ("interrupted", 130)     # stopped at a checkpoint
+    assert (first["status"], first["returncode"]) == ("interrupted", 130)  # stopped at a checkpoint
     assert json.loads((Path(first["run_dir"]) / "run.json").read_text())["status"] == "interrupted"
-    assert second["status"] == "pending" and second["run_dir"] is None       # never started
+    assert second["status"] == "pending" and second["run_dir"] is None  # never started
     assert [p.name for p in folder.iterdir() if p.is_dir()] == [Path(first["run_dir"]).name]

@@ -1,4 +1,5 @@
 """The training loop: determinism, logging cadence, early stopping, clipping, non-finite handling."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,17 @@ from nncli.training.loop import Trainer, locate_nonfinite
 from nncli.training.optimizers import make_optimizer
 
 BASE = {
-    "name": "tiny", "seed": 3,
-    "model": {"input_shape": [2], "layers": [{"type": "MM", "out": 8}, {"type": "Tanh"},
-                                             {"type": "Dropout", "p": 0.2}, {"type": "MM", "out": 3}]},
+    "name": "tiny",
+    "seed": 3,
+    "model": {
+        "input_shape": [2],
+        "layers": [
+            {"type": "MM", "out": 8},
+            {"type": "Tanh"},
+            {"type": "Dropout", "p": 0.2},
+            {"type": "MM", "out": 3},
+        ],
+    },
     "data": {"source": "spirals", "n_samples": 120, "batch_size": 16, "val_split": 0.2},
     "optimizer": {"type": "adam", "lr": 0.02},
     "train": {"epochs": 3, "log_every": 2},
@@ -91,19 +100,27 @@ def test_run_folder_contents(tmp_path):
 
 
 def test_logging_and_evaluation_cadence_and_schedule(tmp_path):
-    run = train(tmp_path, write_config(tmp_path, {
-        "train": {"epochs": None, "steps": 11, "log_every": 3, "eval_every": 4},
-        "schedule": {"type": "step", "step_size": 2, "gamma": 0.5}}))
+    run = train(
+        tmp_path,
+        write_config(
+            tmp_path,
+            {
+                "train": {"epochs": None, "steps": 11, "log_every": 3, "eval_every": 4},
+                "schedule": {"type": "step", "step_size": 2, "gamma": 0.5},
+            },
+        ),
+    )
     recs = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in recs if r["event"] == "train"] == [3, 6, 9]
-    assert [r["step"] for r in recs if r["event"] == "eval"] == [4, 8, 11]   # plus a final one
+    assert [r["step"] for r in recs if r["event"] == "eval"] == [4, 8, 11]  # plus a final one
     # lr of the record's last step t-1 (0-based): 0.02 · 0.5^⌊(t−1)/2⌋
     assert all(r["lr"] == pytest.approx(0.02 * 0.5 ** ((r["step"] - 1) // 2)) for r in recs)
 
 
 def test_early_stopping_restores_the_best_weights():
-    tr = trainer({"train": {"epochs": 20, "early_stopping": {"metric": "val_loss", "patience": 2,
-                                                              "min_delta": 1e9}}})
+    tr = trainer(
+        {"train": {"epochs": 20, "early_stopping": {"metric": "val_loss", "patience": 2, "min_delta": 1e9}}}
+    )
     seen = []
 
     class Keep:
@@ -119,13 +136,17 @@ def test_early_stopping_restores_the_best_weights():
 
 
 def test_gradient_clipping_bounds_the_update():
-    tr = trainer({"optimizer": {"type": "sgd", "lr": 1.0}, "train": {"epochs": None, "steps": 1,
-                                                                      "clip_grad_norm": 1e-3}})
+    tr = trainer(
+        {
+            "optimizer": {"type": "sgd", "lr": 1.0},
+            "train": {"epochs": None, "steps": 1, "clip_grad_norm": 1e-3},
+        }
+    )
     before = tr.chain.state_dict()
     tr.run()
     after = tr.chain.state_dict()
     step = math.sqrt(sum(float(np.sum((after[k] - before[k]) ** 2)) for k in before))
-    assert step == pytest.approx(1e-3, rel=1e-3)   # SGD with lr 1: the update is the clipped gradient
+    assert step == pytest.approx(1e-3, rel=1e-3)  # SGD with lr 1: the update is the clipped gradient
 
 
 def test_nonfinite_stop_names_the_module():
@@ -146,7 +167,7 @@ def test_locate_nonfinite_points_at_the_first_bad_forward():
 @pytest.mark.parametrize("mode", ["skip", "ignore"])
 def test_nonfinite_skip_or_ignore(mode):
     x = np.random.default_rng(1).standard_normal((60, 2))
-    x[7, 0] = np.inf                               # one poisoned example: its batch gives a NaN loss
+    x[7, 0] = np.inf  # one poisoned example: its batch gives a NaN loss
     tr = trainer({"train": {"epochs": 2, "on_nonfinite": mode}}, train_x=x)
     result = tr.run()
     assert result.status == "completed" and result.steps == tr.total_steps
@@ -207,7 +228,7 @@ def test_progress_output(terminal):
 
 
 def test_checkpoint_every_between_evaluations():
-    tr = trainer({"train": {"epochs": 2, "checkpoint_every": 3}})   # 60 examples: 4 steps per epoch
+    tr = trainer({"train": {"epochs": 2, "checkpoint_every": 3}})  # 60 examples: 4 steps per epoch
     saved = []
 
     class Saves:
@@ -216,4 +237,4 @@ def test_checkpoint_every_between_evaluations():
 
     tr.callbacks.append(Saves())
     tr.run()
-    assert tr.steps_per_epoch == 4 and saved == [3, 4, 6, 8]        # every 3 steps and each evaluation
+    assert tr.steps_per_epoch == 4 and saved == [3, 4, 6, 8]  # every 3 steps and each evaluation

@@ -4,6 +4,7 @@ Each bad input must exit 2 with one line on stderr that names the problem and wh
 traceback, and leave no run folder behind. The bad-input processes are started together and then
 checked one by one, so the interpreter start-up cost is paid in parallel.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,12 @@ import pytest
 import yaml
 
 GOOD = {
-    "name": "cli", "seed": 0,
-    "model": {"input_shape": [4], "layers": [{"type": "MM", "out": 6}, {"type": "ReLU"}, {"type": "MM", "out": 3}]},
+    "name": "cli",
+    "seed": 0,
+    "model": {
+        "input_shape": [4],
+        "layers": [{"type": "MM", "out": 6}, {"type": "ReLU"}, {"type": "MM", "out": 3}],
+    },
     "loss": "cross_entropy",
     "data": {"source": "data.npz", "batch_size": 10, "val_split": 0.2, "test_split": 0.2},
     "optimizer": {"type": "sgd", "lr": 0.1},
@@ -28,8 +33,13 @@ GOOD = {
 
 def nncli(*args, cwd=None):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    return subprocess.Popen([sys.executable, "-m", "nncli", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "nncli", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def finish(proc, timeout=120):
@@ -102,10 +112,10 @@ def test_bad_input_exits_2_with_one_line_and_no_run_folder(bad_runs, case):
 def test_train_json_eval_and_resume_refusal(workdir):
     code, out, err = finish(nncli("train", "good.yaml", "--runs-dir", "runs_ok", "--json", cwd=workdir))
     assert code == 0, err
-    summary = json.loads(out)                         # stdout holds only the JSON
+    summary = json.loads(out)  # stdout holds only the JSON
     assert summary["status"] == "completed" and summary["test"]["acc"] is not None
     run = Path(summary["run_dir"])
-    assert "run folder:" in err and "step" in err     # plain progress lines: stderr is not a terminal
+    assert "run folder:" in err and "step" in err  # plain progress lines: stderr is not a terminal
 
     # eval on the test split, then on a file of one's own (standardised with the run's statistics)
     code, out, err = finish(nncli("eval", run, "--checkpoint", "last", "--json", cwd=workdir))
@@ -126,8 +136,18 @@ def test_train_json_eval_and_resume_refusal(workdir):
 
 
 def test_divergence_exits_3_and_names_a_module(workdir):
-    code, out, err = finish(nncli("train", "good.yaml", "--runs-dir", "runs_div", "--quiet",
-                                  "--set", "optimizer.lr=1e30", cwd=workdir))
+    code, out, err = finish(
+        nncli(
+            "train",
+            "good.yaml",
+            "--runs-dir",
+            "runs_div",
+            "--quiet",
+            "--set",
+            "optimizer.lr=1e30",
+            cwd=workdir,
+        )
+    )
     assert code == 3, err
     assert "diverged" in err and "module" in err and "(MM)" in err
     (run,) = (workdir / "runs_div").iterdir()

@@ -4,6 +4,7 @@ Each command lives in its own file and registers itself on ``app``. Errors are r
 a UserError prints one line ``file:line:col: field: message`` to stderr and exits 2; ``--debug``
 shows the traceback instead.
 """
+
 from __future__ import annotations
 
 import os

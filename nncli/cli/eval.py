@@ -3,6 +3,7 @@
 A file given with ``--data`` is read with the run's data settings (``x_key``/``y_key``, CSV target
 column) and standardised with the statistics saved in the run's run.json, the training split's.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,12 @@ from nncli.core.errors import DataError, UserError
 def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder made by nncli train."),
     data: Path | None = typer.Option(None, "--data", help="Evaluate on this .npz / .csv instead."),
-    checkpoint: str | None = typer.Option(None, "--checkpoint",
-                                             help="best or last (default: best, or last when the run has "
-                                                  "no best yet, e.g. it was killed before its first evaluation)."),
+    checkpoint: str | None = typer.Option(
+        None,
+        "--checkpoint",
+        help="best or last (default: best, or last when the run has "
+        "no best yet, e.g. it was killed before its first evaluation).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON to stdout."),
 ) -> None:
     """Evaluate a run's best (or last) checkpoint: mean loss and, for classifiers, accuracy."""
@@ -32,8 +36,11 @@ def eval_cmd(
         return
     from rich.table import Table
 
-    err_console.print(f"{result['run']}: {result['checkpoint']} checkpoint (step {result['step']}) "
-                      f"on {result['split']}", markup=False, soft_wrap=True)
+    err_console.print(
+        f"{result['run']}: {result['checkpoint']} checkpoint (step {result['step']}) on {result['split']}",
+        markup=False,
+        soft_wrap=True,
+    )
     table = Table()
     table.add_column("examples", justify="right")
     table.add_column("loss", justify="right")
@@ -82,8 +89,13 @@ def evaluate_run(run_dir: Path, data: Path | None, which: str | None = None) -> 
     else:
         if cfg.data is None:
             raise DataError(f"{run_dir}: the run's config has no data section; pass --data")
-        ds = load_dataset(cfg.data, input_shape=tuple(cfg.model.input_shape), loss=chain.loss,
-                          seed=cfg.seed, base_dir=Path(info.get("data_base_dir", run_dir)))
+        ds = load_dataset(
+            cfg.data,
+            input_shape=tuple(cfg.model.input_shape),
+            loss=chain.loss,
+            seed=cfg.seed,
+            base_dir=Path(info.get("data_base_dir", run_dir)),
+        )
         split_name, part = ("test", ds.test) if ds.test is not None and len(ds.test.x) else ("val", ds.val)
         if part is None or not len(part.x):
             raise DataError(f"{run_dir}: the run's data has no test or validation split; pass --data")
@@ -95,8 +107,14 @@ def evaluate_run(run_dir: Path, data: Path | None, which: str | None = None) -> 
     if y.dtype.kind not in "iub":
         y = y.astype(chain.dtype)
     m = evaluate(chain, chain.loss, x, y, classifier)
-    out = {"run": run_dir.name, "checkpoint": which, "step": int(meta.get("step", 0)), "split": split_name,
-           "examples": int(len(x)), "loss": m["loss"]}
+    out = {
+        "run": run_dir.name,
+        "checkpoint": which,
+        "step": int(meta.get("step", 0)),
+        "split": split_name,
+        "examples": int(len(x)),
+        "loss": m["loss"],
+    }
     if classifier:
         out["acc"] = m["acc"]
     return out
@@ -109,4 +127,6 @@ def _fit(x: np.ndarray, input_shape, where) -> np.ndarray:
         return x
     if int(np.prod(x.shape[1:])) == int(np.prod(want)):
         return x.reshape((len(x),) + want)
-    raise DataError(f"{where}: inputs have shape {tuple(x.shape[1:])} per example, the model takes {list(want)}")
+    raise DataError(
+        f"{where}: inputs have shape {tuple(x.shape[1:])} per example, the model takes {list(want)}"
+    )

@@ -1,4 +1,5 @@
 """``nncli export RUN_DIR --format torch|onnx``: the trained model as a PyTorch file or an ONNX model."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,9 @@ def export(
     run_dir: Path = typer.Argument(..., help="The run folder to export."),
     fmt: str = typer.Option("torch", "--format", "-f", help="torch (a Python file) or onnx (opset 17)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="Which checkpoint: best or last."),
-    out: Path | None = typer.Option(None, "-o", "--out",
-                                       help="Output file (default: <run>/export/model.py or model.onnx)."),
+    out: Path | None = typer.Option(
+        None, "-o", "--out", help="Output file (default: <run>/export/model.py or model.onnx)."
+    ),
 ):
     """Export a run's model: a self-contained PyTorch file that loads the checkpoint, or an ONNX model.
 

@@ -4,6 +4,7 @@ With a config: each module at the input it sees in the chain, the loss, then the
 Without: every registered module type at each of its example settings, and every loss.
 Exit 0 when every tensor passes, 1 when any fails (2 for a config or command-line error).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,14 +32,19 @@ from nncli.diagnostics.gradcheck_config import (
 def gradcheck_cmd(
     config: str | None = typer.Argument(None, help="YAML config; without one, check every registered type."),
     module: str | None = typer.Option(None, "--module", "-m", help="Only this layer or loss type."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config value: --set model.layers[0].out=8"),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a config value: --set model.layers[0].out=8"
+    ),
     eps: float = typer.Option(1e-6, "--eps", help="Central-difference step."),
     rtol: float = typer.Option(1e-5, "--rtol", help="Relative tolerance."),
     atol: float = typer.Option(1e-8, "--atol", help="Absolute tolerance."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random batch, G and the sampled coordinates."),
     samples: int | None = typer.Option(
-        None, "--samples", min=1,
-        help="Random coordinates per tensor [default: all for tensors of ≤ 2000 elements, else 200]."),
+        None,
+        "--samples",
+        min=1,
+        help="Random coordinates per tensor [default: all for tensors of ≤ 2000 elements, else 200].",
+    ),
     data: str | None = typer.Option(None, "--data", help="Check at a real batch from this .npz/.csv file."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable report on stdout."),
 ) -> None:
@@ -56,9 +62,21 @@ def gradcheck_cmd(
         target = config
     ok, line = verdict(reports)
     if as_json:
-        sys.stdout.write(json.dumps({"target": target, "passed": ok, "verdict": line,
-                                     "eps": eps, "rtol": rtol, "atol": atol, "seed": seed,
-                                     "tensors": [r.to_dict() for r in reports]}) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "target": target,
+                    "passed": ok,
+                    "verdict": line,
+                    "eps": eps,
+                    "rtol": rtol,
+                    "atol": atol,
+                    "seed": seed,
+                    "tensors": [r.to_dict() for r in reports],
+                }
+            )
+            + "\n"
+        )
     else:
         console = _console()
         console.print(report_table(reports, title=f"gradcheck: {target}"))
@@ -73,7 +91,9 @@ def _check_config(path, overrides, module, data, seed, kw):
 
     loaded, chain = build_from_config(path, overrides, dtype="float64", seed=seed, with_loss=True)
     rng = np.random.default_rng(seed)
-    check_batch_fits(loaded, chain, BATCH + 1, np.float64, what="the gradcheck batch", field="model.input_shape")
+    check_batch_fits(
+        loaded, chain, BATCH + 1, np.float64, what="the gradcheck batch", field="model.input_shape"
+    )
     if data:
         x, y = load_batch(loaded, chain, BATCH + 1, path=data)
     else:
@@ -86,9 +106,12 @@ def _check_config(path, overrides, module, data, seed, kw):
         from nncli.diagnostics.tracing import type_label
 
         want = getattr(entry, "cls", entry)
-        fixed = getattr(entry, "defaults", {})     # a preset such as ReLU = σ(fn=relu)
-        keep = {type_label(m) for _, m in chain.named_modules() if isinstance(m, want)
-                and all(getattr(m.cfg, k, None) == v for k, v in fixed.items())}
+        fixed = getattr(entry, "defaults", {})  # a preset such as ReLU = σ(fn=relu)
+        keep = {
+            type_label(m)
+            for _, m in chain.named_modules()
+            if isinstance(m, want) and all(getattr(m.cfg, k, None) == v for k, v in fixed.items())
+        }
         if kind == "loss":
             keep = {getattr(chain.loss, "notes_name", "") or type(chain.loss).__name__}
         reports = [r for r in reports if r.module in keep]
@@ -102,16 +125,36 @@ def _fmt(x: float) -> str:
 def report_table(reports, title: str = "gradcheck") -> Table:
     """One row per tensor: where, what, how many coordinates, the worst error and the verdict."""
     t = Table(title=title, title_justify="left")
-    for col, just in (("module", "left"), ("setting", "left"), ("tensor", "left"), ("checked", "right"),
-                      ("skipped", "right"), ("max abs", "right"), ("max rel", "right"),
-                      ("worst at", "left"), ("analytic", "right"), ("numeric", "right"), ("", "left")):
+    for col, just in (
+        ("module", "left"),
+        ("setting", "left"),
+        ("tensor", "left"),
+        ("checked", "right"),
+        ("skipped", "right"),
+        ("max abs", "right"),
+        ("max rel", "right"),
+        ("worst at", "left"),
+        ("analytic", "right"),
+        ("numeric", "right"),
+        ("", "left"),
+    ):
         t.add_column(col, justify=just)
     for r in reports:
         status = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
         worst = "(" + ", ".join(map(str, r.worst_index)) + ")" if r.checked else "-"
-        t.add_row(escape(r.module), escape(r.setting), escape(r.tensor), str(r.checked), str(r.skipped), _fmt(r.max_abs),
-                  _fmt(r.max_rel), worst, f"{r.analytic:.6g}", f"{r.numeric:.6g}",
-                  status + ("  " + escape("; ".join(r.notes)) if r.notes else ""))
+        t.add_row(
+            escape(r.module),
+            escape(r.setting),
+            escape(r.tensor),
+            str(r.checked),
+            str(r.skipped),
+            _fmt(r.max_abs),
+            _fmt(r.max_rel),
+            worst,
+            f"{r.analytic:.6g}",
+            f"{r.numeric:.6g}",
+            status + ("  " + escape("; ".join(r.notes)) if r.notes else ""),
+        )
     return t
 
 

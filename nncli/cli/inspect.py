@@ -3,6 +3,7 @@ with ``--trace`` one batch forward and backward, with ``--time`` per-module mill
 
 Needs no data: shapes come from the config. ``--json`` writes one JSON object to stdout and nothing else.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,16 +31,20 @@ def _shape(s) -> str:
 @app.command("inspect")
 def inspect_cmd(
     config: str = typer.Argument(..., help="YAML config."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config value: --set model.layers[0].out=8"),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a config value: --set model.layers[0].out=8"
+    ),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout, nothing else."),
-    batch: int | None = typer.Option(None, "--batch", min=1,
-                                        help="Batch size for memory totals [default: data.batch_size or 64]."),
+    batch: int | None = typer.Option(
+        None, "--batch", min=1, help="Batch size for memory totals [default: data.batch_size or 64]."
+    ),
     dtype: str | None = typer.Option(None, "--dtype", help="float32 or float64 [default: the config's]."),
     trace: bool = typer.Option(False, "--trace", help="Run one batch forward and backward (float64)."),
     timing: bool = typer.Option(False, "--time", help="Per-module forward/backward milliseconds."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random batch for --trace and --time."),
-    threads: int | None = typer.Option(None, "--threads", min=1,
-                                          help="BLAS threads for --time [default: BLAS's own setting]."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="BLAS threads for --time [default: BLAS's own setting]."
+    ),
 ) -> None:
     """Show every module: shapes, parameters (with the notes' formulas), MACs and memory."""
     from nncli.core.errors import UserError
@@ -50,9 +55,10 @@ def inspect_cmd(
     cfg = loaded.config
     if batch is None:
         batch = cfg.data.batch_size if cfg.data is not None else 64
-    if trace or timing:   # refuse a batch that cannot fit before printing anything
-        check_batch_fits(loaded, chain, batch, np.float64, what="the --trace/--time batch",
-                         field="model.input_shape")
+    if trace or timing:  # refuse a batch that cannot fit before printing anything
+        check_batch_fits(
+            loaded, chain, batch, np.float64, what="the --trace/--time batch", field="model.input_shape"
+        )
     summary = summarize(chain, batch=batch, loaded=loaded, dtype=dtype or cfg.dtype, source=config)
     out: dict = {"summary": summary.to_dict()}
     human = _console(sys.stderr if as_json else sys.stdout)
@@ -68,8 +74,11 @@ def inspect_cmd(
         rows, J = run_trace(chain64, x, y)
         out["trace"] = {"batch": where, "loss": J, "modules": [r.to_dict() for r in rows]}
         if not as_json:
-            human.print(trace_table(rows, f"trace: one batch ({where}), float64"
-                                          + (f", J = {J:.6g}" if J is not None else "")))
+            human.print(
+                trace_table(
+                    rows, f"trace: one batch ({where}), float64" + (f", J = {J:.6g}" if J is not None else "")
+                )
+            )
     if timing:
         from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -77,15 +86,26 @@ def inspect_cmd(
 
         x, y, where = _batch(loaded, chain, batch, seed, random_only=True)
         with threadpool_limits(limits=threads, user_api="blas"):
-            blas = max((p.get("num_threads", 1) for p in threadpool_info() if p.get("user_api") == "blas"),
-                       default=1)
+            blas = max(
+                (p.get("num_threads", 1) for p in threadpool_info() if p.get("user_api") == "blas"), default=1
+            )
             rows, total = profile_chain(chain, x.astype(chain.dtype), y, repeats=REPEATS, warmup=WARMUP)
-        out["time"] = {"batch": where, "blas_threads": blas, "total_ms": total,
-                       "modules": [r.to_dict() for r in rows]}
+        out["time"] = {
+            "batch": where,
+            "blas_threads": blas,
+            "total_ms": total,
+            "modules": [r.to_dict() for r in rows],
+        }
         if not as_json:
-            human.print(time_table(rows, total, f"time: median of {REPEATS} steps after {WARMUP} warm-up "
-                                                f"({where}, {np.dtype(chain.dtype).name}, {blas} BLAS "
-                                                f"thread{'s' if blas != 1 else ''})"))
+            human.print(
+                time_table(
+                    rows,
+                    total,
+                    f"time: median of {REPEATS} steps after {WARMUP} warm-up "
+                    f"({where}, {np.dtype(chain.dtype).name}, {blas} BLAS "
+                    f"thread{'s' if blas != 1 else ''})",
+                )
+            )
     if as_json:
         sys.stdout.write(json.dumps(out) + "\n")
 
@@ -111,27 +131,51 @@ def _batch(loaded, chain, batch, seed, random_only=False):
 
 
 def summary_table(s) -> Table:
-    t = Table(title=f"{s.source or 'model'}: input {_shape(s.input_shape)} → output {_shape(s.output_shape)}"
-                    + (f", loss {s.loss}" if s.loss else ""), title_justify="left")
-    for col, just in (("#", "left"), ("type", "left"), ("line", "right"), ("input", "left"),
-                      ("output", "left"), ("weight", "right"), ("bias", "right"), ("formula", "left"),
-                      ("MACs fwd", "right"), ("MACs bwd", "right"), ("saved", "right")):
+    t = Table(
+        title=f"{s.source or 'model'}: input {_shape(s.input_shape)} → output {_shape(s.output_shape)}"
+        + (f", loss {s.loss}" if s.loss else ""),
+        title_justify="left",
+    )
+    for col, just in (
+        ("#", "left"),
+        ("type", "left"),
+        ("line", "right"),
+        ("input", "left"),
+        ("output", "left"),
+        ("weight", "right"),
+        ("bias", "right"),
+        ("formula", "left"),
+        ("MACs fwd", "right"),
+        ("MACs bwd", "right"),
+        ("saved", "right"),
+    ):
         t.add_column(col, justify=just)
     for r in s.rows:
         pad = "  " * r.depth
-        t.add_row(pad + r.name, escape(pad + r.type), str(r.line or ""), _shape(r.input_shape),
-                  _shape(r.output_shape), f"{r.weight:,}", f"{r.bias:,}", escape(r.formula),
-                  f"{r.macs_forward:,}", f"{r.macs_backward:,}",
-                  f"{r.saved:,}")
+        t.add_row(
+            pad + r.name,
+            escape(pad + r.type),
+            str(r.line or ""),
+            _shape(r.input_shape),
+            _shape(r.output_shape),
+            f"{r.weight:,}",
+            f"{r.bias:,}",
+            escape(r.formula),
+            f"{r.macs_forward:,}",
+            f"{r.macs_backward:,}",
+            f"{r.saved:,}",
+        )
     return t
 
 
 def summary_totals(s) -> str:
-    return (f"parameters: {s.params:,} ({human_bytes(s.param_bytes)} in {s.dtype})\n"
-            f"multiply-adds per example: forward {human_count(s.macs_forward)}, backward "
-            f"{human_count(s.macs_backward)}\n"
-            f"activations kept for backward: {s.saved:,} floats = {human_bytes(s.saved_bytes)} per example, "
-            f"{human_bytes(s.saved_bytes_batch)} per batch of {s.batch}")
+    return (
+        f"parameters: {s.params:,} ({human_bytes(s.param_bytes)} in {s.dtype})\n"
+        f"multiply-adds per example: forward {human_count(s.macs_forward)}, backward "
+        f"{human_count(s.macs_backward)}\n"
+        f"activations kept for backward: {s.saved:,} floats = {human_bytes(s.saved_bytes)} per example, "
+        f"{human_bytes(s.saved_bytes_batch)} per batch of {s.batch}"
+    )
 
 
 def _norm(d: dict) -> str:
@@ -146,25 +190,48 @@ def trace_table(rows, title: str) -> Table:
         pad = "  " * r.depth
         grads = "\n".join(f"{k}: {_norm(g)}" for k, g in r.grads.items())
         act = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in r.activity.items())
-        t.add_row(pad + r.name, escape(pad + r.type), escape(f"{r.forward_eq}\n{r.backward_eq}"), _norm(r.z),
-                  _norm(r.u),
-                  _norm(r.v), _norm(r.dz), grads, act)
+        t.add_row(
+            pad + r.name,
+            escape(pad + r.type),
+            escape(f"{r.forward_eq}\n{r.backward_eq}"),
+            _norm(r.z),
+            _norm(r.u),
+            _norm(r.v),
+            _norm(r.dz),
+            grads,
+            act,
+        )
     return t
 
 
 def time_table(rows, total: float, title: str) -> Table:
     t = Table(title=title, title_justify="left")
-    for col, just in (("#", "left"), ("type", "left"), ("forward ms", "right"), ("backward ms", "right"),
-                      ("share", "right")):
+    for col, just in (
+        ("#", "left"),
+        ("type", "left"),
+        ("forward ms", "right"),
+        ("backward ms", "right"),
+        ("share", "right"),
+    ):
         t.add_column(col, justify=just)
     for r in rows:
         pad = "  " * r.depth
-        t.add_row(pad + r.name, escape(pad + r.type), f"{r.forward_ms:.3f}", f"{r.backward_ms:.3f}",
-                  f"{r.share:.1%}")
+        t.add_row(
+            pad + r.name,
+            escape(pad + r.type),
+            f"{r.forward_ms:.3f}",
+            f"{r.backward_ms:.3f}",
+            f"{r.share:.1%}",
+        )
     top = [r for r in rows if r.depth == 0]
     t.add_section()
-    t.add_row("total", "", f"{sum(r.forward_ms for r in top):.3f}",
-              f"{sum(r.backward_ms for r in top):.3f}", "100.0%")
+    t.add_row(
+        "total",
+        "",
+        f"{sum(r.forward_ms for r in top):.3f}",
+        f"{sum(r.backward_ms for r in top):.3f}",
+        "100.0%",
+    )
     return t
 
 

@@ -1,4 +1,5 @@
 """``nncli plot RUN_DIR...``: loss and metric curves as a PNG, or as a chart in the terminal."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,9 @@ from nncli.cli import app, err_console, out_console
 @app.command("plot")
 def plot(
     run_dirs: list[Path] = typer.Argument(..., help="One or more run folders, drawn on one figure."),
-    out: Path | None = typer.Option(None, "-o", "--out",
-                                       help="PNG file (default: <run>/curves.png for one run, curves.png otherwise)."),
+    out: Path | None = typer.Option(
+        None, "-o", "--out", help="PNG file (default: <run>/curves.png for one run, curves.png otherwise)."
+    ),
     metric: str = typer.Option("val_acc", "--metric", help="Metric of the second panel."),
     terminal: bool = typer.Option(False, "--terminal", help="Draw in the terminal instead of writing a PNG."),
     width: int = typer.Option(1200, "--width", min=100, help="PNG width in pixels."),
@@ -27,8 +29,9 @@ def plot(
 
     if terminal or (not have_matplotlib() and out is None):
         if not terminal:
-            err_console.print("[dim]matplotlib is not installed (pip install 'nncli[plot]'); "
-                              "drawing in the terminal[/]")
+            err_console.print(
+                "[dim]matplotlib is not installed (pip install 'nncli[plot]'); drawing in the terminal[/]"
+            )
         cols = max(out_console.width - 12, 20)
         for chart in terminal_charts(run_dirs, metric, width=min(cols, 100)):
             out_console.print(chart)

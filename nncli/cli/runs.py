@@ -1,4 +1,5 @@
 """``nncli runs [DIR]`` lists runs; ``nncli runs diff A B`` compares two runs' configs and metrics."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,12 @@ from nncli.core.errors import UserError
 
 @app.command("runs")
 def runs(
-    args: list[str] | None = typer.Argument(None, metavar="[DIR] | diff A B",
-                                               help="A runs folder (default: runs), or: diff RUN_A RUN_B."),
-    metric: str | None = typer.Option(None, "--metric",
-                                         help="Metric for the best column (default val_acc, else val_loss)."),
+    args: list[str] | None = typer.Argument(
+        None, metavar="[DIR] | diff A B", help="A runs folder (default: runs), or: diff RUN_A RUN_B."
+    ),
+    metric: str | None = typer.Option(
+        None, "--metric", help="Metric for the best column (default val_acc, else val_loss)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout only."),
 ):
     """List runs (name, config, status, best metric, steps, wall time, test accuracy), or diff two."""
@@ -44,15 +47,25 @@ def _table(root: str, metric: str | None, as_json: bool) -> None:
     table = Table(title=f"runs in {escape(root)}", title_style="bold")
     for col in ("run", "config", "status", "best", "steps", "wall time", "test acc"):
         # on a narrow terminal the names fold; status and numbers stay whole
-        table.add_column(col, justify="right" if col in ("steps", "wall time", "test acc") else "left",
-                         no_wrap=col not in ("run", "config"), overflow="fold")
+        table.add_column(
+            col,
+            justify="right" if col in ("steps", "wall time", "test acc") else "left",
+            no_wrap=col not in ("run", "config"),
+            overflow="fold",
+        )
     style = {"completed": "green", "failed": "red", "diverged": "red", "running": "yellow"}
     for r in rows:
         best = f"{r['best_metric']} {fmt(r['best_value'])}" if r["best_metric"] else fmt(None)
         wall = f"{r['wall_time']:.1f}s" if isinstance(r["wall_time"], (int, float)) else fmt(None)
-        table.add_row(escape(r["run"]), escape(fmt(r["config"])),
-                      f"[{style.get(r['status'], 'dim')}]{escape(str(r['status']))}[/]", best,
-                      fmt(r["steps"]), wall, fmt(r["test_acc"]))
+        table.add_row(
+            escape(r["run"]),
+            escape(fmt(r["config"])),
+            f"[{style.get(r['status'], 'dim')}]{escape(str(r['status']))}[/]",
+            best,
+            fmt(r["steps"]),
+            wall,
+            fmt(r["test_acc"]),
+        )
     out_console.print(table)
 
 

@@ -1,4 +1,5 @@
 """``nncli sweep CONFIG --grid path=v1,v2 ...``: train every combination, then rank them."""
+
 from __future__ import annotations
 
 import json
@@ -16,16 +17,19 @@ from nncli.cli import app, err_console, out_console
 def sweep(
     config: Path = typer.Argument(..., help="The base YAML config."),
     grid: list[str] = typer.Option(..., "--grid", help="path=v1,v2,...  (repeat for more axes)."),
-    seeds: int | None = typer.Option(None, "--seeds", help="Repeat each combination with N seeds "
-                                                              "(the config's seed, +1, ...)."),
+    seeds: int | None = typer.Option(
+        None, "--seeds", help="Repeat each combination with N seeds (the config's seed, +1, ...)."
+    ),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Trials run at the same time."),
     backend: str = typer.Option("local", "--backend", help="local (worker processes) or ray (Ray tasks)."),
-    ray_address: str | None = typer.Option(None, "--ray-address",
-                                              help="Ray cluster address (default: start a local instance)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster address (default: start a local instance)."
+    ),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the sweep folder is created."),
     set_: list[str] | None = typer.Option(None, "--set", help="Override for every trial: path=value."),
-    metric: str | None = typer.Option(None, "--metric",
-                                         help="Rank by this metric (default: the config's train.best_metric)."),
+    metric: str | None = typer.Option(
+        None, "--metric", help="Rank by this metric (default: the config's train.best_metric)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list the combinations; run nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print sweep.json to stdout (tables go to stderr)."),
 ):
@@ -41,14 +45,26 @@ def sweep(
         err_console.print(f"  {escape(t.name)}: {t.status}, {best}{escape(detail)}")
 
     try:
-        result = run_sweep(config, grid, seeds=seeds, jobs=jobs, backend=backend.lower(),
-                           ray_address=ray_address, runs_dir=runs_dir, sets=set_ or [], metric=metric,
-                           on_done=progress, dry_run=dry_run)
+        result = run_sweep(
+            config,
+            grid,
+            seeds=seeds,
+            jobs=jobs,
+            backend=backend.lower(),
+            ray_address=ray_address,
+            runs_dir=runs_dir,
+            sets=set_ or [],
+            metric=metric,
+            on_done=progress,
+            dry_run=dry_run,
+        )
     except KeyboardInterrupt:
         # handled here: click would turn it into an Abort; the exit code is the documented 130
-        err_console.print("interrupted: running trials were stopped at a checkpoint (resume each with "
-                          "nncli train --resume RUN_DIR); sweep.json marks the trials never started "
-                          "as pending")
+        err_console.print(
+            "interrupted: running trials were stopped at a checkpoint (resume each with "
+            "nncli train --resume RUN_DIR); sweep.json marks the trials never started "
+            "as pending"
+        )
         sys.exit(130)
     console = err_console if as_json else out_console
     if dry_run:
@@ -87,7 +103,12 @@ def ranked_table(result) -> Table:
         row = [str(pos), escape(t.name), *(escape(t.params[k]) for k in keys)]
         if result.seeds:
             row.append(str(t.seed))
-        row += [fmt(best.get("value")), fmt(best.get("step")), fmt(lookup(t.summary or {}, "test_acc")), status]
+        row += [
+            fmt(best.get("value")),
+            fmt(best.get("step")),
+            fmt(lookup(t.summary or {}, "test_acc")),
+            status,
+        ]
         table.add_row(*row)
     return table
 
@@ -106,6 +127,11 @@ def combination_table(result) -> Table:
     table.add_column("± std", justify="right")
     table.add_column("runs", justify="right")
     for pos, c in enumerate(result.combinations(), 1):
-        table.add_row(str(pos), *(escape(c["params"][k]) for k in keys), fmt(c["mean"]), fmt(c["std"]),
-                      f"{c['n']}/{c['trials']}")
+        table.add_row(
+            str(pos),
+            *(escape(c["params"][k]) for k in keys),
+            fmt(c["mean"]),
+            fmt(c["std"]),
+            f"{c['n']}/{c['trials']}",
+        )
     return table

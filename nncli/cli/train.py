@@ -5,6 +5,7 @@ bad input leaves no run folder behind. Exit codes: 0 completed, 1 crashed or a w
 2 bad input, 3 diverged (NaN/Inf with ``train.on_nonfinite: stop``), 130 / 143 stopped by
 SIGINT / SIGTERM (a checkpoint was written; ``--resume RUN_DIR`` continues exactly).
 """
+
 from __future__ import annotations
 
 import errno
@@ -32,11 +33,18 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this folder."),
     json_out: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
-    curves: bool = typer.Option(True, "--curves/--no-curves",
-                                help="Draw curves.png at the end when matplotlib is installed (about 1 s)."),
-    threads: int = typer.Option(1, "--threads", min=1,
-                                help="BLAS threads. Small models run fastest on 1 (thread hand-offs "
-                                     "cost more than their tiny matrix products gain)."),
+    curves: bool = typer.Option(
+        True,
+        "--curves/--no-curves",
+        help="Draw curves.png at the end when matplotlib is installed (about 1 s).",
+    ),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        min=1,
+        help="BLAS threads. Small models run fastest on 1 (thread hand-offs "
+        "cost more than their tiny matrix products gain).",
+    ),
 ) -> None:
     """Train a model from a YAML config; write config, metrics, checkpoints and a summary to a run folder.
 
@@ -60,8 +68,9 @@ def train_cmd(
         sys.exit(code)
 
 
-def run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: bool = False,
-                threads: int | None = 1) -> int:
+def run_session(
+    session, runs_dir: Path, quiet: bool, json_out: bool, curves: bool = False, threads: int | None = 1
+) -> int:
     """Create (or reopen) the run folder, train with signal handling, write the summary; the exit code."""
     from threadpoolctl import threadpool_limits
 
@@ -79,7 +88,7 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
 
     def on_signal(signum, frame):
         sig = signal.Signals(signum).name
-        if session.trainer.stop_request is not None:   # a second Ctrl-C: stop now
+        if session.trainer.stop_request is not None:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         session.trainer.request_stop(sig)
 
@@ -99,8 +108,12 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
         if isinstance(exc, OSError) and exc.filename is not None and session.folder is not None:
             err_console.print(f"error: {write_failure(exc, session)}", markup=False, soft_wrap=True)
             return 1
-        err_console.print(f"error: training crashed: {type(exc).__name__}: {exc} (run folder "
-                          f"{session.folder}; --debug shows the traceback)", markup=False, soft_wrap=True)
+        err_console.print(
+            f"error: training crashed: {type(exc).__name__}: {exc} (run folder "
+            f"{session.folder}; --debug shows the traceback)",
+            markup=False,
+            soft_wrap=True,
+        )
         return 1
     finally:
         for sig, handler in previous.items():
@@ -109,7 +122,7 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
             progress.close()
     try:
         summary = session.finish(result)
-    except OSError as exc:   # summary.json or run.json on a disk that just filled up
+    except OSError as exc:  # summary.json or run.json on a disk that just filled up
         if exc.filename is None or debugging():
             raise
         err_console.print(f"error: {write_failure(exc, session)}", markup=False, soft_wrap=True)
@@ -121,14 +134,20 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
     if not quiet:
         err_console.print(results_table(summary, session.folder))
         err_console.print(f"run folder: {session.folder}", markup=False, soft_wrap=True)
-    if result.status == "diverged":   # said even with --quiet: it is why the exit code is 3
+    if result.status == "diverged":  # said even with --quiet: it is why the exit code is 3
         kept = (session.folder / "checkpoints" / "last.safetensors").exists()
-        err_console.print(f"diverged: {result.reason}; "
-                          + ("the last good checkpoint is kept" if kept else "no checkpoint had been written yet"),
-                          markup=False, soft_wrap=True)
+        err_console.print(
+            f"diverged: {result.reason}; "
+            + ("the last good checkpoint is kept" if kept else "no checkpoint had been written yet"),
+            markup=False,
+            soft_wrap=True,
+        )
     elif result.status == "interrupted" and not quiet:
-        err_console.print(f"interrupted by {result.reason}; continue with "
-                          f"nncli train --resume {session.folder}", markup=False, soft_wrap=True)
+        err_console.print(
+            f"interrupted by {result.reason}; continue with nncli train --resume {session.folder}",
+            markup=False,
+            soft_wrap=True,
+        )
     if json_out:
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()
@@ -149,9 +168,11 @@ def write_failure(exc: OSError, session) -> str:
     except (CheckpointError, KeyError, OSError):
         kept = "no checkpoint had been written yet"
     full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-    return (f"cannot write {exc.filename}: {exc.strerror or exc}; training stopped at step "
-            f"{session.trainer.state.step}; {kept}; {'make room' if full else 'once it can be written'}, "
-            f"then continue with nncli train --resume {folder}")
+    return (
+        f"cannot write {exc.filename}: {exc.strerror or exc}; training stopped at step "
+        f"{session.trainer.state.step}; {kept}; {'make room' if full else 'once it can be written'}, "
+        f"then continue with nncli train --resume {folder}"
+    )
 
 
 def _draw_curves(folder) -> None:

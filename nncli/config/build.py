@@ -10,6 +10,7 @@ Randomness: one ``numpy.random.SeedSequence(seed)`` is split into named streams 
 parameters are drawn from the ``init`` stream, and every Dropout gets its own generator spawned from
 the ``dropout`` stream, so the same seed gives the same model and the same masks.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,8 +49,14 @@ def build_module(spec: dict, field: str) -> Module:
         raise
 
 
-def build_chain(cfg: LoadedConfig | Config, *, dtype=None, seed: int | None = None,
-                rng: np.random.Generator | None = None, with_loss: bool = True) -> Chain:
+def build_chain(
+    cfg: LoadedConfig | Config,
+    *,
+    dtype=None,
+    seed: int | None = None,
+    rng: np.random.Generator | None = None,
+    with_loss: bool = True,
+) -> Chain:
     """Create, check and initialise the model (and its loss) described by ``cfg``.
 
     ``dtype`` defaults to ``cfg.dtype``; ``seed`` to ``cfg.seed``; ``rng`` (if given) replaces the
@@ -142,8 +149,15 @@ def estimate_params(module: Module, input_shape: tuple[int, ...]) -> int:
 class _ShapeOnlyRng:
     """Quacks like ``numpy.random.Generator`` for ``init_params``; every draw costs no memory."""
 
-    _size_arg = {"random": 0, "standard_normal": 0, "uniform": 2, "normal": 2, "integers": 2,
-                 "choice": 1, "truncated_normal": 2}
+    _size_arg = {
+        "random": 0,
+        "standard_normal": 0,
+        "uniform": 2,
+        "normal": 2,
+        "integers": 2,
+        "choice": 1,
+        "truncated_normal": 2,
+    }
 
     def __getattr__(self, name):
         def draw(*args, **kwargs):
@@ -162,9 +176,12 @@ def _check_size(counts, fields, dtype, locate) -> None:
     if size <= MAX_PARAM_BYTES:
         return
     big = int(np.argmax(counts))
-    exc = ShapeError(f"the model has about {total:,} parameters ({_gib(size)} in {dtype.name}), more "
-                     f"than the {_gib(MAX_PARAM_BYTES)} limit; the largest layer, {fields[big]}, has "
-                     f"{counts[big]:,}", field=fields[big])
+    exc = ShapeError(
+        f"the model has about {total:,} parameters ({_gib(size)} in {dtype.name}), more "
+        f"than the {_gib(MAX_PARAM_BYTES)} limit; the largest layer, {fields[big]}, has "
+        f"{counts[big]:,}",
+        field=fields[big],
+    )
     raise locate(exc)
 
 
@@ -172,11 +189,14 @@ def _check_example(shape, field, what, dtype, locate) -> None:
     """Refuse a per-example ``shape`` whose values alone exceed MAX_EXAMPLE_BYTES (a batch holds many)."""
     n = 1
     for s in shape:
-        n *= int(s)              # Python ints: no overflow for absurd sizes
+        n *= int(s)  # Python ints: no overflow for absurd sizes
     size = n * dtype.itemsize
     if size > MAX_EXAMPLE_BYTES:
-        exc = ShapeError(f"one example's {what} has shape {tuple(shape)}: {n:,} values ({_gib(size)} in "
-                         f"{dtype.name}), more than the {_gib(MAX_EXAMPLE_BYTES)} limit", field=field)
+        exc = ShapeError(
+            f"one example's {what} has shape {tuple(shape)}: {n:,} values ({_gib(size)} in "
+            f"{dtype.name}), more than the {_gib(MAX_EXAMPLE_BYTES)} limit",
+            field=field,
+        )
         raise locate(exc)
 
 

@@ -9,6 +9,7 @@ and its strict mode only to refuse the conversions YAML users do not mean (``lr:
 string — read as a number; ``seed: yes`` read as 1). Layer entries are checked by their own module's
 ``Config`` (see ``check_layer``), so the errors of a new module type need no change here.
 """
+
 from __future__ import annotations
 
 import copy
@@ -92,14 +93,21 @@ def apply_override(raw: dict, assignment: str) -> None:
 
 
 # -- loading and validation --------------------------------------------------------------------
-def _finish(data: Any, positions: dict[str, Place], source: str | None,
-            overrides: Sequence[str]) -> LoadedConfig:
+def _finish(
+    data: Any, positions: dict[str, Place], source: str | None, overrides: Sequence[str]
+) -> LoadedConfig:
     if data is None:
-        raise ConfigError("the config is empty; it needs at least a 'model' section "
-                          "(model: {input_shape: [...], layers: [...]})", place=Place(source))
+        raise ConfigError(
+            "the config is empty; it needs at least a 'model' section "
+            "(model: {input_shape: [...], layers: [...]})",
+            place=Place(source),
+        )
     if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping of sections (model, loss, optimizer, ...) at the top "
-                          f"level, got {describe(data)}", place=positions.get("", Place(source)))
+        raise ConfigError(
+            f"expected a mapping of sections (model, loss, optimizer, ...) at the top "
+            f"level, got {describe(data)}",
+            place=positions.get("", Place(source)),
+        )
     set_by: dict[str, str] = {}
     for assignment in overrides:
         path = _set(data, assignment)
@@ -109,8 +117,9 @@ def _finish(data: Any, positions: dict[str, Place], source: str | None,
         set_by[path] = assignment
     problems = validate_problems(data)
     if problems:
-        errors = [locate_error(ConfigError(msg, field=f), None, positions, source, set_by)
-                  for f, msg in problems]
+        errors = [
+            locate_error(ConfigError(msg, field=f), None, positions, source, set_by) for f, msg in problems
+        ]
         errors.sort(key=lambda e: (e.place.file != COMMAND_LINE, e.place.line or 0, e.place.column or 0))
         raise ConfigErrors(errors)
     cfg = Config.model_validate(data)
@@ -141,8 +150,9 @@ def check_layer(spec: Any, field: str):
     Raises ConfigError(s) with fields under ``field`` (no places: the caller adds them).
     """
     if not isinstance(spec, dict):
-        raise ConfigError(f"expected a layer mapping such as {{type: ReLU}}, got {describe(spec)}",
-                          field=field)
+        raise ConfigError(
+            f"expected a layer mapping such as {{type: ReLU}}, got {describe(spec)}", field=field
+        )
     problems = _layer_problems(spec, field)
     if problems:
         raise ConfigErrors([ConfigError(m, field=f) for f, m in problems])
@@ -160,7 +170,7 @@ def _layer_problems(spec: dict, field: str) -> list[tuple[str, str]]:
     full = {**getattr(entry, "defaults", {}), **hparams}
     problems = translate(entry.Config, full, field, extra_keys=("type",))
     nested = hparams.get("layers")
-    if isinstance(nested, list):   # a Residual's body: same rules, one level down
+    if isinstance(nested, list):  # a Residual's body: same rules, one level down
         for j, sub in enumerate(nested):
             if isinstance(sub, dict):
                 problems += _layer_problems(sub, f"{field}.layers[{j}]")
@@ -186,13 +196,19 @@ def _nearest_place(field: str | None, positions: dict[str, Place], source: str |
     return Place(source)
 
 
-def locate_error(exc: UserError, prefix: str | None, positions: dict[str, Place],
-                 source: str | None = None, set_by: dict[str, str] | None = None) -> UserError:
+def locate_error(
+    exc: UserError,
+    prefix: str | None,
+    positions: dict[str, Place],
+    source: str | None = None,
+    set_by: dict[str, str] | None = None,
+) -> UserError:
     """Prefix ``exc.field`` with ``prefix`` and set its place from ``positions`` (nearest parent)."""
     set_by = set_by or {}
     if prefix:
-        exc.field = (prefix + ("" if (exc.field or "").startswith("[") else ".") + exc.field
-                     if exc.field else prefix)
+        exc.field = (
+            prefix + ("" if (exc.field or "").startswith("[") else ".") + exc.field if exc.field else prefix
+        )
     if isinstance(exc, ConfigErrors):
         exc.errors = [locate_error(e, prefix, positions, source, set_by) for e in exc.errors]
         exc.place = exc.errors[0].place
@@ -221,8 +237,9 @@ def _set(raw: dict, assignment: str) -> str:
     try:
         value = parse_value(value_text) if value_text.strip() else None
     except ConfigError as exc:
-        raise ConfigError(f"--set {assignment}: the value is not valid YAML: {exc.message}",
-                          place=where) from None
+        raise ConfigError(
+            f"--set {assignment}: the value is not valid YAML: {exc.message}", place=where
+        ) from None
     node: Any = ("model", Config)
     cur: Any = raw
     for i, part in enumerate(parts):
@@ -232,21 +249,29 @@ def _set(raw: dict, assignment: str) -> str:
         if isinstance(part, int):
             if allowed is not None or not isinstance(cur, list):
                 what = "a section" if allowed is not None else "a single value"
-                raise ConfigError(f"'{here}' is {what}, not a list (in --set {assignment})",
-                                  field=path, place=where)
+                raise ConfigError(
+                    f"'{here}' is {what}, not a list (in --set {assignment})", field=path, place=where
+                )
             if not 0 <= part <= len(cur) or (part == len(cur) and not last):
-                raise ConfigError(f"index {part} is out of range: '{here}' has {len(cur)} entries "
-                                  f"(in --set {assignment})", field=path, place=where)
+                raise ConfigError(
+                    f"index {part} is out of range: '{here}' has {len(cur)} entries (in --set {assignment})",
+                    field=path,
+                    place=where,
+                )
         else:
             if allowed is None or not isinstance(cur, dict):
-                raise ConfigError(f"'{here}' is a single value, it has no key '{part}' "
-                                  f"(in --set {assignment})", field=path, place=where)
+                raise ConfigError(
+                    f"'{here}' is a single value, it has no key '{part}' (in --set {assignment})",
+                    field=path,
+                    place=where,
+                )
             if allowed and part not in allowed:
                 hint = did_you_mean(path, [child_path(here, k) for k in allowed])
-                raise ConfigError(f"unknown setting '{path}' in --set {assignment}{hint}",
-                                  field=path, place=where)
+                raise ConfigError(
+                    f"unknown setting '{path}' in --set {assignment}{hint}", field=path, place=where
+                )
             for alias in [k for k in cur if k != part and allowed.get(k, k) == allowed.get(part)]:
-                del cur[alias]   # `out` replaces `units` rather than clashing with it
+                del cur[alias]  # `out` replaces `units` rather than clashing with it
         if last:
             if isinstance(part, int) and part == len(cur):
                 cur.append(value)

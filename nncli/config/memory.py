@@ -1,4 +1,5 @@
 """Memory estimates that let a command refuse a batch that cannot fit, before allocating it."""
+
 from __future__ import annotations
 
 import os
@@ -38,20 +39,25 @@ def batch_bytes(chain, batch: int, dtype) -> int:
     return (sum(sizes) + max(sizes)) * batch * itemsize
 
 
-def check_batch_fits(loaded, chain, batch: int, dtype, *, what: str = "a batch",
-                     field: str | None = None) -> None:
+def check_batch_fits(
+    loaded, chain, batch: int, dtype, *, what: str = "a batch", field: str | None = None
+) -> None:
     """ShapeError (placed at ``field`` of the config ``loaded``) when ``batch`` examples would need
     more memory than this process can have."""
     need, have = batch_bytes(chain, batch, dtype), available_bytes()
     if have is not None and need > 0.8 * have:
-        raise loaded.locate(ShapeError(f"{what} of {batch} examples needs about {need / 2**30:,.1f} GiB in "
-                         f"{np.dtype(dtype).name} for its activations, more than the "
-                         f"{have / 2**30:,.1f} GiB available; use fewer examples or smaller layers",
-                         field=field))
+        raise loaded.locate(
+            ShapeError(
+                f"{what} of {batch} examples needs about {need / 2**30:,.1f} GiB in "
+                f"{np.dtype(dtype).name} for its activations, more than the "
+                f"{have / 2**30:,.1f} GiB available; use fewer examples or smaller layers",
+                field=field,
+            )
+        )
 
 
 def _count(shape) -> int:
     n = 1
     for s in shape:
-        n *= int(s)              # Python ints: no overflow for absurd sizes
+        n *= int(s)  # Python ints: no overflow for absurd sizes
     return n

@@ -4,6 +4,7 @@
 (dotted field, message) pair per problem, with a did-you-mean for unknown keys; ``describe(value)`` is
 how a received value is shown.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,11 +17,25 @@ from nncli.config.schema import node_at, section_keys
 from nncli.config.yaml_positions import join_path
 from nncli.core.errors import UserError, did_you_mean
 
-_KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
-          "list": "a list", "tuple": "a list", "set": "a list", "dict": "a mapping", "model": "a mapping",
-          "model_attributes": "a mapping", "none": "null"}
-_OPS = {"greater_than": (">", "gt"), "greater_than_equal": ("≥", "ge"),
-        "less_than": ("<", "lt"), "less_than_equal": ("≤", "le")}
+_KINDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "list": "a list",
+    "tuple": "a list",
+    "set": "a list",
+    "dict": "a mapping",
+    "model": "a mapping",
+    "model_attributes": "a mapping",
+    "none": "null",
+}
+_OPS = {
+    "greater_than": (">", "gt"),
+    "greater_than_equal": ("≥", "ge"),
+    "less_than": ("<", "lt"),
+    "less_than_equal": ("≤", "le"),
+}
 
 
 def describe(value: Any) -> str:
@@ -44,7 +59,7 @@ def translate(cls, data: Any, prefix: str, extra_keys: Sequence[str] = ()) -> li
     try:
         errors = [e for e in _errors(cls, data, strict=True) if _is_kind_error(e)]
         errors += _errors(cls, data, strict=False)
-    except UserError as exc:   # a validator that raises ConfigError itself, with its own advice
+    except UserError as exc:  # a validator that raises ConfigError itself, with its own advice
         rel = exc.field or ""
         return [(prefix + ("" if not prefix or not rel or rel.startswith("[") else ".") + rel, exc.message)]
     grouped: dict[str, list] = {}
@@ -54,11 +69,11 @@ def translate(cls, data: Any, prefix: str, extra_keys: Sequence[str] = ()) -> li
     out = []
     for rel, items in grouped.items():
         if _only_types(items) and any(o.startswith((rel + "[", rel + ".")) for o in grouped if rel):
-            continue   # a union's other branch went deeper: its error (e.g. kernel[1]) says more
+            continue  # a union's other branch went deeper: its error (e.g. kernel[1]) says more
         parts, err = items[0]
         field = prefix + ("" if not prefix or not rel or rel.startswith("[") else ".") + rel
         wants = list(dict.fromkeys(w for _, e in items for w in [_expected(e) or _one_of(e)] if w))
-        if len(wants) > 1:   # a union: 'expected an integer or one of 'same' or 'valid''
+        if len(wants) > 1:  # a union: 'expected an integer or one of 'same' or 'valid''
             value = err.get("input")
             hint = "".join(_hint(e) for _, e in items if e["type"] == "literal_error")
             message = f"expected {', '.join(wants[:-1])} or {wants[-1]}, got {describe(value)}{hint}"
@@ -104,7 +119,13 @@ def _data_path(err: dict, data: Any) -> list:
     """The error's location as keys into ``data`` (pydantic adds union member names; drop them)."""
     parts, cur, loc = [], data, err["loc"]
     for i, el in enumerate(loc):
-        if isinstance(cur, dict) and el in cur or isinstance(cur, list) and isinstance(el, int) and 0 <= el < len(cur):
+        if (
+            isinstance(cur, dict)
+            and el in cur
+            or isinstance(cur, list)
+            and isinstance(el, int)
+            and 0 <= el < len(cur)
+        ):
             parts.append(el)
             cur = cur[el]
         elif err["type"] == "missing" and i == len(loc) - 1:
@@ -146,8 +167,9 @@ def _message(cls, data, parts: list, err: dict, extra_keys) -> str:
         if t == "too_short" and ctx.get("actual_length") == 0:
             extra = "; list at least one layer, e.g. - {type: MM, out: 10}" if key == "layers" else ""
             return f"must not be empty{extra}"
-        word, bound = (("at least", ctx.get("min_length")) if t == "too_short"
-                       else ("at most", ctx.get("max_length")))
+        word, bound = (
+            ("at least", ctx.get("min_length")) if t == "too_short" else ("at most", ctx.get("max_length"))
+        )
         return f"expected {word} {bound} entries, got {ctx.get('actual_length')}"
     if t in ("value_error", "assertion_error"):
         return str(ctx.get("error") or err["msg"])

@@ -20,6 +20,7 @@ needs no change in this file.
     schedule: {...}              # ScheduleConfig
     train: {...}                 # TrainConfig
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal, Union
@@ -47,7 +48,7 @@ class ModelConfig(Strict):
 
 class LossConfig(Strict):
     type: str = "cross_entropy"
-    model_config = ConfigDict(extra="allow")   # loss hyper-parameters are checked by the loss
+    model_config = ConfigDict(extra="allow")  # loss hyper-parameters are checked by the loss
 
 
 class DataConfig(Strict):
@@ -61,8 +62,8 @@ class DataConfig(Strict):
     # held-out parts: fractions of the training data (a dataset's own test split is used when it has one)
     val_split: float = Field(0.1, ge=0.0, lt=1.0)
     test_split: float = Field(0.0, ge=0.0, lt=1.0, description="used only when the data has no test split")
-    standardize: bool = True     # statistics from the training part only, saved in the run
-    shuffle: bool = True         # reshuffled every epoch, seeded
+    standardize: bool = True  # statistics from the training part only, saved in the run
+    shuffle: bool = True  # reshuffled every epoch, seeded
     batch_size: int = Field(64, gt=0)
     # synthetic sets
     n_samples: int = Field(1000, gt=0)
@@ -95,7 +96,9 @@ class OptimizerConfig(Strict):
 
 class ScheduleConfig(Strict):
     type: Literal["constant", "step", "cosine"] = "constant"
-    warmup_steps: int = Field(0, ge=0, description="linear warm-up: lr·(t+1)/warmup_steps for t < warmup_steps")
+    warmup_steps: int = Field(
+        0, ge=0, description="linear warm-up: lr·(t+1)/warmup_steps for t < warmup_steps"
+    )
     step_size: int = Field(1000, gt=0, description="step: multiply lr by gamma every step_size steps")
     gamma: float = Field(0.1, gt=0.0)
     min_lr: float = Field(0.0, ge=0.0, description="cosine: final learning rate")
@@ -111,10 +114,14 @@ class TrainConfig(Strict):
     epochs: int | None = Field(10, gt=0)
     steps: int | None = Field(None, gt=0, description="a step budget; overrides epochs when set")
     log_every: int = Field(50, gt=0, description="steps between train-loss lines in metrics.jsonl")
-    eval_every: int | None = Field(None, gt=0, description="steps between evaluations; default once per epoch")
-    checkpoint_every: int | None = Field(None, gt=0, description="steps between checkpoints; default each evaluation")
+    eval_every: int | None = Field(
+        None, gt=0, description="steps between evaluations; default once per epoch"
+    )
+    checkpoint_every: int | None = Field(
+        None, gt=0, description="steps between checkpoints; default each evaluation"
+    )
     clip_grad_norm: float | None = Field(None, gt=0.0)
-    best_metric: str = "val_loss"           # which metric picks the `best` checkpoint
+    best_metric: str = "val_loss"  # which metric picks the `best` checkpoint
     early_stopping: EarlyStopping | None = None
     on_nonfinite: Literal["stop", "skip", "ignore"] = "stop"
 

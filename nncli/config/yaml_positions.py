@@ -12,6 +12,7 @@ The walk also refuses what a config should never contain:
 Two YAML 1.1 surprises are fixed in the resolver: ``1e-3`` (no dot) is a float, not the string
 ``'1e-3'``; and dates such as ``2024-01-01`` stay strings instead of becoming ``datetime.date``.
 """
+
 from __future__ import annotations
 
 import re
@@ -109,8 +110,9 @@ def load_yaml_file(path: str | Path) -> tuple[Any, dict[str, Place]]:
     try:
         text = p.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"not a UTF-8 text file (byte {exc.start + 1} cannot be decoded)",
-                          place=Place(name)) from None
+        raise ConfigError(
+            f"not a UTF-8 text file (byte {exc.start + 1} cannot be decoded)", place=Place(name)
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror or exc}", place=Place(name)) from None
     return parse_yaml(text, name)
@@ -119,7 +121,7 @@ def load_yaml_file(path: str | Path) -> tuple[Any, dict[str, Place]]:
 def parse_yaml(text: str, source: str | None = None) -> tuple[Any, dict[str, Place]]:
     """Parse one YAML document: (plain data, positions). Empty text gives (None, {})."""
     try:
-        loader = _Loader(text)   # the reader refuses control characters here, before parsing
+        loader = _Loader(text)  # the reader refuses control characters here, before parsing
     except yaml.reader.ReaderError as exc:
         raise _reader_error(exc, text, source) from None
     try:
@@ -133,8 +135,11 @@ def parse_yaml(text: str, source: str | None = None) -> tuple[Any, dict[str, Pla
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem and "while" not in exc.problem:
-            problem = f"{problem} ({exc.context}" + (
-                f" on line {exc.context_mark.line + 1}" if exc.context_mark is not None else "") + ")"
+            problem = (
+                f"{problem} ({exc.context}"
+                + (f" on line {exc.context_mark.line + 1}" if exc.context_mark is not None else "")
+                + ")"
+            )
         raise ConfigError(f"YAML syntax error: {problem}", place=_place(mark, source)) from None
     except yaml.reader.ReaderError as exc:
         raise _reader_error(exc, text, source) from None
@@ -150,8 +155,11 @@ def _reader_error(exc: yaml.reader.ReaderError, text: str, source: str | None) -
     line = before.count("\n") + 1
     column = exc.position - (before.rfind("\n") + 1) + 1
     code = exc.character if isinstance(exc.character, int) else ord(exc.character)
-    return ConfigError(f"YAML syntax error: control character {chr(code)!r} (#x{code:04x}) is not allowed "
-                       f"in YAML; delete it", place=Place(source, line, column))
+    return ConfigError(
+        f"YAML syntax error: control character {chr(code)!r} (#x{code:04x}) is not allowed "
+        f"in YAML; delete it",
+        place=Place(source, line, column),
+    )
 
 
 def parse_value(text: str, source: str | None = None) -> Any:
@@ -167,7 +175,7 @@ def _place(mark, source: str | None) -> Place:
 
 
 def _show_tag(tag: str) -> str:
-    return "!!" + tag[len(_STD):] if tag.startswith(_STD) else tag
+    return "!!" + tag[len(_STD) :] if tag.startswith(_STD) else tag
 
 
 class _Walker:
@@ -175,7 +183,7 @@ class _Walker:
 
     def __init__(self, loader: _Loader, source: str | None, positions: dict[str, Place]):
         self.loader, self.source, self.positions = loader, source, positions
-        self.active: set[int] = set()   # nodes on the current path, to catch recursive aliases
+        self.active: set[int] = set()  # nodes on the current path, to catch recursive aliases
         self.visited = 0
 
     def error(self, node, message: str, field: str | None = None) -> ConfigError:
@@ -184,12 +192,16 @@ class _Walker:
     def walk(self, node, path: str) -> Any:
         self.visited += 1
         if self.visited > _MAX_NODES:
-            raise self.error(node, f"the document expands to more than {_MAX_NODES} values "
-                                   f"(aliases repeated too often)")
+            raise self.error(
+                node, f"the document expands to more than {_MAX_NODES} values (aliases repeated too often)"
+            )
         if node.tag not in _ALLOWED_TAGS:
-            raise self.error(node, f"unsupported YAML tag '{_show_tag(node.tag)}': a config may only "
-                                   f"hold plain data (mappings, lists, strings, numbers, booleans, null)",
-                             path)
+            raise self.error(
+                node,
+                f"unsupported YAML tag '{_show_tag(node.tag)}': a config may only "
+                f"hold plain data (mappings, lists, strings, numbers, booleans, null)",
+                path,
+            )
         if id(node) in self.active:
             raise self.error(node, "recursive alias: this value contains itself", path)
         if isinstance(node, yaml.ScalarNode):
@@ -215,11 +227,12 @@ class _Walker:
             key = self.scalar_key(key_node, path)
             if key in seen:
                 first = seen[key].start_mark.line + 1
-                raise self.error(key_node, f"duplicate key '{key}' (first defined on line {first})",
-                                 child_path(path, key))
+                raise self.error(
+                    key_node, f"duplicate key '{key}' (first defined on line {first})", child_path(path, key)
+                )
             seen[key] = key_node
         try:
-            self.loader.flatten_mapping(node)   # resolves `<<: *base` merges in place
+            self.loader.flatten_mapping(node)  # resolves `<<: *base` merges in place
         except yaml.constructor.ConstructorError as exc:
             raise self.error(node, f"bad merge key: {exc.problem}", path) from None
         out: dict[Any, Any] = {}

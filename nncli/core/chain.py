@@ -3,6 +3,7 @@
 Forward computes u[1..k] in order, each module keeping what its backward needs; the backward pass
 walks the modules in reverse, turning ∂J/∂u[i] into ∂J/∂u[i-1] and adding each module's ∂J/∂θ[i].
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -16,12 +17,13 @@ from nncli.core.module import Module
 class Chain:
     """``modules`` applied in order to batches of shape (N, *input_shape); ``loss`` may be None."""
 
-    def __init__(self, modules: list[Module], loss: Loss | None = None,
-                 input_shape: tuple[int, ...] | None = None):
+    def __init__(
+        self, modules: list[Module], loss: Loss | None = None, input_shape: tuple[int, ...] | None = None
+    ):
         self.modules = list(modules)
         self.loss = loss
         self.input_shape = tuple(input_shape) if input_shape is not None else None
-        self.keep_outputs = False   # set by `inspect --trace` to keep every u[i]
+        self.keep_outputs = False  # set by `inspect --trace` to keep every u[i]
         self.outputs: list[np.ndarray] = []
 
     # -- building ---------------------------------------------------------------------------
@@ -70,7 +72,7 @@ class Chain:
         inputs without ``requires_grad``. Returns None then.
         """
         stop = 0 if input_grad else self._first_trainable()
-        if stop is None:             # nothing to train: no backward work at all
+        if stop is None:  # nothing to train: no backward work at all
             return None
         for i in range(len(self.modules) - 1, stop - 1, -1):
             m = self.modules[i]

@@ -3,6 +3,7 @@
 `UserError` is rendered by the CLI as one line (``file:line:col: field: message``) and exit code 2;
 anything else is a bug or a runtime failure (exit 1).
 """
+
 from __future__ import annotations
 
 import difflib

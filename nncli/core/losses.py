@@ -4,6 +4,7 @@ Each loss: ``forward(h, y) -> J`` (a Python float), ``backward() -> ∂J/∂h`` 
 layers never divide by N), ``check_output(shape)`` for the builder, ``check_targets(y)`` for data,
 ``metrics(h, y)`` for logging.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -59,8 +60,9 @@ def _int_labels(y: np.ndarray, low: int, high: int, what: str) -> None:
     elif y.dtype.kind not in "iub":
         raise DataError(f"{what} targets must be integer labels, got dtype {y.dtype}")
     if y.size and (y.min() < low or y.max() > high):
-        raise DataError(f"{what} labels must lie in [{low}, {high}], got values in "
-                        f"[{y.min():g}, {y.max():g}]")
+        raise DataError(
+            f"{what} labels must lie in [{low}, {high}], got values in [{y.min():g}, {y.max():g}]"
+        )
 
 
 @losses.register("cross_entropy", "CrossEntropy", "softmax_cross_entropy", "ce", "nll")
@@ -75,8 +77,10 @@ class CrossEntropy(Loss):
 
     def check_output(self, output_shape):
         if len(output_shape) != 1 or output_shape[0] < 2:
-            raise ShapeError(f"cross_entropy needs the last layer to output (C,) logits with C ≥ 2, "
-                             f"got {tuple(output_shape)}")
+            raise ShapeError(
+                f"cross_entropy needs the last layer to output (C,) logits with C ≥ 2, "
+                f"got {tuple(output_shape)}"
+            )
 
     def check_targets(self, y, output_shape):
         _int_labels(y, 0, output_shape[0] - 1, "cross_entropy")
@@ -118,8 +122,10 @@ class Logistic(Loss):
 
     def check_output(self, output_shape):
         if tuple(output_shape) not in ((1,), ()):
-            raise ShapeError(f"logistic needs the last layer to output one logit per example (out: 1), "
-                             f"got {tuple(output_shape)}")
+            raise ShapeError(
+                f"logistic needs the last layer to output one logit per example (out: 1), "
+                f"got {tuple(output_shape)}"
+            )
 
     def check_targets(self, y, output_shape):
         _int_labels(y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y, 0, 1, "logistic")
@@ -158,8 +164,10 @@ class Squared(Loss):
         want = tuple(output_shape)
         got = tuple(y.shape[1:])
         if got != want and not (want == (1,) and got == ()):
-            raise DataError(f"squared loss targets must have shape {want} per example to match the "
-                            f"model's output, got {got}")
+            raise DataError(
+                f"squared loss targets must have shape {want} per example to match the "
+                f"model's output, got {got}"
+            )
 
     def forward(self, h, y):
         self._d = h - y.reshape(h.shape).astype(h.dtype, copy=False)

@@ -9,6 +9,7 @@ the per-example input shape is known. Then
 
 Shapes are batch-first: ``z`` has shape ``(N, *input_shape)``.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

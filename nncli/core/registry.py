@@ -1,4 +1,5 @@
 """YAML ``type:`` names → module and loss classes, case-insensitive, with aliases and did-you-mean."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -7,6 +7,7 @@ its numeric ones (J(t + ε) − J(t − ε)) / 2ε coordinate by coordinate.
 A coordinate where the one-sided differences disagree sits at a non-differentiable point (ReLU at 0,
 a tie in max pooling): it is skipped and counted, never silently passed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,7 +24,7 @@ class TensorCheck:
     tensor: str
     shape: tuple
     checked: int = 0
-    skipped: int = 0          # coordinates at non-differentiable points
+    skipped: int = 0  # coordinates at non-differentiable points
     max_abs: float = 0.0
     max_rel: float = 0.0
     worst_index: tuple = ()
@@ -31,7 +32,7 @@ class TensorCheck:
     numeric: float = 0.0
     passed: bool = True
     notes: list[str] = field(default_factory=list)
-    setting: str = ""         # which example setting or chain position was checked (for reports)
+    setting: str = ""  # which example setting or chain position was checked (for reports)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -51,20 +52,30 @@ def _coordinates(size: int, samples: int | str | None, rng: np.random.Generator)
     return np.sort(rng.choice(size, size=samples, replace=False))
 
 
-def compare(name: str, tensor: str, target: np.ndarray, analytic: np.ndarray,
-            objective: Callable[[], float], *, eps: float, rtol: float, atol: float,
-            samples: int | str | None, rng: np.random.Generator) -> TensorCheck:
+def compare(
+    name: str,
+    tensor: str,
+    target: np.ndarray,
+    analytic: np.ndarray,
+    objective: Callable[[], float],
+    *,
+    eps: float,
+    rtol: float,
+    atol: float,
+    samples: int | str | None,
+    rng: np.random.Generator,
+) -> TensorCheck:
     """Perturb ``target`` in place coordinate by coordinate (restoring it) and compare with ``analytic``.
 
     ``samples``: None checks every coordinate, an int that many random ones, "auto" all of a small
     tensor (≤ AUTO_ALL elements) and AUTO_SAMPLES of a larger one.
     """
     rep = TensorCheck(name, tensor, tuple(target.shape))
-    flat = target.reshape(-1)          # a view: perturbing it perturbs the tensor
+    flat = target.reshape(-1)  # a view: perturbing it perturbs the tensor
     if not np.shares_memory(flat, target):
         raise ValueError("gradcheck needs a contiguous tensor to perturb")
     worst_score = -1.0
-    f_mid = objective()    # the unperturbed value: every coordinate is restored, so compute it once
+    f_mid = objective()  # the unperturbed value: every coordinate is restored, so compute it once
     for i in _coordinates(flat.size, samples, rng):
         old = flat[i]
         flat[i] = old + eps
@@ -105,12 +116,21 @@ def _frozen_rng(module):
 
     def restore():
         rng.bit_generator.state = state
+
     return restore
 
 
-def check_module(module, z: np.ndarray, *, name: str | None = None, eps: float = 1e-6,
-                 rtol: float = 1e-5, atol: float = 1e-8, samples: int | str | None = None,
-                 seed: int = 0) -> list[TensorCheck]:
+def check_module(
+    module,
+    z: np.ndarray,
+    *,
+    name: str | None = None,
+    eps: float = 1e-6,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    samples: int | str | None = None,
+    seed: int = 0,
+) -> list[TensorCheck]:
     """Check B[module, z] and every ∂J/∂θ of a built module (float64) at input ``z`` (N, ...)."""
     rng = np.random.default_rng(seed)
     name = name or type(module).__name__
@@ -145,28 +165,58 @@ def check_module(module, z: np.ndarray, *, name: str | None = None, eps: float =
 def _child_parameters(module):
     """(dotted key, parameter, gradient) of a container's sub-modules (a Residual's ``body.0.weight``)."""
     for child_name, child in module.children():
-        if hasattr(child, "parameters"):        # a Chain
+        if hasattr(child, "parameters"):  # a Chain
             for key, p, g in child.parameters():
                 yield f"{child_name}.{key}", p, g
-        else:                                   # a single module
+        else:  # a single module
             for key, p in child.params.items():
                 yield f"{child_name}.{key}", p, child.grads[key]
 
 
-def check_loss(loss, h: np.ndarray, y: np.ndarray, *, name: str | None = None, eps: float = 1e-6,
-               rtol: float = 1e-5, atol: float = 1e-8, samples: int | str | None = None,
-               seed: int = 0) -> list[TensorCheck]:
+def check_loss(
+    loss,
+    h: np.ndarray,
+    y: np.ndarray,
+    *,
+    name: str | None = None,
+    eps: float = 1e-6,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    samples: int | str | None = None,
+    seed: int = 0,
+) -> list[TensorCheck]:
     """Check a loss's ∂J/∂h at logits/outputs ``h`` and targets ``y``."""
     rng = np.random.default_rng(seed)
     h = np.array(h, dtype=np.float64, copy=True)
     loss.forward(h, y)
     dh = np.array(loss.backward(), copy=True)
-    return [compare(name or type(loss).__name__, "input", h, dh, lambda: loss.forward(h, y),
-                    eps=eps, rtol=rtol, atol=atol, samples=samples, rng=rng)]
+    return [
+        compare(
+            name or type(loss).__name__,
+            "input",
+            h,
+            dh,
+            lambda: loss.forward(h, y),
+            eps=eps,
+            rtol=rtol,
+            atol=atol,
+            samples=samples,
+            rng=rng,
+        )
+    ]
 
 
-def check_chain(chain, x: np.ndarray, y: np.ndarray, *, eps: float = 1e-6, rtol: float = 1e-5,
-                atol: float = 1e-8, samples: int | str | None = None, seed: int = 0) -> list[TensorCheck]:
+def check_chain(
+    chain,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    eps: float = 1e-6,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    samples: int | str | None = None,
+    seed: int = 0,
+) -> list[TensorCheck]:
     """End to end: ∂J/∂x and every ∂J/∂θ of the whole chain with its loss, J = loss(chain(x), y)."""
     rng = np.random.default_rng(seed)
     x = np.array(x, dtype=np.float64, copy=True)

@@ -7,6 +7,7 @@ the loss's ∂J/∂h, then the whole chain end to end (J = loss(chain(x), y), eq
 Without one, every registered module type is checked at each of its ``examples()`` settings, and every
 loss: the self-test to run after installing.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -33,8 +34,9 @@ def random_targets(loss, output_shape, n: int, rng: np.random.Generator) -> np.n
     return rng.normal(size=(n, *output_shape))
 
 
-def check_config_chain(chain, x: np.ndarray, y: np.ndarray | None, *, lines: dict | None = None,
-                       **kw: Any) -> list[TensorCheck]:
+def check_config_chain(
+    chain, x: np.ndarray, y: np.ndarray | None, *, lines: dict | None = None, **kw: Any
+) -> list[TensorCheck]:
     """Each module at its own input in the chain, then the loss, then the chain end to end.
 
     ``chain`` must be built in float64; ``kw`` are ``eps, rtol, atol, samples, seed``.
@@ -77,8 +79,14 @@ def load_batch(loaded, chain, n: int, path: str | None = None) -> tuple[np.ndarr
         base_dir = Path(loaded.source).parent if loaded.source else None
     else:
         raise ValueError("the config has no data section")
-    ds = load_dataset(data_cfg, input_shape=tuple(chain.input_shape), loss=chain.loss, seed=cfg.seed,
-                      base_dir=base_dir, output_shape=tuple(chain.output_shape))
+    ds = load_dataset(
+        data_cfg,
+        input_shape=tuple(chain.input_shape),
+        loss=chain.loss,
+        seed=cfg.seed,
+        base_dir=base_dir,
+        output_shape=tuple(chain.output_shape),
+    )
     return np.asarray(ds.train.x[:n], dtype=np.float64), np.asarray(ds.train.y[:n])
 
 
@@ -118,8 +126,9 @@ def check_module_type(entry, *, seed: int = 0, **kw: Any) -> list[TensorCheck]:
             reps = check_module(m, z, name=type_label(m), seed=seed, **kw)
         except Exception as exc:  # a module that cannot even run its own example fails, visibly
             label = getattr(cls, "notes_name", "") or module_registry.canonical_name(cls)
-            reps = [TensorCheck(label, "-", tuple(shape), passed=False,
-                                notes=[f"{type(exc).__name__}: {exc}"])]
+            reps = [
+                TensorCheck(label, "-", tuple(shape), passed=False, notes=[f"{type(exc).__name__}: {exc}"])
+            ]
         for r in reps:
             r.setting = _setting_label(hp, shape)
             reports.append(r)
@@ -176,7 +185,11 @@ def verdict(reports: list[TensorCheck]) -> tuple[bool, str]:
     mods = len({(r.module, r.setting) for r in reports})
     if failed:
         names = ", ".join(sorted({f"{r.module} {r.tensor}" for r in failed}))
-        return False, (f"FAIL: {len(failed)} of {len(reports)} tensors disagree ({names}); "
-                       f"{checked} coordinates checked, {skipped} skipped")
-    return True, (f"PASS: {len(reports)} tensors in {mods} module settings, {checked} coordinates "
-                  f"checked, {skipped} skipped at non-differentiable points")
+        return False, (
+            f"FAIL: {len(failed)} of {len(reports)} tensors disagree ({names}); "
+            f"{checked} coordinates checked, {skipped} skipped"
+        )
+    return True, (
+        f"PASS: {len(reports)} tensors in {mods} module settings, {checked} coordinates "
+        f"checked, {skipped} skipped at non-differentiable points"
+    )

@@ -9,6 +9,7 @@ Counting conventions (per example unless said otherwise):
 - MACs and saved floats are ``describe()`` numbers; a container's (Residual's) include its body's, so
   the totals sum the top-level rows only.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -52,8 +53,8 @@ class Summary:
     param_bytes: int
     macs_forward: int
     macs_backward: int
-    saved: int              # floats kept for backward, per example
-    saved_bytes: int        # … in bytes, per example
+    saved: int  # floats kept for backward, per example
+    saved_bytes: int  # … in bytes, per example
     saved_bytes_batch: int  # … in bytes, for one batch of ``batch`` examples
     source: str | None = None
 
@@ -112,24 +113,41 @@ def summarize(chain, *, batch: int, loaded=None, dtype=None, source: str | None 
             raise ConfigError(f"module {name} ({type(m).__name__}) is not built")
         d = m.describe()
         bias = sum(p.size for k, p in m.params.items() if k in _BIAS_KEYS)
-        rows.append(Row(
-            name=name, depth=name.count(".") // 2, type=type_label(m),
-            line=line_for(loaded, name),
-            input_shape=list(m.input_shape), output_shape=list(m.output_shape(m.input_shape)),
-            weight=int(m.param_count - bias), bias=int(bias), formula=str(d.get("formula", "")),
-            macs_forward=int(d.get("macs_forward", 0)), macs_backward=int(d.get("macs_backward", 0)),
-            saved=int(d.get("saved", 0)), hparams=_jsonable(m.hparams()),
-        ))
+        rows.append(
+            Row(
+                name=name,
+                depth=name.count(".") // 2,
+                type=type_label(m),
+                line=line_for(loaded, name),
+                input_shape=list(m.input_shape),
+                output_shape=list(m.output_shape(m.input_shape)),
+                weight=int(m.param_count - bias),
+                bias=int(bias),
+                formula=str(d.get("formula", "")),
+                macs_forward=int(d.get("macs_forward", 0)),
+                macs_backward=int(d.get("macs_backward", 0)),
+                saved=int(d.get("saved", 0)),
+                hparams=_jsonable(m.hparams()),
+            )
+        )
     params = sum(r.weight + r.bias for r in rows)
     top = [r for r in rows if r.depth == 0]
     saved = sum(r.saved for r in top)
     loss = chain.loss
     return Summary(
-        rows=rows, input_shape=list(chain.input_shape), output_shape=list(chain.output_shape),
+        rows=rows,
+        input_shape=list(chain.input_shape),
+        output_shape=list(chain.output_shape),
         loss=(getattr(loss, "notes_name", "") or type(loss).__name__) if loss is not None else None,
-        dtype=dtype.name, batch=int(batch), params=params, param_bytes=params * dtype.itemsize,
-        macs_forward=sum(r.macs_forward for r in top), macs_backward=sum(r.macs_backward for r in top),
-        saved=saved, saved_bytes=saved * dtype.itemsize, saved_bytes_batch=saved * dtype.itemsize * batch,
+        dtype=dtype.name,
+        batch=int(batch),
+        params=params,
+        param_bytes=params * dtype.itemsize,
+        macs_forward=sum(r.macs_forward for r in top),
+        macs_backward=sum(r.macs_backward for r in top),
+        saved=saved,
+        saved_bytes=saved * dtype.itemsize,
+        saved_bytes_batch=saved * dtype.itemsize * batch,
         source=source,
     )
 
@@ -137,8 +155,13 @@ def summarize(chain, *, batch: int, loaded=None, dtype=None, source: str | None 
 def _jsonable(d: dict) -> dict:
     out = {}
     for k, v in d.items():
-        out[k] = list(v) if isinstance(v, tuple) else v if isinstance(v, (int, float, str, bool, list,
-                                                                         type(None))) else str(v)
+        out[k] = (
+            list(v)
+            if isinstance(v, tuple)
+            else v
+            if isinstance(v, (int, float, str, bool, list, type(None)))
+            else str(v)
+        )
     return out
 
 

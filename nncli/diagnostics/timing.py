@@ -4,6 +4,7 @@ Every module (nested ones too) is timed with ``time.perf_counter`` around its ow
 calls; we report the median over ``repeats`` batches after ``warmup`` untimed ones. A container's time
 includes its body, so shares are taken against the sum over top-level modules plus the loss.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -20,14 +21,15 @@ class TimeRow:
     type: str
     forward_ms: float
     backward_ms: float
-    share: float          # of the total forward + backward time of one step
+    share: float  # of the total forward + backward time of one step
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def profile_chain(chain, x: np.ndarray, y: np.ndarray | None, *, repeats: int = 5,
-                  warmup: int = 1) -> tuple[list[TimeRow], float]:
+def profile_chain(
+    chain, x: np.ndarray, y: np.ndarray | None, *, repeats: int = 5, warmup: int = 1
+) -> tuple[list[TimeRow], float]:
     """Time each module on batch ``x`` (targets ``y`` for the loss, if any); rows and total ms."""
     names = [(n, m) for n, m in chain.named_modules()]
     fwd = {n: [] for n, _ in names}
@@ -71,11 +73,28 @@ def profile_chain(chain, x: np.ndarray, y: np.ndarray | None, *, repeats: int = 
     loss_f = 1e3 * float(np.median([t[0] for t in loss_ms]))
     loss_b = 1e3 * float(np.median([t[1] for t in loss_ms]))
     total = sum(f + b for n, (f, b) in med.items() if "." not in n) + loss_f + loss_b
-    rows = [TimeRow(n, n.count(".") // 2, type_label(m), med[n][0], med[n][1],
-                    (med[n][0] + med[n][1]) / total if total > 0 else 0.0) for n, m in names]
+    rows = [
+        TimeRow(
+            n,
+            n.count(".") // 2,
+            type_label(m),
+            med[n][0],
+            med[n][1],
+            (med[n][0] + med[n][1]) / total if total > 0 else 0.0,
+        )
+        for n, m in names
+    ]
     if chain.loss is not None and y is not None:
-        rows.append(TimeRow("loss", 0, getattr(chain.loss, "notes_name", "") or type(chain.loss).__name__,
-                            loss_f, loss_b, (loss_f + loss_b) / total if total > 0 else 0.0))
+        rows.append(
+            TimeRow(
+                "loss",
+                0,
+                getattr(chain.loss, "notes_name", "") or type(chain.loss).__name__,
+                loss_f,
+                loss_b,
+                (loss_f + loss_b) / total if total > 0 else 0.0,
+            )
+        )
     return rows, total
 
 

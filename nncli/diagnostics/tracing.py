@@ -7,6 +7,7 @@ input z = u[i-1], the output u = u[i], the upstream gradient v = ∂J/∂u, the 
 
 The equations live here, in one lookup keyed by module class, so modules stay lean.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,14 +23,19 @@ from nncli.core.registry import modules as module_registry
 # -- the equations, per module type ------------------------------------------------------------
 # (forward, backward); written with z the input, u the output, v = ∂J/∂u, N the batch.
 _BY_NAME: dict[str, tuple[str, str]] = {
-    "MM": ("u = W z + b  (7.36)",
-           "∂J/∂W = vᵀz, ∂J/∂b = Σₙ vₙ, ∂J/∂z = v W  (§7.4.3)"),
-    "Conv1D": ("u_i = Σ_j Conv1D-S_ij(z_j) + b_i = Σ_j Q_ij z_j + b_i  (7.48–7.50)",
-               "∂J/∂w_ij = Σₙ v_i ⋆ z_j, ∂J/∂b_i = Σ v_i, ∂J/∂z_j = Σ_i Q_ijᵀ v_i"),
-    "Conv2D": ("u_i = Σ_j Conv2D-S_ij(z_j) + b_i  (7.51)",
-               "∂J/∂w_ij = Σₙ v_i ⋆ z_j, ∂J/∂b_i = Σ v_i, ∂J/∂z_j = Σ_i Q_ijᵀ v_i"),
-    "LN": ("u = β + γ (z − μ̂)/σ̂  (7.42–7.43)",
-           "∂J/∂z = (γ/σ̂)(v − mean v − ẑ·mean(v⊙ẑ)), ẑ = (z − μ̂)/σ̂; ∂J/∂γ = Σ v⊙ẑ, ∂J/∂β = Σ v"),
+    "MM": ("u = W z + b  (7.36)", "∂J/∂W = vᵀz, ∂J/∂b = Σₙ vₙ, ∂J/∂z = v W  (§7.4.3)"),
+    "Conv1D": (
+        "u_i = Σ_j Conv1D-S_ij(z_j) + b_i = Σ_j Q_ij z_j + b_i  (7.48–7.50)",
+        "∂J/∂w_ij = Σₙ v_i ⋆ z_j, ∂J/∂b_i = Σ v_i, ∂J/∂z_j = Σ_i Q_ijᵀ v_i",
+    ),
+    "Conv2D": (
+        "u_i = Σ_j Conv2D-S_ij(z_j) + b_i  (7.51)",
+        "∂J/∂w_ij = Σₙ v_i ⋆ z_j, ∂J/∂b_i = Σ v_i, ∂J/∂z_j = Σ_i Q_ijᵀ v_i",
+    ),
+    "LN": (
+        "u = β + γ (z − μ̂)/σ̂  (7.42–7.43)",
+        "∂J/∂z = (γ/σ̂)(v − mean v − ẑ·mean(v⊙ẑ)), ẑ = (z − μ̂)/σ̂; ∂J/∂γ = Σ v⊙ẑ, ∂J/∂β = Σ v",
+    ),
     "Flatten": ("u = reshape(z, (N, ∏ shape))", "∂J/∂z = reshape(v, z.shape)"),
     "Reshape": ("u = reshape(z, (N, *shape))", "∂J/∂z = reshape(v, z.shape)"),
     "Dropout": ("u = m ⊙ z / (1 − p), m ~ Bernoulli(1 − p)  (training)", "∂J/∂z = m ⊙ v / (1 − p)"),
@@ -130,11 +136,11 @@ class TraceRow:
     type: str
     forward_eq: str
     backward_eq: str
-    z: dict = field(default_factory=dict)        # {"shape": [...], "norm": float}
+    z: dict = field(default_factory=dict)  # {"shape": [...], "norm": float}
     u: dict = field(default_factory=dict)
-    v: dict = field(default_factory=dict)        # ∂J/∂u
-    dz: dict = field(default_factory=dict)       # ∂J/∂z
-    grads: dict = field(default_factory=dict)    # key → {"shape", "norm"}
+    v: dict = field(default_factory=dict)  # ∂J/∂u
+    dz: dict = field(default_factory=dict)  # ∂J/∂z
+    grads: dict = field(default_factory=dict)  # key → {"shape", "norm"}
     activity: dict = field(default_factory=dict)  # dead / saturated shares for σ
 
     def to_dict(self) -> dict:

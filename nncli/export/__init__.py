@@ -6,6 +6,7 @@ class, so an unsupported module is named in the error instead of being silently 
 
     export_run(run_dir, "torch", checkpoint="best", out=None) -> Path of the written file
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,8 +43,11 @@ def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
         raise ExportError(f"--checkpoint must be 'best' or 'last', got {checkpoint!r}")
     path = run_dir / "checkpoints" / f"{checkpoint}.safetensors"
     if not path.is_file():
-        have = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.safetensors")
-                      if not p.name.endswith(".state.safetensors"))
+        have = sorted(
+            p.stem
+            for p in (run_dir / "checkpoints").glob("*.safetensors")
+            if not p.name.endswith(".state.safetensors")
+        )
         hint = f"; available: {', '.join(have)}" if have else "; the run saved no checkpoint yet"
         raise ExportError(f"{path}: no {checkpoint} checkpoint{hint}")
     return path
@@ -86,7 +90,9 @@ def default_output(run_dir: Path, fmt: str, checkpoint: str) -> Path:
     return run_dir / "export" / f"{stem}{SUFFIX[fmt]}"
 
 
-def export_run(run_dir: Path | str, fmt: str, checkpoint: str = "best", out: Path | str | None = None) -> Path:
+def export_run(
+    run_dir: Path | str, fmt: str, checkpoint: str = "best", out: Path | str | None = None
+) -> Path:
     """Write the run's model as ``fmt`` ("torch" or "onnx"); return the written file's path."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

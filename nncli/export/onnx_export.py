@@ -18,6 +18,7 @@ initializers named by their state-dict keys (``0.weight``, ``3.body.0.bias``). T
 Like nncli's forward, the model takes standardised inputs; the run's training mean and std are in
 the model's metadata (``standardization``, JSON) for whoever feeds it raw data.
 """
+
 from __future__ import annotations
 
 import math
@@ -106,15 +107,22 @@ def _conv(b, m, name, x):
     ins = [x, b.const(f"{name}.weight", m.params["weight"])]
     if m.cfg.bias:
         ins.append(b.const(f"{name}.bias", m.params["bias"]))
-    return b.node("Conv", ins, name, kernel_shape=list(g.kernel), strides=list(g.stride),
-                  pads=list(g.pad_lo) + list(g.pad_hi), dilations=list(g.dilation))
+    return b.node(
+        "Conv",
+        ins,
+        name,
+        kernel_shape=list(g.kernel),
+        strides=list(g.stride),
+        pads=list(g.pad_lo) + list(g.pad_hi),
+        dilations=list(g.dilation),
+    )
 
 
 def _pool(b, m, name, x):
     g = m.geom
     attrs = dict(kernel_shape=list(g.kernel), strides=list(g.stride), pads=list(g.pad_lo) + list(g.pad_hi))
     if "Max" in type(m).__name__:
-        return b.node("MaxPool", [x], name, **attrs)            # padding never wins, as nncli's −inf
+        return b.node("MaxPool", [x], name, **attrs)  # padding never wins, as nncli's −inf
     return b.node("AveragePool", [x], name, count_include_pad=1, **attrs)  # zeros counted in K
 
 
@@ -138,9 +146,19 @@ def _residual(b, m, name, x):
 
 #: nncli module class name → function(builder, module, state-dict prefix, input name) → output name
 TRANSLATORS: dict[str, Callable] = {
-    "MM": _mm, "Sigma": _sigma, "LN": _ln, "Conv1D": _conv, "Conv2D": _conv, "Flatten": _flatten,
-    "Reshape": _reshape, "Dropout": _dropout, "Residual": _residual,
-    "MaxPool1D": _pool, "MaxPool2D": _pool, "AvgPool1D": _pool, "AvgPool2D": _pool,
+    "MM": _mm,
+    "Sigma": _sigma,
+    "LN": _ln,
+    "Conv1D": _conv,
+    "Conv2D": _conv,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "Dropout": _dropout,
+    "Residual": _residual,
+    "MaxPool1D": _pool,
+    "MaxPool2D": _pool,
+    "AvgPool1D": _pool,
+    "AvgPool2D": _pool,
 }
 
 
@@ -167,17 +185,20 @@ def onnx_model(chain, name: str = "nncli", stats: dict | None = None):
     # a graph output cannot be the graph input itself (a chain of only Dropout): add an Identity
     b.nodes.append(helper.make_node("Identity", [out], ["output"], name="output"))
     graph = helper.make_graph(
-        b.nodes, name,
+        b.nodes,
+        name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *chain.input_shape])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *chain.output_shape])],
-        initializer=b.inits)
+        initializer=b.inits,
+    )
     model = helper.make_model(graph, producer_name="nncli", opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
     if stats is not None:
         import json
 
-        helper.set_model_props(model, {"standardization": json.dumps(
-            {"mean": stats["mean"], "std": stats["std"]})})
+        helper.set_model_props(
+            model, {"standardization": json.dumps({"mean": stats["mean"], "std": stats["std"]})}
+        )
     onnx.checker.check_model(model, full_check=True)
     return model
 

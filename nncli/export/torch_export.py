@@ -5,6 +5,7 @@ The file needs only torch and safetensors: one constructor expression per module
 Residual), and ``load_model()`` which loads the run's checkpoint with ``strict=True`` — the parameter
 names match because nncli names its parameters like ``nn.Sequential.state_dict()``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -48,7 +49,10 @@ def _mm(m, used, indent):
 def _sigma(m, used, indent):
     c = m.cfg
     return {
-        "relu": "nn.ReLU()", "sigmoid": "nn.Sigmoid()", "tanh": "nn.Tanh()", "identity": "nn.Identity()",
+        "relu": "nn.ReLU()",
+        "sigmoid": "nn.Sigmoid()",
+        "tanh": "nn.Tanh()",
+        "identity": "nn.Identity()",
         "leaky_relu": f"nn.LeakyReLU({c.negative_slope!r})",
         "gelu": f"nn.GELU(approximate={c.approximate!r})",
         "softplus": f"nn.Softplus(beta={c.beta!r}, threshold={c.threshold!r})",
@@ -67,15 +71,19 @@ def _conv(m, used, indent):
     g = m.geom
     # nncli pads asymmetrically only for padding "same" at stride 1, which torch spells the same way
     pad = repr("same") if g.pad_lo != g.pad_hi else _tup(g.pad_lo)
-    return (f"nn.Conv{g.nd}d({m.input_shape[0]}, {m.cfg.out}, kernel_size={_tup(g.kernel)}, "
-            f"stride={_tup(g.stride)}, padding={pad}, dilation={_tup(g.dilation)}, bias={m.cfg.bias})")
+    return (
+        f"nn.Conv{g.nd}d({m.input_shape[0]}, {m.cfg.out}, kernel_size={_tup(g.kernel)}, "
+        f"stride={_tup(g.stride)}, padding={pad}, dilation={_tup(g.dilation)}, bias={m.cfg.bias})"
+    )
 
 
 def _pool(m, used, indent):
     g = m.geom
-    kind = "Max" if "Max" in type(m).__name__ else "Avg"   # AvgPool: zeros counted, torch's default
-    return (f"nn.{kind}Pool{g.nd}d(kernel_size={_tup(g.kernel)}, stride={_tup(g.stride)}, "
-            f"padding={_tup(g.pad_lo)})")
+    kind = "Max" if "Max" in type(m).__name__ else "Avg"  # AvgPool: zeros counted, torch's default
+    return (
+        f"nn.{kind}Pool{g.nd}d(kernel_size={_tup(g.kernel)}, stride={_tup(g.stride)}, "
+        f"padding={_tup(g.pad_lo)})"
+    )
 
 
 def _flatten(m, used, indent):
@@ -104,9 +112,19 @@ def _tup(t) -> str:
 
 #: nncli module class name → function(module, used class names, indent) returning the torch constructor
 EMITTERS: dict[str, Callable] = {
-    "MM": _mm, "Sigma": _sigma, "LN": _ln, "Conv1D": _conv, "Conv2D": _conv, "Flatten": _flatten,
-    "Reshape": _reshape, "Dropout": _dropout, "Residual": _residual,
-    "MaxPool1D": _pool, "MaxPool2D": _pool, "AvgPool1D": _pool, "AvgPool2D": _pool,
+    "MM": _mm,
+    "Sigma": _sigma,
+    "LN": _ln,
+    "Conv1D": _conv,
+    "Conv2D": _conv,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "Dropout": _dropout,
+    "Residual": _residual,
+    "MaxPool1D": _pool,
+    "MaxPool2D": _pool,
+    "AvgPool1D": _pool,
+    "AvgPool2D": _pool,
 }
 
 
@@ -190,8 +208,9 @@ def _stats(stats: dict | None) -> str:
     return "{" + f'"mean": {stats["mean"]!r},\n    "std": {stats["std"]!r}' + "}"
 
 
-def write_torch_module(chain, weights: Path | str, out: Path | str, title: str = "model",
-                       stats: dict | None = None) -> Path:
+def write_torch_module(
+    chain, weights: Path | str, out: Path | str, title: str = "model", stats: dict | None = None
+) -> Path:
     out = Path(out)
     out.write_text(torch_source(chain, weights, title, stats))
     return out

@@ -19,6 +19,7 @@ sizes against the model's ``input_shape``, and fractional labels for label losse
 Randomness: every stream is a ``SeedSequence(seed)`` child with a fixed spawn key per purpose
 (generate, split, shuffle + epoch), so a split or an epoch's order is a pure function of the seed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,16 @@ from nncli.training import synthetic
 from nncli.training.datasets import PACKAGED, load_packaged
 from nncli.training.userdata import check_inputs, coerce_targets, fit_input_shape, load_arrays, read_user_file
 
-__all__ = ["Split", "Dataset", "BUILTINS", "load_dataset", "apply_standardization", "load_arrays",
-           "epoch_permutation", "batches"]
+__all__ = [
+    "Split",
+    "Dataset",
+    "BUILTINS",
+    "load_dataset",
+    "apply_standardization",
+    "load_arrays",
+    "epoch_permutation",
+    "batches",
+]
 
 BUILTINS = ("mnist1d", "digits", "spirals", "regression1d")
 #: digits has no published test set; this much of it is held out when test_split is 0
@@ -50,8 +59,8 @@ _DATA, _GENERATE, _SPLIT, _SHUFFLE = 0x6E6E636C, 0, 1, 2
 
 @dataclass
 class Split:
-    x: np.ndarray    # (N, *input_shape) float64
-    y: np.ndarray    # (N,) int64 labels, or (N, *out) float64 targets
+    x: np.ndarray  # (N, *input_shape) float64
+    y: np.ndarray  # (N,) int64 labels, or (N, *out) float64 targets
 
     def __len__(self) -> int:
         return len(self.x)
@@ -62,7 +71,7 @@ class Dataset:
     train: Split
     val: Split | None
     test: Split | None
-    info: dict = field(default_factory=dict)   # JSON-able: source, sizes, split, standardisation
+    info: dict = field(default_factory=dict)  # JSON-able: source, sizes, split, standardisation
 
 
 def _rng(seed: int, *purpose: int) -> np.random.Generator:
@@ -74,8 +83,9 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return _rng(seed, _SHUFFLE, epoch).permutation(n)
 
 
-def batches(split: Split, batch_size: int, order: np.ndarray | None = None,
-            start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def batches(
+    split: Split, batch_size: int, order: np.ndarray | None = None, start: int = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Minibatches (x (B, ...), y (B, ...)) in ``order`` (None: as stored), from batch index ``start``.
 
     The last batch is smaller when batch_size does not divide N (nothing is dropped).
@@ -91,6 +101,7 @@ def batches(split: Split, batch_size: int, order: np.ndarray | None = None,
 
 
 # -- reading ----------------------------------------------------------------------------------------
+
 
 def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None):
     """(arrays with x, y[, x_test, y_test], description for messages, info about the source)."""
@@ -112,13 +123,17 @@ def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None):
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
     if path.suffix.lower() not in (".npz", ".csv"):
-        raise ConfigError(f"unknown data source '{name}'{did_you_mean(name, BUILTINS)}: expected one of "
-                          f"{', '.join(BUILTINS)} or a path to a .npz or .csv file", field="data.source")
+        raise ConfigError(
+            f"unknown data source '{name}'{did_you_mean(name, BUILTINS)}: expected one of "
+            f"{', '.join(BUILTINS)} or a path to a .npz or .csv file",
+            field="data.source",
+        )
     raw = read_user_file(path, cfg, name)
     return raw, name, {"source": name, "kind": path.suffix.lower()[1:], "path": str(path.resolve())}
 
 
 # -- splitting --------------------------------------------------------------------------------------
+
 
 def _holdout(n_out: int, labels: np.ndarray | None, idx: np.ndarray, rng: np.random.Generator):
     """Split positions ``idx`` into (kept, held out) with ``n_out`` held out, both sorted.
@@ -150,8 +165,16 @@ def _count(frac: float, n: int, what: str, where: str) -> int:
 
 # -- the dataset ------------------------------------------------------------------------------------
 
-def load_dataset(cfg: DataConfig, *, input_shape: tuple[int, ...], loss, seed: int,
-                 base_dir: Path | None = None, output_shape: tuple[int, ...] | None = None) -> Dataset:
+
+def load_dataset(
+    cfg: DataConfig,
+    *,
+    input_shape: tuple[int, ...],
+    loss,
+    seed: int,
+    base_dir: Path | None = None,
+    output_shape: tuple[int, ...] | None = None,
+) -> Dataset:
     """Read, check, split and standardise ``cfg.source`` for a model taking ``input_shape`` per example.
 
     ``loss`` decides how targets are read (``loss.target_kind``: labels → int64, else float64) and
@@ -180,8 +203,10 @@ def load_dataset(cfg: DataConfig, *, input_shape: tuple[int, ...], loss, seed: i
             test = Split(x[t_idx], y[t_idx])
     n_val = _count(cfg.val_split, len(x), "val_split", where)
     if n_val >= len(idx):
-        raise DataError(f"{where}: val_split {cfg.val_split:g} and test_split {test_frac:g} of "
-                        f"{len(x)} examples leave none for training")
+        raise DataError(
+            f"{where}: val_split {cfg.val_split:g} and test_split {test_frac:g} of "
+            f"{len(x)} examples leave none for training"
+        )
     val = None
     if n_val:
         idx, v_idx = _holdout(n_val, None if labels is None else labels[idx], idx, rng)
@@ -208,15 +233,22 @@ def load_dataset(cfg: DataConfig, *, input_shape: tuple[int, ...], loss, seed: i
                 s.x = (s.x - mean) / std
         stats = {"mean": mean.tolist(), "std": std.tolist()}
 
-    info.update({
-        "input_shape": list(input_shape),
-        "target_kind": kind,
-        "sizes": {p: (len(s) if s is not None else 0) for p, s in parts.items()},
-        "split": {"seed": seed, "method": "stratified" if labels is not None else "random",
-                  "val_fraction": cfg.val_split, "test_fraction": test_frac, "test": test_from,
-                  "train_indices_sha256": digest},
-        "standardization": stats,
-    })
+    info.update(
+        {
+            "input_shape": list(input_shape),
+            "target_kind": kind,
+            "sizes": {p: (len(s) if s is not None else 0) for p, s in parts.items()},
+            "split": {
+                "seed": seed,
+                "method": "stratified" if labels is not None else "random",
+                "val_fraction": cfg.val_split,
+                "test_fraction": test_frac,
+                "test": test_from,
+                "train_indices_sha256": digest,
+            },
+            "standardization": stats,
+        }
+    )
     return Dataset(train=train, val=val, test=test, info=info)
 
 
@@ -229,7 +261,9 @@ def apply_standardization(x: np.ndarray, info: dict) -> np.ndarray:
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     if x.shape[1:] != mean.shape:
         if x.ndim < 1 or int(np.prod(x.shape[1:])) != mean.size:
-            raise DataError(f"inputs have shape {tuple(x.shape[1:])} per example, but the run was "
-                            f"trained on {tuple(mean.shape)}")
+            raise DataError(
+                f"inputs have shape {tuple(x.shape[1:])} per example, but the run was "
+                f"trained on {tuple(mean.shape)}"
+            )
         x = x.reshape((len(x), *mean.shape))
     return (x - mean) / std

@@ -17,6 +17,7 @@ Callbacks are plain objects with any of these methods (all optional)::
     on_checkpoint(trainer, best)         time to save ``last`` (and ``best`` when best is True)
     on_end(trainer, result)              once, with the TrainResult
 """
+
 from __future__ import annotations
 
 import math
@@ -41,24 +42,24 @@ class TrainState:
     """Everything besides weights and optimiser buffers that a resume needs (saved as JSON)."""
 
     step: int = 0
-    best: float | None = None          # best value of train.best_metric so far
+    best: float | None = None  # best value of train.best_metric so far
     best_step: int | None = None
-    es_best: float | None = None       # early stopping: best value of its metric, evaluations since
+    es_best: float | None = None  # early stopping: best value of its metric, evaluations since
     es_bad: int = 0
-    log_sum: float = 0.0               # train-loss sums since the last log line / evaluation
+    log_sum: float = 0.0  # train-loss sums since the last log line / evaluation
     log_n: int = 0
     eval_sum: float = 0.0
     eval_n: int = 0
-    seconds: float = 0.0               # training time of earlier sessions
-    skipped: int = 0                   # steps skipped for a non-finite loss (on_nonfinite: skip)
+    seconds: float = 0.0  # training time of earlier sessions
+    skipped: int = 0  # steps skipped for a non-finite loss (on_nonfinite: skip)
     last_eval: dict[str, Any] | None = None
     best_eval: dict[str, Any] | None = None
 
 
 @dataclass
 class TrainResult:
-    status: str                        # completed | diverged | interrupted
-    reason: str                        # steps done, early stopping, signal name, or what diverged
+    status: str  # completed | diverged | interrupted
+    reason: str  # steps done, early stopping, signal name, or what diverged
     steps: int
     seconds: float
     last_eval: dict[str, Any] | None = None
@@ -78,11 +79,15 @@ def check_metric(name: str, where: str, has_val: bool, classifier: bool) -> None
     """ConfigError unless ``name`` is a metric this run will produce."""
     if name not in METRICS:
         from nncli.core.errors import did_you_mean
-        raise ConfigError(f"unknown metric '{name}'{did_you_mean(name, METRICS)}; "
-                          f"choose one of {', '.join(METRICS)}", field=where)
+
+        raise ConfigError(
+            f"unknown metric '{name}'{did_you_mean(name, METRICS)}; choose one of {', '.join(METRICS)}",
+            field=where,
+        )
     if name.startswith("val_") and not has_val:
-        raise ConfigError(f"{name} needs a validation split (data.val_split > 0); "
-                          f"use train_loss instead", field=where)
+        raise ConfigError(
+            f"{name} needs a validation split (data.val_split > 0); use train_loss instead", field=where
+        )
     if name == "val_acc" and not classifier:
         raise ConfigError("val_acc needs a classification loss (cross_entropy or logistic)", field=where)
 
@@ -174,10 +179,13 @@ class Trainer:
         while st.step < self.total_steps and self.stop_request is None:
             epoch, b = divmod(st.step, self.steps_per_epoch)
             if epoch != order_epoch:
-                order = (self.permutation(self.n, self.cfg.seed, epoch) if self.cfg.data.shuffle
-                         else np.arange(self.n))
+                order = (
+                    self.permutation(self.n, self.cfg.seed, epoch)
+                    if self.cfg.data.shuffle
+                    else np.arange(self.n)
+                )
                 order_epoch = epoch
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             k = len(idx)
             xb = np.take(self.x, idx, axis=0, out=self._xbuf[:k])
             yb = np.take(self.y, idx, axis=0, out=self._ybuf[:k])
@@ -186,8 +194,10 @@ class Trainer:
             # the global gradient norm costs O(#params), ~1/batch of a forward pass; it catches a
             # finite loss with a NaN/Inf gradient before the update spreads it into the weights
             bad = not math.isfinite(J) or not math.isfinite(
-                clip_grad_norm(self._grads, t.clip_grad_norm) if t.clip_grad_norm is not None
-                else grad_norm(self._grads))
+                clip_grad_norm(self._grads, t.clip_grad_norm)
+                if t.clip_grad_norm is not None
+                else grad_norm(self._grads)
+            )
             if bad and t.on_nonfinite == "stop":
                 status, reason = "diverged", locate_nonfinite(chain, xb, yb, J, st.step + 1)
                 break
@@ -196,7 +206,7 @@ class Trainer:
             else:
                 self.optimizer.step(self.lr)
             st.step += 1
-            if not bad or t.on_nonfinite == "ignore":   # ignore: let the NaN show in the log
+            if not bad or t.on_nonfinite == "ignore":  # ignore: let the NaN show in the log
                 st.log_sum += J
                 st.log_n += 1
                 st.eval_sum += J
@@ -212,30 +222,45 @@ class Trainer:
                     break
             elif t.checkpoint_every and st.step % t.checkpoint_every == 0:
                 self._emit("on_checkpoint", False)
-        if (self.stop_request is not None and status == "completed" and reason != "early stopping"
-                and st.step < self.total_steps):
+        if (
+            self.stop_request is not None
+            and status == "completed"
+            and reason != "early stopping"
+            and st.step < self.total_steps
+        ):
             status, reason = "interrupted", self.stop_request
             self._emit("on_checkpoint", False)
         elif status == "completed" and reason != "early stopping" and evaluated_at != st.step:
-            self._evaluate_and_save(final=True)   # the last step was not an evaluation step
-        result = TrainResult(status, reason, st.step, self.seconds, st.last_eval, st.best_eval,
-                             {"skipped_steps": st.skipped})
+            self._evaluate_and_save(final=True)  # the last step was not an evaluation step
+        result = TrainResult(
+            status, reason, st.step, self.seconds, st.last_eval, st.best_eval, {"skipped_steps": st.skipped}
+        )
         self._emit("on_end", result)
         return result
 
     def _log(self) -> None:
         st = self.state
-        rec = {"event": "train", "step": st.step, "epoch": self.epoch, "lr": self.lr,
-               "train_loss": st.log_sum / st.log_n if st.log_n else math.nan,
-               "seconds": round(self.seconds, 4)}
+        rec = {
+            "event": "train",
+            "step": st.step,
+            "epoch": self.epoch,
+            "lr": self.lr,
+            "train_loss": st.log_sum / st.log_n if st.log_n else math.nan,
+            "seconds": round(self.seconds, 4),
+        }
         st.log_sum, st.log_n = 0.0, 0
         self._emit("on_log", rec)
 
     def _evaluate_and_save(self, final: bool = False) -> bool:
         """Evaluate, track the best checkpoint and early stopping; True when training should stop."""
         st, t = self.state, self.tcfg
-        rec = {"event": "eval", "step": st.step, "epoch": self.epoch, "lr": self.lr,
-               "train_loss": st.eval_sum / st.eval_n if st.eval_n else math.nan}
+        rec = {
+            "event": "eval",
+            "step": st.step,
+            "epoch": self.epoch,
+            "lr": self.lr,
+            "train_loss": st.eval_sum / st.eval_n if st.eval_n else math.nan,
+        }
         st.eval_sum, st.eval_n = 0.0, 0
         if self.val_x is not None:
             m = self.evaluate(self.val_x, self.val_y)
@@ -308,7 +333,7 @@ def evaluate(chain, loss, x: np.ndarray, y: np.ndarray, classifier: bool) -> dic
     total, correct, n = 0.0, 0.0, len(x)
     try:
         for i in range(0, n, EVAL_BATCH):
-            xb, yb = x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]
+            xb, yb = x[i : i + EVAL_BATCH], y[i : i + EVAL_BATCH]
             h = chain.forward(xb)
             total += loss.forward(h, yb) * len(xb)
             if classifier:
@@ -326,8 +351,11 @@ def locate_nonfinite(chain, xb, yb, J: float, step: int) -> str:
 
     Run only after a non-finite loss or gradient norm, so the normal step pays nothing for it.
     """
-    where = (f"non-finite loss ({J}) at step {step}" if not math.isfinite(J)
-             else f"non-finite gradient norm at step {step}")
+    where = (
+        f"non-finite loss ({J}) at step {step}"
+        if not math.isfinite(J)
+        else f"non-finite gradient norm at step {step}"
+    )
     for i, m in enumerate(chain.modules):
         for k, p in m.params.items():
             if not np.all(np.isfinite(p)):

@@ -11,6 +11,7 @@ size (a training step's peak memory stays near params + grads + state + saved ac
 slices run the same elementwise operations as whole-array ufuncs would, so the result is bit for bit
 the same. Nothing is allocated per step, and the gradients are read, never modified.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,7 +49,9 @@ class Optimizer(ABC):
                 raise ValueError(f"parameter {n!r} and its gradient must be C-contiguous arrays")
         # two scratch slices per dtype (g + λθ, and η·g or g + μb), no larger than the largest parameter
         size = min(CHUNK, max((p.size for p in self.params), default=0))
-        self._scratch = {dt: (np.empty(size, dt), np.empty(size, dt)) for dt in {p.dtype for p in self.params}}
+        self._scratch = {
+            dt: (np.empty(size, dt), np.empty(size, dt)) for dt in {p.dtype for p in self.params}
+        }
         self.steps = 0
 
     def _slices(self, i: int, *state: np.ndarray):
@@ -57,10 +60,10 @@ class Optimizer(ABC):
         p = self.params[i]
         flats = [p.reshape(-1), self.grads[i].reshape(-1)] + [s.reshape(-1) for s in state]
         a, b = self._scratch[p.dtype]
-        step = a.size                       # CHUNK, or the largest parameter's size if smaller
+        step = a.size  # CHUNK, or the largest parameter's size if smaller
         for lo in range(0, p.size, step):
             hi = min(lo + step, p.size)
-            yield (*(f[lo:hi] for f in flats), a[:hi - lo], b[:hi - lo])
+            yield (*(f[lo:hi] for f in flats), a[: hi - lo], b[: hi - lo])
 
     def _decayed(self, p: np.ndarray, g: np.ndarray, out: np.ndarray) -> np.ndarray:
         """The gradient with L2 weight decay added: g + λθ (written to ``out`` when λ > 0), one slice."""
@@ -93,14 +96,18 @@ class Optimizer(ABC):
         want = set(self.state_dict())
         missing, extra = sorted(want - set(state)), sorted(set(state) - want)
         if missing or extra:
-            raise UserError(f"optimizer state does not match this {self.kind} optimizer and model: "
-                            f"missing {missing}, unexpected {extra}")
+            raise UserError(
+                f"optimizer state does not match this {self.kind} optimizer and model: "
+                f"missing {missing}, unexpected {extra}"
+            )
         for buf_name, bufs in self._buffers().items():
             for name, b in zip(self.names, bufs):
                 src = np.asarray(state[f"{buf_name}.{name}"])
                 if src.shape != b.shape:
-                    raise UserError(f"optimizer state '{buf_name}.{name}' has shape {src.shape}, "
-                                    f"the parameter has {b.shape}")
+                    raise UserError(
+                        f"optimizer state '{buf_name}.{name}' has shape {src.shape}, "
+                        f"the parameter has {b.shape}"
+                    )
                 b[...] = src
         self.steps = int(np.asarray(state[f"{self.kind}.step"]))
 
@@ -130,22 +137,22 @@ class SGD(Optimizer):
         for i in range(len(self.params)):
             state = (self.momentum[i],) if mu > 0 else ()
             for p, g, *b, s1, s2 in self._slices(i, *state):
-                g = self._decayed(p, g, s1)          # s1 holds g + λθ when λ > 0
+                g = self._decayed(p, g, s1)  # s1 holds g + λθ when λ > 0
                 if mu > 0:
                     b = b[0]
                     if self.steps == 0:
-                        b[...] = g       # PyTorch starts the buffer at the first gradient, not at 0
+                        b[...] = g  # PyTorch starts the buffer at the first gradient, not at 0
                     else:
                         np.multiply(b, mu, out=b)
                         np.add(b, g, out=b)
                     if nesterov:
                         np.multiply(b, mu, out=s2)
-                        np.add(g, s2, out=s2)       # g + μ b
+                        np.add(g, s2, out=s2)  # g + μ b
                         g = s2
                     else:
                         g = b
-                d = s2 if g is s2 else s1          # s1 is free once g + λθ has been used
-                np.multiply(g, lr, out=d)          # g may be d itself: an elementwise ufunc allows that
+                d = s2 if g is s2 else s1  # s1 is free once g + λθ has been used
+                np.multiply(g, lr, out=d)  # g may be d itself: an elementwise ufunc allows that
                 np.subtract(p, d, out=p)
         self.steps += 1
 
@@ -174,8 +181,8 @@ class Adam(Optimizer):
         eps = self.cfg.eps
         self.steps += 1
         t = self.steps
-        step_size = lr / (1 - b1 ** t)
-        bc2_sqrt = math.sqrt(1 - b2 ** t)
+        step_size = lr / (1 - b1**t)
+        bc2_sqrt = math.sqrt(1 - b2**t)
         for i in range(len(self.params)):
             for p, g, m, v, s1, d in self._slices(i, self.m[i], self.v[i]):
                 g = self._decayed(p, g, s1)

@@ -9,6 +9,7 @@ step already moves (η/W, not 0) and step W − 1 reaches η; the decay above th
 the steps after the warm-up, over S = total_steps − W of them (at least 1). A warm-up that is longer
 than the run simply never reaches η.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,18 +22,24 @@ from nncli.core.errors import ConfigError
 def make_schedule(cfg: ScheduleConfig, base_lr: float, total_steps: int) -> Callable[[int], float]:
     """A function t ↦ learning rate for 0-based step ``t``; ``base_lr`` is the optimiser's ``lr``."""
     if cfg.type == "cosine" and cfg.min_lr > base_lr:
-        raise ConfigError(f"cosine decays from lr to min_lr, so min_lr must not exceed lr; "
-                          f"got min_lr={cfg.min_lr:g}, lr={base_lr:g}", field="schedule.min_lr")
+        raise ConfigError(
+            f"cosine decays from lr to min_lr, so min_lr must not exceed lr; "
+            f"got min_lr={cfg.min_lr:g}, lr={base_lr:g}",
+            field="schedule.min_lr",
+        )
     warm = cfg.warmup_steps
     span = max(1, total_steps - warm)
 
     if cfg.type == "constant":
+
         def decay(s: int) -> float:
             return base_lr
     elif cfg.type == "step":
+
         def decay(s: int) -> float:
             return base_lr * cfg.gamma ** (s // cfg.step_size)
     elif cfg.type == "cosine":
+
         def decay(s: int) -> float:
             frac = min(s, span) / span
             return cfg.min_lr + (base_lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))

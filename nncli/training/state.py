@@ -3,6 +3,7 @@
 These are the pieces a checkpoint stores (``nncli.runs.checkpoint`` writes and verifies the files);
 the training loop uses them to save and restore itself without knowing about files.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,7 @@ from nncli.core.errors import CheckpointError
 def group(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
     """The arrays under ``<prefix>/``, with the prefix removed."""
     p = f"{prefix}/"
-    return {k[len(p):]: v for k, v in arrays.items() if k.startswith(p)}
+    return {k[len(p) :]: v for k, v in arrays.items() if k.startswith(p)}
 
 
 def grouped(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -39,8 +40,10 @@ def set_rng_states(chain, states: dict[str, dict[str, Any]], where: Path | str) 
         for attr, st in attrs.items():
             gen = getattr(mods.get(name), attr, None)
             if not isinstance(gen, np.random.Generator):
-                raise CheckpointError(f"{where}: checkpoint has a random state for module {name}.{attr}, "
-                                      f"which this model does not have")
+                raise CheckpointError(
+                    f"{where}: checkpoint has a random state for module {name}.{attr}, "
+                    f"which this model does not have"
+                )
             gen.bit_generator.state = st
 
 
@@ -54,11 +57,14 @@ def apply_weights(chain, weights: dict[str, np.ndarray], where: Path | str) -> N
             parts.append(f"missing {', '.join(missing)}")
         if extra:
             parts.append(f"unexpected {', '.join(extra)}")
-        raise CheckpointError(f"{where}: checkpoint does not match the model's architecture "
-                              f"({'; '.join(parts)})")
+        raise CheckpointError(
+            f"{where}: checkpoint does not match the model's architecture ({'; '.join(parts)})"
+        )
     for k, p in own.items():
         if weights[k].shape != p.shape:
-            raise CheckpointError(f"{where}: checkpoint does not match the model's architecture "
-                                  f"({k}: model has shape {p.shape}, checkpoint {weights[k].shape})")
+            raise CheckpointError(
+                f"{where}: checkpoint does not match the model's architecture "
+                f"({k}: model has shape {p.shape}, checkpoint {weights[k].shape})"
+            )
     for k, p in own.items():
         p[...] = weights[k]

@@ -2,13 +2,15 @@
 
 Both are pure functions of their arguments and the generator, so the same seed gives the same data.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 
-def spirals(n_samples: int, classes: int, noise: float,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def spirals(
+    n_samples: int, classes: int, noise: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """``classes`` interleaved spiral arms in the plane: x (N, 2) float64, y (N,) int64 arm index.
 
     Arm k holds N/K points (the first N mod K arms one more) at radii r evenly spaced in [0.05, 1] and
@@ -20,7 +22,7 @@ def spirals(n_samples: int, classes: int, noise: float,
     xs, ys = [], []
     for k, n in enumerate(counts):
         r = np.linspace(0.05, 1.0, n)
-        theta = 2 * np.pi * k / classes + 3 * np.pi * r     # one and a half turns per arm
+        theta = 2 * np.pi * k / classes + 3 * np.pi * r  # one and a half turns per arm
         pts = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
         xs.append(pts + noise * rng.standard_normal(pts.shape))
         ys.append(np.full(n, k, dtype=np.int64))

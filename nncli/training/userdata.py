@@ -3,6 +3,7 @@
 Every problem is a DataError that names the file (and, for CSV, the line) and says what is wrong.
 Pickled (object) arrays are refused, never unpickled: ``np.load(..., allow_pickle=False)``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,7 +25,7 @@ def read_npz(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
         raise DataError(f"{where}: file not found") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise DataError(f"{where}: not a readable .npz archive ({exc})") from None
-    if not hasattr(archive, "files"):      # a plain .npy renamed .npz
+    if not hasattr(archive, "files"):  # a plain .npy renamed .npz
         raise DataError(f"{where}: expected an .npz archive of named arrays, got a single array")
     with archive:
         names = list(archive.files)
@@ -38,13 +39,17 @@ def read_npz(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
         out = {}
         for role, key in wanted.items():
             if key not in names:
-                raise DataError(f"{where}: no array named '{key}' (data.{role}_key); the archive has "
-                                f"{names}{did_you_mean(key, names)}")
+                raise DataError(
+                    f"{where}: no array named '{key}' (data.{role}_key); the archive has "
+                    f"{names}{did_you_mean(key, names)}"
+                )
             try:
                 out[role] = archive[key]
-            except ValueError as exc:        # object arrays need pickle, which is refused
-                raise DataError(f"{where}: array '{key}' holds Python objects (dtype=object), which would "
-                                f"need unpickling; save it as a numeric array instead ({exc})") from None
+            except ValueError as exc:  # object arrays need pickle, which is refused
+                raise DataError(
+                    f"{where}: array '{key}' holds Python objects (dtype=object), which would "
+                    f"need unpickling; save it as a numeric array instead ({exc})"
+                ) from None
     return out
 
 
@@ -76,8 +81,10 @@ def read_csv(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
                 if width is None:
                     width, first_line = len(cells), line
                 elif len(cells) != width:
-                    raise DataError(f"{where}:{line}: expected {width} columns (as on line {first_line}), "
-                                    f"got {len(cells)}")
+                    raise DataError(
+                        f"{where}:{line}: expected {width} columns (as on line {first_line}), "
+                        f"got {len(cells)}"
+                    )
                 rows.append([_number(c, line, j, header, where) for j, c in enumerate(cells)])
         except (csv.Error, UnicodeDecodeError) as exc:
             raise DataError(f"{where}:{reader.line_num}: not readable as CSV text ({exc})") from None
@@ -113,11 +120,14 @@ def _number(cell: str, line: int, col: int, header, where: str) -> float:
 def _target_index(target, header, width: int, where: str) -> int:
     if isinstance(target, str) and not target.lstrip("-").isdigit():
         if header is None:
-            raise DataError(f"{where}: target column '{target}' is a name, but the file has no header "
-                            f"(data.csv_header is false); give the column's index instead")
+            raise DataError(
+                f"{where}: target column '{target}' is a name, but the file has no header "
+                f"(data.csv_header is false); give the column's index instead"
+            )
         if target not in header:
-            raise DataError(f"{where}: no column named '{target}'; the header has {header}"
-                            f"{did_you_mean(target, header)}")
+            raise DataError(
+                f"{where}: no column named '{target}'; the header has {header}{did_you_mean(target, header)}"
+            )
         return header.index(target)
     t = int(target)
     if not -width <= t < width:
@@ -129,6 +139,7 @@ def _target_index(target, header, width: int, where: str) -> int:
 
 # -- checks shared by every source ------------------------------------------------------------------
 
+
 def check_inputs(x: np.ndarray, y: np.ndarray, where: str, part: str = "") -> np.ndarray:
     """Refuse empty, non-numeric, non-finite or length-mismatched data; return x as float64."""
     label = f"{part} " if part else ""
@@ -139,14 +150,18 @@ def check_inputs(x: np.ndarray, y: np.ndarray, where: str, part: str = "") -> np
     if x.ndim == 0 or len(x) == 0:
         raise DataError(f"{where}: {label}inputs are empty (shape {x.shape})")
     if y.ndim == 0 or len(x) != len(y):
-        raise DataError(f"{where}: {label}inputs have {len(x)} examples but targets have "
-                        f"{len(y) if y.ndim else 'a single value'}")
+        raise DataError(
+            f"{where}: {label}inputs have {len(x)} examples but targets have "
+            f"{len(y) if y.ndim else 'a single value'}"
+        )
     x = x.astype(np.float64, copy=False)
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"{where}: {label}inputs contain NaN or Inf in {int(bad.sum())} example(s), "
-                        f"the first at index {i}")
+        raise DataError(
+            f"{where}: {label}inputs contain NaN or Inf in {int(bad.sum())} example(s), "
+            f"the first at index {i}"
+        )
     return x
 
 
@@ -161,8 +176,10 @@ def coerce_targets(y: np.ndarray, target_kind: str, where: str, part: str = "") 
             bad = ~np.isfinite(y) | (y != np.round(y))
             if bad.any():
                 i = int(np.argmax(bad.reshape(-1)))
-                raise DataError(f"{where}: {label}labels must be whole numbers for a {target_kind} loss, "
-                                f"got {float(y.reshape(-1)[i]):g} at index {i}")
+                raise DataError(
+                    f"{where}: {label}labels must be whole numbers for a {target_kind} loss, "
+                    f"got {float(y.reshape(-1)[i]):g} at index {i}"
+                )
         return y.astype(np.int64)
     y = y.astype(np.float64, copy=False)
     if not np.isfinite(y).all():
@@ -177,8 +194,10 @@ def fit_input_shape(x: np.ndarray, input_shape: tuple[int, ...], where: str) -> 
         return x
     if int(np.prod(have)) == int(np.prod(want)):
         return x.reshape((len(x), *want))
-    raise DataError(f"{where}: each example has shape {have} ({int(np.prod(have))} values), but the model's "
-                    f"input_shape is {list(want)} ({int(np.prod(want))} values)")
+    raise DataError(
+        f"{where}: each example has shape {have} ({int(np.prod(have))} values), but the model's "
+        f"input_shape is {list(want)} ({int(np.prod(want))} values)"
+    )
 
 
 def load_arrays(path, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -1,2 +1,1 @@
-"""Pictures for people: training curves (matplotlib or the terminal) and the progress display.
-"""
+"""Pictures for people: training curves (matplotlib or the terminal) and the progress display."""

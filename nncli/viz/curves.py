@@ -6,6 +6,7 @@ by default). Several runs go on the same figure, each labelled with its run fold
 ``write_curves(run_dir)`` is what ``train`` calls when a run ends: it writes ``<run>/curves.png`` and
 returns its path, or does nothing and returns None when matplotlib is not installed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -56,8 +57,12 @@ def panels(run_dirs: Sequence[Path | str], metric: str = "val_acc") -> dict[str,
     return out
 
 
-def plot_png(run_dirs: Sequence[Path | str], out: Path | str, metric: str = "val_acc",
-             size: tuple[int, int] = DEFAULT_SIZE) -> Path:
+def plot_png(
+    run_dirs: Sequence[Path | str],
+    out: Path | str,
+    metric: str = "val_acc",
+    size: tuple[int, int] = DEFAULT_SIZE,
+) -> Path:
     """Write the curves of ``run_dirs`` to the PNG ``out`` of exactly ``size`` pixels; return its path."""
     if not have_matplotlib():
         raise PlotError("PNG plots need matplotlib: pip install 'nncli[plot]' (or use --terminal)")
@@ -74,9 +79,15 @@ def plot_png(run_dirs: Sequence[Path | str], out: Path | str, metric: str = "val
         for label, xs, ys, run in curves:
             # one colour per run; training loss solid, evaluations dashed with a dot per evaluation
             evals = not label.endswith("train_loss")
-            ax.plot(xs, ys, label=label, color=colours[run] if len(run_dirs) > 1 else None,
-                    linestyle="--" if evals and name == "loss" else "-",
-                    marker="o" if evals and len(xs) < 40 else None, markersize=3)
+            ax.plot(
+                xs,
+                ys,
+                label=label,
+                color=colours[run] if len(run_dirs) > 1 else None,
+                linestyle="--" if evals and name == "loss" else "-",
+                marker="o" if evals and len(xs) < 40 else None,
+                markersize=3,
+            )
         if name == "loss" and all(min(c[2]) > 0 for c in curves):
             ax.set_yscale("log")
         ax.set_xlabel("step")
@@ -99,8 +110,9 @@ def write_curves(run_dir: Path | str, metric: str = "val_acc") -> Path | None:
         return None
 
 
-def terminal_charts(run_dirs: Sequence[Path | str], metric: str = "val_acc", width: int = 64,
-                    height: int = 12) -> list:
+def terminal_charts(
+    run_dirs: Sequence[Path | str], metric: str = "val_acc", width: int = 64, height: int = 12
+) -> list:
     """One rich Text chart per panel, for terminals and machines without matplotlib."""
     from nncli.viz.terminal_chart import line_chart
 
@@ -108,5 +120,7 @@ def terminal_charts(run_dirs: Sequence[Path | str], metric: str = "val_acc", wid
     for name, curves in panels(run_dirs, metric).items():
         log_y = name == "loss" and all(min(c[2]) > 0 for c in curves)
         title = f"{name} (log scale)" if log_y else name
-        charts.append(line_chart([c[:3] for c in curves], title=title, width=width, height=height, log_y=log_y))
+        charts.append(
+            line_chart([c[:3] for c in curves], title=title, width=width, height=height, log_y=log_y)
+        )
     return charts

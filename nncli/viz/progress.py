@@ -3,6 +3,7 @@
 Both are trainer callbacks (see ``nncli.training.loop``) writing to stderr, so ``--json`` output on stdout
 stays clean. ``make_progress(console, quiet)`` picks one; ``--quiet`` gets none.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,11 @@ class PlainProgress:
 
     def _line(self, trainer, rec: dict) -> None:
         ex_s, left = self.rate(trainer)
-        parts = [f"step {rec['step']}/{trainer.total_steps}", f"epoch {rec['epoch']}",
-                 f"loss {_fmt(rec.get('train_loss'))}"]
+        parts = [
+            f"step {rec['step']}/{trainer.total_steps}",
+            f"epoch {rec['epoch']}",
+            f"loss {_fmt(rec.get('train_loss'))}",
+        ]
         if "val_loss" in rec:
             parts.append(f"val_loss {_fmt(rec['val_loss'])}")
         if "val_acc" in rec:
@@ -87,10 +91,15 @@ class RichProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TextColumn("val acc {task.fields[acc]}"),
-            TextColumn("{task.fields[rate]} ex/s"), TimeRemainingColumn(),
-            console=console, transient=False,
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("val acc {task.fields[acc]}"),
+            TextColumn("{task.fields[rate]} ex/s"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
         )
         self.refresh, self.rate = refresh, _Rate()
         self.task = None
@@ -100,16 +109,29 @@ class RichProgress:
     def on_begin(self, trainer) -> None:
         self.rate.start(trainer)
         self.progress.start()
-        self.task = self.progress.add_task("train", total=trainer.total_steps, completed=trainer.state.step,
-                                           epoch=trainer.epoch, loss="–", acc="–", rate="–")
+        self.task = self.progress.add_task(
+            "train",
+            total=trainer.total_steps,
+            completed=trainer.state.step,
+            epoch=trainer.epoch,
+            loss="–",
+            acc="–",
+            rate="–",
+        )
 
     def _update(self, trainer) -> None:
         ex_s, _ = self.rate(trainer)
-        self.progress.update(self.task, completed=trainer.state.step, epoch=trainer.epoch,
-                             loss=_fmt(self._loss), acc=_fmt(self._acc, ".2%"), rate=_fmt(ex_s, ".0f"))
+        self.progress.update(
+            self.task,
+            completed=trainer.state.step,
+            epoch=trainer.epoch,
+            loss=_fmt(self._loss),
+            acc=_fmt(self._acc, ".2%"),
+            rate=_fmt(ex_s, ".0f"),
+        )
 
     def on_step(self, trainer) -> None:
-        now = time.perf_counter()   # throttled: a rich update costs more than a small model's step
+        now = time.perf_counter()  # throttled: a rich update costs more than a small model's step
         if now >= self._next:
             self._next = now + self.refresh
             self._update(trainer)
@@ -153,9 +175,11 @@ def results_table(summary: dict, run_dir) -> Any:
             table.add_row(key, _fmt(final.get(key), spec), _fmt(best.get(key), spec))
     test, test_best = summary.get("test") or {}, summary.get("test_best") or {}
     for key in ("loss", "acc"):
-        if key in test:   # "best" column: the best checkpoint's weights, when they differ from the final ones
+        if key in test:  # "best" column: the best checkpoint's weights, when they differ from the final ones
             spec = ".2%" if key == "acc" else ".4f"
-            table.add_row(f"test_{key}", _fmt(test.get(key), spec), _fmt(test_best.get(key), spec) if test_best else "")
+            table.add_row(
+                f"test_{key}", _fmt(test.get(key), spec), _fmt(test_best.get(key), spec) if test_best else ""
+            )
     table.add_row("steps", str(summary.get("steps")), f"step {best.get('step', '–')}")
     table.add_row("wall time", _duration(summary.get("wall_time", math.nan)), "")
     return table

@@ -4,6 +4,7 @@ Each character cell holds a 2×4 grid of dots (U+2800–U+28FF), so a chart of `
 has ``2·width × 4·height`` dots. Consecutive points are joined by straight dot lines; where series
 cross, the cell takes the colour of the series drawn last.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,14 @@ def _span(values: list[float], log: bool) -> tuple[float, float]:
     return lo, hi
 
 
-def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *, title: str = "",
-               width: int = 60, height: int = 12, log_y: bool = False) -> Text:
+def line_chart(
+    series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    *,
+    title: str = "",
+    width: int = 60,
+    height: int = 12,
+    log_y: bool = False,
+) -> Text:
     """A chart of ``series`` = [(label, xs, ys), ...] with y-axis labels, an x range and a legend.
 
     ``width``/``height`` are the plot area in character cells. Non-finite points are skipped (a
@@ -63,8 +70,11 @@ def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *
     """
     clean = []
     for label, xs, ys in series:
-        pts = [(float(x), float(y)) for x, y in zip(xs, ys)
-               if math.isfinite(x) and math.isfinite(y) and (not log_y or y > 0)]
+        pts = [
+            (float(x), float(y))
+            for x, y in zip(xs, ys)
+            if math.isfinite(x) and math.isfinite(y) and (not log_y or y > 0)
+        ]
         clean.append((label, [(x, math.log10(y) if log_y else y) for x, y in pts]))
     out = Text()
     if title:
@@ -79,8 +89,10 @@ def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *
     dots_w, dots_h = 2 * width - 1, 4 * height - 1
 
     def to_dot(x: float, y: float) -> tuple[int, int]:
-        return (round((x - x_lo) / (x_hi - x_lo) * dots_w),
-                round((y_hi - y) / (y_hi - y_lo) * dots_h))  # y grows downwards on screen
+        return (
+            round((x - x_lo) / (x_hi - x_lo) * dots_w),
+            round((y_hi - y) / (y_hi - y_lo) * dots_h),
+        )  # y grows downwards on screen
 
     for i, (_, pts) in enumerate(clean):
         colour = COLOURS[i % len(COLOURS)]
@@ -91,7 +103,7 @@ def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *
             canvas.set(*dots[0], colour)
 
     def y_label(v: float) -> str:
-        return f"{10 ** v:.3g}" if log_y else f"{v:.4g}"
+        return f"{10**v:.3g}" if log_y else f"{v:.4g}"
 
     labels = {0: y_label(y_hi), height - 1: y_label(y_lo), (height - 1) // 2: y_label((y_hi + y_lo) / 2)}
     pad = max(len(s) for s in labels.values())
@@ -101,7 +113,9 @@ def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *
         out.append("\n")
     out.append(" " * pad + " └" + "─" * width + "\n", style="dim")
     left, right = f"{x_lo:.6g}", f"step {x_hi:.6g}"
-    out.append(" " * (pad + 2) + left + right.rjust(max(width - len(left), len(right) + 1)) + "\n", style="dim")
+    out.append(
+        " " * (pad + 2) + left + right.rjust(max(width - len(left), len(right) + 1)) + "\n", style="dim"
+    )
     for i, (label, pts) in enumerate(clean):
         out.append("  ● ", style=COLOURS[i % len(COLOURS)])
         out.append(f"{label}" + ("" if pts else " (no data)") + "\n")

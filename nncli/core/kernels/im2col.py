@@ -12,6 +12,7 @@ are laid out as columns:
 large GEMM. col2im (the adjoint of im2col) adds K strided slices into the padded gradient — a loop over
 kernel offsets only, never over examples or output positions.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from nncli.core.errors import ShapeError
 
-AXES = ("L",), ("H", "W")   # names of the spatial axes for d = 1, 2 (error messages)
+AXES = ("L",), ("H", "W")  # names of the spatial axes for d = 1, 2 (error messages)
 
 
 def as_tuple(value, nd: int, what: str) -> tuple[int, ...]:
@@ -58,8 +59,9 @@ class Geometry:
     def out_size(self, spatial: tuple[int, ...], owner: str) -> tuple[int, ...]:
         """L' = ⌊(L + p_lo + p_hi − δ(k−1) − 1)/s⌋ + 1 per axis; ShapeError when any L' < 1."""
         out = []
-        for ax, (L, k, s, d, lo, hi) in enumerate(zip(spatial, self.kernel, self.stride, self.dilation,
-                                                     self.pad_lo, self.pad_hi)):
+        for ax, (L, k, s, d, lo, hi) in enumerate(
+            zip(spatial, self.kernel, self.stride, self.dilation, self.pad_lo, self.pad_hi)
+        ):
             span = d * (k - 1) + 1
             n = (L + lo + hi - span) // s + 1
             if L + lo + hi < span:
@@ -68,7 +70,8 @@ class Geometry:
                 raise ShapeError(
                     f"{owner}: input too small: {name} = {L} plus padding {lo}+{hi} = {L + lo + hi} "
                     f"is shorter than the kernel's span {span} (kernel {k}{dil}); "
-                    f"output size would be {n}")
+                    f"output size would be {n}"
+                )
             out.append(n)
         return tuple(out)
 
@@ -82,8 +85,13 @@ class Geometry:
     def offsets(self, out: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
         """(κ, slices): for each kernel offset κ, the padded-input positions p·s + κ·δ, p < out."""
         for kappa in product(*(range(k) for k in self.kernel)):
-            yield kappa, tuple(slice(i * d, i * d + s * (o - 1) + 1, s)
-                               for i, d, s, o in zip(kappa, self.dilation, self.stride, out))
+            yield (
+                kappa,
+                tuple(
+                    slice(i * d, i * d + s * (o - 1) + 1, s)
+                    for i, d, s, o in zip(kappa, self.dilation, self.stride, out)
+                ),
+            )
 
 
 class PadBuffer:
@@ -106,7 +114,7 @@ class PadBuffer:
         """The padded buffer for ``z`` with its border set but its interior NOT yet written (fill it
         with ``fill_rows``, e.g. block by block on several threads); ``z`` itself when unpadded."""
         if not any(geom.pad_lo) and not any(geom.pad_hi):
-            return z   # nothing to pad: read the input itself (never written to)
+            return z  # nothing to pad: read the input itself (never written to)
         shape = z.shape[:2] + geom.padded(z.shape[2:])
         buf = self._buf
         if buf is None or buf.shape != shape or buf.dtype != z.dtype:
@@ -124,20 +132,24 @@ def windows(zp: np.ndarray, geom: Geometry, out: tuple[int, ...]) -> np.ndarray:
     """Read-only view (N, C, *kernel, *out) with view[n, c, κ, p] = zp[n, c, p·s + κ·δ]; no copy."""
     st = zp.strides
     sp = st[2:]
-    strides = st[:2] + tuple(x * d for x, d in zip(sp, geom.dilation)) \
+    strides = (
+        st[:2]
+        + tuple(x * d for x, d in zip(sp, geom.dilation))
         + tuple(x * s for x, s in zip(sp, geom.stride))
+    )
     return as_strided(zp, zp.shape[:2] + geom.kernel + out, strides, writeable=False)
 
 
-def im2col(zp: np.ndarray, geom: Geometry, out: tuple[int, ...], into: np.ndarray | None = None
-           ) -> np.ndarray:
+def im2col(
+    zp: np.ndarray, geom: Geometry, out: tuple[int, ...], into: np.ndarray | None = None
+) -> np.ndarray:
     """cols (C·K, N·P) from the padded input (N, C, *padded): one strided gather, one copy.
 
     ``into``: an optional (C·K, N·P) array to write into (reused across calls); rows may be strided.
     """
     nd = geom.nd
-    w = windows(zp, geom, out)                                        # (N, C, *k, *out)
-    order = (1, *range(2, 2 + nd), 0, *range(2 + nd, 2 + 2 * nd))    # (C, *k, N, *out)
+    w = windows(zp, geom, out)  # (N, C, *k, *out)
+    order = (1, *range(2, 2 + nd), 0, *range(2 + nd, 2 + 2 * nd))  # (C, *k, N, *out)
     N, C = zp.shape[:2]
     shape = (C * geom.K, N * int(np.prod(out)))
     if into is None:
@@ -152,7 +164,7 @@ def col2im(dcols: np.ndarray, geom: Geometry, dzp: np.ndarray, out: tuple[int, .
     """Adjoint of im2col: ADD dcols (C·K, n·P) into dzp (n, C, *padded), summing overlapping taps."""
     n, C = dzp.shape[:2]
     d6 = dcols.reshape((C,) + geom.kernel + (n,) + out)
-    target = dzp.swapaxes(0, 1)                                       # (C, n, *padded) view
+    target = dzp.swapaxes(0, 1)  # (C, n, *padded) view
     for kappa, sl in geom.offsets(out):
         target[(slice(None), slice(None)) + sl] += d6[(slice(None),) + kappa]
     return dzp

@@ -11,6 +11,7 @@ for one thread gets one. While the blocks run, ``run_blocks`` sets BLAS to one t
 functions may call small mat-vecs (``@``) without two thread pools (ours and BLAS's) competing for
 the cores; the setting is restored afterwards.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ MIN_PARALLEL_ELEMENTS = 1 << 20
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
-_blas = None   # threadpoolctl controller of numpy's BLAS, found once
+_blas = None  # threadpoolctl controller of numpy's BLAS, found once
 
 
 def _blas_threads() -> int:

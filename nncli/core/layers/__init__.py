@@ -1,4 +1,5 @@
 """Importing this package registers every module type with ``nncli.core.registry.modules``."""
+
 from nncli.core.layers import (
     activations,  # noqa: F401
     conv,  # noqa: F401

@@ -1,4 +1,5 @@
 """σ: elementwise activations (notes §7.2), each with its derivative for B[σ, z](v) = σ'(z) ⊙ v."""
+
 from __future__ import annotations
 
 import math
@@ -58,9 +59,9 @@ class Sigma(Module):
             e = np.abs(z)
             np.negative(e, out=e)
             np.exp(e, out=e)
-            u = np.where(z >= 0, z.dtype.type(1), e)      # numerator: 1 or e^{-|z|}
+            u = np.where(z >= 0, z.dtype.type(1), e)  # numerator: 1 or e^{-|z|}
             np.add(e, 1, out=e)
-            u /= e                                         # over 1 + e^{-|z|}
+            u /= e  # over 1 + e^{-|z|}
             self._u = u
             return u
         if fn == "tanh":
@@ -103,12 +104,12 @@ class Sigma(Module):
         if fn == "leaky_relu":
             return np.where(self._mask, v, v * self.dtype.type(self.cfg.negative_slope))
         if fn == "sigmoid":
-            t = np.subtract(1, self._u)                    # u (1 − u) v, in one array
+            t = np.subtract(1, self._u)  # u (1 − u) v, in one array
             t *= self._u
             t *= v
             return t
         if fn == "tanh":
-            t = np.multiply(self._u, self._u)              # (1 − u²) v, in one array
+            t = np.multiply(self._u, self._u)  # (1 − u²) v, in one array
             np.subtract(1, t, out=t)
             t *= v
             return t
@@ -116,8 +117,11 @@ class Sigma(Module):
 
     def hparams(self):
         # show only the settings that matter for this fn
-        keep = {"fn"} | {"leaky_relu": {"negative_slope"}, "gelu": {"approximate"},
-                         "softplus": {"beta", "threshold"}}.get(self.cfg.fn, set())
+        keep = {"fn"} | {
+            "leaky_relu": {"negative_slope"},
+            "gelu": {"approximate"},
+            "softplus": {"beta", "threshold"},
+        }.get(self.cfg.fn, set())
         return {k: v for k, v in self.cfg.model_dump().items() if k in keep}
 
     def describe(self):
@@ -128,15 +132,19 @@ class Sigma(Module):
     def examples(cls):
         fns = ["relu", "sigmoid", "tanh", "leaky_relu", "gelu", "softplus", "identity"]
         out = [({"fn": f}, (2, 3)) for f in fns]
-        return out + [({"fn": "gelu", "approximate": "tanh"}, (4,)),
-                      ({"fn": "softplus", "beta": 2.0, "threshold": 5.0}, (4,))]
+        return out + [
+            ({"fn": "gelu", "approximate": "tanh"}, (4,)),
+            ({"fn": "softplus", "beta": 2.0, "threshold": 5.0}, (4,)),
+        ]
 
     def to_torch(self):
         import torch.nn as tnn
 
         fn, c = self.cfg.fn, self.cfg
         return {
-            "relu": lambda: tnn.ReLU(), "sigmoid": lambda: tnn.Sigmoid(), "tanh": lambda: tnn.Tanh(),
+            "relu": lambda: tnn.ReLU(),
+            "sigmoid": lambda: tnn.Sigmoid(),
+            "tanh": lambda: tnn.Tanh(),
             "leaky_relu": lambda: tnn.LeakyReLU(c.negative_slope),
             "gelu": lambda: tnn.GELU(approximate=c.approximate),
             "softplus": lambda: tnn.Softplus(beta=c.beta, threshold=c.threshold),

@@ -5,6 +5,7 @@ side, i.e. the banded product Qz of eq. 7.49; Conv1D sums C of them per output c
 Conv2D does the same with k×k filters (7.51). Stride, other paddings and dilation are options, with
 PyTorch's meaning, so a layer and its ``to_torch()`` twin compute the same function.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar, Literal
@@ -25,13 +26,19 @@ PaddingMode = Literal["notes", "same", "valid"]
 class ConvConfig(HParams):
     nd: ClassVar[int] = 1
 
-    out: int = Field(gt=0, validation_alias=AliasChoices("out", "out_channels", "channels"),
-                     description="C', the number of output channels")
-    kernel: IntOrList = Field(validation_alias=AliasChoices("kernel", "kernel_size"),
-                              description="filter size k (Conv2D: k or [kh, kw])")
+    out: int = Field(
+        gt=0,
+        validation_alias=AliasChoices("out", "out_channels", "channels"),
+        description="C', the number of output channels",
+    )
+    kernel: IntOrList = Field(
+        validation_alias=AliasChoices("kernel", "kernel_size"),
+        description="filter size k (Conv2D: k or [kh, kw])",
+    )
     stride: IntOrList = 1
     padding: int | list[int] | PaddingMode = Field(
-        "notes", description="'notes' (ℓ zeros each side, k = 2ℓ+1), 'same', 'valid' or zeros per side")
+        "notes", description="'notes' (ℓ zeros each side, k = 2ℓ+1), 'same', 'valid' or zeros per side"
+    )
     dilation: IntOrList = 1
     bias: bool = True
 
@@ -50,10 +57,14 @@ class ConvConfig(HParams):
             raise ConfigError(
                 f"the kernel must be odd for the notes' padding (k = 2ℓ+1 with ℓ zeros each side), got "
                 f"{self.kernel}; use an odd kernel, or set `padding: same` or an int padding",
-                field="kernel")
+                field="kernel",
+            )
         if self.padding == "same" and max(as_tuple(self.stride, nd, "stride")) != 1:
-            raise ConfigError(f"padding 'same' needs stride 1, got stride {self.stride}; "
-                              f"use `padding: notes` or an int padding", field="padding")
+            raise ConfigError(
+                f"padding 'same' needs stride 1, got stride {self.stride}; "
+                f"use `padding: notes` or an int padding",
+                field="padding",
+            )
         return self
 
 
@@ -82,7 +93,7 @@ def _blocks(N: int, per_example: int) -> list[tuple[int, int]]:
     total = N * max(per_example, 1)
     nb = -(-total // _BLOCK)
     if total >= _MIN_PARALLEL:
-        nb = max(2, nb + nb % 2)              # even, so two threads get equal work
+        nb = max(2, nb + nb % 2)  # even, so two threads get equal work
     nb = max(1, min(N, nb))
     return [(N * i // nb, N * (i + 1) // nb) for i in range(nb)]
 
@@ -114,11 +125,11 @@ class ConvND(Module):
         c, nd = self.cfg, self.nd
         k, d = as_tuple(c.kernel, nd, "kernel"), as_tuple(c.dilation, nd, "dilation")
         if c.padding == "notes":
-            lo = hi = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))   # δ·ℓ keeps L' = L at stride 1
+            lo = hi = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))  # δ·ℓ keeps L' = L at stride 1
         elif c.padding == "same":
             total = tuple(di * (ki - 1) for ki, di in zip(k, d))
-            lo = tuple(t // 2 for t in total)                               # odd totals: extra zero on
-            hi = tuple(t - t // 2 for t in total)                           # the right, as PyTorch
+            lo = tuple(t // 2 for t in total)  # odd totals: extra zero on
+            hi = tuple(t - t // 2 for t in total)  # the right, as PyTorch
         elif c.padding == "valid":
             lo = hi = (0,) * nd
         else:
@@ -156,7 +167,9 @@ class ConvND(Module):
             # add), one block of examples at a time so its columns are multiplied while in cache
             n0, n1 = blocks[k]
             self._pad.fill_rows(zp, z, geom, n0, n1)
-            cols = im2col(zp[n0:n1], geom, out, into=SCRATCH.get(f"conv.cols.{slot}", (CK, (n1 - n0) * P), z.dtype))
+            cols = im2col(
+                zp[n0:n1], geom, out, into=SCRATCH.get(f"conv.cols.{slot}", (CK, (n1 - n0) * P), z.dtype)
+            )
             r = np.matmul(W2, cols, out=SCRATCH.get(f"conv.u.{slot}", (Co, (n1 - n0) * P), u.dtype))
             r = r.reshape((Co, n1 - n0) + out).swapaxes(0, 1)
             if bias is None:
@@ -200,7 +213,7 @@ class ConvND(Module):
             cols = im2col(zp[n0:n1], geom, out, into=SCRATCH.get(f"conv.cols.{slot}", (CK, m), zp.dtype))
             vt = SCRATCH.get(f"conv.v.{slot}", (Co, n1 - n0) + out, v.dtype)
             np.copyto(vt, v[n0:n1].swapaxes(0, 1))
-            vt = vt.reshape(Co, m)                                      # (C', nb·P)
+            vt = vt.reshape(Co, m)  # (C', nb·P)
             np.matmul(cols, vt.T, out=dW_parts[k])
             if db_parts is not None:
                 vt.sum(axis=1, out=db_parts[k])
@@ -232,8 +245,7 @@ class ConvND(Module):
         else:
             head, nums = "C·C'·kh·kw", f"{C}·{Co}·{k[0]}·{k[1]}"
         n = K * C * Co
-        formula = (f"{head} + C' = {nums} + {Co} = {n + Co}" if self.cfg.bias
-                   else f"{head} = {nums} = {n}")
+        formula = f"{head} + C' = {nums} + {Co} = {n + Co}" if self.cfg.bias else f"{head} = {nums} = {n}"
         macs = Co * C * K * P
         saved = C * int(np.prod(self.geom.padded(self.input_shape[1:])))
         return {"formula": formula, "macs_forward": macs, "macs_backward": 2 * macs, "saved": saved}
@@ -248,15 +260,23 @@ class ConvND(Module):
         else:
             padding = g.pad_lo if self.nd > 1 else g.pad_lo[0]
         dtype = torch.float64 if self.dtype == np.float64 else torch.float32
-        layer = cls(self.input_shape[0], c.out, g.kernel, stride=g.stride, padding=padding,
-                    dilation=g.dilation, bias=c.bias, dtype=dtype)
+        layer = cls(
+            self.input_shape[0],
+            c.out,
+            g.kernel,
+            stride=g.stride,
+            padding=padding,
+            dilation=g.dilation,
+            bias=c.bias,
+            dtype=dtype,
+        )
         with torch.no_grad():
             for key, p in self.params.items():
                 getattr(layer, key).copy_(torch.from_numpy(np.ascontiguousarray(p)))
         return layer
 
 
-@modules.register("Conv1D")   # names are case-insensitive: Conv1d, conv1d too
+@modules.register("Conv1D")  # names are case-insensitive: Conv1d, conv1d too
 class Conv1D(ConvND):
     """Conv1D (eqs. 7.48–7.50): z (N, C, L) → u (N, C', L'), weight (C', C, k), bias (C',).
 
@@ -271,14 +291,16 @@ class Conv1D(ConvND):
 
     @classmethod
     def examples(cls):
-        return [({"out": 2, "kernel": 3}, (2, 7)),
-                ({"out": 3, "kernel": 3, "stride": 2, "padding": 1}, (2, 8)),
-                ({"out": 2, "kernel": 4, "padding": "same", "dilation": 2}, (1, 9)),
-                ({"out": 2, "kernel": 2, "padding": "valid", "bias": False}, (3, 5)),
-                ({"out": 1, "kernel": 5, "dilation": 2, "stride": 3}, (2, 11))]
+        return [
+            ({"out": 2, "kernel": 3}, (2, 7)),
+            ({"out": 3, "kernel": 3, "stride": 2, "padding": 1}, (2, 8)),
+            ({"out": 2, "kernel": 4, "padding": "same", "dilation": 2}, (1, 9)),
+            ({"out": 2, "kernel": 2, "padding": "valid", "bias": False}, (3, 5)),
+            ({"out": 1, "kernel": 5, "dilation": 2, "stride": 3}, (2, 11)),
+        ]
 
 
-@modules.register("Conv2D")   # also Conv2d, conv2d
+@modules.register("Conv2D")  # also Conv2d, conv2d
 class Conv2D(ConvND):
     """Conv2D (eq. 7.51): z (N, C, H, W) → u (N, C', H', W'), weight (C', C, kh, kw), bias (C',).
 
@@ -292,7 +314,9 @@ class Conv2D(ConvND):
 
     @classmethod
     def examples(cls):
-        return [({"out": 2, "kernel": 3}, (2, 5, 4)),
-                ({"out": 2, "kernel": [3, 2], "stride": [2, 1], "padding": [1, 0]}, (1, 6, 5)),
-                ({"out": 1, "kernel": 2, "padding": "same", "dilation": [1, 2]}, (2, 4, 5)),
-                ({"out": 3, "kernel": 3, "stride": 2, "padding": "valid", "bias": False}, (1, 7, 6))]
+        return [
+            ({"out": 2, "kernel": 3}, (2, 5, 4)),
+            ({"out": 2, "kernel": [3, 2], "stride": [2, 1], "padding": [1, 0]}, (1, 6, 5)),
+            ({"out": 1, "kernel": 2, "padding": "same", "dilation": [1, 2]}, (2, 4, 5)),
+            ({"out": 3, "kernel": 3, "stride": 2, "padding": "valid", "bias": False}, (1, 7, 6)),
+        ]

@@ -1,4 +1,5 @@
 """Dropout: zero each value with probability p while training (inverted dropout)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """MM: the matrix-multiplication (fully connected) module, u = W z + b."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,11 @@ from nncli.core.registry import modules
 
 
 class MMConfig(HParams):
-    out: int = Field(gt=0, validation_alias=AliasChoices("out", "out_features", "units"),
-                     description="output size (number of rows of W)")
+    out: int = Field(
+        gt=0,
+        validation_alias=AliasChoices("out", "out_features", "units"),
+        description="output size (number of rows of W)",
+    )
     bias: bool = True
 
 

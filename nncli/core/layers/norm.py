@@ -1,4 +1,5 @@
 """LN: layer normalisation over all features of one example (notes §7.3, eqs. 7.42–7.44)."""
+
 from __future__ import annotations
 
 from functools import cache
@@ -19,7 +20,8 @@ FORWARD_BLOCK_THREADED = 1 << 18
 class LNConfig(HParams):
     eps: float = Field(1e-5, gt=0, description="added to σ̂² so that σ̂ stays away from 0")
     affine: Literal["scalar", "per_feature", "none"] = Field(
-        "scalar", description="scalar β, γ (the notes' LN), per-element ones (PyTorch's LayerNorm), or none")
+        "scalar", description="scalar β, γ (the notes' LN), per-element ones (PyTorch's LayerNorm), or none"
+    )
 
 
 @modules.register("LN", "LayerNorm", "layer_norm")
@@ -102,17 +104,17 @@ class LN(Module):
         def block(k, slot):
             lo, hi = blocks[k]
             xb, ub, m, r = x[lo:hi], u[lo:hi], mean[lo:hi], rstd[lo:hi]
-            _rowdot(xb, ones, out=m)                              # μ̂ = Σz / D: summing first
-            m /= d                                                # keeps a constant row's μ̂ exact
+            _rowdot(xb, ones, out=m)  # μ̂ = Σz / D: summing first
+            m /= d  # keeps a constant row's μ̂ exact
             np.subtract(xb, m[:, None], out=ub)
-            np.divide(_rowdot(ub, ub), d, out=r)                  # σ̂²
+            np.divide(_rowdot(ub, ub), d, out=r)  # σ̂²
             r += eps
             np.sqrt(r, out=r)
             np.divide(1.0, r, out=r)
-            ub *= r[:, None]                                      # x̂ = LN-S(z)
+            ub *= r[:, None]  # x̂ = LN-S(z)
             if affine == "per_feature":
-                ub *= w[:hi - lo]
-                ub += b[:hi - lo]
+                ub *= w[: hi - lo]
+                ub += b[: hi - lo]
             elif affine == "scalar":
                 ub *= w
                 ub += b
@@ -149,26 +151,26 @@ class LN(Module):
         else:
             gamma = self.params["weight"] if affine == "scalar" else x.dtype.type(1)
             ones_d = np.ones(d, dtype=x.dtype)
-            sum_v = np.empty(n, dtype=x.dtype)       # Σ_d v and Σ_d v ⊙ x̂ for each row
+            sum_v = np.empty(n, dtype=x.dtype)  # Σ_d v and Σ_d v ⊙ x̂ for each row
             sum_vx = np.empty(n, dtype=x.dtype)
 
         def block(k, slot):
             lo, hi = blocks[k]
             xb, vb, db, m, r = x[lo:hi], v2[lo:hi], dz[lo:hi], mean[lo:hi], rstd[lo:hi]
-            h, t = hs[slot][:hi - lo], ts[slot][:hi - lo]
-            np.subtract(xb, m[:, None], out=h)               # x − μ̂ = x̂ σ̂
-            np.multiply(vb, h, out=t)                        # v ⊙ x̂ σ̂
+            h, t = hs[slot][: hi - lo], ts[slot][: hi - lo]
+            np.subtract(xb, m[:, None], out=h)  # x − μ̂ = x̂ σ̂
+            np.multiply(vb, h, out=t)  # v ⊙ x̂ σ̂
             if per_feature:
-                np.matmul(r, t, out=part_w[k])               # Σ_n v ⊙ x̂
-                np.matmul(ones[:hi - lo], vb, out=part_b[k])  # Σ_n v
-                mean_g = vb @ w_d                            # mean(g), g = γ ⊙ v
-                mean_gx = t @ w_d                            # mean(g ⊙ x̂) σ̂
-                np.multiply(vb, w[:hi - lo], out=db)         # g, becomes ∂J/∂z in place
+                np.matmul(r, t, out=part_w[k])  # Σ_n v ⊙ x̂
+                np.matmul(ones[: hi - lo], vb, out=part_b[k])  # Σ_n v
+                mean_g = vb @ w_d  # mean(g), g = γ ⊙ v
+                mean_gx = t @ w_d  # mean(g ⊙ x̂) σ̂
+                np.multiply(vb, w[: hi - lo], out=db)  # g, becomes ∂J/∂z in place
             else:
                 sv, svx = sum_v[lo:hi], sum_vx[lo:hi]
                 np.matmul(vb, ones_d, out=sv)
                 np.matmul(t, ones_d, out=svx)
-                mean_g, mean_gx = sv * (gamma / d), svx * (gamma / d)   # mean(g), mean(g ⊙ x̂) σ̂
+                mean_g, mean_gx = sv * (gamma / d), svx * (gamma / d)  # mean(g), mean(g ⊙ x̂) σ̂
                 svx *= r
                 np.multiply(vb, gamma, out=db)
             # ∂J/∂z = (g − mean(g) − x̂ · mean(g ⊙ x̂)) / σ̂, with x̂ · mean(g ⊙ x̂) = (x − μ̂) · r² mean_gx
@@ -206,8 +208,13 @@ class LN(Module):
 
     @classmethod
     def examples(cls):
-        return [({}, (5,)), ({}, (2, 3)), ({"affine": "per_feature"}, (2, 3)),
-                ({"affine": "per_feature", "eps": 1e-3}, (4,)), ({"affine": "none"}, (4,))]
+        return [
+            ({}, (5,)),
+            ({}, (2, 3)),
+            ({"affine": "per_feature"}, (2, 3)),
+            ({"affine": "per_feature", "eps": 1e-3}, (4,)),
+            ({"affine": "none"}, (4,)),
+        ]
 
     def to_torch(self):
         import torch
@@ -217,8 +224,9 @@ class LN(Module):
         if self.cfg.affine == "scalar":
             layer = _scalar_layer_norm_class()(shape, self.cfg.eps, dtype)
         else:
-            layer = torch.nn.LayerNorm(shape, eps=self.cfg.eps, dtype=dtype,
-                                       elementwise_affine=self.cfg.affine == "per_feature")
+            layer = torch.nn.LayerNorm(
+                shape, eps=self.cfg.eps, dtype=dtype, elementwise_affine=self.cfg.affine == "per_feature"
+            )
         with torch.no_grad():
             for k, p in self.params.items():
                 getattr(layer, k).copy_(torch.from_numpy(np.array(p, copy=True)))

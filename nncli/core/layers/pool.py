@@ -10,6 +10,7 @@ the K-times larger window tensor.
 - Average pooling pads with zeros and divides by K including the padding (PyTorch's default
   ``count_include_pad=True``).
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -27,8 +28,10 @@ IntOrList = int | list[int]
 class PoolConfig(HParams):
     nd: ClassVar[int] = 1
 
-    kernel: IntOrList = Field(validation_alias=AliasChoices("kernel", "kernel_size", "pool_size"),
-                              description="window size k (2-D: k or [kh, kw])")
+    kernel: IntOrList = Field(
+        validation_alias=AliasChoices("kernel", "kernel_size", "pool_size"),
+        description="window size k (2-D: k or [kh, kw])",
+    )
     stride: IntOrList | None = Field(None, description="default: the kernel (windows do not overlap)")
     padding: IntOrList = Field(0, description="per side; at most half the kernel, as in PyTorch")
 
@@ -43,8 +46,9 @@ class PoolConfig(HParams):
         p = as_tuple(self.padding, nd, "padding")
         if min(p) < 0 or any(pi > ki // 2 for pi, ki in zip(p, k)):
             # a wider pad would make windows of padding only (−inf for max pooling)
-            raise ValueError(f"padding must lie in [0, kernel // 2], got padding {self.padding} "
-                             f"with kernel {self.kernel}")
+            raise ValueError(
+                f"padding must lie in [0, kernel // 2], got padding {self.padding} with kernel {self.kernel}"
+            )
         return self
 
 
@@ -58,7 +62,7 @@ class PoolND(Module):
     nd: ClassVar[int] = 1
     layout: ClassVar[str] = "(C, L)"
     fill: ClassVar[float] = 0.0
-    torch_name: ClassVar[str] = ""      # the torch.nn class, e.g. "MaxPool1d"
+    torch_name: ClassVar[str] = ""  # the torch.nn class, e.g. "MaxPool1d"
 
     @classmethod
     def examples(cls):
@@ -101,21 +105,27 @@ class PoolND(Module):
         C = self.input_shape[0]
         P = int(np.prod(self.output_shape(self.input_shape)[1:]))
         K = self.geom.K
-        return {"formula": "", "macs_forward": C * P * K, "macs_backward": self._backward_ops(C * P),
-                "saved": self._saved(C * P)}
+        return {
+            "formula": "",
+            "macs_forward": C * P * K,
+            "macs_backward": self._backward_ops(C * P),
+            "saved": self._saved(C * P),
+        }
 
     def _saved(self, outputs: int) -> int:
         return 0
 
     def _backward_ops(self, outputs: int) -> int:
-        return outputs * self.geom.K      # each output's gradient spread over its K taps
+        return outputs * self.geom.K  # each output's gradient spread over its K taps
 
     def _torch_args(self):
         g = self.geom
         one = self.nd == 1
-        return dict(kernel_size=g.kernel[0] if one else g.kernel,
-                    stride=g.stride[0] if one else g.stride,
-                    padding=g.pad_lo[0] if one else g.pad_lo)
+        return dict(
+            kernel_size=g.kernel[0] if one else g.kernel,
+            stride=g.stride[0] if one else g.stride,
+            padding=g.pad_lo[0] if one else g.pad_lo,
+        )
 
 
 class MaxPoolND(PoolND):
@@ -150,7 +160,7 @@ class MaxPoolND(PoolND):
         return outputs
 
     def _backward_ops(self, outputs):
-        return outputs                    # one add per output, at its argmax
+        return outputs  # one add per output, at its argmax
 
 
 class AvgPoolND(PoolND):
@@ -180,13 +190,19 @@ class AvgPoolND(PoolND):
 
 def _examples(nd):
     if nd == 1:
-        return [({"kernel": 2}, (2, 6)), ({"kernel": 3, "stride": 2, "padding": 1}, (1, 7)),
-                ({"kernel": 3, "stride": 1}, (2, 5))]
-    return [({"kernel": 2}, (2, 4, 4)), ({"kernel": [3, 2], "stride": [2, 1], "padding": [1, 0]}, (1, 5, 4)),
-            ({"kernel": 3, "stride": 2, "padding": 1}, (1, 5, 5))]
+        return [
+            ({"kernel": 2}, (2, 6)),
+            ({"kernel": 3, "stride": 2, "padding": 1}, (1, 7)),
+            ({"kernel": 3, "stride": 1}, (2, 5)),
+        ]
+    return [
+        ({"kernel": 2}, (2, 4, 4)),
+        ({"kernel": [3, 2], "stride": [2, 1], "padding": [1, 0]}, (1, 5, 4)),
+        ({"kernel": 3, "stride": 2, "padding": 1}, (1, 5, 5)),
+    ]
 
 
-@modules.register("MaxPool1D", "MaxPooling1D")   # names are case-insensitive: MaxPool1d too
+@modules.register("MaxPool1D", "MaxPooling1D")  # names are case-insensitive: MaxPool1d too
 class MaxPool1D(MaxPoolND):
     """Max pooling over L: z (N, C, L) → u (N, C, L'), L' = ⌊(L + 2p − k)/s⌋ + 1."""
 

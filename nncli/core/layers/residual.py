@@ -1,4 +1,5 @@
 """Residual: u = z + body(z), the body a chain of layers given as nested layer dicts."""
+
 from __future__ import annotations
 
 from functools import cache
@@ -31,8 +32,9 @@ def _create(i: int, spec: Any) -> Module:
         got = f", got {err['input']!r}" if "input" in err and err.get("type") != "missing" else ""
         raise ConfigError(f"{err['msg']}{got}", field=f"{where}.{loc}" if loc else where) from None
     except ConfigError as e:
-        raise ConfigError(e.message, field=f"{where}.{e.field}" if e.field else f"{where}.type",
-                          place=e.place) from None
+        raise ConfigError(
+            e.message, field=f"{where}.{e.field}" if e.field else f"{where}.type", place=e.place
+        ) from None
 
 
 @modules.register("Residual", "Skip", "ResidualBlock")
@@ -61,8 +63,10 @@ class Residual(Module):
         for m in self.body.modules:
             shape = m.output_shape(shape)
         if shape != tuple(input_shape):
-            raise ShapeError(f"Residual body must keep the shape to add it to its input: input "
-                             f"{tuple(input_shape)}, body output {shape}")
+            raise ShapeError(
+                f"Residual body must keep the shape to add it to its input: input "
+                f"{tuple(input_shape)}, body output {shape}"
+            )
         return shape
 
     def build(self, input_shape, rng, dtype=np.float64):
@@ -91,18 +95,39 @@ class Residual(Module):
         counts = [m.param_count for m in self.body.modules]
         d = int(np.prod(self.input_shape))
         formula = "body: " + " + ".join(str(c) for c in counts) + f" = {sum(counts)}"
-        return {"formula": formula,
-                "macs_forward": sum(f["macs_forward"] for f in facts) + d,   # + d for the skip add
-                "macs_backward": sum(f["macs_backward"] for f in facts) + d,
-                "saved": sum(f["saved"] for f in facts)}
+        return {
+            "formula": formula,
+            "macs_forward": sum(f["macs_forward"] for f in facts) + d,  # + d for the skip add
+            "macs_backward": sum(f["macs_backward"] for f in facts) + d,
+            "saved": sum(f["saved"] for f in facts),
+        }
 
     @classmethod
     def examples(cls):
-        return [({"layers": [{"type": "MM", "out": 4}, {"type": "Tanh"}]}, (4,)),
-                ({"layers": [{"type": "LN"}, {"type": "MM", "out": 3}, {"type": "GELU"},
-                             {"type": "MM", "out": 3, "bias": False}]}, (3,)),
-                ({"layers": [{"type": "Flatten"}, {"type": "Reshape", "shape": [2, 3]},
-                             {"type": "LN", "affine": "per_feature"}]}, (2, 3))]
+        return [
+            ({"layers": [{"type": "MM", "out": 4}, {"type": "Tanh"}]}, (4,)),
+            (
+                {
+                    "layers": [
+                        {"type": "LN"},
+                        {"type": "MM", "out": 3},
+                        {"type": "GELU"},
+                        {"type": "MM", "out": 3, "bias": False},
+                    ]
+                },
+                (3,),
+            ),
+            (
+                {
+                    "layers": [
+                        {"type": "Flatten"},
+                        {"type": "Reshape", "shape": [2, 3]},
+                        {"type": "LN", "affine": "per_feature"},
+                    ]
+                },
+                (2, 3),
+            ),
+        ]
 
     def to_torch(self):
         import torch

@@ -1,4 +1,5 @@
 """Flatten and Reshape: change the per-example shape, keep the numbers (no parameters)."""
+
 from __future__ import annotations
 
 import math
@@ -69,12 +70,16 @@ class Reshape(Module):
         known = math.prod(s for s in want if s != -1)
         if -1 in want:
             if have % known:
-                raise ShapeError(f"Reshape cannot fit {have} values per example (input {tuple(input_shape)}) "
-                                 f"into {want}: {have} is not a multiple of {known}")
+                raise ShapeError(
+                    f"Reshape cannot fit {have} values per example (input {tuple(input_shape)}) "
+                    f"into {want}: {have} is not a multiple of {known}"
+                )
             want[want.index(-1)] = have // known
         elif known != have:
-            raise ShapeError(f"Reshape to {want} needs {known} values per example, but the input "
-                             f"{tuple(input_shape)} has {have}")
+            raise ShapeError(
+                f"Reshape to {want} needs {known} values per example, but the input "
+                f"{tuple(input_shape)} has {have}"
+            )
         return tuple(want)
 
     def forward(self, z):

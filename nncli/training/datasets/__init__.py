@@ -2,6 +2,7 @@
 
 See README.md in this folder for their sources and licences.
 """
+
 from __future__ import annotations
 
 from importlib import resources
