@@ -23,9 +23,14 @@ needs no change in this file.
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# `X | None` (types.UnionType) and `Optional[X]` (typing.Union) are the same to the schema walk
+_UNIONS = (Union, types.UnionType)
 
 
 class Strict(BaseModel):
@@ -191,7 +196,6 @@ def section_keys(node: tuple, cur: Any) -> dict[str, str] | None:
 
 def next_node(node: tuple, key: Any, keys: dict[str, str] | None) -> tuple:
     """The node one step below ``node`` along ``key``."""
-    import typing
 
     kind = node[0]
     if kind == "layers":
@@ -206,7 +210,7 @@ def next_node(node: tuple, key: Any, keys: dict[str, str] | None) -> tuple:
         return ("any",)
     ann = cls.model_fields[name].annotation
     args = [a for a in typing.get_args(ann) if a is not type(None)]
-    if typing.get_origin(ann) is Union and len(args) == 1:
+    if typing.get_origin(ann) in _UNIONS and len(args) == 1:
         ann = args[0]
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ("model", ann)
@@ -215,7 +219,7 @@ def next_node(node: tuple, key: Any, keys: dict[str, str] | None) -> tuple:
     origin = typing.get_origin(ann)
     if origin in (list, tuple):
         return ("list",)
-    if origin is dict or ann is Any or origin is Union:
+    if origin is dict or ann is Any or origin in _UNIONS:
         return ("any",)
     return ("leaf",)
 
