@@ -264,10 +264,9 @@ CONFIG = {
 @pytest.fixture
 def run_dir(tmp_path):
     """A run folder as `nncli train` leaves it, with a checkpoint of a freshly built chain."""
-    from safetensors.numpy import save_file
-
     from nncli.config.build import build_chain
     from nncli.config.load import load_config
+    from nncli.runs.checkpoint import save_checkpoint
 
     run = tmp_path / "tiny-20260101-000000"
     (run / "checkpoints").mkdir(parents=True)
@@ -280,8 +279,10 @@ def run_dir(tmp_path):
         k: np.asarray(v + rng.normal(0, 0.3, v.shape), dtype=np.float32)
         for k, v in chain.state_dict().items()
     }
-    save_file(state, str(run / "checkpoints" / "best.safetensors"))
-    save_file({k: np.zeros_like(v) for k, v in state.items()}, str(run / "checkpoints" / "last.safetensors"))
+    save_checkpoint(run / "checkpoints", "best", state, {}, {"step": 10})
+    save_checkpoint(
+        run / "checkpoints", "last", {k: np.zeros_like(v) for k, v in state.items()}, {}, {"step": 20}
+    )
     chain.load_state_dict(state)
     return run, chain.eval()
 

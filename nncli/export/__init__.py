@@ -54,22 +54,17 @@ def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
 
 
 def load_run(run_dir: Path | str, checkpoint: str = "best", dtype=np.float32):
-    """(chain in eval mode with the checkpoint's weights, checkpoint path) of the run at ``run_dir``."""
-    from safetensors.numpy import load_file
+    """(chain in eval mode with the checkpoint's weights, checkpoint path) of the run at ``run_dir``.
 
-    from nncli.config.build import build_chain
-    from nncli.config.load import load_config
-    from nncli.runs.listing import require_run
+    The weights go through the checkpoint reader (``nncli.runs.loaded_run.load_run``): format
+    marker, checksum and architecture are checked before anything is exported.
+    """
+    from nncli.runs.folder import require_run
+    from nncli.runs.loaded_run import load_run as load
 
-    run = require_run(run_dir)
-    ckpt = checkpoint_path(run, checkpoint)
-    loaded = load_config(run / "config.yaml", [])
-    chain = build_chain(loaded, dtype=dtype, with_loss=False)
-    try:
-        chain.load_state_dict(load_file(str(ckpt)))
-    except (KeyError, ValueError) as exc:
-        raise ExportError(f"{ckpt}: does not fit the run's config: {exc}") from None
-    return chain.eval(), ckpt
+    checkpoint_path(require_run(run_dir), checkpoint)
+    run = load(run_dir, checkpoint, dtype=dtype, with_loss=False)
+    return run.chain, run.weights_file
 
 
 def standardization(run_dir: Path) -> dict | None:
@@ -78,7 +73,7 @@ def standardization(run_dir: Path) -> dict | None:
     The exported networks take standardised inputs, as nncli's forward does; the exports carry these
     statistics (a ``preprocess`` function in the PyTorch file, metadata in the ONNX model).
     """
-    from nncli.runs.listing import read_json
+    from nncli.runs.folder import read_json
 
     stats = (read_json(run_dir / "run.json").get("data") or {}).get("standardization")
     return stats if isinstance(stats, dict) and "mean" in stats and "std" in stats else None

@@ -14,6 +14,11 @@ Layout of one run::
 
 Every whole-file write is atomic: a temp file in the same folder, flush + fsync, ``os.replace``, then
 an fsync of the folder, so a crash leaves either the old file or the new one, never half of each.
+
+Reading is tolerant where it must be (a run may still be going, or have been killed mid-write) and
+strict where a folder is named as a run: ``is_run_dir`` is the one test of what a run folder is,
+``require_run`` / ``read_run`` refuse anything else with a ``RunError``; ``read_metrics`` skips a
+torn or corrupt line instead of failing.
 """
 from __future__ import annotations
 
@@ -24,8 +29,9 @@ import os
 import platform
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -149,23 +155,33 @@ def iso(t: _dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def create_run_dir(runs_dir: Path | str, name: str, now: _dt.datetime | None = None) -> Path:
-    """Create and return a new ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>[-n]`` folder; never reuses one.
+def new_folder(parent: Path | str, stem: str, what: str = "run") -> Path:
+    """Create and return a new ``<parent>/<stem>[-n]`` folder; never reuses one.
 
-    ``os.mkdir`` fails if the folder exists, so two runs started in the same second get ``-1``, ``-2``…
+    ``os.mkdir`` fails if the folder exists, so two folders made in the same second get ``-1``, ``-2``…
     """
-    runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = (now or utc_now()).strftime("%Y%m%d-%H%M%S")
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
     for n in range(10_000):
-        path = runs_dir / (f"{name}-{stamp}" if n == 0 else f"{name}-{stamp}-{n}")
+        path = parent / (stem if n == 0 else f"{stem}-{n}")
         try:
             path.mkdir()
         except FileExistsError:
             continue
-        (path / "checkpoints").mkdir()
         return path
-    raise RunError(f"{runs_dir}: could not find a free run folder name for {name}-{stamp}")
+    raise RunError(f"{parent}: could not find a free {what} folder name for {stem}")
+
+
+def stamp(now: _dt.datetime | None = None) -> str:
+    """``YYYYmmdd-HHMMSS`` (UTC), the suffix of run and sweep folder names."""
+    return (now or utc_now()).strftime("%Y%m%d-%H%M%S")
+
+
+def create_run_dir(runs_dir: Path | str, name: str, now: _dt.datetime | None = None) -> Path:
+    """Create and return a new ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>[-n]`` folder with its checkpoints/."""
+    path = new_folder(runs_dir, f"{name}-{stamp(now)}")
+    (path / "checkpoints").mkdir()
+    return path
 
 
 def versions() -> dict[str, str]:
@@ -174,22 +190,82 @@ def versions() -> dict[str, str]:
     return {"nncli": __version__, "numpy": np.__version__, "python": platform.python_version()}
 
 
+# -- reading run folders (tolerant: a run may be half written, still going, or killed) ---------------
 def is_run_dir(path: Path | str) -> bool:
+    """Whether ``path`` is a run folder: a folder holding run.json and config.yaml."""
     path = Path(path)
-    return (path / RUN_FILE).is_file() and (path / "config.yaml").is_file()
+    return path.is_dir() and (path / RUN_FILE).is_file() and (path / "config.yaml").is_file()
 
 
-def read_run(path: Path | str) -> dict[str, Any]:
-    """run.json of the run at ``path``; RunError when ``path`` is not a run folder."""
+def require_run(path: Path | str) -> Path:
+    """``path`` as a Path, or RunError saying what is missing."""
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run folder")
     if not is_run_dir(path):
         raise RunError(f"{path}: not a run folder (expected {RUN_FILE} and config.yaml inside)")
+    return path
+
+
+def read_run(path: Path | str) -> dict[str, Any]:
+    """run.json of the run at ``path``; RunError when ``path`` is not a run folder or run.json is unreadable."""
+    path = require_run(path)
     try:
-        return json.loads((path / RUN_FILE).read_text())
+        data = json.loads((path / RUN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise RunError(f"{path / RUN_FILE}: unreadable run file ({exc})") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path / RUN_FILE}: unreadable run file (not a JSON object)")
+    return data
+
+
+def read_json(path: Path | str) -> dict[str, Any]:
+    """A JSON object file (run.json, summary.json), or {} when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_config(run: Path | str) -> dict[str, Any]:
+    """The run's config.yaml as plain data, or {} when it is missing or unreadable."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((Path(run) / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_metrics(path: Path | str) -> list[dict[str, Any]]:
+    """The records of a run's metrics.jsonl (``path``: the run folder or the file itself).
+
+    A torn last line (a kill mid-write), a corrupt line or one that is not a JSON object is skipped;
+    a missing or unreadable file gives no records.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [rec for _, rec in _records(text.split("\n"))]
+
+
+def _records(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(line, record) for each line of metrics.jsonl that holds a JSON object; others are skipped."""
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            yield line, rec
 
 
 class RunInfo:
@@ -264,23 +340,6 @@ class MetricsLog:
                     pass   # the flush above already reported why
 
 
-def read_metrics(path: Path | str) -> list[dict[str, Any]]:
-    """Every complete line of a metrics.jsonl (a partial last line, from a crash, is ignored)."""
-    out = []
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return out
-    for line in text.split("\n"):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
-
-
 def trim_metrics(path: Path | str, last_step: int) -> None:
     """Prepare metrics.jsonl for a resume from ``last_step``.
 
@@ -294,17 +353,13 @@ def trim_metrics(path: Path | str, last_step: int) -> None:
     lines = raw.split("\n")
     if not raw.endswith("\n"):
         lines = lines[:-1]  # partial line
-    keep = []
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if int(rec.get("step", 0)) <= last_step:
-            keep.append(line)
+    keep = [line for line, rec in _records(lines) if _step(rec) <= last_step]
     atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+
+
+def _step(rec: dict[str, Any]) -> float:
+    step = rec.get("step", 0)
+    return step if isinstance(step, (int, float)) else float("inf")
 
 
 def command_line() -> list[str]:

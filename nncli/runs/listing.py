@@ -9,85 +9,31 @@ crashed): a missing summary.json or a torn last line of metrics.jsonl gives blan
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
-from nncli.core.errors import UserError
-
-
-class RunFolderError(UserError):
-    """A path given as a run folder that is not one."""
-
-
-def is_run(path: Path) -> bool:
-    return path.is_dir() and (path / "config.yaml").is_file() and (
-        (path / "run.json").is_file() or (path / "metrics.jsonl").is_file())
-
-
-def require_run(path: Path | str) -> Path:
-    """``path`` as a Path, or RunFolderError saying what is missing."""
-    path = Path(path)
-    if not path.is_dir():
-        raise RunFolderError(f"{path}: no such run folder")
-    if not is_run(path):
-        raise RunFolderError(f"{path}: not a run folder (expected config.yaml and run.json inside)")
-    return path
+from nncli.runs.folder import RunError, is_run_dir, read_config, read_json, read_metrics, require_run
+from nncli.training.metrics import higher_is_better
 
 
 def find_runs(root: Path | str) -> list[Path]:
     """Run folders in ``root`` and one level below (sweep folders), sorted by path."""
     root = Path(root)
     if not root.is_dir():
-        raise RunFolderError(f"{root}: no such folder")
-    if is_run(root):
+        raise RunError(f"{root}: no such folder")
+    if is_run_dir(root):
         return [root]
     found: list[Path] = []
     for child in sorted(p for p in root.iterdir() if p.is_dir()):
-        if is_run(child):
+        if is_run_dir(child):
             found.append(child)
         else:
-            found.extend(sorted(g for g in child.iterdir() if is_run(g)))
+            found.extend(sorted(g for g in child.iterdir() if is_run_dir(g)))
     return found
 
 
-# -- reading the files -----------------------------------------------------------------------------
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def read_config(run: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load((run / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def read_metrics(run: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl as a list of dicts; a torn or corrupt line (a run killed mid-write) is skipped."""
-    out = []
-    try:
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
+# -- metrics ---------------------------------------------------------------------------------------
 def series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
     """(steps, values) of ``key`` over the records that have a finite value for it."""
     xs, ys = [], []
@@ -97,12 +43,6 @@ def series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[f
             xs.append(float(rec.get("step", i)))
             ys.append(float(v))
     return xs, ys
-
-
-# -- metrics ---------------------------------------------------------------------------------------
-def higher_is_better(metric: str) -> bool:
-    """Accuracies go up, losses (and anything else) go down."""
-    return "acc" in metric
 
 
 def best_of(records: list[dict[str, Any]], metric: str) -> tuple[float, float] | None:

@@ -17,17 +17,17 @@ processes run and stop (Ctrl-C, SIGTERM) is in ``sweep_exec``.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import itertools
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from nncli.core.errors import ConfigError, UserError
-from nncli.runs.listing import best_of, higher_is_better, lookup, read_json, read_metrics
+from nncli.runs.folder import atomic_write_json, iso, new_folder, read_json, read_metrics, stamp, utc_now
+from nncli.runs.listing import best_of, lookup
+from nncli.training.metrics import higher_is_better
 
 BACKENDS = ("local", "ray")
 
@@ -240,28 +240,9 @@ class Sweep:
         return d
 
 
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
-
-
 def make_sweep_dir(runs_dir: Path, name: str) -> Path:
     """A new ``runs_dir/sweep-<name>-<stamp>[-n]`` folder (never an existing one)."""
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = _now().strftime("%Y%m%d-%H%M%S")
-    for n in range(1000):
-        path = runs_dir / (f"sweep-{name}-{stamp}" + (f"-{n}" if n else ""))
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise SweepError(f"{runs_dir}: no free sweep folder name for sweep-{name}-{stamp}")
-
-
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)  # never a half-written sweep.json
+    return new_folder(runs_dir, f"sweep-{name}-{stamp()}", what="sweep")
 
 
 def run_sweep(config: Path | str, grid_items: Sequence[str], *, seeds: int | None = None,
@@ -291,15 +272,15 @@ def run_sweep(config: Path | str, grid_items: Sequence[str], *, seeds: int | Non
     if dry_run:
         return sweep
     folder = make_sweep_dir(Path(runs_dir), base.name)
-    sweep.folder, sweep.started = str(folder), _now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    write_json(folder / "sweep.json", sweep.to_json())
+    sweep.folder, sweep.started = str(folder), iso(utc_now())
+    atomic_write_json(folder / "sweep.json", sweep.to_json())
     arg_lists = [train_args(config.resolve(), t, folder) for t in trials]
 
     def on_result(i: int, result: tuple | None) -> None:
         if result is None:  # never started: the sweep is being stopped
             return
         collect(trials[i], result, folder, metric)
-        write_json(folder / "sweep.json", sweep.to_json())   # progress visible while the sweep runs
+        atomic_write_json(folder / "sweep.json", sweep.to_json())   # progress visible while the sweep runs
         if on_done is not None:
             on_done(trials[i])
 
@@ -314,6 +295,6 @@ def run_sweep(config: Path | str, grid_items: Sequence[str], *, seeds: int | Non
         for t in trials:
             if t.status == "pending":
                 adopt(t, folder, metric)
-        sweep.ended = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
-        write_json(folder / "sweep.json", sweep.to_json())
+        sweep.ended = iso(utc_now())
+        atomic_write_json(folder / "sweep.json", sweep.to_json())
     return sweep

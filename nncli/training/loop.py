@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from nncli.core.errors import ConfigError
+from nncli.training.metrics import better, check_metric
 from nncli.training.optimizers import clip_grad_norm
 from nncli.training.state import apply_weights, group, grouped, rng_states, set_rng_states
 
 #: exit code of a run stopped because the loss or a gradient became NaN/Inf (``on_nonfinite: stop``)
 EXIT_DIVERGED = 3
-METRICS = {"val_loss": "min", "val_acc": "max", "train_loss": "min"}
 EVAL_BATCH = 1024
 
 
@@ -65,31 +65,6 @@ class TrainResult:
     last_eval: dict[str, Any] | None = None
     best_eval: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def better(metric: str, new: float, old: float | None, min_delta: float = 0.0) -> bool:
-    if new is None or not math.isfinite(new):
-        return False
-    if old is None:
-        return True
-    return new < old - min_delta if METRICS[metric] == "min" else new > old + min_delta
-
-
-def check_metric(name: str, where: str, has_val: bool, classifier: bool) -> None:
-    """ConfigError unless ``name`` is a metric this run will produce."""
-    if name not in METRICS:
-        from nncli.core.errors import did_you_mean
-
-        raise ConfigError(
-            f"unknown metric '{name}'{did_you_mean(name, METRICS)}; choose one of {', '.join(METRICS)}",
-            field=where,
-        )
-    if name.startswith("val_") and not has_val:
-        raise ConfigError(
-            f"{name} needs a validation split (data.val_split > 0); use train_loss instead", field=where
-        )
-    if name == "val_acc" and not classifier:
-        raise ConfigError("val_acc needs a classification loss (cross_entropy or logistic)", field=where)
 
 
 class Trainer:

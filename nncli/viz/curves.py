@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nncli.core.errors import UserError
-from nncli.runs.listing import read_metrics, require_run, series
+from nncli.runs.folder import read_metrics, require_run
+from nncli.runs.listing import series
 
 LOSS_KEYS = ("train_loss", "val_loss")
 #: default PNG size in pixels (width, height) and its resolution

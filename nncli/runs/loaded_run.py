@@ -1,0 +1,114 @@
+"""A trained run, loaded for use: its config, the chain with a checkpoint's weights, its preprocessing.
+
+    run = nncli.load_run("runs/mnist1d_cnn-20260101-120000")        # best checkpoint (else last)
+    run.predict(x)                 # standardised as in training; class ids for classifiers
+    run.scores(x)                  # the model's raw outputs (logits, regression values)
+
+Weights are read through ``nncli.runs.checkpoint.load_weights`` (format marker and checksum
+verified) and applied with the architecture check of ``apply_weights``; loading only reads, so it
+can run beside the process still training the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nncli.core.errors import UserError
+from nncli.runs.checkpoint import apply_weights, load_weights, weights_path
+from nncli.runs.folder import read_run, require_run
+
+CHECKPOINTS = ("best", "last")
+EVAL_BATCH = 1024
+
+
+def pick_checkpoint(run: Path, which: str | None) -> str:
+    """``which``, checked; None means ``best``, or ``last`` when the run has no best yet."""
+    if which not in (*CHECKPOINTS, None):
+        raise UserError(f"--checkpoint must be 'best' or 'last', got {which!r}")
+    if which is None:
+        return "best" if weights_path(run / "checkpoints", "best").exists() else "last"
+    return which
+
+
+@dataclass
+class LoadedRun:
+    """A run folder's model, ready to predict. Built by ``load_run``."""
+
+    path: Path
+    loaded: Any  # nncli.config.load.LoadedConfig: the config with the place of every key
+    chain: Any  # nncli.core.chain.Chain in eval mode, with the checkpoint's weights and the loss
+    checkpoint: str  # "best" or "last"
+    step: int  # the training step the checkpoint was written at
+    weights_file: Path
+    info: dict[str, Any] = field(default_factory=dict)  # run.json
+
+    @property
+    def config(self):
+        """The run's resolved config (``nncli.config.schema.Config``)."""
+        return self.loaded.config
+
+    @property
+    def standardization(self) -> dict[str, np.ndarray] | None:
+        """The training split's per-feature ``mean`` and ``std``, or None when the run did not standardise."""
+        stats = (self.info.get("data") or {}).get("standardization")
+        if not isinstance(stats, dict) or "mean" not in stats or "std" not in stats:
+            return None
+        return {"mean": np.asarray(stats["mean"]), "std": np.asarray(stats["std"])}
+
+    @property
+    def classifier(self) -> bool:
+        return getattr(self.chain.loss, "target_kind", "real") in ("class", "binary")
+
+    def preprocess(self, x: np.ndarray, where: str = "inputs") -> np.ndarray:
+        """Raw inputs (N, ...) as the model takes them: standardised with the training statistics,
+        reshaped to (N, *input_shape)."""
+        from nncli.training.data import apply_standardization
+        from nncli.training.userdata import fit_input_shape
+
+        x = apply_standardization(x, self.info.get("data") or {})
+        return fit_input_shape(x, self.chain.input_shape, where)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """The model's raw outputs h (N, *output_shape) for raw inputs ``x``, computed in batches."""
+        x = np.ascontiguousarray(self.preprocess(x), dtype=self.chain.dtype)
+        self.chain.eval()
+        parts = [self.chain.forward(x[i : i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
+        if not parts:
+            return np.empty((0, *self.chain.output_shape), dtype=self.chain.dtype)
+        return np.concatenate(parts)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predictions for raw inputs ``x``: class ids (N,) for classifiers (the loss's ``predict``,
+        e.g. the argmax of the logits), else the raw outputs."""
+        h = self.scores(x)
+        return h if self.chain.loss is None else self.chain.loss.predict(h)
+
+
+def load_run(
+    run: Path | str, checkpoint: str | None = None, *, dtype=None, with_loss: bool = True
+) -> LoadedRun:
+    """The run at ``run`` with the weights of checkpoint ``checkpoint`` ("best" or "last"; None: best,
+    or last when the run has no best yet).
+
+    ``dtype`` defaults to the run's; RunError for a folder that is not a run, CheckpointError for a
+    missing, damaged or foreign checkpoint.
+    """
+    from nncli.config.build import build_chain
+    from nncli.config.load import load_config
+
+    run = require_run(run)
+    which = pick_checkpoint(run, checkpoint)
+    info = read_run(run)
+    loaded = load_config(run / "config.yaml", [])
+    cfg = loaded.config
+    chain = build_chain(
+        loaded, dtype=cfg.dtype if dtype is None else dtype, seed=cfg.seed, with_loss=with_loss
+    )
+    path = weights_path(run / "checkpoints", which)
+    weights, meta = load_weights(path)
+    apply_weights(chain, weights, path)
+    return LoadedRun(run, loaded, chain.eval(), which, int(meta.get("step", 0)), path, info)
