@@ -2,9 +2,9 @@
 
 Shape inference runs twice: first a dry run on ``output_shape`` (no parameters allocated) that also
 estimates each layer's parameter count and the size of one example's input and of each layer's output,
-so a model that could never fit in memory is refused with its size before anything is allocated; then
-the real ``build``. Every error names the layer as
-``model.layers[i]`` and the place where that layer was written.
+so a model that could never fit in memory (or, given a batch size, a batch of its activations) is
+refused with its size before anything is allocated; then the real ``build``. Every error names the
+layer as ``model.layers[i]`` and the place where that layer was written.
 
 Randomness: one ``numpy.random.SeedSequence(seed)`` is split into named streams (``seed_streams``);
 parameters are drawn from the ``init`` stream, and every Dropout gets its own generator spawned from
@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from nncli.config.load import LoadedConfig, check_layer, locate_error
+from nncli.config.memory import activation_bytes, batch_error
 from nncli.config.schema import Config
 from nncli.core.chain import Chain
 from nncli.core.errors import ShapeError, UserError
@@ -56,11 +57,14 @@ def build_chain(
     seed: int | None = None,
     rng: np.random.Generator | None = None,
     with_loss: bool = True,
+    batch_size: int | None = None,
 ) -> Chain:
     """Create, check and initialise the model (and its loss) described by ``cfg``.
 
     ``dtype`` defaults to ``cfg.dtype``; ``seed`` to ``cfg.seed``; ``rng`` (if given) replaces the
     ``init`` stream. Raises ConfigError / ShapeError with the field and place of the faulty layer.
+    ``batch_size`` (the config's ``data.batch_size``): also refuse, before allocating anything, a
+    batch whose activations cannot fit in memory.
     """
     loaded = cfg if isinstance(cfg, LoadedConfig) else None
     config: Config = loaded.config if loaded else cfg
@@ -106,6 +110,11 @@ def build_chain(
             exc.message += f"; the last layer, {last}, outputs {shape}"
             exc.args = (exc.message,)
             raise locate(exc, "loss") from None
+    if batch_size is not None:
+        need = activation_bytes(config.model.input_shape, mods, batch_size, dtype)
+        too_big = batch_error(need, batch_size, dtype, what="data.batch_size", field="data.batch_size")
+        if too_big is not None:
+            raise locate(too_big) from None
 
     shape = tuple(config.model.input_shape)
     for f, m in zip(fields, mods):

@@ -30,13 +30,33 @@ def available_bytes() -> int | None:
 def batch_bytes(chain, batch: int, dtype) -> int:
     """Upper estimate of a forward and backward pass over ``batch`` examples: the input, every
     module's output u[i] and a gradient of the largest one, each (batch, *shape) in ``dtype``."""
+    return activation_bytes(chain.input_shape, chain.modules, batch, dtype)
+
+
+def activation_bytes(input_shape, modules, batch: int, dtype) -> int:
+    """:func:`batch_bytes` from shapes alone: ``modules`` need not be built (only ``output_shape``
+    is asked), so a config can be checked before any parameter is allocated."""
     itemsize = np.dtype(dtype).itemsize
-    shape = tuple(chain.input_shape)
+    shape = tuple(input_shape)
     sizes = [_count(shape)]
-    for m in chain.modules:
+    for m in modules:
         shape = m.output_shape(shape)
         sizes.append(_count(shape))
     return (sum(sizes) + max(sizes)) * batch * itemsize
+
+
+def batch_error(need: int, batch: int, dtype, *, what: str = "a batch", field: str | None = None):
+    """The ShapeError (unplaced, at ``field``) when ``need`` bytes for ``batch`` examples are more
+    than this process can have; None when they fit."""
+    have = available_bytes()
+    if have is None or need <= 0.8 * have:
+        return None
+    return ShapeError(
+        f"{what} of {batch} examples needs about {need / 2**30:,.1f} GiB in "
+        f"{np.dtype(dtype).name} for its activations, more than the "
+        f"{have / 2**30:,.1f} GiB available; use fewer examples or smaller layers",
+        field=field,
+    )
 
 
 def check_batch_fits(
@@ -44,16 +64,9 @@ def check_batch_fits(
 ) -> None:
     """ShapeError (placed at ``field`` of the config ``loaded``) when ``batch`` examples would need
     more memory than this process can have."""
-    need, have = batch_bytes(chain, batch, dtype), available_bytes()
-    if have is not None and need > 0.8 * have:
-        raise loaded.locate(
-            ShapeError(
-                f"{what} of {batch} examples needs about {need / 2**30:,.1f} GiB in "
-                f"{np.dtype(dtype).name} for its activations, more than the "
-                f"{have / 2**30:,.1f} GiB available; use fewer examples or smaller layers",
-                field=field,
-            )
-        )
+    exc = batch_error(batch_bytes(chain, batch, dtype), batch, dtype, what=what, field=field)
+    if exc is not None:
+        raise loaded.locate(exc)
 
 
 def _count(shape) -> int:

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from nncli.core.errors import ConfigError, DataError, UserError
-from nncli.config.memory import check_batch_fits
 from nncli.config.yaml_positions import dump_yaml
 from nncli.runs.folder import (RunError, RunInfo, RunRecorder, atomic_write_json, atomic_write_text, command_line,
                    create_run_dir, iso, jsonable, read_run, trim_metrics, utc_now)
@@ -90,9 +89,8 @@ class Session:
             raise ConfigError("a training config needs a data: section (a built-in name or a file)",
                               field="data")
         self.loaded, self.cfg, self.base_dir, self.overrides = loaded, cfg, Path(base_dir), overrides
-        self.chain = build_chain(loaded, dtype=cfg.dtype, seed=cfg.seed)
-        check_batch_fits(loaded, self.chain, cfg.data.batch_size, cfg.dtype, what="data.batch_size",
-                         field="data.batch_size")
+        # refuses a batch that cannot fit before allocating the model
+        self.chain = build_chain(loaded, dtype=cfg.dtype, seed=cfg.seed, batch_size=cfg.data.batch_size)
         try:
             self.dataset = load_dataset(cfg.data, input_shape=tuple(cfg.model.input_shape),
                                         loss=self.chain.loss, seed=cfg.seed, base_dir=self.base_dir,

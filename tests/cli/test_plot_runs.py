@@ -8,9 +8,9 @@ import struct
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from support import invoke
 
-from nncli.cli import _register_commands, app
+from nncli.cli import _register_commands
 from nncli.runs.listing import best_metric, diff_runs, find_runs, flatten, list_runs, read_metrics
 from nncli.viz.terminal_chart import line_chart, to_plain
 
@@ -91,11 +91,11 @@ def test_runs_table_lists_nested_sweep_runs(runs_dir):
 
 
 def test_runs_cli_json_and_table(runs_dir):
-    res = CliRunner().invoke(app, ["runs", str(runs_dir), "--json"])
+    res = invoke("runs", str(runs_dir), "--json")
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert len(rows) == 3 and rows[1]["best_value"] == 0.95
-    res = CliRunner().invoke(app, ["runs", str(runs_dir)])
+    res = invoke("runs", str(runs_dir))
     assert res.exit_code == 0
     assert "val_acc 0.95" in res.stdout and "failed" in res.stdout and "completed" in res.stdout
     assert res.stdout.count("val_acc") == 3
@@ -112,15 +112,8 @@ def test_diff_shows_changed_config_keys_and_metrics(runs_dir):
     metrics = {r["key"]: (r["a"], r["b"]) for r in d["metrics"]}
     assert metrics["test_acc"] == (pytest.approx(0.65), pytest.approx(0.9))
     assert metrics["best_val_acc"] == (0.8, 0.95)
-    res = CliRunner().invoke(
-        app,
-        [
-            "runs",
-            "diff",
-            str(runs_dir / "mlp-20260101-000000"),
-            str(runs_dir / "mlp-20260101-000100"),
-            "--json",
-        ],
+    res = invoke(
+        "runs", "diff", str(runs_dir / "mlp-20260101-000000"), str(runs_dir / "mlp-20260101-000100"), "--json"
     )
     assert res.exit_code == 0 and json.loads(res.stdout)["config"] == d["config"]
 
@@ -159,9 +152,8 @@ def test_line_chart_skips_non_finite_points_and_handles_empty():
 
 
 def test_plot_terminal_cli(runs_dir):
-    res = CliRunner().invoke(
-        app,
-        ["plot", str(runs_dir / "mlp-20260101-000000"), str(runs_dir / "mlp-20260101-000100"), "--terminal"],
+    res = invoke(
+        "plot", str(runs_dir / "mlp-20260101-000000"), str(runs_dir / "mlp-20260101-000100"), "--terminal"
     )
     assert res.exit_code == 0, res.output
     assert "loss (log scale)" in res.stdout and "val_acc" in res.stdout
@@ -180,19 +172,16 @@ def test_png_has_the_asked_pixel_size_and_ink(runs_dir, tmp_path):
     from matplotlib.image import imread
 
     out = tmp_path / "two.png"
-    res = CliRunner().invoke(
-        app,
-        [
-            "plot",
-            str(runs_dir / "mlp-20260101-000000"),
-            str(runs_dir / "mlp-20260101-000100"),
-            "-o",
-            str(out),
-            "--width",
-            "640",
-            "--height",
-            "300",
-        ],
+    res = invoke(
+        "plot",
+        str(runs_dir / "mlp-20260101-000000"),
+        str(runs_dir / "mlp-20260101-000100"),
+        "-o",
+        str(out),
+        "--width",
+        "640",
+        "--height",
+        "300",
     )
     assert res.exit_code == 0, res.output
     assert _png_size(out) == (640, 300)
@@ -228,7 +217,7 @@ def test_without_matplotlib_plot_falls_back_to_the_terminal(runs_dir, monkeypatc
     monkeypatch.setattr(plot, "have_matplotlib", lambda: False)
     run = runs_dir / "mlp-20260101-000000"
     assert plot.write_curves(run) is None
-    res = CliRunner().invoke(app, ["plot", str(run)])
+    res = invoke("plot", str(run))
     assert res.exit_code == 0, res.output
     assert "loss (log scale)" in res.stdout and "● val_acc" in res.stdout
     assert not (run / "curves.png").exists()

@@ -7,8 +7,11 @@ import json
 
 import pytest
 import yaml
+from support import write_config
 
 from nncli.runs.sweep import SweepError, Trial, expand, parse_grid, rank, run_sweep, split_values
+
+pytestmark = pytest.mark.slow  # whole sweeps of training runs
 
 TINY = {
     "name": "tiny",
@@ -26,8 +29,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def tiny_config(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
+    path = write_config(tmp_path_factory.mktemp("cfg"), TINY, "tiny.yaml")
     return path
 
 

@@ -11,13 +11,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from support import run_nncli, start_nncli, write_config
 
 from nncli.cli.eval import evaluate_run
 from nncli.cli.train import run_session
@@ -25,6 +24,8 @@ from nncli.runs.checkpoint import has_checkpoint, load_checkpoint, load_weights,
 from nncli.runs.folder import RunError, read_metrics
 from nncli.runs.listing import list_runs
 from nncli.runs.session import prepare, prepare_resume
+
+pytestmark = pytest.mark.slow  # training processes killed with signals, then resumed
 
 # a checkpoint every 5 steps: most of the wall time is spent in checkpoint fsyncs, so random kills
 # land inside saves as often as between them
@@ -49,20 +50,9 @@ CONFIG = {
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def write(folder: Path, cfg: dict, name: str = "kill.yaml") -> Path:
-    path = folder / name
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 def launch(*args, log: Path) -> subprocess.Popen:
     with open(log, "ab") as err:
-        return subprocess.Popen(
-            [sys.executable, "-m", "nncli", "train", *map(str, args), "--quiet"],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=ENV,
-        )
+        return start_nncli("train", *args, "--quiet", stdout=subprocess.DEVNULL, stderr=err)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -139,7 +129,7 @@ def assert_readable_after_kill(run: Path) -> int | None:
 def reference(tmp_path_factory):
     """An uninterrupted run of CONFIG, started in the background so that it overlaps the kill test."""
     d = tmp_path_factory.mktemp("reference")
-    proc = launch(write(d, CONFIG), "--runs-dir", d / "runs", log=d / "stderr.txt")
+    proc = launch(write_config(d, CONFIG, "kill.yaml"), "--runs-dir", d / "runs", log=d / "stderr.txt")
 
     def done() -> Path:
         assert proc.wait(timeout=120) == 0, (d / "stderr.txt").read_text()
@@ -153,7 +143,7 @@ def reference(tmp_path_factory):
 
 def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path, reference):
     rng = np.random.default_rng(20261130)
-    cfg, runs, log = write(tmp_path, CONFIG), tmp_path / "runs", tmp_path / "stderr.txt"
+    cfg, runs, log = write_config(tmp_path, CONFIG, "kill.yaml"), tmp_path / "runs", tmp_path / "stderr.txt"
     proc = launch(cfg, "--runs-dir", runs, log=log)
     wait_for(runs, proc)
     while not any((p / "run.json").exists() for p in runs.iterdir()):
@@ -197,7 +187,7 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_pa
 
 
 def test_sigterm_checkpoints_exits_143_and_resumes_exactly(tmp_path, reference):
-    cfg, runs, log = write(tmp_path, CONFIG), tmp_path / "runs", tmp_path / "stderr.txt"
+    cfg, runs, log = write_config(tmp_path, CONFIG, "kill.yaml"), tmp_path / "runs", tmp_path / "stderr.txt"
     proc = launch(cfg, "--runs-dir", runs, log=log)
     wait_for(runs, proc)
     deadline = time.time() + 60
@@ -215,13 +205,8 @@ def test_sigterm_checkpoints_exits_143_and_resumes_exactly(tmp_path, reference):
     assert 0 < step < 1000
     # the checkpoint is of the step where training stopped: nothing after it in the metrics
     assert max(r["step"] for r in read_metrics(run / "metrics.jsonl")) <= step
-    done = subprocess.run(
-        [sys.executable, "-m", "nncli", "train", "--resume", str(run), "--quiet"],
-        capture_output=True,
-        env=ENV,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr.decode()
+    done = run_nncli("train", "--resume", run, "--quiet", timeout=120)
+    assert done.code == 0, done.err
     same_weights(reference(), run)
 
 
@@ -261,7 +246,7 @@ def test_second_ctrl_c_during_the_checkpoint_does_not_corrupt_it(tmp_path, monke
     import nncli.runs.checkpoint
     import nncli.runs.folder
 
-    cfg = write(tmp_path, SHORT)
+    cfg = write_config(tmp_path, SHORT, "kill.yaml")
     straight = prepare(cfg, [])
     assert run_session(straight, tmp_path / "a", quiet=True, json_out=False) == 0
 
@@ -290,7 +275,7 @@ def test_second_ctrl_c_during_the_checkpoint_does_not_corrupt_it(tmp_path, monke
 
 
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
-    cfg = write(tmp_path, SHORT)
+    cfg = write_config(tmp_path, SHORT, "kill.yaml")
     straight = prepare(cfg, [])
     assert run_session(straight, tmp_path / "a", quiet=True, json_out=False) == 0
     # what kill -9 right after the folder was made leaves: status running, no checkpoint, a torn line
@@ -314,7 +299,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path
 def test_resume_is_refused_while_another_process_trains_the_run(tmp_path):
     cfg = {**CONFIG, "train": {"steps": 10**6, "log_every": 1000, "eval_every": 10**6}}
     runs, log = tmp_path / "runs", tmp_path / "stderr.txt"
-    proc = launch(write(tmp_path, cfg), "--runs-dir", runs, log=log)
+    proc = launch(write_config(tmp_path, cfg, "kill.yaml"), "--runs-dir", runs, log=log)
     try:
         wait_for(runs, proc)
         while not any((p / "run.json").exists() for p in runs.iterdir()):

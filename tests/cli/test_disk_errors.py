@@ -8,13 +8,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from support import run_main, run_nncli, write_config
 
 import nncli.runs.folder
 import nncli.runs.preflight
@@ -40,17 +39,13 @@ CONFIG = {
 
 @pytest.fixture
 def cfg(tmp_path) -> Path:
-    path = tmp_path / "disk.yaml"
-    path.write_text(yaml.safe_dump(CONFIG))
-    return path
+    return write_config(tmp_path, CONFIG, "disk.yaml")
 
 
 def train(cfg: Path, runs: Path, capsys) -> tuple[int, str]:
     """``nncli train`` in this process: (exit code, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", str(cfg), "--runs-dir", str(runs), "--quiet"])
-        raise SystemExit(0)
-    return exit_info.value.code, capsys.readouterr().err
+    code, _, err = run_main("train", cfg, "--runs-dir", runs, "--quiet")
+    return code, err
 
 
 def full_disk_after(monkeypatch, n_ok: int, persistent: bool):
@@ -217,14 +212,8 @@ def test_unwritable_runs_dir_exits_2_naming_it(cfg, tmp_path):
     if not lock_folder(runs):
         pytest.skip("cannot make a folder unwritable for this user here")
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "nncli", "train", str(cfg), "--runs-dir", str(runs)],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            capture_output=True,
-            timeout=120,
-        )
-        err = proc.stderr.decode()
-        assert proc.returncode == 2, err
+        code, _, err = run_nncli("train", cfg, "--runs-dir", runs)
+        assert code == 2, err
         assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
         assert f"{runs}: cannot write a run folder there (" in err, err
         assert list(runs.iterdir()) == []

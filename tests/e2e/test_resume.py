@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from support import run_nncli, start_nncli, write_config
 
 from nncli.cli.train import run_session
 from nncli.core.errors import UserError
 from nncli.runs.checkpoint import load_weights, weights_path
 from nncli.runs.folder import read_metrics
 from nncli.runs.session import prepare, prepare_resume
+
+pytestmark = pytest.mark.slow  # runs stopped part way, then resumed
 
 # float64, dropout (its generator state must survive), Adam, cosine schedule, clipping, shuffling
 CONFIG = {
@@ -53,12 +52,6 @@ class StopAt:
             trainer.request_stop("SIGINT")
 
 
-def write(tmp_path, cfg=CONFIG) -> Path:
-    p = tmp_path / "res.yaml"
-    p.write_text(yaml.safe_dump(cfg))
-    return p
-
-
 def run(cfg_path, runs, stop_at=None) -> tuple[int, Path]:
     s = prepare(cfg_path, [])
     if stop_at:
@@ -77,7 +70,7 @@ def no_times(records):
 
 @pytest.mark.parametrize("stop_at", [STEPS_PER_EPOCH, 4])  # at an epoch boundary, and mid-epoch
 def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, stop_at):
-    cfg = write(tmp_path)
+    cfg = write_config(tmp_path, CONFIG, "res.yaml")
     code, straight = run(cfg, tmp_path / "a")
     assert code == 0
     code, cut = run(cfg, tmp_path / "b", stop_at=stop_at)
@@ -99,7 +92,7 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, stop_at):
 
 
 def test_resume_drops_metrics_written_after_the_checkpoint(tmp_path):
-    code, cut = run(write(tmp_path), tmp_path / "r", stop_at=3)
+    code, cut = run(write_config(tmp_path, CONFIG, "res.yaml"), tmp_path / "r", stop_at=3)
     with open(cut / "metrics.jsonl", "a") as fh:
         fh.write('{"event": "train", "step": 99, "train_loss": 1.0}\n{"step": 100, "tr')
     s = prepare_resume(cut, None, [])
@@ -109,15 +102,14 @@ def test_resume_drops_metrics_written_after_the_checkpoint(tmp_path):
 
 
 def test_resume_refusals(tmp_path):
-    cfg = write(tmp_path)
+    cfg = write_config(tmp_path, CONFIG, "res.yaml")
     _, cut = run(cfg, tmp_path / "r", stop_at=2)
     with pytest.raises(UserError, match="not a run folder"):
         prepare_resume(tmp_path, None, [])
     with pytest.raises(UserError, match=r"--set cannot change.*optimizer.lr: 0.01 → 0.5"):
         prepare_resume(cut, None, ["optimizer.lr=0.5"])
     prepare_resume(cut, None, ["optimizer.lr=0.01"])  # an override that changes nothing is fine
-    changed = tmp_path / "changed.yaml"
-    changed.write_text(yaml.safe_dump({**CONFIG, "seed": 12}))
+    changed = write_config(tmp_path, {**CONFIG, "seed": 12}, "changed.yaml")
     with pytest.raises(UserError, match="differs from the config.*seed: 11 → 12"):
         prepare_resume(cut, changed, [])
     text = (cut / "config.yaml").read_text().replace("lr: 0.01", "lr: 0.02")
@@ -127,7 +119,7 @@ def test_resume_refusals(tmp_path):
 
 
 def test_completed_run_cannot_be_resumed(tmp_path):
-    _, done = run(write(tmp_path), tmp_path / "r")
+    _, done = run(write_config(tmp_path, CONFIG, "res.yaml"), tmp_path / "r")
     with pytest.raises(UserError, match="already completed"):
         prepare_resume(done, None, [])
 
@@ -139,15 +131,9 @@ def test_sigint_to_a_real_train_process_then_resume(tmp_path):
         "data": {**CONFIG["data"], "n_samples": 400, "batch_size": 8},
         "train": {"steps": 20000, "log_every": 20, "eval_every": 100000},
     }
-    path = write(tmp_path, cfg)
+    path = write_config(tmp_path, cfg, "res.yaml")
     runs = tmp_path / "runs"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nncli", "train", str(path), "--runs-dir", str(runs)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    proc = start_nncli("train", path, "--runs-dir", runs)
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until training is under way
         found = list(runs.glob("*/metrics.jsonl"))
@@ -167,12 +153,7 @@ def test_sigint_to_a_real_train_process_then_resume(tmp_path):
     state_step = prepare_resume(run_dir, None, []).trainer.state.step
     assert 0 < state_step < 20000
     # finish quickly: the remaining steps of this tiny model take a few seconds at most
-    done = subprocess.run(
-        [sys.executable, "-m", "nncli", "train", "--resume", str(run_dir), "--quiet", "--json"],
-        capture_output=True,
-        env=env,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    summary = json.loads(done.stdout)
+    done = run_nncli("train", "--resume", run_dir, "--quiet", "--json", timeout=240)
+    assert done.code == 0, done.err
+    summary = json.loads(done.out)
     assert summary["status"] == "completed" and summary["steps"] == 20000

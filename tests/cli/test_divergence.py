@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from support import run_main, write_config
 
-from nncli.cli import main
 from nncli.config.build import build_chain
 from nncli.config.load import config_from_dict
 from nncli.runs.checkpoint import load_checkpoint, load_weights, weights_path
@@ -61,17 +60,15 @@ def work(tmp_path_factory) -> Path:
     assert np.abs(w[row]).sum() > 1.05  # so 1.79e308 · |w|₁ overflows, even after two small steps
     x[POISON_ROW] = 1.79e308 * np.sign(w[row])
     np.savez(d / "data.npz", x=x, y=rng.integers(0, 3, N))
-    (d / "div.yaml").write_text(yaml.safe_dump(CONFIG))
+    write_config(d, CONFIG, "div.yaml")
     return d
 
 
 def train(work: Path, runs: str, capsys, *args: str) -> tuple[int, str, Path]:
     """``nncli train div.yaml`` in this process: (exit code, stderr, run folder)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", str(work / "div.yaml"), "--runs-dir", str(work / runs), "--quiet", *args])
-        raise SystemExit(0)
+    code, _, err = run_main("train", work / "div.yaml", "--runs-dir", work / runs, "--quiet", *args)
     (run,) = (work / runs).iterdir()
-    return exit_info.value.code, capsys.readouterr().err, run
+    return code, err, run
 
 
 def weights(run: Path) -> dict[str, np.ndarray]:

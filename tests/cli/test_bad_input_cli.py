@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_cli import assert_refused, folder_listing, run_many, run_nncli
+from support import assert_refused, folder_listing, run_many, run_nncli
 
 GOOD = """\
 name: tiny

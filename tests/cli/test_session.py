@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support import write_config
 
 from nncli.cli import main
 from nncli.config.load import load_config
@@ -22,8 +23,7 @@ train: {steps: 2}
 
 
 def test_a_name_that_looks_like_a_number_survives_the_saved_config(tmp_path):
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(CONFIG)
+    cfg = write_config(tmp_path, CONFIG, "c.yaml")
     main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--quiet"])  # returns: exit 0
     (run,) = (tmp_path / "runs").iterdir()
     again = load_config(run / "config.yaml").config
@@ -31,9 +31,8 @@ def test_a_name_that_looks_like_a_number_survives_the_saved_config(tmp_path):
 
 
 def test_a_batch_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, capsys):
-    cfg = tmp_path / "c.yaml"
     # 2·10⁸ values per example is allowed alone; a batch of 20 of them (32 GB in float64) is not
-    cfg.write_text(CONFIG.replace("input_shape: [2]", "input_shape: [200000000]"))
+    cfg = write_config(tmp_path, CONFIG.replace("input_shape: [2]", "input_shape: [200000000]"), "c.yaml")
     with pytest.raises(SystemExit) as done:
         main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--quiet"])
     assert done.value.code == 2
@@ -45,12 +44,13 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, 
 def test_summary_scores_the_best_checkpoint_on_test_when_it_is_not_the_final_weights(tmp_path):
     from nncli.cli.eval import evaluate_run
 
-    cfg = tmp_path / "c.yaml"
     # a learning rate so high that validation loss bounces: the best evaluation comes before the end
-    cfg.write_text(
+    cfg = write_config(
+        tmp_path,
         CONFIG.replace("lr: 0.1", "lr: 30.0")
         .replace("steps: 2", "steps: 12, eval_every: 1")
-        .replace("batch_size: 20", "batch_size: 20, test_split: 0.3")
+        .replace("batch_size: 20", "batch_size: 20, test_split: 0.3"),
+        "c.yaml",
     )
     main(["train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--quiet"])
     (run,) = (tmp_path / "runs").iterdir()
@@ -64,8 +64,7 @@ def test_summary_scores_the_best_checkpoint_on_test_when_it_is_not_the_final_wei
 
 def test_train_draws_curves_by_default_and_not_with_no_curves(tmp_path):
     pytest.importorskip("matplotlib", reason="curves.png needs the plot extra (matplotlib)")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(CONFIG.replace("steps: 2", "steps: 4, log_every: 1"))
+    cfg = write_config(tmp_path, CONFIG.replace("steps: 2", "steps: 4, log_every: 1"), "c.yaml")
     main(["train", str(cfg), "--runs-dir", str(tmp_path / "with"), "--quiet"])
     main(["train", str(cfg), "--runs-dir", str(tmp_path / "without"), "--quiet", "--no-curves"])
     (with_run,), (without_run,) = (tmp_path / "with").iterdir(), (tmp_path / "without").iterdir()

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from support import invoke, write_config
 
 import nncli
 import nncli.cli.inspect  # noqa: F401  (registers the command)
-from nncli.cli import app
 from nncli.core.chain import Chain
 from nncli.core.registry import losses, modules
 from nncli.diagnostics.summary import (
@@ -20,8 +19,7 @@ from nncli.diagnostics.summary import (
 )
 from nncli.diagnostics.tracing import run_trace
 
-runner = CliRunner()
-CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 NESTED = """\
 name: nested
@@ -44,13 +42,11 @@ loss: cross_entropy
 
 @pytest.fixture
 def nested(tmp_path):
-    p = tmp_path / "nested.yaml"
-    p.write_text(NESTED)
-    return p
+    return write_config(tmp_path, NESTED, "nested.yaml")
 
 
 def _inspect(*args):
-    return runner.invoke(app, ["inspect", *map(str, args)])
+    return invoke("inspect", *args)
 
 
 def _torch_param_counts(chain):

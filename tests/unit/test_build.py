@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
 import time
 
 import numpy as np
 import pytest
+from support import write_config
 
 from nncli.config.build import build_chain, build_module, estimate_params, seed_streams
 from nncli.config.load import config_from_dict, load_config
@@ -26,12 +26,6 @@ model:
     - {type: MM, out: 3}
 loss: cross_entropy
 """
-
-
-def write(tmp_path, text: str, name: str = "cfg.yaml"):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
 
 
 def mlp(layers, input_shape=(4,), **extra) -> dict:
@@ -57,7 +51,7 @@ def test_mlp_parameter_count_output_shape_and_dtype():
 
 
 def test_cnn_parameter_count_matches_the_notes_formulas(tmp_path):
-    chain = build_chain(load_config(write(tmp_path, CNN)))
+    chain = build_chain(load_config(write_config(tmp_path, CNN)))
     k, c, c2, length = 3, 1, 4, 10
     assert chain.param_count == (k * c * c2 + c2) + (c2 * length * 3 + 3)
     assert chain.output_shape == (3,)
@@ -90,7 +84,7 @@ def test_aliases_and_case_insensitive_names_build_the_same_model():
 
 
 def test_same_seed_same_parameters_and_dropout_masks(tmp_path):
-    path = write(tmp_path, CNN)
+    path = write_config(tmp_path, CNN)
     one, two = build_chain(load_config(path)), build_chain(load_config(path))
     other = build_chain(load_config(path, ["seed=8"]))
     for (_, p1, _), (_, p2, _), (_, p3, _) in zip(one.parameters(), two.parameters(), other.parameters()):
@@ -126,7 +120,7 @@ def test_each_dropout_gets_its_own_generator_from_the_dropout_stream():
 
 def test_conv2d_after_flat_mm_names_the_layer_and_incoming_shape(tmp_path):
     text = "model:\n  input_shape: [8]\n  layers:\n    - {type: MM, out: 128}\n    - {type: Conv2D, out: 4, kernel: 3}\n"
-    err = build_error(write(tmp_path, text))
+    err = build_error(write_config(tmp_path, text))
     assert isinstance(err, ShapeError)
     assert str(err) == (
         f"{tmp_path / 'cfg.yaml'}:5:7: model.layers[1]: Conv2D expects inputs of shape "
@@ -136,27 +130,27 @@ def test_conv2d_after_flat_mm_names_the_layer_and_incoming_shape(tmp_path):
 
 def test_output_that_does_not_fit_the_loss_points_at_the_loss(tmp_path):
     text = "model:\n  input_shape: [4]\n  layers:\n    - {type: MM, out: 1}\nloss: cross_entropy\n"
-    err = build_error(write(tmp_path, text))
+    err = build_error(write_config(tmp_path, text))
     msg = str(err)
     assert msg.startswith(f"{tmp_path / 'cfg.yaml'}:5:1: loss: cross_entropy needs")
     assert "model.layers[0] (MM), outputs (1,)" in msg
-    assert build_chain(load_config(write(tmp_path, text)), with_loss=False).loss is None
+    assert build_chain(load_config(write_config(tmp_path, text)), with_loss=False).loss is None
 
 
 def test_even_conv1d_kernel_with_the_notes_padding(tmp_path):
-    err = build_error(write(tmp_path, CNN.replace("kernel: 3", "kernel: 4")))
+    err = build_error(write_config(tmp_path, CNN.replace("kernel: 3", "kernel: 4")))
     assert str(err).startswith(f"{tmp_path / 'cfg.yaml'}:6:")
     assert err.field == "model.layers[0].kernel"
     assert "odd" in str(err) and "padding" in str(err)
     # the notes' padding is the default; an explicit padding accepts the even kernel
-    build_chain(load_config(write(tmp_path, CNN.replace("kernel: 3", "kernel: 4, padding: same"))))
+    build_chain(load_config(write_config(tmp_path, CNN.replace("kernel: 3", "kernel: 4, padding: same"))))
 
 
 def test_huge_model_is_refused_before_allocating(tmp_path):
     text = "model:\n  input_shape: [100000]\n  layers:\n    - {type: MM, out: 10}\n    - {type: MM, out: 100000}\n"
     start = time.perf_counter()
     err = build_error(
-        write(tmp_path, text),
+        write_config(tmp_path, text),
         [
             "loss=mse",
             "model.input_shape=[100000]",
@@ -188,9 +182,9 @@ def test_nested_residual_errors_carry_the_full_path(tmp_path):
         "model:\n  input_shape: [4]\n  layers:\n    - type: Residual\n      layers:\n"
         "        - {type: MM, out: 4}\n        - {type: MM, otu: 4}\n    - {type: MM, out: 2}\n"
     )
-    err = build_error(write(tmp_path, text))
+    err = build_error(write_config(tmp_path, text))
     assert f"{tmp_path / 'cfg.yaml'}:7:22: model.layers[0].layers[1].otu: unknown key 'otu'" in str(err)
-    shape = build_error(write(tmp_path, text.replace("otu: 4", "out: 5")))
+    shape = build_error(write_config(tmp_path, text.replace("otu: 4", "out: 5")))
     assert str(shape).startswith(f"{tmp_path / 'cfg.yaml'}:4:7: model.layers[0]: Residual")
 
 

@@ -105,19 +105,29 @@ def test_shapes_dtype_and_protocol(cls, hp, shape):
 
 @pytest.mark.parametrize("cls, hp, shape", CASES)
 def test_backward_accumulates(cls, hp, shape):
+    """Two passes add up ∂J/∂θ (never assign it) and return the same ∂J/∂z each time; a module
+    without parameters has no gradients to accumulate."""
     module, z = build(cls, hp, shape)
     v = np.random.default_rng(3).normal(size=(N, *module.output_shape(shape)))
     Chain([module]).zero_grads()
+    dz = []
     for _ in range(2):
         if hasattr(module, "rng"):
             module.rng = np.random.default_rng(7)  # the same dropout mask both times
         module.forward(z)
-        module.backward(v)
+        dz.append(module.backward(v))
+    np.testing.assert_array_equal(dz[0], dz[1], err_msg="∂J/∂z depends on the gradients already accumulated")
+    assert np.any(dz[0] != 0), "∂J/∂z is zero for a random upstream gradient"
     twice = {k: g.copy() for k, g in all_grads(module).items()}
+    if Chain([module]).param_count == 0:  # own and nested parameters
+        assert twice == {}, "a module without parameters has gradients"
+        return
     Chain([module]).zero_grads()
     module.forward(z)
     module.backward(v)
-    for k, g in all_grads(module).items():
+    once = all_grads(module)
+    assert any(np.any(g != 0) for g in once.values()), "no parameter received a gradient"
+    for k, g in once.items():
         np.testing.assert_allclose(twice[k], 2 * g, rtol=1e-12, atol=1e-14, err_msg=k)
 
 

@@ -13,7 +13,6 @@ Commands run in-process through ``nncli.cli.main`` (a subprocess per example wou
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import tempfile
@@ -24,9 +23,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import run_main as run_cli  # the old name: derandomized examples hash the test's source
 
 import nncli.core.layers  # noqa: F401  (registers every layer type)
-from nncli.cli import main
 from nncli.config.build import build_chain
 from nncli.config.load import config_from_dict, load_config
 from nncli.config.schema import field_keys
@@ -179,18 +178,6 @@ def valid_config(draw):
         "train": {"steps": draw(st.integers(1, 50)), "log_every": 5},
     }
     return cfg, shapes, total
-
-
-def run_cli(*argv) -> tuple[int, str, str]:
-    """``nncli *argv`` in this process: (exit code, stdout, stderr). Other exceptions propagate."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
 
 
 @contextlib.contextmanager

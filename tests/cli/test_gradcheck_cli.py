@@ -7,21 +7,18 @@ import textwrap
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from support import invoke, write_config
 
 import nncli
 import nncli.cli.gradcheck  # noqa: F401  (registers the command)
-from nncli.cli import app
 from nncli.core.layers.linear import MM
 from nncli.core.module import Module
 from nncli.core.registry import losses, modules
 from nncli.diagnostics.gradcheck import _coordinates, check_module
 
-runner = CliRunner()
-
 
 def _invoke(*args):
-    return runner.invoke(app, ["gradcheck", *args])
+    return invoke("gradcheck", *args)
 
 
 @pytest.fixture
@@ -195,9 +192,7 @@ loss: cross_entropy
 
 @pytest.fixture
 def config_file(tmp_path):
-    p = tmp_path / "gc.yaml"
-    p.write_text(CONFIG)
-    return p
+    return write_config(tmp_path, CONFIG, "gc.yaml")
 
 
 def test_config_checks_every_module_the_loss_and_the_chain(config_file):

@@ -8,14 +8,11 @@ checked one by one, so the interpreter start-up cost is paid in parallel.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from support import start_nncli, write_config
 
 GOOD = {
     "name": "cli",
@@ -32,14 +29,7 @@ GOOD = {
 
 
 def nncli(*args, cwd=None):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "nncli", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    return start_nncli(*args, cwd=cwd, env={"COLUMNS": "200"})
 
 
 def finish(proc, timeout=120):
@@ -80,7 +70,7 @@ def workdir(tmp_path_factory):
     np.savez(d / "badlabels.npz", x=x, y=rng.integers(0, 3, 50) + 5)
     (d / "broken.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
     (d / "notarun").mkdir()
-    (d / "good.yaml").write_text(yaml.safe_dump(GOOD))
+    write_config(d, GOOD, "good.yaml")
     return d
 
 
@@ -91,8 +81,7 @@ def bad_runs(workdir):
         cfg = GOOD
         for path, value in (change or {}).items():
             cfg = edit(cfg, path, value)
-        cfg_file = workdir / f"bad{i}.yaml"
-        cfg_file.write_text(yaml.safe_dump(cfg))
+        cfg_file = write_config(workdir, cfg, f"bad{i}.yaml")
         runs = workdir / f"runs{i}"
         first = [] if change is None else [cfg_file]
         procs[name] = (nncli("train", *first, "--runs-dir", runs, *argv, cwd=workdir), runs)
@@ -127,8 +116,7 @@ def test_train_json_eval_and_resume_refusal(workdir):
 
     # a completed run, and a different config, are refused without touching the folder
     before = sorted(p.name for p in run.iterdir())
-    changed = workdir / "changed.yaml"
-    changed.write_text(yaml.safe_dump(edit(GOOD, "optimizer.lr", 0.5)))
+    write_config(workdir, edit(GOOD, "optimizer.lr", 0.5), "changed.yaml")  # never used below
     code, _, err = finish(nncli("train", "--resume", run, cwd=workdir))
     assert code == 2 and "already completed" in err and "Traceback" not in err
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
@@ -157,14 +145,13 @@ def test_divergence_exits_3_and_names_a_module(workdir):
 
 def test_resume_with_changed_config_is_refused(workdir):
     cfg = edit(GOOD, "train", {"steps": 6, "log_every": 2, "eval_every": 2})
-    (workdir / "short.yaml").write_text(yaml.safe_dump(cfg))
+    write_config(workdir, cfg, "short.yaml")
     code, out, err = finish(nncli("train", "short.yaml", "--runs-dir", "runs_rc", "--quiet", cwd=workdir))
     (run,) = (workdir / "runs_rc").iterdir()
     # pretend it was interrupted, so that only the config check can refuse it
     info = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))
-    other = workdir / "other.yaml"
-    other.write_text(yaml.safe_dump(edit(cfg, "optimizer.lr", 0.3)))
+    other = write_config(workdir, edit(cfg, "optimizer.lr", 0.3), "other.yaml")
     code, _, err = finish(nncli("train", other, "--resume", run, cwd=workdir))
     assert code == 2 and "optimizer.lr: 0.1 → 0.3" in err and "Traceback" not in err, err
     code, _, err = finish(nncli("train", "--resume", run, "--set", "seed=5", cwd=workdir))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
+from support import write_config
 
 from nncli.config.load import ConfigErrors, apply_override, config_from_dict, load_config
 from nncli.config.yaml_positions import parse_yaml, split_path
@@ -25,12 +24,6 @@ optimizer:
 """
 
 
-def write(tmp_path, text: str, name: str = "cfg.yaml"):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
 def error_of(path, overrides=()) -> ConfigError:
     with pytest.raises(ConfigError) as info:
         load_config(path, overrides)
@@ -39,21 +32,21 @@ def error_of(path, overrides=()) -> ConfigError:
 
 # -- YAML itself -------------------------------------------------------------------------------
 def test_syntax_error_names_file_line_and_column(tmp_path):
-    path = write(tmp_path, "seed: 1\nmodel:\n  input_shape: [4, 2\n  layers: []\n")
+    path = write_config(tmp_path, "seed: 1\nmodel:\n  input_shape: [4, 2\n  layers: []\n")
     msg = str(error_of(path))
     assert msg.startswith(f"{path}:4:")
     assert "YAML syntax error" in msg and "flow sequence" in msg
 
 
 def test_duplicate_key_names_both_lines(tmp_path):
-    path = write(tmp_path, GOOD + "seed: 4\n")
+    path = write_config(tmp_path, GOOD + "seed: 4\n")
     err = error_of(path)
     assert str(err).startswith(f"{path}:12:1: seed: duplicate key 'seed'")
     assert "line 2" in str(err)
 
 
 def test_python_tag_is_refused_with_its_line(tmp_path):
-    path = write(tmp_path, GOOD.replace("lr: 0.1", "lr: !!python/object/apply:os.system ['true']"))
+    path = write_config(tmp_path, GOOD.replace("lr: 0.1", "lr: !!python/object/apply:os.system ['true']"))
     err = error_of(path)
     assert f"{path}:11:" in str(err)
     assert "!!python/object/apply:os.system" in str(err)
@@ -63,9 +56,9 @@ def test_python_tag_is_refused_with_its_line(tmp_path):
 def test_missing_empty_and_non_mapping_files(tmp_path):
     missing = tmp_path / "nope.yaml"
     assert str(error_of(missing)) == f"{missing}: no such file"
-    empty = write(tmp_path, "# only a comment\n", "empty.yaml")
+    empty = write_config(tmp_path, "# only a comment\n", "empty.yaml")
     assert str(error_of(empty)).startswith(f"{empty}: the config is empty")
-    listed = write(tmp_path, "- 1\n- 2\n", "list.yaml")
+    listed = write_config(tmp_path, "- 1\n- 2\n", "list.yaml")
     msg = str(error_of(listed))
     assert msg.startswith(f"{listed}:1:1: expected a mapping of sections") and "the list [1, 2]" in msg
 
@@ -98,14 +91,14 @@ def test_split_path():
 
 # -- schema errors -----------------------------------------------------------------------------
 def test_unknown_layer_type_with_did_you_mean(tmp_path):
-    path = write(tmp_path, GOOD.replace("type: ReLU", "type: RelU_x"))
+    path = write_config(tmp_path, GOOD.replace("type: ReLU", "type: RelU_x"))
     err = error_of(path)
     assert str(err).startswith(f"{path}:7:7: model.layers[1].type: unknown layer type 'RelU_x'")
     assert "did you mean 'relu'" in str(err).lower()
 
 
 def test_unknown_loss_type_with_did_you_mean(tmp_path):
-    path = write(tmp_path, GOOD.replace("loss: cross_entropy", "loss: cross_entropi"))
+    path = write_config(tmp_path, GOOD.replace("loss: cross_entropy", "loss: cross_entropi"))
     err = error_of(path)
     assert str(err).startswith(f"{path}:9:1: loss.type: unknown loss type 'cross_entropi'")
     assert "did you mean 'cross_entropy'" in str(err)
@@ -113,7 +106,7 @@ def test_unknown_loss_type_with_did_you_mean(tmp_path):
 
 def test_misspelled_layer_key_and_section_keys(tmp_path):
     text = GOOD.replace("{type: MM, out: 3}", "{type: MM, otu: 3}").replace("optimizer:", "optimiser:")
-    errs = error_of(write(tmp_path, text)).errors
+    errs = error_of(write_config(tmp_path, text)).errors
     by_field = {e.field: str(e) for e in errs}
     assert (
         "cfg.yaml:8:18: model.layers[2].otu: unknown key 'otu' (did you mean 'out'?)"
@@ -123,7 +116,7 @@ def test_misspelled_layer_key_and_section_keys(tmp_path):
         "cfg.yaml:10:1: optimiser: unknown key 'optimiser' (did you mean 'optimizer'?)"
         in by_field["optimiser"]
     )
-    nested = error_of(write(tmp_path, GOOD + "  lrr: 0.2\n", "b.yaml"))
+    nested = error_of(write_config(tmp_path, GOOD + "  lrr: 0.2\n", "b.yaml"))
     assert "b.yaml:12:3: optimizer.lrr: unknown key 'lrr' (did you mean 'lr'?)" in str(nested)
 
 
@@ -137,7 +130,7 @@ def test_misspelled_layer_key_and_section_keys(tmp_path):
     ],
 )
 def test_wrong_types_and_ranges_for_lr(tmp_path, value, expect):
-    err = error_of(write(tmp_path, GOOD.replace("lr: 0.1", f"lr: {value}")))
+    err = error_of(write_config(tmp_path, GOOD.replace("lr: 0.1", f"lr: {value}")))
     assert str(err) == f"{tmp_path / 'cfg.yaml'}:11:3: optimizer.lr: {expect}"
 
 
@@ -145,7 +138,7 @@ def test_booleans_are_not_integers_and_strings_not_booleans(tmp_path):
     text = GOOD.replace("seed: 3", "seed: no").replace(
         "{type: MM, out: 3}", '{type: MM, out: 3, bias: "yes"}'
     )
-    lines = str(error_of(write(tmp_path, text))).splitlines()
+    lines = str(error_of(write_config(tmp_path, text))).splitlines()
     assert lines[0].endswith("cfg.yaml:2:1: seed: expected an integer, got the boolean false")
     assert lines[1].endswith(
         "cfg.yaml:8:26: model.layers[2].bias: expected true or false, got the string 'yes'"
@@ -153,7 +146,7 @@ def test_booleans_are_not_integers_and_strings_not_booleans(tmp_path):
 
 
 def test_exponent_learning_rate_validates_as_float(tmp_path):
-    cfg = load_config(write(tmp_path, GOOD.replace("lr: 0.1", "lr: 1e-3"))).config
+    cfg = load_config(write_config(tmp_path, GOOD.replace("lr: 0.1", "lr: 1e-3"))).config
     assert cfg.optimizer.lr == 0.001 and isinstance(cfg.optimizer.lr, float)
 
 
@@ -173,7 +166,7 @@ def test_exponent_learning_rate_validates_as_float(tmp_path):
     ],
 )
 def test_non_positive_and_fractional_sizes(tmp_path, old, new, line, field, expect):
-    err = error_of(write(tmp_path, GOOD.replace(old, new)))
+    err = error_of(write_config(tmp_path, GOOD.replace(old, new)))
     assert str(err).startswith(f"{tmp_path / 'cfg.yaml'}:{line}:")
     assert err.field == field and expect in str(err)
 
@@ -182,18 +175,18 @@ def test_empty_layer_list(tmp_path):
     text = GOOD.replace(
         "  layers:\n    - {type: MM, out: 8}\n    - type: ReLU\n    - {type: MM, out: 3}\n", "  layers: []\n"
     )
-    err = error_of(write(tmp_path, text))
+    err = error_of(write_config(tmp_path, text))
     assert str(err).startswith(f"{tmp_path / 'cfg.yaml'}:5:3: model.layers: must not be empty")
 
 
 def test_layer_without_type_and_non_mapping_layer(tmp_path):
-    err = error_of(write(tmp_path, GOOD.replace("- type: ReLU", "- {out: 3}")))
+    err = error_of(write_config(tmp_path, GOOD.replace("- type: ReLU", "- {out: 3}")))
     assert "cfg.yaml:7:7: model.layers[1]: this layer has no 'type'" in str(err)
 
 
 def test_several_problems_each_on_its_own_line_with_its_place(tmp_path):
     text = GOOD.replace("seed: 3", "seed: -1").replace("lr: 0.1", "lr: fast")
-    err = error_of(write(tmp_path, text))
+    err = error_of(write_config(tmp_path, text))
     assert isinstance(err, ConfigErrors)
     lines = str(err).splitlines()
     assert [ln.split(": ")[1] for ln in lines] == ["seed", "optimizer.lr"]
@@ -204,7 +197,7 @@ def test_several_problems_each_on_its_own_line_with_its_place(tmp_path):
 # -- overrides ---------------------------------------------------------------------------------
 def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
     loaded = load_config(
-        write(tmp_path, GOOD),
+        write_config(tmp_path, GOOD),
         [
             "optimizer.lr=1e-2",
             "model.layers[0].out=16",
@@ -226,24 +219,24 @@ def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
 
 
 def test_override_typo_gets_did_you_mean_and_command_line_place(tmp_path):
-    err = error_of(write(tmp_path, GOOD), ["optimizer.lrr=0.05"])
+    err = error_of(write_config(tmp_path, GOOD), ["optimizer.lrr=0.05"])
     assert str(err) == (
         "<command line>: optimizer.lrr: unknown setting 'optimizer.lrr' in "
         "--set optimizer.lrr=0.05 (did you mean 'optimizer.lr'?)"
     )
-    err = error_of(write(tmp_path, GOOD), ["model.layers[0].outt=3"])
+    err = error_of(write_config(tmp_path, GOOD), ["model.layers[0].outt=3"])
     assert "did you mean 'model.layers[0].out'" in str(err)
 
 
 def test_override_bad_value_and_bad_index(tmp_path):
-    err = error_of(write(tmp_path, GOOD), ["optimizer.lr=fast"])
+    err = error_of(write_config(tmp_path, GOOD), ["optimizer.lr=fast"])
     assert str(err) == (
         "<command line>: optimizer.lr: expected a number, got the string 'fast' "
         "(from --set optimizer.lr=fast)"
     )
-    err = error_of(write(tmp_path, GOOD), ["model.layers[7].out=3"])
+    err = error_of(write_config(tmp_path, GOOD), ["model.layers[7].out=3"])
     assert "index 7 is out of range: 'model.layers' has 3 entries" in str(err)
-    err = error_of(write(tmp_path, GOOD), ["optimizer.lr"])
+    err = error_of(write_config(tmp_path, GOOD), ["optimizer.lr"])
     assert "expected path=value" in str(err)
 
 
@@ -258,7 +251,7 @@ def test_apply_override_on_plain_data():
 
 
 def test_resolved_config_round_trips(tmp_path):
-    loaded = load_config(write(tmp_path, GOOD), ["optimizer.lr=0.05", "data.source=digits"])
+    loaded = load_config(write_config(tmp_path, GOOD), ["optimizer.lr=0.05", "data.source=digits"])
     again = config_from_dict(loaded.config.model_dump(mode="json"))
     assert again.config == loaded.config
     assert again.config.model_dump() == loaded.config.model_dump()
@@ -273,13 +266,15 @@ def test_dict_without_file_still_names_the_field():
 def test_resolved_config_round_trips_through_yaml_text(tmp_path):
     from nncli.config.yaml_positions import dump_yaml
 
-    loaded = load_config(write(tmp_path, GOOD.replace("name: tiny", "name: '1e-3'")), ["optimizer.eps=1e-9"])
-    saved = write(tmp_path, dump_yaml(loaded.config.model_dump(mode="json")), "resolved.yaml")
+    loaded = load_config(
+        write_config(tmp_path, GOOD.replace("name: tiny", "name: '1e-3'")), ["optimizer.eps=1e-9"]
+    )
+    saved = write_config(tmp_path, dump_yaml(loaded.config.model_dump(mode="json")), "resolved.yaml")
     assert load_config(saved).config == loaded.config
 
 
 def test_a_layer_that_is_not_a_mapping(tmp_path):
-    err = error_of(write(tmp_path, GOOD.replace("- type: ReLU", "- ReLU")))
+    err = error_of(write_config(tmp_path, GOOD.replace("- type: ReLU", "- ReLU")))
     assert str(err) == (
         f"{tmp_path / 'cfg.yaml'}:7:7: model.layers[1]: expected a layer mapping such as "
         f"{{type: ReLU}}, got the string 'ReLU'"
@@ -289,7 +284,7 @@ def test_a_layer_that_is_not_a_mapping(tmp_path):
 def test_command_line_renders_one_line_per_problem_and_exit_2(tmp_path, capsys):
     from nncli.cli import main
 
-    path = write(tmp_path, GOOD.replace("lr: 0.1", 'lr: "0.1"'))
+    path = write_config(tmp_path, GOOD.replace("lr: 0.1", 'lr: "0.1"'))
     with pytest.raises(SystemExit) as info:
         main(["inspect", str(path)])
     assert info.value.code == 2

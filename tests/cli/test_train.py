@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
+from support import merge, write_config
 
 from nncli.cli import main
 from nncli.config.build import build_chain
@@ -37,17 +38,8 @@ BASE = {
 }
 
 
-def merge(base: dict, extra: dict) -> dict:
-    out = json.loads(json.dumps(base))
-    for k, v in extra.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def write_config(tmp_path: Path, extra: dict | None = None, name: str = "c.yaml") -> Path:
-    p = tmp_path / name
-    p.write_text(yaml.safe_dump(merge(BASE, extra or {})))
-    return p
+def tiny_run_config(tmp_path: Path, extra: dict | None = None, name: str = "c.yaml") -> Path:
+    return write_config(tmp_path, merge(BASE, extra or {}), name)
 
 
 def train(tmp_path: Path, cfg: Path, *args: str) -> Path:
@@ -74,7 +66,7 @@ def trainer(extra: dict | None = None, train_x=None):
 
 
 def test_same_seed_same_metrics_and_a_different_seed_differs(tmp_path):
-    cfg = write_config(tmp_path)
+    cfg = tiny_run_config(tmp_path)
     a, b = train(tmp_path, cfg), train(tmp_path, cfg)
     ma, mb = read_metrics(a / "metrics.jsonl"), read_metrics(b / "metrics.jsonl")
     assert ma and no_times(ma) == no_times(mb)
@@ -83,7 +75,7 @@ def test_same_seed_same_metrics_and_a_different_seed_differs(tmp_path):
 
 
 def test_run_folder_contents(tmp_path):
-    run = train(tmp_path, write_config(tmp_path), "--set", "optimizer.lr=0.01", "--name", "named")
+    run = train(tmp_path, tiny_run_config(tmp_path), "--set", "optimizer.lr=0.01", "--name", "named")
     assert run.name.startswith("named-")
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed" and info["overrides"] == ["optimizer.lr=0.01"]
@@ -102,7 +94,7 @@ def test_run_folder_contents(tmp_path):
 def test_logging_and_evaluation_cadence_and_schedule(tmp_path):
     run = train(
         tmp_path,
-        write_config(
+        tiny_run_config(
             tmp_path,
             {
                 "train": {"epochs": None, "steps": 11, "log_every": 3, "eval_every": 4},
@@ -199,7 +191,7 @@ def test_a_crash_marks_the_run_failed_and_exits_1(tmp_path):
             if t.state.step == 3:
                 raise RuntimeError("disk on fire")
 
-    s = prepare(write_config(tmp_path), [])
+    s = prepare(tiny_run_config(tmp_path), [])
     s.trainer.callbacks.append(Boom())
     assert run_session(s, tmp_path / "runs", quiet=True, json_out=False) == 1
     info = json.loads((s.folder / "run.json").read_text())
