@@ -2,7 +2,12 @@
 
 Each command lives in its own file and registers itself on ``app``. Errors are rendered here, once:
 a UserError prints one line ``file:line:col: field: message`` to stderr and exits 2; ``--debug``
-shows the traceback instead.
+shows the traceback instead. Command-line usage errors (unknown command or option, a bad option
+value, a missing argument) are typer's own: its usage message, exit 2. nncli never imports click:
+typer either depends on it or carries its own copy (``typer._click``), depending on the version.
+
+Help texts are rich markup (``rich_markup_mode="rich"``, set explicitly since typer's default changed
+between versions): a literal square bracket is written ``\\[``, as in ``nncli\\[torch]``.
 """
 
 from __future__ import annotations
@@ -11,15 +16,16 @@ import os
 import sys
 
 import typer
-from rich.console import Console
 
+from nncli.cli.textout import Console, ascii_fallback_streams
 from nncli.core.errors import UserError
 
 app = typer.Typer(
     name="nncli",
     help="Train small neural networks from YAML configs, with every gradient written out and checked.",
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 
@@ -40,8 +46,21 @@ out_console = console()
 _state = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from nncli import __version__
+
+        sys.stdout.write(f"nncli {__version__}\n")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+):
     _state["debug"] = debug
 
 
@@ -62,13 +81,16 @@ def _register_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script: run the app, turning user errors into one line and exit 2."""
+    """Entry point of the console script: run the app, turning user errors into one line and exit 2.
+
+    typer runs in standalone mode, so it renders its own usage errors (exit 2), ``--help``,
+    ``--version`` and completion, and ends with ``SystemExit``; only exceptions raised by the commands
+    themselves reach the handlers below.
+    """
+    ascii_fallback_streams()
     _register_commands()
     try:
-        # without standalone mode click returns (rather than raises) the code of typer.Exit
-        code = app(args=argv, standalone_mode=False)
-        if isinstance(code, int) and code != 0:
-            sys.exit(code)
+        app(args=argv, prog_name="nncli", standalone_mode=True)
     except UserError as exc:
         if debugging():
             raise
@@ -78,19 +100,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
 
 
 def _escape(text: str) -> str:

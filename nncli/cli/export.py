@@ -20,7 +20,7 @@ def export(
 ):
     """Export a run's model: a self-contained PyTorch file that loads the checkpoint, or an ONNX model.
 
-    Needs the optional extras: pip install 'nncli[torch]' or 'nncli[onnx]'.
+    Needs the optional extras: pip install 'nncli\\[torch]' or 'nncli\\[onnx]'.
     """
     from nncli.export import export_run
 

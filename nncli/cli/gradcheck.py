@@ -43,7 +43,7 @@ def gradcheck_cmd(
         None,
         "--samples",
         min=1,
-        help="Random coordinates per tensor [default: all for tensors of ≤ 2000 elements, else 200].",
+        help="Random coordinates per tensor \\[default: all for tensors of ≤ 2000 elements, else 200].",
     ),
     data: str | None = typer.Option(None, "--data", help="Check at a real batch from this .npz/.csv file."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable report on stdout."),

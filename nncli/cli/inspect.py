@@ -11,9 +11,12 @@ import sys
 
 import numpy as np
 import typer
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from nncli.cli import app, console
 from nncli.config.memory import check_batch_fits
@@ -36,14 +39,14 @@ def inspect_cmd(
     ),
     as_json: bool = typer.Option(False, "--json", help="JSON on stdout, nothing else."),
     batch: int | None = typer.Option(
-        None, "--batch", min=1, help="Batch size for memory totals [default: data.batch_size or 64]."
+        None, "--batch", min=1, help="Batch size for memory totals \\[default: data.batch_size or 64]."
     ),
-    dtype: str | None = typer.Option(None, "--dtype", help="float32 or float64 [default: the config's]."),
+    dtype: str | None = typer.Option(None, "--dtype", help="float32 or float64 \\[default: the config's]."),
     trace: bool = typer.Option(False, "--trace", help="Run one batch forward and backward (float64)."),
     timing: bool = typer.Option(False, "--time", help="Per-module forward/backward milliseconds."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random batch for --trace and --time."),
     threads: int | None = typer.Option(
-        None, "--threads", min=1, help="BLAS threads for --time [default: BLAS's own setting]."
+        None, "--threads", min=1, help="BLAS threads for --time \\[default: BLAS's own setting]."
     ),
 ) -> None:
     """Show every module: shapes, parameters (with the notes' formulas), MACs and memory."""
@@ -64,7 +67,7 @@ def inspect_cmd(
     human = _console(sys.stderr if as_json else sys.stdout)
 
     if not as_json:
-        human.print(summary_table(summary))
+        human.print(summary_table(summary, width=human.width))
         human.print(summary_totals(summary))
     if trace:
         from nncli.diagnostics.tracing import run_trace
@@ -76,7 +79,9 @@ def inspect_cmd(
         if not as_json:
             human.print(
                 trace_table(
-                    rows, f"trace: one batch ({where}), float64" + (f", J = {J:.6g}" if J is not None else "")
+                    rows,
+                    f"trace: one batch ({where}), float64" + (f", J = {J:.6g}" if J is not None else ""),
+                    width=human.width,
                 )
             )
     if timing:
@@ -130,13 +135,51 @@ def _batch(loaded, chain, batch, seed, random_only=False):
     return x, y, f"random N={batch}, seed {seed}"
 
 
-def summary_table(s) -> Table:
-    t = Table(
-        title=f"{s.source or 'model'}: input {_shape(s.input_shape)} → output {_shape(s.output_shape)}"
-        + (f", loss {s.loss}" if s.loss else ""),
-        title_justify="left",
+def summary_table(s, width: int | None = None):
+    """The per-module table. Counts are never cut: their columns do not wrap. When the table would be
+    wider than ``width``, the formulas move below it (one line per module) and shapes fold."""
+    table = _summary_table(s, with_formula=True)
+    if width is None or _fits(table, width):
+        return table
+    formulas = [f"  {r.name} {r.type}: {r.formula}" for r in s.rows if r.formula]
+    return Group(
+        _summary_table(s, with_formula=False, compact=True),
+        *([Text("parameter formulas:")] + [Text(f) for f in formulas] if formulas else []),
     )
-    for col, just in (
+
+
+def _summary_table(s, with_formula: bool, compact: bool = False) -> Table:
+    title = f"{s.source or 'model'}: input {_shape(s.input_shape)} → output {_shape(s.output_shape)}" + (
+        f", loss {s.loss}" if s.loss else ""
+    )
+    if compact:  # no outer frame, one space between columns: room for the counts at 80 columns
+        t = Table(
+            title=title,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            collapse_padding=True,
+        )
+    else:
+        t = Table(title=title, title_justify="left")
+    rows = [
+        (
+            ("  " * r.depth) + r.name,
+            escape("  " * r.depth + r.type),
+            str(r.line or ""),
+            _shape(r.input_shape),
+            _shape(r.output_shape),
+            f"{r.weight:,}",
+            f"{r.bias:,}",
+            escape(r.formula),
+            f"{r.macs_forward:,}",
+            f"{r.macs_backward:,}",
+            f"{r.saved:,}",
+        )
+        for r in s.rows
+    ]
+    columns = (
         ("#", "left"),
         ("type", "left"),
         ("line", "right"),
@@ -148,24 +191,27 @@ def summary_table(s) -> Table:
         ("MACs fwd", "right"),
         ("MACs bwd", "right"),
         ("saved", "right"),
-    ):
-        t.add_column(col, justify=just)
-    for r in s.rows:
-        pad = "  " * r.depth
-        t.add_row(
-            pad + r.name,
-            escape(pad + r.type),
-            str(r.line or ""),
-            _shape(r.input_shape),
-            _shape(r.output_shape),
-            f"{r.weight:,}",
-            f"{r.bias:,}",
-            escape(r.formula),
-            f"{r.macs_forward:,}",
-            f"{r.macs_backward:,}",
-            f"{r.saved:,}",
-        )
+    )
+    keep = [i for i, (name, _) in enumerate(columns) if with_formula or name != "formula"]
+    for i in keep:
+        name, just = columns[i]
+        if just == "right" or name == "#":  # counts and names: whole, never folded or cut
+            longest = max([len(row[i]) for row in rows] + [max(map(len, name.split()))])
+            t.add_column(name, justify=just, no_wrap=True, min_width=longest)
+        else:
+            longest = max([len(row[i]) for row in rows] + [len(name)])
+            t.add_column(name, justify=just, overflow="fold", min_width=min(longest, 8))
+    for row in rows:
+        t.add_row(*(row[i] for i in keep))
     return t
+
+
+def _fits(renderable, width: int) -> bool:
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    probe = Console(width=10_000)
+    return Measurement.get(probe, probe.options, renderable).maximum <= width
 
 
 def summary_totals(s) -> str:
@@ -182,14 +228,14 @@ def _norm(d: dict) -> str:
     return f"{_shape(d['shape'])} ‖{d['norm']:.3g}‖" if d else ""
 
 
-def trace_table(rows, title: str) -> Table:
+def trace_table(rows, title: str, width: int | None = None):
+    """One row per module with its equations and the norms it saw; where that table would be wider
+    than ``width``, one block per module instead, the equations on lines of their own."""
     t = Table(title=title, title_justify="left", show_lines=True)
     for col in ("#", "type", "forward / backward", "z", "u", "v = ∂J/∂u", "∂J/∂z", "∂J/∂θ", "units"):
         t.add_column(col)
     for r in rows:
         pad = "  " * r.depth
-        grads = "\n".join(f"{k}: {_norm(g)}" for k, g in r.grads.items())
-        act = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in r.activity.items())
         t.add_row(
             pad + r.name,
             escape(pad + r.type),
@@ -198,10 +244,41 @@ def trace_table(rows, title: str) -> Table:
             _norm(r.u),
             _norm(r.v),
             _norm(r.dz),
-            grads,
-            act,
+            _grads(r, "\n"),
+            _activity(r),
         )
-    return t
+    if width is None or _fits(t, width):
+        return t
+    blocks = [Text(title)]
+    for r in rows:
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        for label, value in (
+            ("forward", r.forward_eq),
+            ("backward", r.backward_eq),
+            ("z", _norm(r.z)),
+            ("u", _norm(r.u)),
+            ("v = ∂J/∂u", _norm(r.v)),
+            ("∂J/∂z", _norm(r.dz)),
+            ("∂J/∂θ", _grads(r, "; ")),
+            ("units", _activity(r)),
+        ):
+            if value:
+                grid.add_row(label, escape(value))
+        blocks += [
+            Text(f"{'  ' * r.depth}{r.name} {r.type}", style="bold"),
+            Padding(grid, (0, 0, 0, 2 + 2 * r.depth)),
+        ]
+    return Group(*blocks)
+
+
+def _grads(r, sep: str) -> str:
+    return sep.join(f"{k}: {_norm(g)}" for k, g in r.grads.items())
+
+
+def _activity(r) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in r.activity.items())
 
 
 def time_table(rows, total: float, title: str) -> Table:

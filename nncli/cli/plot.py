@@ -22,7 +22,7 @@ def plot(
 ):
     """Plot training and validation curves of one or several runs.
 
-    Writes a PNG when matplotlib is installed (pip install 'nncli[plot]'); otherwise, or with
+    Writes a PNG when matplotlib is installed (pip install 'nncli\\[plot]'); otherwise, or with
     --terminal, draws the curves in the terminal.
     """
     from nncli.viz.curves import have_matplotlib, plot_png, terminal_charts
@@ -30,7 +30,7 @@ def plot(
     if terminal or (not have_matplotlib() and out is None):
         if not terminal:
             err_console.print(
-                "[dim]matplotlib is not installed (pip install 'nncli[plot]'); drawing in the terminal[/]"
+                "[dim]matplotlib is not installed (pip install 'nncli\\[plot]'); drawing in the terminal[/]"
             )
         cols = max(out_console.width - 12, 20)
         for chart in terminal_charts(run_dirs, metric, width=min(cols, 100)):
