@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     _register_commands()
     try:
         app(args=argv, prog_name="nncli", standalone_mode=True)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+        # success returns normally, so that main() can be called from Python
     except UserError as exc:
         if debugging():
             raise
