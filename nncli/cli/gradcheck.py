@@ -98,7 +98,7 @@ def _check_config(path, overrides, module, data, seed, kw):
         x, y = load_batch(loaded, chain, BATCH + 1, path=data)
     else:
         x = rng.normal(size=(BATCH + 1, *chain.input_shape))
-        y = random_targets(chain.loss, chain.output_shape, len(x), rng) if chain.loss is not None else None
+        y = random_targets(chain.loss, chain.output_shape(), len(x), rng) if chain.loss is not None else None
     lines = {n: line_for(loaded, n) for n, _ in chain.named_modules()}
     reports = check_config_chain(chain, x, y, lines=lines, **kw)
     if module:

@@ -131,7 +131,7 @@ def _batch(loaded, chain, batch, seed, random_only=False):
             pass  # fall back to random: inspect must work with no data present
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch, *chain.input_shape))
-    y = random_targets(chain.loss, chain.output_shape, batch, rng) if chain.loss is not None else None
+    y = random_targets(chain.loss, chain.output_shape(), batch, rng) if chain.loss is not None else None
     return x, y, f"random N={batch}, seed {seed}"
 
 

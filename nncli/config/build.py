@@ -144,12 +144,12 @@ def estimate_params(module: Module, input_shape: tuple[int, ...]) -> int:
         count = 0
     finally:
         module.input_shape = saved
-    for _, child in module.children():
-        shape = tuple(input_shape)
-        for m in getattr(child, "modules", []):
-            count += estimate_params(m, shape)
+    shape = tuple(input_shape)
+    for _, child in module.children():  # a Residual's body; a Chain's modules, each on the last's output
+        count += estimate_params(child, shape)
+        if isinstance(module, Chain):
             try:
-                shape = tuple(m.output_shape(shape))
+                shape = tuple(child.output_shape(shape))
             except UserError:
                 break
     return count

@@ -2,34 +2,46 @@
 
 Forward computes u[1..k] in order, each module keeping what its backward needs; the backward pass
 walks the modules in reverse, turning ∂J/∂u[i] into ∂J/∂u[i-1] and adding each module's ∂J/∂θ[i].
+A Chain is itself a Module (the composite pattern): a Residual's body is one, and chains nest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nncli.core.losses import Loss
+from nncli.core import hooks
 from nncli.core.module import Module
 
+if TYPE_CHECKING:
+    from nncli.core.losses import Loss
 
-class Chain:
-    """``modules`` applied in order to batches of shape (N, *input_shape); ``loss`` may be None."""
+
+class Chain(Module):
+    """``modules`` applied in order to batches of shape (N, *input_shape); ``loss`` may be None.
+
+    Parameter names are the torch ``nn.Sequential``'s (``0.weight``, ``3.body.0.bias``).
+    """
+
+    container = True
 
     def __init__(
         self, modules: list[Module], loss: Loss | None = None, input_shape: tuple[int, ...] | None = None
     ):
+        super().__init__()
         self.modules = list(modules)
         self.loss = loss
         self.input_shape = tuple(input_shape) if input_shape is not None else None
-        self.keep_outputs = False  # set by `inspect --trace` to keep every u[i]
-        self.outputs: list[np.ndarray] = []
+
+    def children(self) -> list[tuple[str, Module]]:
+        return [(str(i), m) for i, m in enumerate(self.modules)]
 
     # -- building ---------------------------------------------------------------------------
     def build(self, input_shape, rng: np.random.Generator, dtype=np.float64) -> Chain:
         """Build every module in turn, feeding each the output shape of the one before."""
         self.input_shape = tuple(input_shape)
+        self.dtype = np.dtype(dtype)
         shape = self.input_shape
         for m in self.modules:
             m.build(shape, rng, dtype)
@@ -38,30 +50,32 @@ class Chain:
             self.loss.check_output(shape)
         return self
 
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        shape = self.input_shape
+    def output_shape(self, input_shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """Per-example output shape for ``input_shape`` (default: the shape the chain was built for)."""
+        shape = self.input_shape if input_shape is None else tuple(input_shape)
         for m in self.modules:
             shape = m.output_shape(shape)
         return shape
 
     @property
     def dtype(self):
-        return self.modules[0].dtype if self.modules else np.dtype(np.float64)
+        return self.modules[0].dtype if self.modules else self._dtype
+
+    @dtype.setter
+    def dtype(self, value) -> None:
+        self._dtype = np.dtype(value)
 
     # -- computation --------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
         """u[0] = x, u[i] = M_i(u[i-1]); returns u[k-1], the model output h (N, *output_shape)."""
         u = np.asarray(x, dtype=self.dtype)
-        if self.keep_outputs:
-            self.outputs = [u]
-        for m in self.modules:
-            u = m.forward(u)
-            if self.keep_outputs:
-                self.outputs.append(u)
+        if hooks.any_registered():
+            for m in self.modules:
+                u = m(u)
+        else:
+            for m in self.modules:
+                u = m.forward(u)
         return u
-
-    __call__ = forward
 
     def backward(self, v: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Given v = ∂J/∂h, accumulate every ∂J/∂θ[i] and return ∂J/∂x.
@@ -74,18 +88,22 @@ class Chain:
         stop = 0 if input_grad else self._first_trainable()
         if stop is None:  # nothing to train: no backward work at all
             return None
+        hooked = hooks.any_registered()
         for i in range(len(self.modules) - 1, stop - 1, -1):
             m = self.modules[i]
             if i == stop and not input_grad:
-                m.backward_params(v)
+                m.call_backward(v, params_only=True) if hooked else m.backward_params(v)
                 return None
-            v = m.backward(v)
+            v = m.call_backward(v) if hooked else m.backward(v)
         return v
 
+    def backward_params(self, v: np.ndarray) -> None:
+        self.backward(v, input_grad=False)
+
     def _first_trainable(self) -> int | None:
-        """Index of the first module with parameters (its own or in a sub-chain), or None."""
+        """Index of the first module with parameters (its own or its sub-modules'), or None."""
         for i, m in enumerate(self.modules):
-            if m.params or any(c.param_count for _, c in m.children()):
+            if m.param_count:
                 return i
         return None
 
@@ -97,63 +115,21 @@ class Chain:
         self.backward(self.loss.backward(), input_grad=False)
         return J, h
 
-    def zero_grads(self) -> None:
-        for m in self.modules:
-            m.zero_grads()
-            for _, c in m.children():
-                _zero_tree(c)
+    # -- description ----------------------------------------------------------------------------
+    def describe(self):
+        facts = [m.describe() for m in self.modules]
+        return {
+            "formula": " + ".join(str(m.param_count) for m in self.modules) + f" = {self.param_count}",
+            **{k: sum(f[k] for f in facts) for k in ("macs_forward", "macs_backward", "saved")},
+        }
 
-    def train(self, mode: bool = True) -> Chain:
-        for m in self.modules:
-            m.train(mode)
-        return self
+    def to_torch(self):
+        import torch
 
-    def eval(self) -> Chain:
-        return self.train(False)
-
-    # -- parameters ---------------------------------------------------------------------------
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """(PyTorch-style dotted name, module) for every module, depth first."""
-        for i, m in enumerate(self.modules):
-            name = f"{prefix}{i}"
-            yield name, m
-            for child_name, child in m.children():
-                yield from child.named_modules(f"{name}.{child_name}.")
-
-    def parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """(torch state_dict key, parameter, gradient), e.g. ("0.weight", W, ∂J/∂W)."""
-        for name, m in self.named_modules():
-            for key, p in m.params.items():
-                yield f"{name}.{key}", p, m.grads[key]
-
-    @property
-    def param_count(self) -> int:
-        return int(sum(p.size for _, p, _ in self.parameters()))
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters, named and shaped like ``torch.nn.Sequential.state_dict()``."""
-        return {k: p.copy() for k, p, _ in self.parameters()}
-
-    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Copy ``state`` into the parameters in place; with ``strict`` keys and shapes must match."""
-        own = {k: p for k, p, _ in self.parameters()}
-        if strict:
-            missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-            if missing or extra:
-                raise KeyError(f"state dict does not match the model: missing {missing}, unexpected {extra}")
-        for k, p in own.items():
-            if k in state:
-                src = np.asarray(state[k])
-                if src.shape != p.shape:
-                    raise ValueError(f"{k}: expected shape {p.shape}, got {src.shape}")
-                p[...] = src
+        return torch.nn.Sequential(*[m.to_torch() for m in self.modules])
 
     def __repr__(self) -> str:
         lines = [f"  ({i}): {m!r}" for i, m in enumerate(self.modules)]
         if self.loss is not None:
             lines.append(f"  loss: {self.loss!r}")
         return "Chain(\n" + "\n".join(lines) + "\n)"
-
-
-def _zero_tree(chain: Chain) -> None:
-    chain.zero_grads()

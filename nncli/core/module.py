@@ -8,17 +8,26 @@ the per-example input shape is known. Then
     backward(v) -> dJ/dz   v = dJ/du; ADDS dJ/dθ into ``grads`` (never assigns); never mutates v  (7.57)
 
 Shapes are batch-first: ``z`` has shape ``(N, *input_shape)``.
+
+Modules nest (the composite pattern): ``children()`` names a module's sub-modules (a Chain's layers,
+a Residual's body), and parameters, gradients, training mode and ``named_modules`` walk the tree.
+Hooks (``nncli.core.hooks``) let tracing, timing and the divergence check watch any module.
 """
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from nncli.core import hooks
 from nncli.core.errors import ShapeError
+
+_hook_ids = itertools.count()
 
 
 class NoParams(BaseModel):
@@ -40,6 +49,12 @@ class Module(ABC):
     notes_name: ClassVar[str] = ""
     #: pydantic schema of the hyper-parameters
     Config: ClassVar[type[BaseModel]] = NoParams
+    #: a pure container (Chain) is a path in ``named_modules``, not an entry: its modules are listed
+    container: ClassVar[bool] = False
+    # registered hooks by key; these class-level empties are never written (registering makes the
+    # instance its own dict), so a module nobody watches carries none
+    _forward_hooks: dict[int, hooks.Hook] = {}
+    _backward_hooks: dict[int, hooks.Hook] = {}
 
     def __init__(self, **hparams: Any):
         self.cfg = self.Config(**hparams)
@@ -69,14 +84,19 @@ class Module(ABC):
 
     @property
     def param_count(self) -> int:
-        return int(sum(p.size for p in self.params.values()))
+        """Parameters of this module and of its sub-modules."""
+        return int(sum(p.size for _, p, _ in self.parameters()))
 
     def zero_grads(self) -> None:
         for g in self.grads.values():
             g.fill(0)
+        for _, child in self.children():
+            child.zero_grads()
 
     def train(self, mode: bool = True) -> Module:
         self.training = mode
+        for _, child in self.children():
+            child.train(mode)
         return self
 
     def eval(self) -> Module:
@@ -97,7 +117,25 @@ class Module(ABC):
         self.backward(v)
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        return self.forward(z)
+        """``forward`` with this module's forward hooks."""
+        if not self._forward_hooks:
+            return self.forward(z)
+        return hooks.run_hooked(self, self._forward_hooks, self.forward, z)
+
+    def call_backward(self, v: np.ndarray, params_only: bool = False) -> np.ndarray | None:
+        """``backward`` (or ``backward_params``, returning None) with this module's backward hooks."""
+        fn = self.backward_params if params_only else self.backward
+        if not self._backward_hooks:
+            return fn(v)
+        return hooks.run_hooked(self, self._backward_hooks, fn, v)
+
+    def register_forward_hook(self, fn: hooks.Hook) -> hooks.HookHandle:
+        """Call ``fn(module, z, u, seconds)`` after each forward run by a chain; see nncli.core.hooks."""
+        return hooks.HookHandle(self.__dict__.setdefault("_forward_hooks", {}), next(_hook_ids), fn)
+
+    def register_backward_hook(self, fn: hooks.Hook) -> hooks.HookHandle:
+        """Call ``fn(module, v, dz, seconds)`` after each backward run by a chain."""
+        return hooks.HookHandle(self.__dict__.setdefault("_backward_hooks", {}), next(_hook_ids), fn)
 
     # -- description (inspect, export) ----------------------------------------------------
     def hparams(self) -> dict[str, Any]:
@@ -127,9 +165,46 @@ class Module(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} has no PyTorch equivalent yet")
 
+    # -- the tree of modules ----------------------------------------------------------------
     def children(self) -> list[tuple[str, Module]]:
-        """Named sub-modules (a Residual's body); leaf modules have none."""
+        """Named sub-modules (a Residual's body, a Chain's layers); leaf modules have none."""
         return []
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """(PyTorch-style dotted name, module) for every sub-module, depth first, parents first.
+        A Chain below this module is not listed itself: its modules are, under its name."""
+        for name, child in self.children():
+            path = f"{prefix}{name}"
+            if not child.container:
+                yield path, child
+            yield from child.named_modules(f"{path}.")
+
+    def parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """(state_dict key, parameter, gradient) of this module and every sub-module, e.g.
+        ("weight", W, ∂J/∂W) for a layer, ("body.0.weight", …) for a Residual, ("3.bias", …) for a Chain."""
+        for key, p in self.params.items():
+            yield key, p, self.grads[key]
+        for name, m in self.named_modules():
+            for key, p in m.params.items():
+                yield f"{name}.{key}", p, m.grads[key]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters, named and shaped like the torch equivalent's ``state_dict()``."""
+        return {k: p.copy() for k, p, _ in self.parameters()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
+        """Copy ``state`` into the parameters in place; with ``strict`` keys and shapes must match."""
+        own = {k: p for k, p, _ in self.parameters()}
+        if strict:
+            missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+            if missing or extra:
+                raise KeyError(f"state dict does not match the model: missing {missing}, unexpected {extra}")
+        for k, p in own.items():
+            if k in state:
+                src = np.asarray(state[k])
+                if src.shape != p.shape:
+                    raise ValueError(f"{k}: expected shape {p.shape}, got {src.shape}")
+                p[...] = src
 
     def __repr__(self) -> str:
         extra = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())

@@ -152,25 +152,12 @@ def check_module(
     if not np.array_equal(G, G_before):
         bad = TensorCheck(name, "v", G.shape, passed=False, notes=["backward mutated its argument v"])
         reports.append(bad)
-    grads = {k: g.copy() for k, g in module.grads.items()}
+    grads = {k: g.copy() for k, _, g in module.parameters()}
     kw = dict(eps=eps, rtol=rtol, atol=atol, samples=samples, rng=rng)
     reports.append(compare(name, "input", z, dz, objective, **kw))
-    for key, p in module.params.items():
+    for key, p, _ in module.parameters():  # its own, then its sub-modules' (body.0.weight)
         reports.append(compare(name, key, p, grads[key], objective, **kw))
-    for key, p, g in _child_parameters(module):
-        reports.append(compare(name, key, p, g.copy(), objective, **kw))
     return reports
-
-
-def _child_parameters(module):
-    """(dotted key, parameter, gradient) of a container's sub-modules (a Residual's ``body.0.weight``)."""
-    for child_name, child in module.children():
-        if hasattr(child, "parameters"):  # a Chain
-            for key, p, g in child.parameters():
-                yield f"{child_name}.{key}", p, g
-        else:  # a single module
-            for key, p in child.params.items():
-                yield f"{child_name}.{key}", p, child.grads[key]
 
 
 def check_loss(

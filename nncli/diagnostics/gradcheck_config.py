@@ -85,7 +85,7 @@ def load_batch(loaded, chain, n: int, path: str | None = None) -> tuple[np.ndarr
         loss=chain.loss,
         seed=cfg.seed,
         base_dir=base_dir,
-        output_shape=tuple(chain.output_shape),
+        output_shape=tuple(chain.output_shape()),
     )
     return np.asarray(ds.train.x[:n], dtype=np.float64), np.asarray(ds.train.y[:n])
 

@@ -121,7 +121,7 @@ def summarize(chain, *, batch: int, loaded=None, dtype=None, source: str | None 
                 line=line_for(loaded, name),
                 input_shape=list(m.input_shape),
                 output_shape=list(m.output_shape(m.input_shape)),
-                weight=int(m.param_count - bias),
+                weight=int(sum(p.size for p in m.params.values()) - bias),
                 bias=int(bias),
                 formula=str(d.get("formula", "")),
                 macs_forward=int(d.get("macs_forward", 0)),
@@ -137,7 +137,7 @@ def summarize(chain, *, batch: int, loaded=None, dtype=None, source: str | None 
     return Summary(
         rows=rows,
         input_shape=list(chain.input_shape),
-        output_shape=list(chain.output_shape),
+        output_shape=list(chain.output_shape()),
         loss=(getattr(loss, "notes_name", "") or type(loss).__name__) if loss is not None else None,
         dtype=dtype.name,
         batch=int(batch),

@@ -1,7 +1,7 @@
 """`inspect --time`: per-module forward and backward milliseconds, like `caffe time`.
 
-Every module (nested ones too) is timed with ``time.perf_counter`` around its own forward and backward
-calls; we report the median over ``repeats`` batches after ``warmup`` untimed ones. A container's time
+Every module (nested ones too) is timed by forward/backward hooks (``nncli.core.hooks.watch``, which
+reads ``time.perf_counter`` around each call); we report the median over ``repeats`` batches after ``warmup`` untimed ones. A container's time
 includes its body, so shares are taken against the sum over top-level modules plus the loss.
 """
 
@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from nncli.diagnostics.tracing import type_label, watch
+from nncli.core.hooks import watch
+from nncli.diagnostics.tracing import type_label
 
 
 @dataclass

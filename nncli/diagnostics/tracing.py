@@ -10,14 +10,13 @@ The equations live here, in one lookup keyed by module class, so modules stay le
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from nncli.core.errors import UserError
+from nncli.core.hooks import watch
 from nncli.core.registry import modules as module_registry
 
 # -- the equations, per module type ------------------------------------------------------------
@@ -81,45 +80,7 @@ def equations_for(module) -> tuple[str, str]:
     return fn(module) if fn else _GENERIC
 
 
-# -- watching a chain ----------------------------------------------------------------------------
-Hook = Callable[[str, object, np.ndarray, np.ndarray, float], None]
-
-
-@contextmanager
-def watch(chain, on_forward: Hook | None = None, on_backward: Hook | None = None) -> Iterator[None]:
-    """Wrap forward/backward of every module of ``chain`` (nested ones too) while the block runs.
-
-    ``on_forward(name, module, z, u, seconds)`` and ``on_backward(name, module, v, dz, seconds)``
-    are called after each call; the wrappers are removed on exit.
-    """
-    patched = []
-    for name, m in chain.named_modules():
-        fwd, bwd = m.forward, m.backward
-
-        def forward(z, _n=name, _m=m, _f=fwd):
-            t0 = time.perf_counter()
-            u = _f(z)
-            if on_forward:
-                on_forward(_n, _m, z, u, time.perf_counter() - t0)
-            return u
-
-        def backward(v, _n=name, _m=m, _b=bwd):
-            t0 = time.perf_counter()
-            dz = _b(v)
-            if on_backward:
-                on_backward(_n, _m, v, dz, time.perf_counter() - t0)
-            return dz
-
-        m.forward, m.backward = forward, backward
-        patched.append(m)
-    try:
-        yield
-    finally:
-        for m in patched:
-            m.__dict__.pop("forward", None)
-            m.__dict__.pop("backward", None)
-
-
+# -- watching a chain: forward/backward hooks on every module (nncli.core.hooks.watch) -----------
 def record_inputs(chain, x: np.ndarray) -> dict[str, np.ndarray]:
     """One forward pass; the input each module saw, by dotted name (copies)."""
     seen: dict[str, np.ndarray] = {}

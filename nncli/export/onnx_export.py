@@ -188,7 +188,7 @@ def onnx_model(chain, name: str = "nncli", stats: dict | None = None):
         b.nodes,
         name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *chain.input_shape])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *chain.output_shape])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *chain.output_shape()])],
         initializer=b.inits,
     )
     model = helper.make_model(graph, producer_name="nncli", opset_imports=[helper.make_opsetid("", OPSET)])

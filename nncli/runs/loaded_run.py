@@ -78,7 +78,7 @@ class LoadedRun:
         self.chain.eval()
         parts = [self.chain.forward(x[i : i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
         if not parts:
-            return np.empty((0, *self.chain.output_shape), dtype=self.chain.dtype)
+            return np.empty((0, *self.chain.output_shape()), dtype=self.chain.dtype)
         return np.concatenate(parts)
 
     def predict(self, x: np.ndarray) -> np.ndarray:

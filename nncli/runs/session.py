@@ -73,7 +73,7 @@ def check_split(split, name: str, chain) -> None:
     if len(split.y) != len(split.x):
         raise DataError(f"{name} split has {len(split.x)} inputs but {len(split.y)} targets")
     try:
-        chain.loss.check_targets(np.asarray(split.y), chain.output_shape)
+        chain.loss.check_targets(np.asarray(split.y), chain.output_shape())
     except DataError as exc:
         raise DataError(f"{name} split: {exc.message}", field="data") from None
 
@@ -94,7 +94,7 @@ class Session:
         try:
             self.dataset = load_dataset(cfg.data, input_shape=tuple(cfg.model.input_shape),
                                         loss=self.chain.loss, seed=cfg.seed, base_dir=self.base_dir,
-                                        output_shape=self.chain.output_shape)
+                                        output_shape=self.chain.output_shape())
         except UserError as exc:
             if exc.place is None and exc.field is None:   # point at the data section of the config
                 exc.field = "data.source"

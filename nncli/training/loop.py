@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from nncli.core.errors import ConfigError
+from nncli.core.hooks import watch
 from nncli.training.metrics import better, check_metric
 from nncli.training.optimizers import clip_grad_norm
 from nncli.training.state import apply_weights, group, grouped, rng_states, set_rng_states
@@ -303,7 +304,7 @@ def grad_norm(grads) -> float:
 
 def evaluate(chain, loss, x: np.ndarray, y: np.ndarray, classifier: bool) -> dict[str, float]:
     """Mean loss and, for classifiers, accuracy of ``chain`` on (x, y); batched, in eval mode."""
-    was_training = getattr(chain.modules[0], "training", True) if chain.modules else True
+    was_training = chain.training
     chain.eval()
     total, correct, n = 0.0, 0.0, len(x)
     try:
@@ -324,31 +325,40 @@ def evaluate(chain, loss, x: np.ndarray, y: np.ndarray, classifier: bool) -> dic
 def locate_nonfinite(chain, xb, yb, J: float, step: int) -> str:
     """Name the first module whose parameters, forward output or backward gradient is NaN/Inf.
 
-    Run only after a non-finite loss or gradient norm, so the normal step pays nothing for it.
+    Run only after a non-finite loss or gradient norm, so the normal step pays nothing for it: the
+    batch is run again with a forward and a backward hook on every module (nested ones too).
     """
     where = (
         f"non-finite loss ({J}) at step {step}"
         if not math.isfinite(J)
         else f"non-finite gradient norm at step {step}"
     )
-    for i, m in enumerate(chain.modules):
+    for name, m in chain.named_modules():
         for k, p in m.params.items():
             if not np.all(np.isfinite(p)):
-                return f"{where}: parameter {i}.{k} of module {i} ({type(m).__name__}) is NaN/Inf"
-    outs, u = [], xb
-    for i, m in enumerate(chain.modules):
-        u = m.forward(u)
-        outs.append(u)
-        if not np.all(np.isfinite(u)):
-            return f"{where}: forward output of module {i} ({type(m).__name__}) is NaN/Inf"
-    chain.zero_grads()
-    J2 = chain.loss.forward(u, yb)
-    v = chain.loss.backward()
-    if not math.isfinite(J2) or not np.all(np.isfinite(v)):
-        return f"{where}: the loss ({type(chain.loss).__name__}) overflowed on finite model outputs"
-    for i in reversed(range(len(chain.modules))):
-        m = chain.modules[i]
-        v = m.backward(v)
-        if not np.all(np.isfinite(v)) or not all(np.all(np.isfinite(g)) for g in m.grads.values()):
-            return f"{where}: backward gradient of module {i} ({type(m).__name__}) is NaN/Inf"
+                return f"{where}: parameter {name}.{k} of module {name} ({type(m).__name__}) is NaN/Inf"
+    first: dict[str, str] = {}  # "forward" / "backward" → the first module that produced NaN/Inf
+
+    def spot(kind: str):
+        def hook(name, m, _inp, out, _seconds) -> None:
+            bad = out is not None and not np.all(np.isfinite(out))
+            if kind == "backward":
+                bad = bad or not all(np.all(np.isfinite(g)) for g in m.grads.values())
+            if bad:
+                first.setdefault(kind, f"module {name} ({type(m).__name__})")
+
+        return hook
+
+    with watch(chain, on_forward=spot("forward"), on_backward=spot("backward")):
+        h = chain.forward(xb)
+        if "forward" in first:
+            return f"{where}: forward output of {first['forward']} is NaN/Inf"
+        chain.zero_grads()
+        J2 = chain.loss.forward(h, yb)
+        v = chain.loss.backward()
+        if not math.isfinite(J2) or not np.all(np.isfinite(v)):
+            return f"{where}: the loss ({type(chain.loss).__name__}) overflowed on finite model outputs"
+        chain.backward(v)
+    if "backward" in first:
+        return f"{where}: backward gradient of {first['backward']} is NaN/Inf"
     return f"{where}: could not reproduce it module by module"

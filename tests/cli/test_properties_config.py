@@ -370,5 +370,5 @@ def test_any_layer_with_arbitrary_settings_builds_and_runs_or_is_a_user_error(na
         return
     x = np.random.default_rng(0).standard_normal((2, *shape))
     h = chain.forward(x)
-    assert h.shape == (2, *chain.output_shape)
+    assert h.shape == (2, *chain.output_shape())
     assert chain.backward(np.ones_like(h)).shape == x.shape

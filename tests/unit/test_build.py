@@ -43,7 +43,7 @@ def test_mlp_parameter_count_output_shape_and_dtype():
         config_from_dict(mlp([{"type": "MM", "out": 8}, {"type": "ReLU"}, {"type": "MM", "out": 3}]))
     )
     assert chain.param_count == (4 * 8 + 8) + (8 * 3 + 3)
-    assert chain.output_shape == (3,)
+    assert chain.output_shape() == (3,)
     assert chain.dtype == np.float32  # the schema's default dtype
     x = np.zeros((5, 4), dtype=np.float32)
     assert chain.forward(x).shape == (5, 3)
@@ -54,7 +54,7 @@ def test_cnn_parameter_count_matches_the_notes_formulas(tmp_path):
     chain = build_chain(load_config(write_config(tmp_path, CNN)))
     k, c, c2, length = 3, 1, 4, 10
     assert chain.param_count == (k * c * c2 + c2) + (c2 * length * 3 + 3)
-    assert chain.output_shape == (3,)
+    assert chain.output_shape() == (3,)
     assert [
         estimate_params(m, s) for m, s in zip(chain.modules, [(1, 10), (4, 10), (4, 10), (40,), (40,)])
     ] == [16, 0, 0, 0, 123]

@@ -52,7 +52,7 @@ def test_named_parameters_and_shapes():
         "7.weight": (3, 6),
         "7.bias": (3,),
     }
-    assert chain.output_shape == (3,)
+    assert chain.output_shape() == (3,)
     assert chain.param_count == sum(int(np.prod(s)) for s in got.values())
 
 

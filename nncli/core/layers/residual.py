@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, ValidationError
 
+from nncli.core.chain import Chain
 from nncli.core.errors import ConfigError, ShapeError
 from nncli.core.module import HParams, Module
 from nncli.core.registry import modules
@@ -39,7 +40,7 @@ def _create(i: int, spec: Any) -> Module:
 
 @modules.register("Residual", "Skip", "ResidualBlock")
 class Residual(Module):
-    """u = z + body(z): a skip connection around a chain of modules (the body).
+    """u = z + body(z): a skip connection around a Chain of modules (the body).
 
     Shape: z (N, *s) → u (N, *s); the body must map s to s. Backward: ∂J/∂z = v + B[body, z](v),
     the identity path plus the body's backward; the body's modules accumulate their own ∂J/∂θ.
@@ -51,17 +52,13 @@ class Residual(Module):
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
-        from nncli.core.chain import Chain  # chain imports the losses, which import this package
-
         self.body = Chain([_create(i, spec) for i, spec in enumerate(self.cfg.layers)])
 
     def children(self):
         return [("body", self.body)]
 
     def output_shape(self, input_shape):
-        shape = tuple(input_shape)
-        for m in self.body.modules:
-            shape = m.output_shape(shape)
+        shape = self.body.output_shape(input_shape)
         if shape != tuple(input_shape):
             raise ShapeError(
                 f"Residual body must keep the shape to add it to its input: input "
@@ -76,30 +73,19 @@ class Residual(Module):
         return self
 
     def forward(self, z):
-        return z + self.body.forward(z)
+        return z + self.body(z)
 
     def backward(self, v):
-        return v + self.body.backward(v)
-
-    def zero_grads(self):
-        super().zero_grads()
-        self.body.zero_grads()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.body.train(mode)
-        return self
+        return v + self.body.call_backward(v)
 
     def describe(self):
-        facts = [m.describe() for m in self.body.modules]
-        counts = [m.param_count for m in self.body.modules]
+        body = self.body.describe()
         d = int(np.prod(self.input_shape))
-        formula = "body: " + " + ".join(str(c) for c in counts) + f" = {sum(counts)}"
         return {
-            "formula": formula,
-            "macs_forward": sum(f["macs_forward"] for f in facts) + d,  # + d for the skip add
-            "macs_backward": sum(f["macs_backward"] for f in facts) + d,
-            "saved": sum(f["saved"] for f in facts),
+            "formula": "body: " + body["formula"],
+            "macs_forward": body["macs_forward"] + d,  # + d for the skip add
+            "macs_backward": body["macs_backward"] + d,
+            "saved": body["saved"],
         }
 
     @classmethod
@@ -130,9 +116,7 @@ class Residual(Module):
         ]
 
     def to_torch(self):
-        import torch
-
-        return _residual_class()(torch.nn.Sequential(*[m.to_torch() for m in self.body.modules]))
+        return _residual_class()(self.body.to_torch())
 
 
 @cache
