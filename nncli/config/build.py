@@ -13,6 +13,8 @@ the ``dropout`` stream, so the same seed gives the same model and the same masks
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from nncli.config.load import LoadedConfig, check_layer, locate_error
@@ -66,8 +68,7 @@ def build_chain(
     ``batch_size`` (the config's ``data.batch_size``): also refuse, before allocating anything, a
     batch whose activations cannot fit in memory.
     """
-    loaded = cfg if isinstance(cfg, LoadedConfig) else None
-    config: Config = loaded.config if loaded else cfg
+    loaded, config = (cfg, cfg.config) if isinstance(cfg, LoadedConfig) else (None, cfg)
     locate = loaded.locate if loaded else (lambda exc, prefix=None: locate_error(exc, prefix, {}))
     dtype = np.dtype(dtype if dtype is not None else config.dtype)
     streams = seed_streams(config.seed if seed is None else seed)
@@ -137,7 +138,8 @@ def estimate_params(module: Module, input_shape: tuple[int, ...]) -> int:
     saved = module.input_shape
     module.input_shape = tuple(input_shape)
     try:
-        count = int(sum(np.size(v) for v in module.init_params(_ShapeOnlyRng()).values()))
+        shape_only = cast(np.random.Generator, _ShapeOnlyRng())  # duck-typed: see the class
+        count = sum(int(np.size(v)) for v in module.init_params(shape_only).values())
     except MemoryError:
         count = np.iinfo(np.int64).max // 2
     except Exception:  # a module whose init needs real numbers: count what can be counted
@@ -217,4 +219,4 @@ def _seed_dropouts(chain: Chain, stream: np.random.SeedSequence) -> None:
     """Give each module that draws at run time (it has an ``rng`` Generator) its own generator."""
     users = [m for _, m in chain.named_modules() if isinstance(getattr(m, "rng", None), np.random.Generator)]
     for m, child in zip(users, stream.spawn(len(users))):
-        m.rng = np.random.default_rng(child)
+        setattr(m, "rng", np.random.default_rng(child))  # noqa: B010  (an attribute only some modules have)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nncli.config.messages import describe, translate
 from nncli.config.schema import Config, LossConfig, next_node, section_keys
@@ -31,6 +31,8 @@ from nncli.config.yaml_positions import (
 )
 from nncli.core.errors import ConfigError, Place, UserError, did_you_mean
 from nncli.core.registry import losses, modules
+
+E = TypeVar("E", bound=UserError)
 
 #: the place of values written by ``--set``
 COMMAND_LINE = "<command line>"
@@ -120,7 +122,7 @@ def _finish(
         errors = [
             locate_error(ConfigError(msg, field=f), None, positions, source, set_by) for f, msg in problems
         ]
-        errors.sort(key=lambda e: (e.place.file != COMMAND_LINE, e.place.line or 0, e.place.column or 0))
+        errors.sort(key=_command_line_first)
         raise ConfigErrors(errors)
     cfg = Config.model_validate(data)
     return LoadedConfig(cfg, data, source, positions, list(overrides), set_by)
@@ -187,8 +189,14 @@ def _loss_problems(spec: dict) -> list[tuple[str, str]]:
 
 
 # -- places ------------------------------------------------------------------------------------
+def _command_line_first(exc: UserError) -> tuple[bool, int, int]:
+    """Sort key of located errors: those of --set first, then by line and column."""
+    place = exc.place or Place()
+    return (place.file != COMMAND_LINE, place.line or 0, place.column or 0)
+
+
 def _nearest_place(field: str | None, positions: dict[str, Place], source: str | None) -> Place:
-    p = field or ""
+    p: str | None = field or ""
     while p is not None:
         if p in positions:
             return positions[p]
@@ -197,12 +205,12 @@ def _nearest_place(field: str | None, positions: dict[str, Place], source: str |
 
 
 def locate_error(
-    exc: UserError,
+    exc: E,
     prefix: str | None,
     positions: dict[str, Place],
     source: str | None = None,
     set_by: dict[str, str] | None = None,
-) -> UserError:
+) -> E:
     """Prefix ``exc.field`` with ``prefix`` and set its place from ``positions`` (nearest parent)."""
     set_by = set_by or {}
     if prefix:
@@ -215,7 +223,7 @@ def locate_error(
         return exc
     exc.place = _nearest_place(exc.field, positions, source)
     if exc.place.file == COMMAND_LINE:
-        p = exc.field or ""
+        p: str | None = exc.field or ""
         while p is not None and p not in set_by:
             p = parent_path(p)
         if p is not None and "--set" not in exc.message:
@@ -279,7 +287,7 @@ def _set(raw: dict, assignment: str) -> str:
                 cur[part] = value
             return path
         node = next_node(node, part, allowed)
-        nxt = cur[part] if (isinstance(cur, list) or part in cur) else None
+        nxt = cur[part] if isinstance(part, int) else cur.get(part)  # an int part indexes a list (checked)
         if nxt is None or (isinstance(nxt, str) and node == ("model", LossConfig)):
             nxt = {"type": nxt} if isinstance(nxt, str) else {}
             cur[part] = nxt

@@ -99,11 +99,11 @@ def _hint(err: dict) -> str:
     return did_you_mean(value, choices) if isinstance(value, str) else ""
 
 
-def _errors(cls, data, strict: bool) -> list[dict]:
+def _errors(cls, data, strict: bool) -> list[dict[str, Any]]:
     try:
         cls.model_validate(data, strict=strict)
     except ValidationError as exc:
-        return exc.errors()
+        return [dict(e) for e in exc.errors()]
     return []
 
 
@@ -167,10 +167,10 @@ def _message(cls, data, parts: list, err: dict, extra_keys) -> str:
         if t == "too_short" and ctx.get("actual_length") == 0:
             extra = "; list at least one layer, e.g. - {type: MM, out: 10}" if key == "layers" else ""
             return f"must not be empty{extra}"
-        word, bound = (
+        word, limit = (
             ("at least", ctx.get("min_length")) if t == "too_short" else ("at most", ctx.get("max_length"))
         )
-        return f"expected {word} {bound} entries, got {ctx.get('actual_length')}"
+        return f"expected {word} {limit} entries, got {ctx.get('actual_length')}"
     if t in ("value_error", "assertion_error"):
         return str(ctx.get("error") or err["msg"])
     if t == "string_pattern_mismatch":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from nncli.core.errors import ConfigError, did_you_mean
 
@@ -15,7 +15,7 @@ class Registry:
 
     def __init__(self, kind: str):
         self.kind = kind
-        self._by_key: dict[str, type] = {}
+        self._by_key: dict[str, type | _Preset] = {}
         self._canonical: dict[type, str] = {}
         self._defaults: dict[type, dict] = {}
 
@@ -38,7 +38,7 @@ class Registry:
 
         return deco
 
-    def lookup(self, name: str):
+    def lookup(self, name: object) -> Any:
         """The class (or preset) for ``name``; raise ConfigError with a did-you-mean otherwise."""
         if not isinstance(name, str):
             raise ConfigError(f"expected a {self.kind} type name (a string), got {name!r}")
@@ -72,7 +72,7 @@ class Registry:
 class _Preset:
     """A registered name that is a class with some hyper-parameters fixed (``ReLU`` → σ(fn=relu))."""
 
-    def __init__(self, cls: type, defaults: dict, display: str):
+    def __init__(self, cls: type[Any], defaults: dict, display: str):
         self.cls, self.defaults, self.display = cls, dict(defaults), display
         self.Config = cls.Config
 

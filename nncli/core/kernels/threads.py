@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 #: below this many elements the work stays on the calling thread (waking a thread costs ~50 µs)
 MIN_PARALLEL_ELEMENTS = 1 << 20
@@ -25,7 +26,7 @@ MIN_PARALLEL_ELEMENTS = 1 << 20
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
-_blas = None  # threadpoolctl controller of numpy's BLAS, found once
+_blas: Any = None  # threadpoolctl controller of numpy's BLAS, found once (False: none readable)
 
 
 def _blas_threads() -> int:

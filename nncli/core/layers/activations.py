@@ -43,6 +43,7 @@ class Sigma(Module):
 
     notes_name = "σ"
     Config = SigmaConfig
+    cfg: SigmaConfig
 
     def forward(self, z):
         fn = self.cfg.fn

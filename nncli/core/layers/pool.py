@@ -99,6 +99,7 @@ class PoolND(Module):
             if dzp is None:
                 dzp = np.zeros(self._zshape[:2] + geom.padded(spatial), dtype=g.dtype)
             dzp[(slice(None), slice(None)) + sl] += g
+        assert dzp is not None, "a window has at least one offset"
         return dzp[(slice(None), slice(None)) + geom.interior(spatial)]
 
     def describe(self):
