@@ -109,6 +109,8 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     except OSError as exc:
         raise with_filename(exc, path) from None
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; the file gets the mode open() would give it
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
             write_fully(fh, data)
         os.replace(tmp, path)
@@ -119,6 +121,20 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
             raise with_filename(exc, path) from None
         raise
     fsync_dir(path.parent)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system says (Linux), else set and reset."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
