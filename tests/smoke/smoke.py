@@ -90,7 +90,13 @@ def main() -> int:
     from importlib import metadata  # the installed version, which --version must print
 
     version = run("--version")
-    print(f"smoke: {NNCLI[0]}", flush=True)
+    found = []
+    for dist in ("nncli", "typer", "click", "rich"):
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"no {dist}")
+    print(f"smoke: {NNCLI[0]} ({', '.join(found)})", flush=True)
     check("--help", run("--help"), 0, "train", "inspect", "gradcheck")
     check("-h", run("-h"), 0, "train", "inspect")
     check("train -h", run("train", "-h"), 0, "--set")
