@@ -11,16 +11,22 @@ from nncli.cli import app, err_console, out_console
 
 @app.command("plot")
 def plot(
-    run_dirs: list[Path] = typer.Argument(..., help="One or more run folders, drawn on one figure."),
+    run_dirs: list[Path] = typer.Argument(
+        ..., help="Run folders, sweep folders (every trial) or glob patterns, drawn on one figure."
+    ),
     out: Path | None = typer.Option(
         None, "-o", "--out", help="PNG file (default: <run>/curves.png for one run, curves.png otherwise)."
     ),
-    metric: str = typer.Option("val_acc", "--metric", help="Metric of the second panel."),
+    metric: str | None = typer.Option(
+        None, "--metric", help="Metric of the second panel (default: val_acc when logged)."
+    ),
     terminal: bool = typer.Option(False, "--terminal", help="Draw in the terminal instead of writing a PNG."),
     width: int = typer.Option(1200, "--width", min=100, help="PNG width in pixels."),
     height: int = typer.Option(450, "--height", min=100, help="PNG height in pixels."),
 ):
     """Plot training and validation curves of one or several runs.
+
+    Runs that differ only in their seed are drawn as one curve, the mean, with a ± std band.
 
     Writes a PNG when matplotlib is installed (pip install 'nncli\\[plot]'); otherwise, or with
     --terminal, draws the curves in the terminal.
@@ -37,6 +43,8 @@ def plot(
             out_console.print(chart)
         return
     if out is None:
-        out = run_dirs[0] / "curves.png" if len(run_dirs) == 1 else Path("curves.png")
+        # one run or one sweep folder: the PNG goes inside it
+        one = len(run_dirs) == 1 and run_dirs[0].is_dir()
+        out = run_dirs[0] / "curves.png" if one else Path("curves.png")
     path = plot_png(run_dirs, out, metric, size=(width, height))
     err_console.print(f"wrote {path}")

@@ -1,4 +1,4 @@
-"""``nncli runs [DIR]`` lists runs; ``nncli runs diff A B`` compares two runs' configs and metrics."""
+"""``nncli runs [DIR]`` lists runs; ``nncli runs diff A B [C ...]`` shows what differs between runs."""
 
 from __future__ import annotations
 
@@ -16,19 +16,25 @@ from nncli.core.errors import UserError
 @app.command("runs")
 def runs(
     args: list[str] | None = typer.Argument(
-        None, metavar="[DIR] | diff A B", help="A runs folder (default: runs), or: diff RUN_A RUN_B."
+        None,
+        metavar="[DIR] | diff A B [C ...]",
+        help="A runs folder (default: runs), or: diff RUN RUN [RUN ...].",
     ),
     metric: str | None = typer.Option(
-        None, "--metric", help="Metric for the best column (default val_acc, else val_loss)."
+        None, "--metric", help="Metric for the best column (default: each run's own train.best_metric)."
     ),
+    all_keys: bool = typer.Option(False, "--all", help="diff: also list keys whose values are all equal."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout only."),
 ):
-    """List runs (name, config, status, best metric, steps, wall time, test accuracy), or diff two."""
+    """List runs (name, config, status, best metric, steps, wall time, test accuracy), or diff several.
+
+    ``diff`` shows only the config keys and metrics that differ, each with its change from the first run.
+    """
     args = list(args or [])
     if args and args[0] == "diff" and not Path("diff").is_dir():
-        if len(args) != 3:
-            raise UserError("usage: nncli runs diff RUN_A RUN_B")
-        return _diff(args[1], args[2], as_json)
+        if len(args) < 3:
+            raise UserError("usage: nncli runs diff RUN_A RUN_B [RUN_C ...]")
+        return _diff(args[1:], as_json, all_keys)
     if len(args) > 1:
         raise UserError(f"expected one runs folder, got {len(args)}: {' '.join(args)}")
     _table(args[0] if args else "runs", metric, as_json)
@@ -69,22 +75,30 @@ def _table(root: str, metric: str | None, as_json: bool) -> None:
     out_console.print(table)
 
 
-def _diff(a: str, b: str, as_json: bool) -> None:
+def _diff(paths: list[str], as_json: bool, all_keys: bool) -> None:
     from nncli.runs.listing import diff_runs, fmt
 
-    d = diff_runs(a, b)
+    d = diff_runs(*paths, all_keys=all_keys)
     if as_json:
         print(json.dumps(d, indent=2, default=str))
         return
-    for title, rows, only_changed in (("config", d["config"], True), ("metrics", d["metrics"], False)):
-        table = Table(title=title, title_style="bold")
+    names = [Path(r).name for r in d["runs"]]
+    for title, rows in (("config", d["config"]), ("metrics", d["metrics"])):
+        table = Table(
+            title=f"{title} (first run = reference)" if title == "metrics" else title, title_style="bold"
+        )
         table.add_column("key")
-        table.add_column(escape(Path(d["a"]).name))
-        table.add_column(escape(Path(d["b"]).name))
+        for name in names:
+            table.add_column(escape(name), overflow="fold", justify="left" if title == "config" else "right")
         for r in rows:
-            same = r["a"] == r["b"]
-            mark = "" if same else "[bold]"
-            table.add_row(escape(r["key"]), mark + escape(fmt(r["a"])), mark + escape(fmt(r["b"])))
-        if not rows and only_changed:
-            table.add_row("[dim](identical configs)[/]", "", "")
+            cells = [escape(fmt(r["values"][0]))]
+            for v, dv in zip(r["values"][1:], (r.get("deltas") or [None] * len(r["values"]))[1:]):
+                cell = escape(fmt(v))
+                if dv is not None and dv != 0:
+                    colour = "green" if dv > 0 else "red"
+                    cell += f" [{colour}]({dv:+.3g})[/]"
+                cells.append(cell)
+            table.add_row(escape(r["key"]), *cells)
+        if not rows:
+            table.add_row(f"[dim](identical {title})[/]", *[""] * len(names))
         out_console.print(table)

@@ -5,7 +5,8 @@ Layout of one run::
     config.yaml          the fully resolved config (defaults filled, --set overrides applied)
     run.json             status (running/completed/failed/diverged/interrupted), seed, versions,
                          times, command line, overrides, data info (split sizes, standardisation stats)
-    metrics.jsonl        one JSON object per logged step and per evaluation, flushed per line
+    metrics.jsonl        one JSON object per line, flushed: train rows (train_loss: mean over
+                         log_every steps) and eval rows (train_loss_since_eval, val_loss, val_acc)
     summary.json         final / best / test metrics, parameter count, wall time, steps
     checkpoints/         last.safetensors, best.safetensors and their ``.state.safetensors`` sidecars
                          (hidden ``.*.pending`` files only while a save is in progress or was cut

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from nncli.runs.folder import RunError, is_run_dir, read_config, read_json, read_metrics, require_run
-from nncli.training.metrics import higher_is_better
+from nncli.training.metrics import EVAL_FIELDS, higher_is_better
 
 
 def find_runs(root: Path | str) -> list[Path]:
@@ -35,19 +35,41 @@ def find_runs(root: Path | str) -> list[Path]:
 
 # -- metrics ---------------------------------------------------------------------------------------
 def series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    """(steps, values) of ``key`` over the records that have a finite value for it."""
+    """(steps, values) of ``key`` over the records that have a finite value for it.
+
+    ``train_loss`` comes from train rows only: logs written before eval rows had their own
+    ``train_loss_since_eval`` used the same name there for a mean over a different window.
+    """
     xs, ys = [], []
     for i, rec in enumerate(records):
+        if key == "train_loss" and rec.get("event") == "eval":
+            continue
         v = rec.get(key)
-        if isinstance(v, (int, float)) and math.isfinite(v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             xs.append(float(rec.get("step", i)))
             ys.append(float(v))
     return xs, ys
 
 
+def metric_names(records: list[dict[str, Any]]) -> list[str]:
+    """Every numeric field logged in ``records`` (besides step, epoch, lr and seconds), in first-seen order."""
+    names: dict[str, None] = {}
+    for rec in records:
+        for k, v in rec.items():
+            if k not in ("step", "epoch", "lr", "seconds", "event") and not isinstance(v, (str, bool)):
+                names.setdefault(k)
+    return list(names)
+
+
 def best_of(records: list[dict[str, Any]], metric: str) -> tuple[float, float] | None:
-    """(value, step) of the best finite ``metric`` in ``records``, or None when it was never logged."""
-    steps, vals = series(records, metric)
+    """(value, step) of the best finite ``metric`` in ``records``, or None when it was never logged.
+
+    A metric that eval rows log under another name (``train_loss`` → ``train_loss_since_eval``) is read
+    there, as the training loop did when it picked the ``best`` checkpoint; older logs fall back to it.
+    """
+    steps, vals = series(records, EVAL_FIELDS.get(metric, metric))
+    if not vals:
+        steps, vals = series(records, metric)
     if not vals:
         return None
     pick = max if higher_is_better(metric) else min
@@ -62,6 +84,13 @@ def best_metric(records: list[dict[str, Any]], metric: str | None = None) -> tup
         if hit is not None:
             return name, hit[0], hit[1]
     return None
+
+
+def own_metric(config: dict[str, Any]) -> str | None:
+    """The metric a run chose its ``best`` checkpoint by (``train.best_metric`` of its config.yaml)."""
+    train = config.get("train")
+    name = train.get("best_metric") if isinstance(train, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def lookup(summary: dict[str, Any], key: str) -> Any:
@@ -89,7 +118,10 @@ def run_row(run: Path, metric: str | None = None) -> dict[str, Any]:
     """One line of ``nncli runs``: identity, status, best metric, steps, wall time, test accuracy."""
     info, summary, config = read_json(run / "run.json"), read_json(run / "summary.json"), read_config(run)
     records = read_metrics(run)
-    best = best_metric(records, metric)
+    # each run by its own best_metric (the one its best checkpoint was chosen by), unless one is asked
+    best = best_metric(records, metric or own_metric(config))
+    if best is None and metric is None:
+        best = best_metric(records)
     steps = lookup(summary, "steps")
     if steps is None and records:
         steps = records[-1].get("step")
@@ -134,19 +166,48 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 _MISSING = "—"
 
 
-def diff_runs(a: Path | str, b: Path | str) -> dict[str, Any]:
-    """Config keys whose values differ (or exist in one run only), and final metrics side by side."""
-    a, b = require_run(a), require_run(b)
-    ca, cb = flatten(read_config(a)), flatten(read_config(b))
-    config = [{"key": k, "a": ca.get(k, _MISSING), "b": cb.get(k, _MISSING)}
-              for k in _ordered_union(ca, cb) if ca.get(k, _MISSING) != cb.get(k, _MISSING)]
-    sa, sb = _scalars(read_json(a / "summary.json")), _scalars(read_json(b / "summary.json"))
-    for run, flat in ((a, sa), (b, sb)):
-        best = best_metric(read_metrics(run))
+def diff_runs(*runs: Path | str, all_keys: bool = False) -> dict[str, Any]:
+    """What differs between runs: config keys and metrics, with each value's change from the first run.
+
+    Rows whose values are equal in every run are left out (``all_keys`` keeps them). Metrics are the
+    summary's scalars and each run's best of its own ``best_metric``.
+    """
+    if len(runs) < 2:
+        raise RunError("runs diff needs at least two run folders")
+    paths = [require_run(r) for r in runs]
+    configs = [flatten(read_config(p)) for p in paths]
+    metrics = []
+    for p in paths:
+        flat = _scalars(read_json(p / "summary.json"))
+        name = own_metric(read_config(p))
+        best = best_metric(read_metrics(p), name)
         if best is not None:
             flat.setdefault(f"best_{best[0]}", best[1])
-    metrics = [{"key": k, "a": sa.get(k), "b": sb.get(k)} for k in _ordered_union(sa, sb)]
-    return {"a": str(a), "b": str(b), "config": config, "metrics": metrics}
+        metrics.append(flat)
+
+    def rows(dicts: list[dict[str, Any]], missing: Any, deltas: bool) -> list[dict[str, Any]]:
+        out = []
+        for k in _ordered_union(*dicts):
+            values = [d.get(k, missing) for d in dicts]
+            if not all_keys and all(v == values[0] for v in values[1:]):
+                continue
+            row: dict[str, Any] = {"key": k, "values": values}
+            if deltas:
+                row["deltas"] = [_delta(v, values[0]) for v in values]
+            out.append(row)
+        return out
+
+    return {
+        "runs": [str(p) for p in paths],
+        "config": rows(configs, _MISSING, False),
+        "metrics": rows(metrics, None, True),
+    }
+
+
+def _delta(value: Any, base: Any) -> float | None:
+    """``value - base`` for two numbers (not booleans), else None."""
+    nums = [v for v in (value, base) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return value - base if len(nums) == 2 else None
 
 
 def _scalars(summary: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ Callbacks are plain objects with any of these methods (all optional)::
     on_begin(trainer)                    before the first step of this session
     on_step(trainer)                     after every optimiser step (keep it cheap)
     on_log(trainer, record)              every ``log_every`` steps: step, epoch, lr, train_loss, seconds
-    on_eval(trainer, record, improved)   after each evaluation (improved: a new best ``best_metric``)
+    on_eval(trainer, record, improved)   after each evaluation (improved: a new best ``best_metric``):
+                                         step, epoch, lr, train_loss_since_eval, val_loss, val_acc, seconds
     on_checkpoint(trainer, best)         time to save ``last`` (and ``best`` when best is True)
     on_end(trainer, result)              once, with the TrainResult
 """
@@ -29,7 +30,7 @@ import numpy as np
 
 from nncli.core.errors import ConfigError
 from nncli.core.hooks import watch
-from nncli.training.metrics import better, check_metric
+from nncli.training.metrics import EVAL_FIELDS, better, check_metric, eval_value
 from nncli.training.optimizers import clip_grad_norm
 from nncli.training.state import apply_weights, group, grouped, rng_states, set_rng_states
 
@@ -235,7 +236,7 @@ class Trainer:
             "step": st.step,
             "epoch": self.epoch,
             "lr": self.lr,
-            "train_loss": st.eval_sum / st.eval_n if st.eval_n else math.nan,
+            EVAL_FIELDS["train_loss"]: st.eval_sum / st.eval_n if st.eval_n else math.nan,
         }
         st.eval_sum, st.eval_n = 0.0, 0
         if self.val_x is not None:
@@ -245,14 +246,14 @@ class Trainer:
                 rec["val_acc"] = m["acc"]
         rec["seconds"] = round(self.seconds, 4)
         st.last_eval = rec
-        improved = better(t.best_metric, rec.get(t.best_metric), st.best)
+        improved = better(t.best_metric, eval_value(rec, t.best_metric), st.best)
         if improved:
-            st.best, st.best_step, st.best_eval = rec[t.best_metric], st.step, rec
+            st.best, st.best_step, st.best_eval = eval_value(rec, t.best_metric), st.step, rec
         stop = False
         es = t.early_stopping
         if es is not None:
-            if better(es.metric, rec.get(es.metric), st.es_best, es.min_delta):
-                st.es_best, st.es_bad = rec[es.metric], 0
+            if better(es.metric, eval_value(rec, es.metric), st.es_best, es.min_delta):
+                st.es_best, st.es_bad = eval_value(rec, es.metric), 0
                 self._es_weights = self.chain.state_dict()
             else:
                 st.es_bad += 1

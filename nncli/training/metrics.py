@@ -16,6 +16,16 @@ DIRECTION = {"loss": "min", "acc": "max"}
 #: the metrics a run logs at each evaluation, which ``train.best_metric`` and early stopping may name
 METRICS = ("val_loss", "val_acc", "train_loss")
 
+#: the field of an eval row that holds a metric, where the names differ: in eval rows the training loss
+#: is the mean since the previous evaluation, a different window from the ``log_every`` mean of the
+#: train rows' ``train_loss``, so it has its own name (a curve of one field never mixes the two windows)
+EVAL_FIELDS = {"train_loss": "train_loss_since_eval"}
+
+
+def eval_value(record: dict, metric: str):
+    """The value of ``metric`` (one of METRICS) in an eval row."""
+    return record.get(EVAL_FIELDS.get(metric, metric))
+
 
 def kind(metric: str) -> str:
     """``val_acc`` → ``acc``: the last word of the name."""

@@ -169,7 +169,7 @@ def results_table(summary: dict, run_dir) -> Any:
     table.add_column("final", justify="right")
     table.add_column("best", justify="right")
     final, best = summary.get("final") or {}, summary.get("best") or {}
-    for key in ("train_loss", "val_loss", "val_acc"):
+    for key in ("train_loss_since_eval", "val_loss", "val_acc"):
         if key in final or key in best:
             spec = ".2%" if key.endswith("acc") else ".4f"
             table.add_row(key, _fmt(final.get(key), spec), _fmt(best.get(key), spec))

@@ -105,17 +105,56 @@ def test_flatten_uses_set_syntax():
     assert flatten({"a": {"b": [1, {"c": 2}]}, "d": []}) == {"a.b[0]": 1, "a.b[1].c": 2, "d": []}
 
 
-def test_diff_shows_changed_config_keys_and_metrics(runs_dir):
+def test_diff_shows_only_what_differs_with_deltas(runs_dir):
     d = diff_runs(runs_dir / "mlp-20260101-000000", runs_dir / "mlp-20260101-000100")
-    changed = {r["key"]: (r["a"], r["b"]) for r in d["config"]}
+    changed = {r["key"]: tuple(r["values"]) for r in d["config"]}
     assert changed == {"optimizer.lr": (0.1, 0.03), "model.layers[0].out": (8, 16)}
-    metrics = {r["key"]: (r["a"], r["b"]) for r in d["metrics"]}
-    assert metrics["test_acc"] == (pytest.approx(0.65), pytest.approx(0.9))
-    assert metrics["best_val_acc"] == (0.8, 0.95)
+    metrics = {r["key"]: r for r in d["metrics"]}
+    assert metrics["test_acc"]["values"] == [pytest.approx(0.65), pytest.approx(0.9)]
+    assert metrics["test_acc"]["deltas"] == [0, pytest.approx(0.25)]
+    assert metrics["best_val_acc"]["values"] == [0.8, 0.95]
+    # identical metrics (wall time, parameter count, test loss) are not listed
+    assert not {"wall_time", "param_count", "test_loss", "steps"} & set(metrics)
+    assert "wall_time" in {r["key"] for r in diff_runs(*d["runs"], all_keys=True)["metrics"]}
     res = invoke(
         "runs", "diff", str(runs_dir / "mlp-20260101-000000"), str(runs_dir / "mlp-20260101-000100"), "--json"
     )
     assert res.exit_code == 0 and json.loads(res.stdout)["config"] == d["config"]
+
+
+def test_diff_of_three_runs_against_the_first(runs_dir):
+    runs = [
+        runs_dir / "mlp-20260101-000000",
+        runs_dir / "mlp-20260101-000100",
+        runs_dir / "sweep-mlp-20260101-000200" / "mlp-20260101-000201",
+    ]
+    d = diff_runs(*runs)
+    assert len(d["runs"]) == 3
+    lr = next(r for r in d["config"] if r["key"] == "optimizer.lr")
+    assert lr["values"] == [0.1, 0.03, 0.1]
+    res = invoke("runs", "diff", *map(str, runs))
+    assert res.exit_code == 0, res.output
+    assert "+0.25" in res.stdout and "wall_time" not in res.stdout
+
+
+def test_runs_ranks_each_run_by_its_own_best_metric(tmp_path):
+    run = make_run(tmp_path, "mlp-20260101-000000", acc=(0.5, 0.8, 0.7))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "train": {"best_metric": "val_loss"}}))
+    (row,) = list_runs(tmp_path)
+    assert (row["best_metric"], row["best_value"]) == ("val_loss", pytest.approx(0.6))
+
+
+def test_eval_rows_train_loss_is_not_mixed_into_the_train_curve():
+    from nncli.runs.listing import series
+
+    recs = [
+        {"event": "train", "step": 10, "train_loss": 1.0},
+        {"event": "eval", "step": 10, "train_loss": 5.0, "val_loss": 2.0},  # an older log's eval row
+        {"event": "eval", "step": 20, "train_loss_since_eval": 0.5, "val_loss": 1.0},
+    ]
+    assert series(recs, "train_loss") == ([10.0], [1.0])
+    assert best_metric(recs, "train_loss") == ("train_loss", 0.5, 20.0)  # as the best checkpoint saw it
 
 
 def test_diff_refuses_a_folder_that_is_not_a_run(runs_dir):
@@ -124,6 +163,62 @@ def test_diff_refuses_a_folder_that_is_not_a_run(runs_dir):
     with pytest.raises(SystemExit) as exc:
         main(["runs", "diff", str(runs_dir / "notes"), str(runs_dir / "mlp-20260101-000000")])
     assert exc.value.code == 2
+
+
+def seeded(root, name, seed, acc, lr=0.1):
+    run = make_run(root, name, lr=lr, acc=acc)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "seed": seed}))
+    return run
+
+
+def test_plot_groups_seeds_of_one_configuration_as_mean_and_band(tmp_path):
+    from nncli.viz.curves import panels
+
+    sweep = tmp_path / "sweep-mlp-20260101-000000"
+    seeded(sweep, "t00-lr0.1-seed0-20260101-000001", 0, (0.5, 0.7, 0.9))
+    seeded(sweep, "t01-lr0.1-seed1-20260101-000002", 1, (0.3, 0.5, 0.7))
+    seeded(sweep, "t02-lr0.03-seed0-20260101-000003", 0, (0.4, 0.4, 0.4), lr=0.03)
+    (sweep / "sweep.json").write_text("{}")
+    data = panels([sweep], "val_acc")
+    curves = {c[0]: c for c in data["val_acc"]}
+    assert set(curves) == {"lr=0.1 (2 seeds)", "lr=0.03"}
+    label, xs, ys, _, spread, _ = curves["lr=0.1 (2 seeds)"]
+    assert xs == [10.0, 20.0, 30.0] and ys == pytest.approx([0.4, 0.6, 0.8])
+    assert spread == pytest.approx([0.1, 0.1, 0.1])
+    assert curves["lr=0.03"][4] is None
+    # no timestamps in any legend label
+    assert not any("2026" in c[0] for panel in data.values() for c in panel)
+
+
+def test_plot_cli_takes_a_sweep_folder_and_a_shell_glob(tmp_path):
+    sweep = tmp_path / "sweep-mlp-20260101-000000"
+    seeded(sweep, "t00-lr0.1-seed0-20260101-000001", 0, (0.5, 0.7, 0.9))
+    seeded(sweep, "t01-lr0.1-seed1-20260101-000002", 1, (0.3, 0.5, 0.7))
+    (sweep / "sweep.json").write_text("{}")
+    res = invoke("plot", str(sweep), "--terminal")
+    assert res.exit_code == 0, res.output
+    assert "(2 seeds)" in res.stdout
+    # what the shell makes of runs/sweep-…/*: the trials and sweep.json
+    res = invoke("plot", *map(str, sorted(sweep.iterdir())), "--terminal")
+    assert res.exit_code == 0, res.output
+    res = invoke("plot", str(sweep / "t0*"), "--terminal")  # a quoted pattern
+    assert res.exit_code == 0, res.output
+
+
+def test_plot_refuses_an_unknown_metric_with_a_suggestion(runs_dir):
+    from nncli.cli import main
+
+    run = runs_dir / "mlp-20260101-000000"
+    res = invoke("plot", str(run), "--metric", "val_ac", "--terminal")
+    assert res.exit_code != 0
+    with pytest.raises(SystemExit) as exc:
+        main(["plot", str(run), "--metric", "f1", "--terminal"])
+    assert exc.value.code == 2
+    from nncli.viz.curves import PlotError, panels
+
+    with pytest.raises(PlotError, match="did you mean 'val_acc'"):
+        panels([run], "val_ac")
 
 
 def test_find_runs_on_a_single_run(runs_dir):
@@ -157,7 +252,7 @@ def test_plot_terminal_cli(runs_dir):
     )
     assert res.exit_code == 0, res.output
     assert "loss (log scale)" in res.stdout and "val_acc" in res.stdout
-    assert "mlp-20260101-000100: val_loss" in res.stdout
+    assert "out=16 lr=0.03: val_loss" in res.stdout and "2026" not in res.stdout
 
 
 # -- PNG ------------------------------------------------------------------------------------------
