@@ -15,15 +15,21 @@ from nncli.cli import app, err_console, out_console
 
 @app.command("sweep")
 def sweep(
-    config: Path = typer.Argument(..., help="The base YAML config."),
-    grid: list[str] = typer.Option(..., "--grid", help="path=v1,v2,...  (repeat for more axes)."),
+    config: Path | None = typer.Argument(None, help="The base YAML config (not with --resume)."),
+    grid: list[str] | None = typer.Option(None, "--grid", help="path=v1,v2,...  (repeat for more axes)."),
     seeds: int | None = typer.Option(
         None, "--seeds", help="Repeat each combination with N seeds (the config's seed, +1, ...)."
     ),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Trials run at the same time."),
     backend: str = typer.Option("local", "--backend", help="local (worker processes) or ray (Ray tasks)."),
     ray_address: str | None = typer.Option(
-        None, "--ray-address", help="Ray cluster address (default: start a local instance)."
+        None,
+        "--ray-address",
+        help="HOST:PORT of a Ray cluster's head, as `ray start --head` prints it (default: a local instance). "
+        "Several nodes need nncli on each and the sweep folder on a shared filesystem.",
+    ),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Run again what an interrupted sweep left in this sweep folder."
     ),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the sweep folder is created."),
     set_: list[str] | None = typer.Option(None, "--set", help="Override for every trial: path=value."),
@@ -36,8 +42,11 @@ def sweep(
     """Train every combination of the --grid values as its own run, in one sweep folder, and rank them.
 
     Every combination is validated first. Exit code 0 when at least one trial completed, 1 otherwise.
+    With --resume SWEEP_DIR: trials never started or lost start again, stopped ones continue from their
+    last checkpoint; finished ones are kept.
     """
-    from nncli.runs.sweep import run_sweep
+    from nncli.core.errors import UserError
+    from nncli.runs.sweep import resume_sweep, run_sweep
 
     def progress(t):
         best = f"{t.best['metric']} {t.best['value']:.4g}" if t.best else "no metric"
@@ -45,25 +54,37 @@ def sweep(
         err_console.print(f"  {escape(t.name)}: {t.status}, {best}{escape(detail)}")
 
     try:
-        result = run_sweep(
-            config,
-            grid,
-            seeds=seeds,
-            jobs=jobs,
-            backend=backend.lower(),
-            ray_address=ray_address,
-            runs_dir=runs_dir,
-            sets=set_ or [],
-            metric=metric,
-            on_done=progress,
-            dry_run=dry_run,
-        )
+        if resume is not None:
+            if config is not None or grid:
+                raise UserError("--resume SWEEP_DIR takes no CONFIG or --grid: they are in its sweep.json")
+            result = resume_sweep(
+                resume,
+                jobs=jobs if jobs != 1 else None,
+                backend=backend.lower() if backend != "local" else None,
+                ray_address=ray_address,
+                on_done=progress,
+            )
+        elif config is None or not grid:
+            raise UserError("give a CONFIG and at least one --grid path=v1,v2 (or --resume SWEEP_DIR)")
+        else:
+            result = run_sweep(
+                config,
+                grid,
+                seeds=seeds,
+                jobs=jobs,
+                backend=backend.lower(),
+                ray_address=ray_address,
+                runs_dir=runs_dir,
+                sets=set_ or [],
+                metric=metric,
+                on_done=progress,
+                dry_run=dry_run,
+            )
     except KeyboardInterrupt:
         # handled here: click would turn it into an Abort; the exit code is the documented 130
         err_console.print(
-            "interrupted: running trials were stopped at a checkpoint (resume each with "
-            "nncli train --resume RUN_DIR); sweep.json marks the trials never started "
-            "as pending"
+            "interrupted: running trials were stopped at a checkpoint; continue the sweep with "
+            "nncli sweep --resume SWEEP_DIR (sweep.json marks the trials never started as pending)"
         )
         sys.exit(130)
     console = err_console if as_json else out_console

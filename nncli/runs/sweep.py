@@ -3,8 +3,9 @@
 Each trial is ``nncli train CONFIG --set ... --runs-dir SWEEP --name tNN-... --quiet --json`` in its
 own process, so a trial is exactly what a user would get by running that command, and a crash in one
 trial cannot take the others down. Trials run in parallel worker processes (``jobs``) on this machine,
-or as Ray tasks (``backend="ray"``) on a local Ray instance or a cluster (``ray_address``; the config
-and the runs folder must then be on a filesystem every node sees).
+or as Ray tasks (``backend="ray"``) on a local Ray instance or a cluster (``ray_address``; see
+``sweep_ray`` for the address checks and the shared filesystem a multi-node cluster needs). Paths are
+made absolute before anything is dispatched, so trials land in the sweep folder wherever they run.
 
     runs/sweep-<name>-<UTC stamp>/
       t00-lr0.1-out64-<stamp>/      one ordinary run folder per trial
@@ -13,16 +14,21 @@ and the runs folder must then be on a filesystem every node sees).
 
 Every combination is validated with the config loader before anything runs, so a misspelt grid path
 fails at once with the loader's did-you-mean instead of after the first trials. How the trial
-processes run and stop (Ctrl-C, SIGTERM) is in ``sweep_exec``.
+processes run and stop (Ctrl-C, SIGTERM) is in ``sweep_workers``. ``resume_sweep(SWEEP_DIR)`` runs
+again what an interrupted sweep left: trials never started, stopped (continued from their last
+checkpoint) or lost with a worker.
 """
+
 from __future__ import annotations
 
 import itertools
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from nncli.core.errors import ConfigError, UserError
 from nncli.runs.folder import atomic_write_json, iso, new_folder, read_json, read_metrics, stamp, utc_now
@@ -59,16 +65,18 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
         key, sep, values = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise SweepError(f"--grid {item!r}: expected path=value1,value2,... "
-                             f"(e.g. --grid optimizer.lr=0.1,0.03)")
+            raise SweepError(
+                f"--grid {item!r}: expected path=value1,value2,... (e.g. --grid optimizer.lr=0.1,0.03)"
+            )
         vals = split_values(values)
         if any(v == "" for v in vals):
             raise SweepError(f"--grid {item!r}: empty value in the list {values!r}")
         if key in (k for k, _ in grid):
             raise SweepError(f"--grid {key} is given twice; list all its values in one --grid")
         if key == "seed":
-            raise SweepError("use --seeds N to repeat every combination with several seeds, "
-                             "not --grid seed=...")
+            raise SweepError(
+                "use --seeds N to repeat every combination with several seeds, not --grid seed=..."
+            )
         grid.append((key, vals))
     return grid
 
@@ -83,7 +91,7 @@ class Trial:
     overrides: list[str]
     name: str = ""
     run_dir: str | None = None
-    status: str = "pending"           # completed / diverged / failed / interrupted
+    status: str = "pending"  # completed / diverged / failed / interrupted
     returncode: int | None = None
     error: str | None = None
     best: dict[str, Any] | None = None
@@ -99,13 +107,14 @@ def _slug(key: str, value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{short_key(key)}{value}").strip("_")
 
 
-def expand(grid: list[tuple[str, list[str]]], base_sets: Sequence[str] = (),
-           seeds: Sequence[int] | None = None) -> list[Trial]:
+def expand(
+    grid: list[tuple[str, list[str]]], base_sets: Sequence[str] = (), seeds: Sequence[int] | None = None
+) -> list[Trial]:
     """Every combination of the grid values (last key varying fastest), × ``seeds`` when given."""
     keys = [k for k, _ in grid]
     trials = []
     for combo in itertools.product(*(v for _, v in grid)):
-        for seed in (seeds if seeds else [None]):
+        for seed in seeds if seeds else [None]:
             params = dict(zip(keys, combo))
             overrides = list(base_sets) + [f"{k}={v}" for k, v in params.items()]
             parts = [_slug(k, v) for k, v in params.items()]
@@ -132,7 +141,7 @@ def validate(config: Path, trials: list[Trial], build: bool = True):
             if build:
                 from nncli.config.build import build_chain
 
-                build_chain(loaded, with_loss=True)   # shape errors a grid value may cause
+                build_chain(loaded, with_loss=True)  # shape errors a grid value may cause
         except UserError as exc:
             if "--set" in str(exc):  # the loader already names the override it refused
                 raise
@@ -184,10 +193,11 @@ def collect(trial: Trial, result: tuple[int, str, str], sweep_dir: Path, metric:
 
 def adopt(trial: Trial, sweep_dir: Path, metric: str) -> None:
     """Fill an unreported trial (a stopped Ray task) from its run folder, if it ever made one."""
+    run = Path(trial.run_dir) if trial.run_dir and Path(trial.run_dir).is_dir() else None
     hits = sorted(sweep_dir.glob(f"{trial.name}-*"))
-    if not hits:
+    run = run or (hits[-1] if hits else None)
+    if run is None:
         return
-    run = hits[-1]
     trial.run_dir = str(run)
     trial.status = read_json(run / "run.json").get("status", "unknown")
     hit = best_of(read_metrics(run), metric)
@@ -224,10 +234,30 @@ class Sweep:
             vals = [t.best["value"] for t in ts if t.best]
             mean = sum(vals) / len(vals) if vals else None
             std = (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5 if vals else None
-            out.append({"params": dict(key), "mean": mean, "std": std, "n": len(vals), "trials": len(ts),
-                        "indices": [t.index for t in ts]})
+            out.append(
+                {
+                    "params": dict(key),
+                    "mean": mean,
+                    "std": std,
+                    "n": len(vals),
+                    "trials": len(ts),
+                    "indices": [t.index for t in ts],
+                }
+            )
         sign = -1.0 if higher_is_better(self.metric) else 1.0
         return sorted(out, key=lambda c: (c["mean"] is None, sign * (c["mean"] or 0.0)))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Sweep:
+        """The Sweep a ``sweep.json`` describes (unknown keys ignored)."""
+        names = {f.name for f in fields(cls)}
+        trial_names = {f.name for f in fields(Trial)}
+        kw = {k: v for k, v in data.items() if k in names}
+        kw["grid"] = [(k, list(v)) for k, v in (data.get("grid") or {}).items()]
+        kw["trials"] = [
+            Trial(**{k: v for k, v in t.items() if k in trial_names}) for t in data.get("trials", [])
+        ]
+        return cls(**kw)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -245,20 +275,26 @@ def make_sweep_dir(runs_dir: Path, name: str) -> Path:
     return new_folder(runs_dir, f"sweep-{name}-{stamp()}", what="sweep")
 
 
-def run_sweep(config: Path | str, grid_items: Sequence[str], *, seeds: int | None = None,
-              jobs: int = 1, backend: str = "local", ray_address: str | None = None,
-              runs_dir: Path | str = "runs", sets: Sequence[str] = (), metric: str | None = None,
-              on_done: Callable[[Trial], None] | None = None, dry_run: bool = False) -> Sweep:
+def run_sweep(
+    config: Path | str,
+    grid_items: Sequence[str],
+    *,
+    seeds: int | None = None,
+    jobs: int = 1,
+    backend: str = "local",
+    ray_address: str | None = None,
+    runs_dir: Path | str = "runs",
+    sets: Sequence[str] = (),
+    metric: str | None = None,
+    on_done: Callable[[Trial], None] | None = None,
+    dry_run: bool = False,
+) -> Sweep:
     """Validate every combination, run them all, write ``sweep.json``; return the Sweep (ranked later)."""
+    check_options(backend, jobs, seeds)
     config = Path(config)
-    if backend not in BACKENDS:
-        raise SweepError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if jobs < 1:
-        raise SweepError(f"--jobs must be at least 1, got {jobs}")
-    if seeds is not None and seeds < 1:
-        raise SweepError(f"--seeds must be at least 1, got {seeds}")
     if not config.is_file():
         raise ConfigError(f"{config}: no such config file")
+    config = config.resolve()  # absolute: trials run in other working directories (Ray workers)
     grid = parse_grid(grid_items)
     from nncli.config.load import load_config
 
@@ -267,34 +303,124 @@ def run_sweep(config: Path | str, grid_items: Sequence[str], *, seeds: int | Non
     trials = expand(grid, sets, seed_list)
     validate(config, trials)
     metric = metric or base.train.best_metric
-    sweep = Sweep(config=str(config.resolve()), grid=grid, seeds=seed_list, metric=metric,
-                  backend=backend, jobs=jobs, trials=trials)
+    sweep = Sweep(
+        config=str(config),
+        grid=grid,
+        seeds=seed_list,
+        metric=metric,
+        backend=backend,
+        jobs=jobs,
+        trials=trials,
+    )
     if dry_run:
         return sweep
-    folder = make_sweep_dir(Path(runs_dir), base.name)
-    sweep.folder, sweep.started = str(folder), iso(utc_now())
+    with runner(backend, ray_address, jobs) as run:  # a bad cluster address fails before any folder exists
+        folder = make_sweep_dir(Path(runs_dir).resolve(), base.name)
+        sweep.folder, sweep.started = str(folder), iso(utc_now())
+        execute(sweep, run, {t.index: train_args(config, t, folder) for t in trials}, on_done)
+    return sweep
+
+
+def check_options(backend: str, jobs: int, seeds: int | None = None) -> None:
+    if backend not in BACKENDS:
+        raise SweepError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if jobs < 1:
+        raise SweepError(f"--jobs must be at least 1, got {jobs}")
+    if seeds is not None and seeds < 1:
+        raise SweepError(f"--seeds must be at least 1, got {seeds}")
+
+
+#: runs trials: ``run(arg_lists, on_result, sweep_dir)``
+Runner = Callable[[list[list[str]], Callable[[int, Any], None], Path], None]
+
+
+@contextmanager
+def runner(backend: str, ray_address: str | None, jobs: int):
+    """The function that runs trials on ``backend``; for Ray, connected (and the address checked) first."""
+    from nncli.runs.sweep_workers import run_local
+
+    if backend != "ray":
+        yield lambda arg_lists, on_result, folder: run_local(arg_lists, jobs, on_result)
+        return
+    from nncli.runs.sweep_ray import connect, run_ray
+
+    with connect(ray_address, jobs):
+        yield lambda arg_lists, on_result, folder: run_ray(
+            arg_lists, jobs, bool(ray_address), on_result, sweep_dir=str(folder)
+        )
+
+
+def execute(
+    sweep: Sweep, run: Runner, args: dict[int, list[str]], on_done: Callable[[Trial], None] | None = None
+) -> None:
+    """Run the trials ``args`` names (index → train arguments), keeping sweep.json up to date."""
+    folder, metric = Path(sweep.folder), sweep.metric
+    by_index = {t.index: t for t in sweep.trials}
+    order = list(args)
     atomic_write_json(folder / "sweep.json", sweep.to_json())
-    arg_lists = [train_args(config.resolve(), t, folder) for t in trials]
 
     def on_result(i: int, result: tuple | None) -> None:
         if result is None:  # never started: the sweep is being stopped
             return
-        collect(trials[i], result, folder, metric)
-        atomic_write_json(folder / "sweep.json", sweep.to_json())   # progress visible while the sweep runs
+        trial = by_index[order[i]]
+        collect(trial, result, folder, metric)
+        atomic_write_json(folder / "sweep.json", sweep.to_json())  # progress visible while the sweep runs
         if on_done is not None:
-            on_done(trials[i])
-
-    from nncli.runs.sweep_workers import run_local, run_ray
+            on_done(trial)
 
     try:
-        if backend == "ray":
-            run_ray(arg_lists, jobs, ray_address, on_result)
-        else:
-            run_local(arg_lists, jobs, on_result)
+        for i in order:
+            t = by_index[i]
+            t.status, t.returncode, t.error = "pending", None, None
+        run([args[i] for i in order], on_result, folder)
     finally:  # also on Ctrl-C: sweep.json says how each trial ended, "pending" if it never ran
-        for t in trials:
-            if t.status == "pending":
-                adopt(t, folder, metric)
+        for i in order:
+            if by_index[i].status == "pending":
+                adopt(by_index[i], folder, metric)
         sweep.ended = iso(utc_now())
         atomic_write_json(folder / "sweep.json", sweep.to_json())
+
+
+#: trial statuses a resume leaves alone
+FINISHED = ("completed", "diverged")
+
+
+def load_sweep(sweep_dir: Path | str) -> Sweep:
+    folder = Path(sweep_dir)
+    data = read_json(folder / "sweep.json")
+    if not data:
+        raise SweepError(f"{folder}: not a sweep folder (no readable sweep.json)")
+    sweep = Sweep.from_json(data)
+    sweep.folder = str(folder.resolve())
+    return sweep
+
+
+def resume_sweep(
+    sweep_dir: Path | str,
+    *,
+    jobs: int | None = None,
+    backend: str | None = None,
+    ray_address: str | None = None,
+    on_done: Callable[[Trial], None] | None = None,
+) -> Sweep:
+    """Run again the trials of ``sweep_dir`` that did not finish: a stopped trial with a checkpoint
+    continues (``nncli train --resume``), the others start afresh. Finished trials are kept."""
+    sweep = load_sweep(sweep_dir)
+    jobs, backend = jobs or sweep.jobs, (backend or sweep.backend)
+    check_options(backend, jobs)
+    folder, config = Path(sweep.folder), Path(sweep.config)
+    args: dict[int, list[str]] = {}
+    for t in sweep.trials:
+        if t.status in FINISHED:
+            continue
+        if t.run_dir and (Path(t.run_dir) / "checkpoints" / "last.safetensors").exists():
+            args[t.index] = ["train", "--resume", t.run_dir, "--quiet", "--json"]
+        else:
+            if not config.is_file():
+                raise SweepError(f"{config}: the sweep's config file is gone; trial {t.name} cannot start")
+            args[t.index] = train_args(config, t, folder)
+    if not args:
+        return sweep
+    with runner(backend, ray_address, jobs) as run:
+        execute(sweep, run, args, on_done)
     return sweep

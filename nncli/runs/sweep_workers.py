@@ -5,10 +5,11 @@ stops each running trial with exactly one SIGINT: a trial writes a checkpoint an
 (a second would stop it at once, without one). Trials not started yet are never started.
 
     run_local(arg_lists, jobs, on_result)            jobs worker processes on this machine
-    run_ray(arg_lists, jobs, address, on_result)     one Ray task (1 CPU) per trial
+    sweep_ray.run_ray(...)                           one Ray task (1 CPU) per trial
 
 ``on_result(i, (exit code, stdout, stderr))`` is called as each trial ends, in completion order.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,18 +18,19 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from typing import Callable
-
-from nncli.core.errors import UserError
 
 #: BLAS thread variables set for each trial when several run at once (unless the user set them)
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def run_process(args: list[str], env: dict[str, str] | None = None,
-                started: Callable[[subprocess.Popen], None] | None = None) -> tuple[int, str, str]:
+def run_process(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    started: Callable[[subprocess.Popen], None] | None = None,
+) -> tuple[int, str, str]:
     """Run ``python -m nncli ARGS`` in a new session; (exit code, stdout, stderr). Also a Ray task's body.
 
     ``started(proc)`` lets the caller track the process to stop it.
@@ -37,9 +39,15 @@ def run_process(args: list[str], env: dict[str, str] | None = None,
     blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
     # output to files, not pipes: the wait below can then poll without a full pipe blocking the trial
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "nncli", *args], stdout=out, stderr=err, text=True,
-                                env={**os.environ, **(env or {})}, start_new_session=True,
-                                preexec_fn=_unblock_stop_signals if blocked else None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nncli", *args],
+            stdout=out,
+            stderr=err,
+            text=True,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+            preexec_fn=_unblock_stop_signals if blocked else None,
+        )
         if started is not None:
             started(proc)
         try:
@@ -82,7 +90,7 @@ def thread_env(jobs: int) -> dict[str, str]:
 
 
 @contextmanager
-def _sigterm_as_interrupt():
+def sigterm_as_interrupt():
     """Inside, SIGTERM raises KeyboardInterrupt (main thread only), so the trials are stopped too."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -118,11 +126,11 @@ def run_local(arg_lists: list[list[str]], jobs: int, on_result: Callable[[int, t
             return None
         return run_process(args, env, started)
 
-    pool = ThreadPoolExecutor(max_workers=jobs)   # threads only wait on their process
+    pool = ThreadPoolExecutor(max_workers=jobs)  # threads only wait on their process
     futures: dict = {}
     reported: set[int] = set()
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             futures = {pool.submit(one, a): i for i, a in enumerate(arg_lists)}
             for f in as_completed(futures):
                 on_result(futures[f], f.result())
@@ -139,39 +147,3 @@ def run_local(arg_lists: list[list[str]], jobs: int, on_result: Callable[[int, t
                 on_result(i, f.result())
         raise
     pool.shutdown()
-
-
-def run_ray(arg_lists: list[list[str]], jobs: int, address: str | None,
-            on_result: Callable[[int, tuple], None]) -> None:
-    """Each trial as a Ray task (1 CPU each): on the cluster at ``address``, or on a local instance
-    with ``jobs`` CPUs (shut down afterwards; an instance already running is used and left alone)."""
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--backend ray needs the 'ray' package: pip install 'nncli[ray]'") from None
-    started = not ray.is_initialized()
-    if started:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
-    pending: dict = {}
-    try:
-        task = ray.remote(num_cpus=1, max_retries=0)(run_process)
-        env = thread_env(jobs) if not address else {v: "1" for v in THREAD_VARS}
-        pending = {task.remote(a, env): i for i, a in enumerate(arg_lists)}
-        with _sigterm_as_interrupt():
-            while pending:
-                # a timeout, so that Ctrl-C / SIGTERM handlers get to run between waits
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-                for ref in ready:
-                    on_result(pending.pop(ref), ray.get(ref))
-    except BaseException:
-        # cancelling raises inside each running task, whose run_process stops its trial gracefully
-        for ref in pending:
-            ray.cancel(ref)
-        ray.wait(list(pending), num_returns=len(pending), timeout=35)
-        raise
-    finally:
-        if started:
-            ray.shutdown()

@@ -244,3 +244,51 @@ def test_sigterm_stops_running_trials_and_starts_no_more(tiny_config, tmp_path):
     assert json.loads((Path(first["run_dir"]) / "run.json").read_text())["status"] == "interrupted"
     assert second["status"] == "pending" and second["run_dir"] is None  # never started
     assert [p.name for p in folder.iterdir() if p.is_dir()] == [Path(first["run_dir"]).name]
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_with_ctrl_c_resumes_where_it_stopped(tiny_config, tmp_path):
+    """Through the real CLI: SIGINT while two trials run and one waits; --resume finishes all three,
+    continuing the stopped ones in their own run folders from their checkpoints."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    sets = ["--set", "train.steps=15000", "--set", "train.eval_every=1000", "--set", "train.log_every=500"]
+    cmd = [sys.executable, "-m", "nncli", "sweep", str(tiny_config), "--grid", "optimizer.lr=0.05,0.1,0.2"]
+    proc = subprocess.Popen(
+        [*cmd, *sets, "--runs-dir", "runs", "-j", "2"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("runs/sweep-*/t0*/metrics.jsonl"))) < 2 or any(
+            p.stat().st_size == 0 for p in tmp_path.glob("runs/sweep-*/t0*/metrics.jsonl")
+        ):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C at the terminal does
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "nncli sweep --resume" in err
+    (folder,) = tmp_path.glob("runs/sweep-*")
+    data = json.loads((folder / "sweep.json").read_text())
+    assert [t["status"] for t in data["trials"]] == ["interrupted", "interrupted", "pending"]
+    stopped = [t["run_dir"] for t in data["trials"][:2]]
+    res = subprocess.run(
+        [sys.executable, "-m", "nncli", "sweep", "--resume", str(folder.relative_to(tmp_path)), "-j", "2", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert [t["status"] for t in data["trials"]] == ["completed"] * 3
+    assert [t["run_dir"] for t in data["trials"][:2]] == stopped  # continued, not started again
+    assert all(t["summary"]["steps"] == 15000 for t in data["trials"])
+    assert len([p for p in folder.iterdir() if p.is_dir()]) == 3
+    assert all((Path(r) / "checkpoints" / "last.safetensors").exists() for r in stopped)
