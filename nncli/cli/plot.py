@@ -26,13 +26,23 @@ def plot(
 ):
     """Plot training and validation curves of one or several runs.
 
-    Runs that differ only in their seed are drawn as one curve, the mean, with a ± std band.
+    Runs that differ only in their seed are drawn as one curve, the mean, with a ± std band. The folder
+    of a search (nncli sweep --search) alone draws its optimisation history (history.png inside it);
+    SWEEP_DIR/t* draws its trials' curves.
 
     Writes a PNG when matplotlib is installed (pip install 'nncli\\[plot]'); otherwise, or with
     --terminal, draws the curves in the terminal.
     """
     from nncli.viz.curves import have_matplotlib, plot_png, terminal_charts
+    from nncli.viz.history import history_chart, is_search, plot_history_png
 
+    if len(run_dirs) == 1 and is_search(run_dirs[0]) and metric is None:
+        if terminal or (not have_matplotlib() and out is None):
+            out_console.print(history_chart(run_dirs[0], width=min(max(out_console.width - 12, 20), 100)))
+            return
+        path = plot_history_png(run_dirs[0], out or run_dirs[0] / "history.png", size=(width, height))
+        err_console.print(f"wrote {path}")
+        return
     if terminal or (not have_matplotlib() and out is None):
         if not terminal:
             err_console.print(

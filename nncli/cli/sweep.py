@@ -1,4 +1,5 @@
-"""``nncli sweep CONFIG --grid path=v1,v2 ...``: train every combination, then rank them."""
+"""``nncli sweep CONFIG --grid path=v1,v2 ...``: train every combination, then rank them;
+``nncli sweep CONFIG --search tpe --trials N --param path=dist(...)``: a search on Optuna."""
 
 from __future__ import annotations
 
@@ -36,6 +37,32 @@ def sweep(
     metric: str | None = typer.Option(
         None, "--metric", help="Rank by this metric (default: the config's train.best_metric)."
     ),
+    search: str | None = typer.Option(
+        None,
+        "--search",
+        help="random or tpe: a search on Optuna (pip install 'nncli\\[search]') instead of a grid.",
+    ),
+    trials: int = typer.Option(
+        20, "--trials", help="Search: the study's budget of trials (shared by all processes)."
+    ),
+    param: list[str] | None = typer.Option(
+        None,
+        "--param",
+        help="Search: path=uniform(a,b) | loguniform(a,b) | int(a,b) | logint(a,b) | choice(v1,v2,...).",
+    ),
+    pruner: str = typer.Option(
+        "median", "--pruner", help="Search: median, asha (successive halving) or none."
+    ),
+    storage: str | None = typer.Option(
+        None,
+        "--storage",
+        help="Search: SQLAlchemy URL of the study's database (default: SQLite in the sweep folder).",
+    ),
+    study: str | None = typer.Option(
+        None,
+        "--study",
+        help="Search: study name in --storage (default: the config's name); processes sharing it work together.",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list the combinations; run nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print sweep.json to stdout (tables go to stderr)."),
 ):
@@ -48,11 +75,23 @@ def sweep(
     from nncli.core.errors import UserError
     from nncli.runs.sweep import resume_sweep, run_sweep
 
+    if search is not None and grid:
+        raise UserError("give either --grid values or a --search with --param distributions, not both")
+
     def progress(t):
         best = f"{t.best['metric']} {t.best['value']:.4g}" if t.best else "no metric"
         detail = f": {t.error}" if t.error else ""
         err_console.print(f"  {escape(t.name)}: {t.status}, {best}{escape(detail)}")
 
+    common = {
+        "jobs": jobs,
+        "backend": backend.lower(),
+        "ray_address": ray_address,
+        "runs_dir": runs_dir,
+        "sets": set_ or [],
+        "metric": metric,
+        "on_done": progress,
+    }
     try:
         if resume is not None:
             if config is not None or grid:
@@ -64,22 +103,25 @@ def sweep(
                 ray_address=ray_address,
                 on_done=progress,
             )
-        elif config is None or not grid:
-            raise UserError("give a CONFIG and at least one --grid path=v1,v2 (or --resume SWEEP_DIR)")
-        else:
-            result = run_sweep(
+        elif config is not None and search is not None:
+            from nncli.runs.search import search_sweep
+
+            result = search_sweep(
                 config,
-                grid,
-                seeds=seeds,
-                jobs=jobs,
-                backend=backend.lower(),
-                ray_address=ray_address,
-                runs_dir=runs_dir,
-                sets=set_ or [],
-                metric=metric,
-                on_done=progress,
-                dry_run=dry_run,
+                sampler=search.lower(),
+                trials=trials,
+                param_items=param or [],
+                pruner=pruner.lower(),
+                storage=storage,
+                study=study,
+                **common,
             )
+        elif config is None or not grid:
+            raise UserError(
+                "give a CONFIG and --grid path=v1,v2 or --search tpe --param path=dist(...) (or --resume SWEEP_DIR)"
+            )
+        else:
+            result = run_sweep(config, grid, seeds=seeds, dry_run=dry_run, **common)
     except KeyboardInterrupt:
         # handled here: click would turn it into an Abort; the exit code is the documented 130
         err_console.print(
@@ -94,6 +136,9 @@ def sweep(
             console.print("  " + escape(t.name) + ": " + escape(" ".join(t.overrides)))
     else:
         console.print(ranked_table(result))
+        if result.search:
+            for line in search_lines(result):
+                console.print(line)
         if result.seeds and len(result.seeds) > 1:
             console.print(combination_table(result))
         console.print(f"sweep folder: {escape(result.folder)}")
@@ -110,7 +155,7 @@ def ranked_table(result) -> Table:
     table = Table(title=f"sweep ranked by {result.metric}", title_style="bold")
     table.add_column("#", justify="right")
     table.add_column("trial", no_wrap=True)
-    keys = [k for k, _ in result.grid]
+    keys = list(result.search["params"]) if result.search else [k for k, _ in result.grid]
     shorts = [short_key(k) for k in keys]
     for k, short in zip(keys, shorts):
         table.add_column(escape(short if shorts.count(short) == 1 else k))
@@ -118,10 +163,11 @@ def ranked_table(result) -> Table:
         table.add_column("seed", justify="right", no_wrap=True)
     for col in (f"best {result.metric}", "step", "test acc", "status"):
         table.add_column(escape(col), justify="left" if col == "status" else "right", no_wrap=True)
-    for pos, t in enumerate(rank(result.trials, result.metric), 1):
+    shown = [t for t in result.trials if t.status != "requeued"]  # a resumed search ran those again
+    for pos, t in enumerate(rank(shown, result.metric), 1):
         best = t.best or {}
         status = t.status if t.status == "completed" else f"[red]{escape(t.status)}[/]"
-        row = [str(pos), escape(t.name), *(escape(t.params[k]) for k in keys)]
+        row = [str(pos), escape(t.name), *(escape(_short_value(t.params.get(k, "—"))) for k in keys)]
         if result.seeds:
             row.append(str(t.seed))
         row += [
@@ -156,3 +202,35 @@ def combination_table(result) -> Table:
             f"{c['n']}/{c['trials']}",
         )
     return table
+
+
+def _short_value(text: str) -> str:
+    """A sampled float to 4 significant figures (the full value is in sweep.json and the run's config)."""
+    try:
+        return f"{float(text):.4g}" if "." in text or "e" in text.lower() else text
+    except ValueError:
+        return text
+
+
+def search_lines(result) -> list[str]:
+    """The study, the best trial, the trial counts and the parameter importances of a search."""
+    from nncli.runs.listing import fmt
+
+    s = result.search
+    counts = s.get("counts") or {}
+    lines = [
+        f"study {escape(s['study'])} ({s['sampler']}, pruner {s['pruner']}) in {escape(s['storage'])}: "
+        + ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    ]
+    best = next(
+        (t for t in result.trials if t.index == s.get("best_trial") and t.status == "completed"), None
+    )
+    if best is not None and best.best:
+        values = " ".join(f"{k}={v}" for k, v in best.params.items())
+        lines.append(
+            f"best trial: {escape(best.name)}  {result.metric} {fmt(best.best['value'])}  {escape(values)}"
+        )
+    if s.get("importances"):
+        imp = ", ".join(f"{k} {v:.2f}" for k, v in s["importances"].items())
+        lines.append(f"parameter importances: {escape(imp)}")
+    return lines

@@ -206,9 +206,18 @@ def adopt(trial: Trial, sweep_dir: Path, metric: str) -> None:
 
 
 def rank(trials: list[Trial], metric: str) -> list[Trial]:
-    """Best first by the metric; trials without it (failed before any evaluation) last."""
+    """Best first by the metric; pruned trials after the others, trials without it (failed before any
+    evaluation, or requeued by a resumed search) last."""
     sign = -1.0 if higher_is_better(metric) else 1.0
-    return sorted(trials, key=lambda t: (t.best is None, sign * t.best["value"] if t.best else 0.0, t.index))
+    return sorted(
+        trials,
+        key=lambda t: (
+            t.best is None,
+            t.status == "pruned",
+            sign * t.best["value"] if t.best else 0.0,
+            t.index,
+        ),
+    )
 
 
 @dataclass
@@ -223,6 +232,8 @@ class Sweep:
     started: str = ""
     ended: str = ""
     trials: list[Trial] = field(default_factory=list)
+    #: a search (``nncli.runs.search``): sampler, pruner, budget, params, storage, study, results
+    search: dict[str, Any] | None = None
 
     def combinations(self) -> list[dict[str, Any]]:
         """Per grid combination, the mean and spread of the best metric over its seeds, best first."""
@@ -408,6 +419,10 @@ def resume_sweep(
     sweep = load_sweep(sweep_dir)
     jobs, backend = jobs or sweep.jobs, (backend or sweep.backend)
     check_options(backend, jobs)
+    if sweep.search:
+        from nncli.runs.search import resume_search
+
+        return resume_search(sweep, jobs=jobs, backend=backend, ray_address=ray_address, on_done=on_done)
     folder, config = Path(sweep.folder), Path(sweep.config)
     args: dict[int, list[str]] = {}
     for t in sweep.trials:

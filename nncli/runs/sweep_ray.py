@@ -197,3 +197,34 @@ def run_trial(args: list[str], env: dict[str, str], sweep_dir: str | None) -> tu
             "config on a filesystem every node shares",
         )
     return run_process(args, env)
+
+
+def run_ray_one(
+    args: list[str], remote: bool, jobs: int, should_stop: Callable[[], bool], sweep_dir: str
+) -> tuple[int, str, str]:
+    """One trial as a Ray task, cancelled (it stops at a checkpoint) once ``should_stop()`` is True."""
+    import ray
+
+    task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(run_trial)
+    env = {v: "1" for v in THREAD_VARS} if remote else thread_env(jobs)
+    ref = task.remote(args, env, sweep_dir)
+    cancelled = False
+    try:
+        while True:
+            ready, _ = ray.wait([ref], num_returns=1, timeout=0.25)
+            if ready:
+                break
+            if not cancelled and should_stop():
+                ray.cancel(ref)
+                cancelled = True
+        try:
+            return ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            return 130, "", "stopped"
+        except ray.exceptions.RayError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return 1, "", f"Ray lost the trial: {type(exc).__name__}: {reason}"
+    except BaseException:
+        ray.cancel(ref)
+        ray.wait([ref], timeout=35)
+        raise

@@ -30,10 +30,12 @@ def run_process(
     args: list[str],
     env: dict[str, str] | None = None,
     started: Callable[[subprocess.Popen], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[int, str, str]:
     """Run ``python -m nncli ARGS`` in a new session; (exit code, stdout, stderr). Also a Ray task's body.
 
-    ``started(proc)`` lets the caller track the process to stop it.
+    ``started(proc)`` lets the caller track the process to stop it. ``should_stop()`` is asked every
+    quarter second; once it is True the trial gets one SIGINT (it stops at a checkpoint): pruning.
     """
     # a Ray worker runs tasks with SIGINT blocked, and a child inherits the mask: unblock it there
     blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
@@ -51,12 +53,15 @@ def run_process(
         if started is not None:
             started(proc)
         try:
+            stopped = False
             while True:  # short waits keep this thread in Python, where a cancelled Ray task is interrupted
                 try:
-                    proc.wait(timeout=0.5)
+                    proc.wait(timeout=0.5 if should_stop is None else 0.25)
                     break
                 except subprocess.TimeoutExpired:
-                    continue
+                    if should_stop is not None and not stopped and should_stop():
+                        proc.send_signal(signal.SIGINT)
+                        stopped = True
         except BaseException:  # the sweep was interrupted (a Ray task cancelled): stop the trial too
             stop_process(proc)
             raise
