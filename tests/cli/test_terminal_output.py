@@ -3,13 +3,15 @@ not UTF-8 gets ASCII renderings (``sigma``, ``dJ/dz``) instead of a UnicodeEncod
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 from pathlib import Path
 
 import pytest
 from rich.cells import cell_len  # display width: σ̂ is two code points, one column
-from support import run_main, run_many
+from support import run_main, run_nncli
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -54,34 +56,50 @@ def test_inspect_trace_keeps_equations_readable(columns, monkeypatch):
             assert any(line.strip().startswith(start) or f" {start}" in line for line in lines), (eq, res.out)
 
 
-def test_human_output_on_an_ascii_stream(tmp_path, tiny_config_file):
-    """Every command's human output with PYTHONIOENCODING=ascii: no crash, ASCII renderings."""
-    ascii_env = {"PYTHONIOENCODING": "ascii"}
+def _run_on_ascii_streams(*args) -> tuple[int, str, str]:
+    """``nncli *args`` in this process with stdout and stderr that can only encode ASCII."""
+    from nncli.cli import main
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    err = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    texts = []
+    for stream in (out, err):
+        stream.flush()
+        texts.append(stream.buffer.getvalue().decode("ascii"))  # raises if anything is not ASCII
+    return code, texts[0], texts[1]
+
+
+def test_human_output_on_an_ascii_stream(tmp_path, tiny_config_file, monkeypatch):
+    """Every command's human output on ASCII-only streams: no crash, ASCII renderings (in this process,
+    and once through PYTHONIOENCODING in a real one)."""
     runs = tmp_path / "runs"
-    trained = run_main("train", tiny_config_file, "--runs-dir", runs, "-q", "--no-curves")
-    assert trained.code == 0, trained
-    run = next(runs.iterdir())
     config = next(c for c in CONFIGS if c.stem == "spirals_ln")
-    results = run_many(
-        {
-            "inspect": {"args": ["inspect", config], "env": ascii_env},
-            "trace": {"args": ["inspect", config, "--trace"], "env": ascii_env},
-            "trace 80": {"args": ["inspect", config, "--trace"], "env": {**ascii_env, "COLUMNS": "80"}},
-            "gradcheck": {"args": ["gradcheck", "--module", "LN"], "env": ascii_env},
-            "train": {
-                "args": ["train", tiny_config_file, "--runs-dir", tmp_path / "r2", "--no-curves"],
-                "env": ascii_env,
-            },
-            "runs": {"args": ["runs", runs], "env": ascii_env},
-            "plot": {"args": ["plot", run, "--terminal"], "env": ascii_env},
-            "help": {"args": ["gradcheck", "--help"], "env": ascii_env},
-        }
-    )
-    for res in results.values():
-        assert res.code == 0, res
-        assert "Traceback" not in res.err and "UnicodeEncodeError" not in res.err, res
-        assert (res.out + res.err).isascii(), res
-    assert "sigma" in results["inspect"].out and "dJ/dz" in results["trace"].out
-    assert "dJ/dz" in results["trace 80"].out
-    assert "PASS" in results["gradcheck"].out
-    assert "*" in results["plot"].out  # braille dots drawn as ASCII
+    code, out, err = _run_on_ascii_streams("train", tiny_config_file, "--runs-dir", runs, "--no-curves")
+    assert code == 0 and "run folder" in err, err
+    run = next(runs.iterdir())
+    outputs = {}
+    for name, args in {
+        "inspect": ["inspect", config],
+        "trace": ["inspect", config, "--trace"],
+        "gradcheck": ["gradcheck", "--module", "LN"],
+        "runs": ["runs", runs],
+        "plot": ["plot", run, "--terminal"],
+        "help": ["gradcheck", "--help"],
+    }.items():
+        code, out, err = _run_on_ascii_streams(*args)
+        assert code == 0, (name, out, err)
+        outputs[name] = out
+    assert "sigma" in outputs["inspect"] and "dJ/dz" in outputs["trace"]
+    assert "PASS" in outputs["gradcheck"] and run.name in outputs["runs"]
+    assert "*" in outputs["plot"]  # braille dots drawn as ASCII
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = _run_on_ascii_streams("inspect", config, "--trace")
+    assert code == 0 and "dJ/dz" in out and max(map(len, out.splitlines())) <= 80, out
+    real = run_nncli("inspect", config, "--trace", env={"PYTHONIOENCODING": "ascii"})
+    assert real.code == 0 and "Traceback" not in real.err and real.out.isascii() and "dJ/dz" in real.out, real
