@@ -128,6 +128,14 @@ class Chain(Module):
 
         return torch.nn.Sequential(*[m.to_torch() for m in self.modules])
 
+    def torch_source(self, writer):
+        """``nn.Sequential(...)`` with each module's own expression (see ``Module.torch_source``)."""
+        return writer.sequential(self.modules)
+
+    def to_onnx(self, graph, x, name):
+        """Each module's nodes in turn, named ``<name>.<i>`` as the state-dict keys."""
+        return graph.subgraph(self.modules, x, prefix=f"{name}." if name else "")
+
     def __repr__(self) -> str:
         lines = [f"  ({i}): {m!r}" for i, m in enumerate(self.modules)]
         if self.loss is not None:

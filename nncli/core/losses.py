@@ -43,6 +43,10 @@ class Loss(ABC):
     def predict(self, h: np.ndarray) -> np.ndarray:
         return h
 
+    def label(self) -> str:
+        """The loss's name in inspect, trace and gradcheck output: the notes' name, else the class's."""
+        return self.notes_name or type(self).__name__
+
     def metrics(self, h: np.ndarray, y: np.ndarray) -> dict[str, float]:
         """Extra metrics besides the loss, e.g. accuracy (sums, not means: callers divide)."""
         return {}

@@ -12,6 +12,13 @@ Shapes are batch-first: ``z`` has shape ``(N, *input_shape)``.
 Modules nest (the composite pattern): ``children()`` names a module's sub-modules (a Chain's layers,
 a Residual's body), and parameters, gradients, training mode and ``named_modules`` walk the tree.
 Hooks (``nncli.core.hooks``) let tracing, timing and the divergence check watch any module.
+
+Everything else a layer knows also lives on its class, so inspect, trace and export ask the class and
+know no layer type: ``describe()`` and ``label()`` (inspect's row), ``trace_equations()`` and
+``activity()`` (``inspect --trace``), ``torch_spec()`` (``to_torch()`` for the cross-checks and
+``torch_source()`` for the exported PyTorch file), ``to_onnx()`` (the ONNX subgraph) and
+``examples()`` (the registry-wide gradcheck and PyTorch tests). Each has a default, so a new layer
+file runs before it says all of that; a layer without an export is refused by name.
 """
 
 from __future__ import annotations
@@ -26,6 +33,11 @@ from pydantic import BaseModel, ConfigDict
 
 from nncli.core import hooks
 from nncli.core.errors import ShapeError
+from nncli.core.registry import modules
+from nncli.core.torch_spec import SourceWriter, TorchSpec, load_params
+
+#: what ``inspect --trace`` shows for a layer that does not give its own equations
+GENERIC_EQUATIONS = ("u = M(z)", "∂J/∂z = B[M, z](v)  (7.57)")
 
 _hook_ids = itertools.count()
 
@@ -137,7 +149,7 @@ class Module(ABC):
         """Call ``fn(module, v, dz, seconds)`` after each backward run by a chain."""
         return hooks.HookHandle(self.__dict__.setdefault("_backward_hooks", {}), next(_hook_ids), fn)
 
-    # -- description (inspect, export) ----------------------------------------------------
+    # -- description (inspect, gradcheck) -------------------------------------------------
     def hparams(self) -> dict[str, Any]:
         """Hyper-parameters that differ from the defaults (like PyTorch's ``extra_repr``)."""
         return self.cfg.model_dump(exclude_defaults=True)
@@ -158,12 +170,60 @@ class Module(ABC):
         """
         return [({}, (5,))]
 
-    def to_torch(self):
-        """The equivalent ``torch.nn.Module`` holding copies of this module's parameters.
+    # -- what inspect, trace and export ask of the layer ---------------------------------------
+    # Everything a layer knows lives on its class: these hooks have defaults that fit a layer without
+    # the fact (generic equations, no export), so a new layer file works before it says more.
 
-        Used by export and by the cross-checks; torch is imported only here, never by the core.
+    #: parameter keys inspect counts as biases (every other parameter is a weight)
+    bias_keys: ClassVar[tuple[str, ...]] = ("bias", "beta")
+
+    def label(self) -> str:
+        """The layer's name in inspect, trace and gradcheck tables: the notes' name, else the
+        registered one (σ adds its function: ``σ(relu)``)."""
+        return self.notes_name or modules.canonical_name(type(self))
+
+    def trace_equations(self) -> tuple[str, str]:
+        """(forward equation, backward function) for ``inspect --trace``, written with z the input,
+        u the output, v = ∂J/∂u and N the batch, with the notes' equation numbers."""
+        return GENERIC_EQUATIONS
+
+    def activity(self, z: np.ndarray, u: np.ndarray) -> dict[str, float]:
+        """Shares of units worth flagging in the trace (σ: dead ReLUs, saturated sigmoids); {} here."""
+        return {}
+
+    def torch_spec(self) -> TorchSpec | None:
+        """The equivalent ``torch.nn`` layer as a ``TorchSpec`` (class and constructor arguments), or
+        None when there is none. ``to_torch`` and ``torch_source`` are derived from it."""
+        return None
+
+    def to_torch(self):
+        """The equivalent ``torch.nn.Module`` holding copies of this module's parameters, in its dtype.
+
+        Used by the cross-checks; torch is imported only here, never by the core.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no PyTorch equivalent yet")
+        spec = self.torch_spec()
+        if spec is None:
+            raise NotImplementedError(f"{type(self).__name__} has no PyTorch equivalent yet")
+        return load_params(spec.build(), self.params, self.dtype)
+
+    def torch_source(self, writer: SourceWriter) -> str | None:
+        """The expression that constructs this layer in an exported PyTorch file (``nn.Linear(4, 3,
+        bias=True)``), or None when it cannot be exported. ``writer`` takes helper classes and
+        writes nested ``nn.Sequential``s. Parameter names must match ``params``' (state-dict keys)."""
+        spec = self.torch_spec()
+        return None if spec is None else spec.source(writer)
+
+    def to_onnx(self, graph, x: str, name: str) -> str | None:
+        """Add this layer's ONNX nodes to ``graph`` and return the name of its output, or None when it
+        cannot be exported.
+
+        ``x`` names the input tensor (N, *input_shape), ``name`` is the state-dict prefix (``3``,
+        ``3.body.0``) for initializers. ``graph`` is the exporter's builder
+        (``nncli.export.onnx_export.GraphBuilder``): ``graph.node(op, inputs, name, **attrs)`` → output
+        name, ``graph.const(key, array)`` and ``graph.scalar(name, tag, value)`` → initializer name,
+        ``graph.subgraph(modules, x, prefix)`` for nested chains. The core never imports onnx.
+        """
+        return None
 
     # -- the tree of modules ----------------------------------------------------------------
     def children(self) -> list[tuple[str, Module]]:

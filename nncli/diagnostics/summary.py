@@ -5,9 +5,10 @@ Counting conventions (per example unless said otherwise):
 
 - parameters are each module's own ``params`` (a Residual owns none; its body's rows count theirs), so
   the total equals ``Chain.param_count`` and the equivalent ``torch.nn.Sequential``'s;
-- ``weight`` is every parameter tensor but the ``bias`` (LN's γ and β count as weight and bias);
-- MACs and saved floats are ``describe()`` numbers; a container's (Residual's) include its body's, so
-  the totals sum the top-level rows only.
+- ``weight`` is every parameter tensor but the biases (the class's ``bias_keys``; LN's γ and β count
+  as weight and bias);
+- the type is the class's ``label()``; the formula, MACs and saved floats are its ``describe()``
+  facts; a container's (Residual's) include its body's, so the totals sum the top-level rows only.
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from nncli.core.errors import ConfigError
-from nncli.diagnostics.tracing import type_label
-
-_BIAS_KEYS = ("bias", "beta")
 
 
 @dataclass
@@ -112,12 +110,12 @@ def summarize(chain, *, batch: int, loaded=None, dtype=None, source: str | None 
         if m.input_shape is None:
             raise ConfigError(f"module {name} ({type(m).__name__}) is not built")
         d = m.describe()
-        bias = sum(p.size for k, p in m.params.items() if k in _BIAS_KEYS)
+        bias = sum(p.size for k, p in m.params.items() if k in m.bias_keys)
         rows.append(
             Row(
                 name=name,
                 depth=name.count(".") // 2,
-                type=type_label(m),
+                type=m.label(),
                 line=line_for(loaded, name),
                 input_shape=list(m.input_shape),
                 output_shape=list(m.output_shape(m.input_shape)),
@@ -138,7 +136,7 @@ def summarize(chain, *, batch: int, loaded=None, dtype=None, source: str | None 
         rows=rows,
         input_shape=list(chain.input_shape),
         output_shape=list(chain.output_shape()),
-        loss=(getattr(loss, "notes_name", "") or type(loss).__name__) if loss is not None else None,
+        loss=loss.label() if loss is not None else None,
         dtype=dtype.name,
         batch=int(batch),
         params=params,

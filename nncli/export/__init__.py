@@ -1,8 +1,8 @@
 """Export a trained run to other frameworks: a plain PyTorch file, or an ONNX model (opset 17).
 
 Both exporters walk the module chain (``Chain.named_modules`` naming, i.e. the keys of
-``torch.nn.Sequential.state_dict()``) and translate each module type by a table keyed on the module
-class, so an unsupported module is named in the error instead of being silently dropped.
+``torch.nn.Sequential.state_dict()``) and ask each layer for its translation (``Module.torch_source``,
+``Module.to_onnx``), so an unsupported module is named in the error instead of being silently dropped.
 
     export_run(run_dir, "torch", checkpoint="best", out=None) -> Path of the written file
 """

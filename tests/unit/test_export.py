@@ -337,24 +337,29 @@ def test_export_of_a_non_run_is_a_user_error(tmp_path):
 
 # -- every registered module, at each of its own examples ---------------------------------------------------
 def _registry_cases():
-    from nncli.export.onnx_export import TRANSLATORS
-
-    cases = []
-    for name, cls in sorted(modules.canonical_classes().items()):
-        if cls.__name__ in TRANSLATORS:
-            cases += [
-                pytest.param(cls, hp, shape, id=f"{name}-{i}") for i, (hp, shape) in enumerate(cls.examples())
-            ]
-    return cases
+    return [
+        pytest.param(cls, hp, shape, id=f"{name}-{i}")
+        for name, cls in sorted(modules.canonical_classes().items())
+        for i, (hp, shape) in enumerate(cls.examples())
+    ]
 
 
 def test_every_registered_module_has_an_export():
-    from nncli.export.onnx_export import TRANSLATORS
-    from nncli.export.torch_export import EMITTERS
+    """Each layer class says how it is written to PyTorch and to ONNX (its hooks do not return None)."""
+    from nncli.export.torch_export import TorchWriter
 
-    classes = {cls.__name__ for cls in modules.canonical_classes().values()}
-    assert classes - set(EMITTERS) == set(), "add these module types to nncli/export/torch_export.py"
-    assert classes - set(TRANSLATORS) == set(), "add these module types to nncli/export/onnx_export.py"
+    built = {
+        name: Chain([cls(**hp)]).build(shape, np.random.default_rng(0)).modules[0]
+        for name, cls in modules.canonical_classes().items()
+        for hp, shape in cls.examples()[:1]
+    }
+    no_torch = [name for name, m in built.items() if m.torch_source(TorchWriter()) is None]
+    assert no_torch == [], "give these layers a torch_spec() or torch_source()"
+    pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
+    from nncli.export.onnx_export import GraphBuilder
+
+    no_onnx = [name for name, m in built.items() if m.to_onnx(GraphBuilder(), "input", "0") is None]
+    assert no_onnx == [], "give these layers a to_onnx()"
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")

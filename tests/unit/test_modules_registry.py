@@ -215,3 +215,18 @@ def test_loss_matches_torch(cls, scale):
     Jt.backward()
     close(np.array(J), Jt.detach().numpy(), "loss")
     close(dh, ht.grad.numpy(), "loss gradient")
+
+
+def test_every_layer_gives_its_trace_equations():
+    """Each built-in layer's class writes its own forward and backward for ``inspect --trace``."""
+    from nncli.core.module import GENERIC_EQUATIONS
+
+    generic = [
+        name
+        for name, cls in registry.modules.canonical_classes().items()
+        if any(
+            cls(**hp).build(shape, np.random.default_rng(0)).trace_equations() == GENERIC_EQUATIONS
+            for hp, shape in cls.examples()
+        )
+    ]
+    assert generic == []

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from nncli.core.module import HParams, Module
 from nncli.core.registry import modules
+from nncli.core.torch_spec import TorchSpec
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _erf_scalar = np.frompyfunc(math.erf, 1, 1)
@@ -138,16 +139,72 @@ class Sigma(Module):
             ({"fn": "softplus", "beta": 2.0, "threshold": 5.0}, (4,)),
         ]
 
-    def to_torch(self):
-        import torch.nn as tnn
+    # -- what trace, inspect and export ask -----------------------------------------------------
+    def label(self):
+        return f"σ({self.cfg.fn})"
 
-        fn, c = self.cfg.fn, self.cfg
+    def trace_equations(self):
+        return _EQUATIONS[self.cfg.fn]
+
+    def activity(self, z, u):
+        """Share of dead ReLU units (never positive over the batch), or of saturated sigmoid / tanh
+        entries."""
+        fn = self.cfg.fn
+        if fn in ("relu", "leaky_relu"):
+            off = z <= 0
+            return {"dead_units": float(np.mean(np.all(off, axis=0))), "inactive": float(np.mean(off))}
+        if fn == "sigmoid":
+            return {"saturated": float(np.mean((u < 0.01) | (u > 0.99)))}
+        if fn == "tanh":
+            return {"saturated": float(np.mean(np.abs(u) > 0.99))}
+        return {}
+
+    def torch_spec(self):
+        c = self.cfg
         return {
-            "relu": lambda: tnn.ReLU(),
-            "sigmoid": lambda: tnn.Sigmoid(),
-            "tanh": lambda: tnn.Tanh(),
-            "leaky_relu": lambda: tnn.LeakyReLU(c.negative_slope),
-            "gelu": lambda: tnn.GELU(approximate=c.approximate),
-            "softplus": lambda: tnn.Softplus(beta=c.beta, threshold=c.threshold),
-            "identity": lambda: tnn.Identity(),
-        }[fn]()
+            "relu": lambda: TorchSpec("ReLU"),
+            "sigmoid": lambda: TorchSpec("Sigmoid"),
+            "tanh": lambda: TorchSpec("Tanh"),
+            "identity": lambda: TorchSpec("Identity"),
+            "leaky_relu": lambda: TorchSpec("LeakyReLU", (c.negative_slope,)),
+            "gelu": lambda: TorchSpec("GELU", kwargs={"approximate": c.approximate}),
+            "softplus": lambda: TorchSpec("Softplus", kwargs={"beta": c.beta, "threshold": c.threshold}),
+        }[c.fn]()
+
+    def to_onnx(self, graph, x, name):
+        """Relu / Sigmoid / Tanh / LeakyRelu / Identity; GELU as 0.5·z·(1 + Erf(z/√2)) or its tanh
+        form (opset 17 has no Gelu); softplus as Softplus(βz)/β, and z where βz > threshold, as PyTorch."""
+        c, g = self.cfg, graph
+        simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": "Identity"}
+        if c.fn in simple:
+            return g.node(simple[c.fn], [x], name)
+        if c.fn == "leaky_relu":
+            return g.node("LeakyRelu", [x], name, alpha=float(c.negative_slope))
+        if c.fn == "softplus":
+            bx = g.node("Mul", [x, g.scalar(name, "beta", c.beta)], name)
+            soft = g.node("Div", [g.node("Softplus", [bx], name), g.scalar(name, "beta_div", c.beta)], name)
+            linear = g.node("Greater", [bx, g.scalar(name, "threshold", c.threshold)], name)
+            return g.node("Where", [linear, x, soft], name)
+        # gelu: 0.5·z·(1 + Erf(z/√2)), or the tanh form 0.5·z·(1 + tanh(√(2/π)(z + 0.044715 z³)))
+        if c.approximate == "tanh":
+            cube = g.node("Mul", [g.node("Mul", [x, x], name), x], name)
+            inner = g.node("Add", [x, g.node("Mul", [cube, g.scalar(name, "k", 0.044715)], name)], name)
+            t = g.node(
+                "Tanh", [g.node("Mul", [inner, g.scalar(name, "c", math.sqrt(2 / math.pi))], name)], name
+            )
+        else:
+            t = g.node("Erf", [g.node("Div", [x, g.scalar(name, "sqrt2", math.sqrt(2.0))], name)], name)
+        half_x = g.node("Mul", [x, g.scalar(name, "half", 0.5)], name)
+        return g.node("Mul", [half_x, g.node("Add", [t, g.scalar(name, "one", 1.0)], name)], name)
+
+
+#: fn → (forward, backward) for the trace, with z the input, u the output and v = ∂J/∂u
+_EQUATIONS = {
+    "relu": ("u = max(z, 0)", "∂J/∂z = 1[z > 0] ⊙ v  (7.59)"),
+    "leaky_relu": ("u = max(z, αz)", "∂J/∂z = (1[z > 0] + α·1[z ≤ 0]) ⊙ v  (7.59)"),
+    "sigmoid": ("u = 1 / (1 + e^(−z))", "∂J/∂z = u ⊙ (1 − u) ⊙ v  (7.59)"),
+    "tanh": ("u = tanh z", "∂J/∂z = (1 − u²) ⊙ v  (7.59)"),
+    "gelu": ("u = z Φ(z)", "∂J/∂z = (Φ(z) + z φ(z)) ⊙ v  (7.59)"),
+    "softplus": ("u = log(1 + e^(βz)) / β", "∂J/∂z = sigmoid(βz) ⊙ v  (7.59)"),
+    "identity": ("u = z", "∂J/∂z = v"),
+}

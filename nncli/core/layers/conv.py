@@ -18,6 +18,7 @@ from nncli.core.kernels.im2col import SCRATCH, Geometry, PadBuffer, as_tuple, co
 from nncli.core.kernels.threads import MIN_PARALLEL_ELEMENTS, run_blocks, workers
 from nncli.core.module import HParams, Module, require_rank
 from nncli.core.registry import modules
+from nncli.core.torch_spec import TorchSpec
 
 IntOrList = int | list[int]
 PaddingMode = Literal["notes", "same", "valid"]
@@ -119,6 +120,8 @@ class ConvND(Module):
 
     nd: ClassVar[int] = 1
     layout: ClassVar[str] = "(C, L)"
+    #: the trace's forward equation (the notes' numbers)
+    forward_equation: ClassVar[str] = "u_i = Σ_j Conv-S_ij(z_j) + b_i"
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
@@ -250,30 +253,37 @@ class ConvND(Module):
         saved = C * int(np.prod(self.geom.padded(self.input_shape[1:])))
         return {"formula": formula, "macs_forward": macs, "macs_backward": 2 * macs, "saved": saved}
 
-    def to_torch(self):
-        import torch
+    # -- what trace and export ask -------------------------------------------------------------
+    def trace_equations(self):
+        return (self.forward_equation, "∂J/∂w_ij = Σₙ v_i ⋆ z_j, ∂J/∂b_i = Σ v_i, ∂J/∂z_j = Σ_i Q_ijᵀ v_i")
 
+    def torch_spec(self):
         c, g = self.cfg, self.geom
-        cls = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d}[self.nd]
-        if c.padding == "same":
-            padding = "same"
-        else:
-            padding = g.pad_lo if self.nd > 1 else g.pad_lo[0]
-        dtype = torch.float64 if self.dtype == np.float64 else torch.float32
-        layer = cls(
-            self.input_shape[0],
-            c.out,
-            g.kernel,
-            stride=g.stride,
-            padding=padding,
-            dilation=g.dilation,
-            bias=c.bias,
-            dtype=dtype,
+        # nncli pads asymmetrically only for padding "same" at stride 1, which torch spells the same way
+        padding = "same" if g.pad_lo != g.pad_hi else _ints(g.pad_lo)
+        args = {"kernel_size": _ints(g.kernel), "stride": _ints(g.stride), "padding": padding}
+        args.update(dilation=_ints(g.dilation), bias=c.bias)
+        return TorchSpec(f"Conv{self.nd}d", (self.input_shape[0], c.out), args)
+
+    def to_onnx(self, graph, x, name):
+        """Conv with kernel_shape, strides, pads (begin…, end…) and dilations."""
+        g = self.geom
+        ins = [x, graph.const(f"{name}.weight", self.params["weight"])]
+        if self.cfg.bias:
+            ins.append(graph.const(f"{name}.bias", self.params["bias"]))
+        return graph.node(
+            "Conv",
+            ins,
+            name,
+            kernel_shape=list(g.kernel),
+            strides=list(g.stride),
+            pads=list(g.pad_lo) + list(g.pad_hi),
+            dilations=list(g.dilation),
         )
-        with torch.no_grad():
-            for key, p in self.params.items():
-                getattr(layer, key).copy_(torch.from_numpy(np.ascontiguousarray(p)))
-        return layer
+
+
+def _ints(t) -> tuple[int, ...]:
+    return tuple(int(x) for x in t)
 
 
 @modules.register("Conv1D")  # names are case-insensitive: Conv1d, conv1d too
@@ -285,6 +295,7 @@ class Conv1D(ConvND):
     """
 
     notes_name = "Conv1D"
+    forward_equation = "u_i = Σ_j Conv1D-S_ij(z_j) + b_i = Σ_j Q_ij z_j + b_i  (7.48–7.50)"
     Config = ConvConfig
     nd = 1
     layout = "(C, L)"
@@ -308,6 +319,7 @@ class Conv2D(ConvND):
     """
 
     notes_name = "Conv2D"
+    forward_equation = "u_i = Σ_j Conv2D-S_ij(z_j) + b_i  (7.51)"
     Config = Conv2DConfig
     nd = 2
     layout = "(C, H, W)"

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from nncli.core.module import HParams, Module
 from nncli.core.registry import modules
+from nncli.core.torch_spec import TorchSpec
 
 
 class DropoutConfig(HParams):
@@ -56,7 +57,11 @@ class Dropout(Module):
     def examples(cls):
         return [({"p": 0.5}, (6,)), ({"p": 0.2}, (2, 3)), ({"p": 0.0}, (4,))]
 
-    def to_torch(self):
-        import torch
+    def trace_equations(self):
+        return ("u = m ⊙ z / (1 − p), m ~ Bernoulli(1 − p)  (training)", "∂J/∂z = m ⊙ v / (1 − p)")
 
-        return torch.nn.Dropout(self.cfg.p)
+    def torch_spec(self):
+        return TorchSpec("Dropout", (self.cfg.p,))
+
+    def to_onnx(self, graph, x, name):
+        return x  # the identity at inference

@@ -7,6 +7,7 @@ from pydantic import AliasChoices, Field
 
 from nncli.core.module import HParams, Module, require_rank
 from nncli.core.registry import modules
+from nncli.core.torch_spec import TorchSpec
 
 
 class MMConfig(HParams):
@@ -71,18 +72,15 @@ class MM(Module):
     def examples(cls):
         return [({"out": 3}, (4,)), ({"out": 2, "bias": False}, (3,))]
 
-    def to_torch(self):
-        import torch
+    def trace_equations(self):
+        return ("u = W z + b  (7.36)", "∂J/∂W = vᵀz, ∂J/∂b = Σₙ vₙ, ∂J/∂z = v W  (§7.4.3)")
 
-        d = self.input_shape[0]
-        layer = torch.nn.Linear(d, self.cfg.out, bias=self.cfg.bias, dtype=_torch_dtype(self.dtype))
-        with torch.no_grad():
-            for k, p in self.params.items():
-                getattr(layer, k).copy_(torch.from_numpy(p))
-        return layer
+    def torch_spec(self):
+        return TorchSpec("Linear", (self.input_shape[0], self.cfg.out), {"bias": self.cfg.bias})
 
-
-def _torch_dtype(dtype):
-    import torch
-
-    return torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+    def to_onnx(self, graph, x, name):
+        """Gemm(z, W, b, transB=1): u = z Wᵀ + b, batch-first (eq. 7.36)."""
+        ins = [x, graph.const(f"{name}.weight", self.params["weight"])]
+        if self.cfg.bias:
+            ins.append(graph.const(f"{name}.bias", self.params["bias"]))
+        return graph.node("Gemm", ins, name, transB=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -12,6 +11,7 @@ from nncli.core.errors import ShapeError
 from nncli.core.kernels.threads import row_blocks, run_blocks, workers
 from nncli.core.module import HParams, Module
 from nncli.core.registry import modules
+from nncli.core.torch_spec import TorchSpec
 
 #: forward's block size when it runs on more than one thread (elements)
 FORWARD_BLOCK_THREADED = 1 << 18
@@ -216,21 +216,36 @@ class LN(Module):
             ({"affine": "none"}, (4,)),
         ]
 
-    def to_torch(self):
-        import torch
+    # -- what trace and export ask -------------------------------------------------------------
+    def trace_equations(self):
+        return (
+            "u = β + γ (z − μ̂)/σ̂  (7.42–7.43)",
+            "∂J/∂z = (γ/σ̂)(v − mean v − ẑ·mean(v⊙ẑ)), ẑ = (z − μ̂)/σ̂; ∂J/∂γ = Σ v⊙ẑ, ∂J/∂β = Σ v",
+        )
 
-        dtype = torch.float64 if self.dtype == np.float64 else torch.float32
-        shape = list(self.input_shape)
+    def torch_spec(self):
+        shape, eps = list(self.input_shape), self.cfg.eps
         if self.cfg.affine == "scalar":
-            layer = _scalar_layer_norm_class()(shape, self.cfg.eps, dtype)
+            return TorchSpec("ScalarLayerNorm", (shape,), {"eps": eps}, helper_source=SCALAR_LAYER_NORM)
+        return TorchSpec(
+            "LayerNorm", (shape,), {"eps": eps, "elementwise_affine": self.cfg.affine == "per_feature"}
+        )
+
+    def to_onnx(self, graph, x, name):
+        """LayerNormalization over every per-example axis (axis=1), σ̂ = √(σ̂² + ε) as here; the
+        per-feature affine as its Scale and B; the notes' scalar γ, β (eq. 7.43) as a unit Scale, then
+        Mul by γ and Add β (0-d tensors)."""
+        shape, affine = tuple(self.input_shape), self.cfg.affine
+        if affine == "per_feature":
+            scale = graph.const(f"{name}.weight", self.params["weight"])
+            ins = [x, scale, graph.const(f"{name}.bias", self.params["bias"])]
         else:
-            layer = torch.nn.LayerNorm(
-                shape, eps=self.cfg.eps, dtype=dtype, elementwise_affine=self.cfg.affine == "per_feature"
-            )
-        with torch.no_grad():
-            for k, p in self.params.items():
-                getattr(layer, k).copy_(torch.from_numpy(np.array(p, copy=True)))
-        return layer
+            ins = [x, graph.const(f"{name}/unit_scale", np.ones(shape))]
+        y = graph.node("LayerNormalization", ins, name, axis=1, epsilon=float(self.cfg.eps))
+        if affine == "scalar":
+            y = graph.node("Mul", [y, graph.const(f"{name}.weight", self.params["weight"])], name)
+            y = graph.node("Add", [y, graph.const(f"{name}.bias", self.params["bias"])], name)
+        return y
 
 
 def _rowdot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -245,24 +260,23 @@ def _rowdot(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.n
 _HAS_VECDOT = hasattr(np, "vecdot")
 
 
-@cache
-def _scalar_layer_norm_class():
-    """A torch module for the notes' LN: scalar ``weight`` (γ) and ``bias`` (β), both shape ()."""
-    import torch
-    import torch.nn.functional as F
+#: the notes' LN for torch, which has no scalar-affine LayerNorm: the class an exported file defines
+#: (and the cross-checks run); ``torch`` and ``nn`` are in scope
+SCALAR_LAYER_NORM = '''
+class ScalarLayerNorm(nn.Module):
+    """The notes' LN: beta + gamma * (z - mean) / sqrt(var + eps) over all features of an example,
+    with scalar gamma (``weight``) and beta (``bias``)."""
 
-    class ScalarLayerNorm(torch.nn.Module):
-        def __init__(self, normalized_shape, eps, dtype):
-            super().__init__()
-            self.normalized_shape = tuple(normalized_shape)
-            self.eps = eps
-            self.weight = torch.nn.Parameter(torch.ones((), dtype=dtype))
-            self.bias = torch.nn.Parameter(torch.zeros((), dtype=dtype))
+    def __init__(self, normalized_shape, eps):
+        super().__init__()
+        self.normalized_shape, self.eps = tuple(normalized_shape), eps
+        self.weight = nn.Parameter(torch.ones(()))
+        self.bias = nn.Parameter(torch.zeros(()))
 
-        def forward(self, x):
-            return F.layer_norm(x, self.normalized_shape, eps=self.eps) * self.weight + self.bias
+    def forward(self, x):
+        u = torch.nn.functional.layer_norm(x, self.normalized_shape, eps=self.eps)
+        return u * self.weight + self.bias
 
-        def extra_repr(self):
-            return f"{self.normalized_shape}, eps={self.eps}, affine=scalar"
-
-    return ScalarLayerNorm
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, affine=scalar"
+'''

@@ -19,8 +19,9 @@ import numpy as np
 from pydantic import AliasChoices, Field, model_validator
 
 from nncli.core.kernels.im2col import Geometry, PadBuffer, as_tuple
-from nncli.core.module import HParams, Module, require_rank
+from nncli.core.module import GENERIC_EQUATIONS, HParams, Module, require_rank
 from nncli.core.registry import modules
+from nncli.core.torch_spec import TorchSpec
 
 IntOrList = int | list[int]
 
@@ -63,15 +64,13 @@ class PoolND(Module):
     layout: ClassVar[str] = "(C, L)"
     fill: ClassVar[float] = 0.0
     torch_name: ClassVar[str] = ""  # the torch.nn class, e.g. "MaxPool1d"
+    onnx_op: ClassVar[str] = ""  # the ONNX operator, e.g. "MaxPool"
+    onnx_attrs: ClassVar[dict] = {}  # its attributes besides the window's
+    equations: ClassVar[tuple[str, str]] = GENERIC_EQUATIONS  # the trace's (forward, backward)
 
     @classmethod
     def examples(cls):
         return _examples(cls.nd)
-
-    def to_torch(self):
-        import torch
-
-        return getattr(torch.nn, self.torch_name)(**self._torch_args())
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
@@ -119,14 +118,27 @@ class PoolND(Module):
     def _backward_ops(self, outputs: int) -> int:
         return outputs * self.geom.K  # each output's gradient spread over its K taps
 
-    def _torch_args(self):
+    # -- what trace and export ask --------------------------------------------------------------
+    def trace_equations(self):
+        return self.equations
+
+    def torch_spec(self):
         g = self.geom
         one = self.nd == 1
-        return dict(
+        args = dict(
             kernel_size=g.kernel[0] if one else g.kernel,
             stride=g.stride[0] if one else g.stride,
             padding=g.pad_lo[0] if one else g.pad_lo,
         )
+        return TorchSpec(self.torch_name, kwargs=args)
+
+    def to_onnx(self, graph, x, name):
+        """MaxPool / AveragePool with kernel_shape, strides and pads (begin…, end…)."""
+        g = self.geom
+        attrs = dict(
+            kernel_shape=list(g.kernel), strides=list(g.stride), pads=list(g.pad_lo) + list(g.pad_hi)
+        )
+        return graph.node(self.onnx_op, [x], name, **attrs, **self.onnx_attrs)
 
 
 class MaxPoolND(PoolND):
@@ -136,6 +148,8 @@ class MaxPoolND(PoolND):
     """
 
     fill = float("-inf")
+    onnx_op = "MaxPool"  # padding never wins, as nncli's −inf
+    equations = ("u = max of each window of z", "∂J/∂z = v routed to each window's argmax")
 
     def forward(self, z):
         zp, out = self._begin(z)
@@ -171,6 +185,9 @@ class AvgPoolND(PoolND):
     """
 
     fill = 0.0
+    onnx_op = "AveragePool"
+    onnx_attrs = {"count_include_pad": 1}  # zeros counted in K, as here
+    equations = ("u = mean of each window of z", "∂J/∂z = v spread evenly over each window")
 
     def forward(self, z):
         zp, out = self._begin(z)

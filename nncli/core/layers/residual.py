@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ from nncli.core.chain import Chain
 from nncli.core.errors import ConfigError, ShapeError
 from nncli.core.module import HParams, Module
 from nncli.core.registry import modules
+from nncli.core.torch_spec import helper_class
 
 
 class ResidualConfig(HParams):
@@ -115,21 +115,32 @@ class Residual(Module):
             ),
         ]
 
+    # -- what trace and export ask -------------------------------------------------------------
+    def trace_equations(self):
+        return ("u = z + body(z)", "∂J/∂z = v + B[body, z](v)")
+
     def to_torch(self):
-        return _residual_class()(self.body.to_torch())
+        return helper_class("Residual", TORCH_RESIDUAL)(self.body.to_torch())
+
+    def torch_source(self, writer):
+        writer.helper("Residual", TORCH_RESIDUAL)
+        return f"Residual({self.body.torch_source(writer)})"
+
+    def to_onnx(self, graph, x, name):
+        """The body's subgraph, then Add(z, body(z))."""
+        return graph.node("Add", [x, self.body.to_onnx(graph, x, f"{name}.body")], name)
 
 
-@cache
-def _residual_class():
-    """A torch module computing x + body(x), with the body under the attribute ``body``."""
-    import torch
+#: u = z + body(z) for torch, with the body under the attribute ``body`` (so parameter names match):
+#: the class an exported file defines and the cross-checks run
+TORCH_RESIDUAL = '''
+class Residual(nn.Module):
+    """u = z + body(z)."""
 
-    class TorchResidual(torch.nn.Module):
-        def __init__(self, body):
-            super().__init__()
-            self.body = body
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
 
-        def forward(self, x):
-            return x + self.body(x)
-
-    return TorchResidual
+    def forward(self, x):
+        return x + self.body(x)
+'''

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from pydantic import Field, field_validator
 
 from nncli.core.errors import ShapeError
 from nncli.core.module import HParams, Module
 from nncli.core.registry import modules
+from nncli.core.torch_spec import TorchSpec
 
 
 @modules.register("Flatten")
@@ -35,10 +37,14 @@ class Flatten(Module):
     def describe(self):
         return {"formula": "", "macs_forward": 0, "macs_backward": 0, "saved": 0}
 
-    def to_torch(self):
-        import torch
+    def trace_equations(self):
+        return ("u = reshape(z, (N, ∏ shape))", "∂J/∂z = reshape(v, z.shape)")
 
-        return torch.nn.Flatten()
+    def torch_spec(self):
+        return TorchSpec("Flatten")
+
+    def to_onnx(self, graph, x, name):
+        return graph.node("Flatten", [x], name, axis=1)
 
 
 class ReshapeConfig(HParams):
@@ -96,10 +102,16 @@ class Reshape(Module):
     def describe(self):
         return {"formula": "", "macs_forward": 0, "macs_backward": 0, "saved": 0}
 
-    def to_torch(self):
-        import torch
+    def trace_equations(self):
+        return ("u = reshape(z, (N, *shape))", "∂J/∂z = reshape(v, z.shape)")
 
-        unflatten = torch.nn.Unflatten(1, self.output_shape(self.input_shape))
+    def torch_spec(self):
+        unflatten = TorchSpec("Unflatten", (1, tuple(self.output_shape(self.input_shape))))
         if len(self.input_shape) == 1:
             return unflatten
-        return torch.nn.Sequential(torch.nn.Flatten(), unflatten)
+        return TorchSpec("Sequential", (TorchSpec("Flatten"), unflatten))  # no parameters: keys unchanged
+
+    def to_onnx(self, graph, x, name):
+        """Reshape to (-1, *shape)."""
+        target = [-1] + [int(s) for s in self.output_shape(self.input_shape)]
+        return graph.node("Reshape", [x, graph.const(f"{name}/shape", target, dtype=np.int64)], name)
