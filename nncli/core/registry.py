@@ -38,6 +38,13 @@ class Registry:
 
         return deco
 
+    def unregister(self, cls: type) -> None:
+        """Forget ``cls``: every name (presets too) that creates it. For tests and reloaded plugins."""
+        for key, entry in list(self._by_key.items()):
+            if entry is cls or getattr(entry, "cls", None) is cls:
+                del self._by_key[key]
+        self._canonical.pop(cls, None)
+
     def lookup(self, name: object) -> Any:
         """The class (or preset) for ``name``; raise ConfigError with a did-you-mean otherwise."""
         if not isinstance(name, str):
