@@ -22,7 +22,7 @@ tomllib = pytest.importorskip("tomllib") if sys.version_info >= (3, 11) else pyt
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 #: import name -> distribution name, for the modules whose names differ from their distribution's
-DISTRIBUTION = {"yaml": "pyyaml"}
+DISTRIBUTION = {"yaml": "pyyaml", "grpc": "grpcio"}
 
 
 def _name(requirement: str) -> str:
