@@ -63,6 +63,11 @@ def sweep(
         "--study",
         help="Search: study name in --storage (default: the config's name); processes sharing it work together.",
     ),
+    logger: list[str] | None = typer.Option(
+        None,
+        "--logger",
+        help="Every trial also logs to this tracker: tensorboard or mlflow (see nncli train).",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and list the combinations; run nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print sweep.json to stdout (tables go to stderr)."),
 ):
@@ -91,6 +96,7 @@ def sweep(
         "sets": set_ or [],
         "metric": metric,
         "on_done": progress,
+        "loggers": logger or [],
     }
     try:
         if resume is not None:

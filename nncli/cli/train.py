@@ -38,6 +38,12 @@ def train_cmd(
         "--curves/--no-curves",
         help="Draw curves.png at the end when matplotlib is installed (about 1 s).",
     ),
+    logger: list[str] | None = typer.Option(
+        None,
+        "--logger",
+        help="Also log to a tracker: tensorboard (event files in the run folder) or mlflow (MLFLOW_TRACKING_URI, "
+        "else SQLite in --runs-dir); repeat for several.",
+    ),
     threads: int = typer.Option(
         1,
         "--threads",
@@ -63,22 +69,33 @@ def train_cmd(
         raise UserError("give a CONFIG file to train, or --resume RUN_DIR to continue a run")
     else:
         session = prepare(config, overrides, name)
-    code = run_session(session, runs_dir, quiet, json_out, curves, threads)
+    code = run_session(session, runs_dir, quiet, json_out, curves, threads, loggers=logger or [])
     if code:
         sys.exit(code)
 
 
 def run_session(
-    session, runs_dir: Path, quiet: bool, json_out: bool, curves: bool = False, threads: int | None = 1
+    session,
+    runs_dir: Path,
+    quiet: bool,
+    json_out: bool,
+    curves: bool = False,
+    threads: int | None = 1,
+    loggers: list[str] | None = None,
 ) -> int:
     """Create (or reopen) the run folder, train with signal handling, write the summary; the exit code."""
     from threadpoolctl import threadpool_limits
 
+    from nncli.runs.trackers import make_trackers
+
+    trackers = make_trackers(loggers or [], session, runs_dir)  # a missing package: refused before any folder
+    session.trainer.callbacks.extend(trackers)
     with threadpool_limits(limits=threads, user_api="blas"):
-        return _run_session(session, runs_dir, quiet, json_out, curves)
+        return _run_session(session, runs_dir, quiet, json_out, curves, trackers)
 
 
-def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: bool) -> int:
+def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: bool, trackers=()) -> int:
+    from nncli.runs.trackers import finish_trackers
     from nncli.viz.progress import make_progress, results_table
 
     progress = make_progress(err_console, quiet)
@@ -101,6 +118,7 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
     except BaseException as exc:
         session.fail(exc)
         session.release()
+        finish_trackers(list(trackers), None)
         if isinstance(exc, KeyboardInterrupt):
             return 130
         if isinstance(exc, UserError) or debugging():
@@ -122,6 +140,8 @@ def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: b
             progress.close()
     try:
         summary = session.finish(result)
+        for problem in finish_trackers(list(trackers), summary):
+            err_console.print(f"warning: tracker: {problem}", markup=False, soft_wrap=True)
     except OSError as exc:  # summary.json or run.json on a disk that just filled up
         if exc.filename is None or debugging():
             raise

@@ -261,7 +261,7 @@ def run_search(
     from optuna.trial import TrialState
 
     from nncli.runs.folder import atomic_write_json
-    from nncli.runs.sweep import collect, train_args
+    from nncli.runs.sweep import collect, logger_args, train_args
 
     search = sweep.search
     params = [parse_param(f"{k}={v}") for k, v in search["params"].items()]
@@ -296,7 +296,10 @@ def run_search(
             reporter = Reporter(trial, sweep.metric, folder, t.name)
             result = None
             try:
-                result = run_one(train_args(config, t, folder), lambda r=reporter: stopping.is_set() or r())
+                result = run_one(
+                    train_args(config, t, folder) + logger_args(sweep.loggers),
+                    lambda r=reporter: stopping.is_set() or r(),
+                )
             finally:
                 if result is not None:
                     collect(t, result, folder, sweep.metric)
@@ -407,6 +410,7 @@ def search_sweep(
     sets: Sequence[str] = (),
     metric: str | None = None,
     on_done: Callable[[Trial], None] | None = None,
+    loggers: Sequence[str] = (),
 ) -> Sweep:
     """Check everything, make the sweep folder, run the search; return the Sweep (``search`` filled)."""
     from nncli.config.load import load_config
@@ -415,6 +419,9 @@ def search_sweep(
     from nncli.runs.sweep import check_options, make_sweep_dir
 
     check_options(backend, jobs)
+    from nncli.runs.trackers import check_trackers
+
+    loggers = check_trackers(list(loggers))  # every trial would fail without the package: refuse now
     if sampler not in SAMPLERS:
         raise SweepError(f"unknown search {sampler!r}; choose one of {', '.join(SAMPLERS)} (or use --grid)")
     if pruner not in PRUNERS:
@@ -448,7 +455,14 @@ def search_sweep(
     if storage:  # a shared database: refuse a bad URL before any folder exists
         load_study(search)
     sweep = Sweep(
-        config=str(config), grid=[], seeds=None, metric=metric, backend=backend, jobs=jobs, search=search
+        config=str(config),
+        grid=[],
+        seeds=None,
+        metric=metric,
+        backend=backend,
+        jobs=jobs,
+        search=search,
+        loggers=list(loggers),
     )
     with trial_runner(backend, ray_address, jobs) as run_one:
         folder = make_sweep_dir(Path(runs_dir).resolve(), base.name)

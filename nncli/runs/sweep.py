@@ -160,6 +160,10 @@ def train_args(config: Path, trial: Trial, sweep_dir: Path) -> list[str]:
     return args + ["--runs-dir", str(sweep_dir), "--name", trial.name, "--quiet", "--json"]
 
 
+def logger_args(loggers: Sequence[str]) -> list[str]:
+    return [a for name in loggers for a in ("--logger", name)]
+
+
 def collect(trial: Trial, result: tuple[int, str, str], sweep_dir: Path, metric: str) -> None:
     """Fill ``trial`` from its process result and run folder."""
     if result is None:  # never started: the sweep was stopped first
@@ -234,6 +238,8 @@ class Sweep:
     trials: list[Trial] = field(default_factory=list)
     #: a search (``nncli.runs.search``): sampler, pruner, budget, params, storage, study, results
     search: dict[str, Any] | None = None
+    #: trackers every trial logs to (``nncli train --logger``)
+    loggers: list[str] = field(default_factory=list)
 
     def combinations(self) -> list[dict[str, Any]]:
         """Per grid combination, the mean and spread of the best metric over its seeds, best first."""
@@ -299,9 +305,13 @@ def run_sweep(
     metric: str | None = None,
     on_done: Callable[[Trial], None] | None = None,
     dry_run: bool = False,
+    loggers: Sequence[str] = (),
 ) -> Sweep:
     """Validate every combination, run them all, write ``sweep.json``; return the Sweep (ranked later)."""
     check_options(backend, jobs, seeds)
+    from nncli.runs.trackers import check_trackers
+
+    loggers = check_trackers(list(loggers))  # every trial would fail without the package: refuse now
     config = Path(config)
     if not config.is_file():
         raise ConfigError(f"{config}: no such config file")
@@ -322,6 +332,7 @@ def run_sweep(
         backend=backend,
         jobs=jobs,
         trials=trials,
+        loggers=list(loggers),
     )
     if dry_run:
         return sweep
@@ -368,6 +379,7 @@ def execute(
     folder, metric = Path(sweep.folder), sweep.metric
     by_index = {t.index: t for t in sweep.trials}
     order = list(args)
+    extra = logger_args(sweep.loggers)
     atomic_write_json(folder / "sweep.json", sweep.to_json())
 
     def on_result(i: int, result: tuple | None) -> None:
@@ -383,7 +395,7 @@ def execute(
         for i in order:
             t = by_index[i]
             t.status, t.returncode, t.error = "pending", None, None
-        run([args[i] for i in order], on_result, folder)
+        run([args[i] + extra for i in order], on_result, folder)
     finally:  # also on Ctrl-C: sweep.json says how each trial ended, "pending" if it never ran
         for i in order:
             if by_index[i].status == "pending":
