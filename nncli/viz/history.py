@@ -38,6 +38,9 @@ def history(sweep_dir: Path | str) -> dict:
         done.append((t.index, v))
         current = v if current is None else (max(current, v) if up else min(current, v))
         best.append((t.index, current))
+    last = max((n for n, _ in done + pruned), default=None)
+    if best and last is not None and last > best[-1][0]:
+        best.append((last, best[-1][1]))  # the line runs to the last trial
     return {"metric": sweep.metric, "study": (sweep.search or {}).get("study"), "completed": done,
             "pruned": pruned, "best": best}  # fmt: skip
 
