@@ -60,7 +60,8 @@ class PlainProgress:
         parts = [
             f"step {rec['step']}/{trainer.total_steps}",
             f"epoch {rec['epoch']}",
-            f"loss {_fmt(rec.get('train_loss'))}",
+            # an eval row's training loss is the mean since the previous evaluation
+            f"loss {_fmt(rec.get('train_loss', rec.get('train_loss_since_eval')))}",
         ]
         if "val_loss" in rec:
             parts.append(f"val_loss {_fmt(rec['val_loss'])}")

@@ -122,8 +122,12 @@ def ray_cluster():
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+            proc.wait(timeout=5)
         except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:  # what did not stop in time: the whole group, at once
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
         for pid in _leftovers(temp) + ([proc.pid] if proc.poll() is None else []):
             try:
@@ -212,3 +216,18 @@ def test_token_authentication_failure_names_ray_auth_mode(ray_cluster, tiny):
     _refused(tiny, address, env=no_token, match="RAY_AUTH_MODE")
     wrong = {**env, "RAY_AUTH_TOKEN": secrets.token_hex(32), "HOME": str(tiny)}
     _refused(tiny, address, env=wrong, match="token authentication")
+
+
+@pytest.mark.slow
+def test_a_search_runs_its_trials_on_the_cluster(ray_cluster, tiny):
+    pytest.importorskip("optuna", reason="searches need optuna (pip install 'nncli[search]')")
+    address, env = ray_cluster
+    res = nncli(
+        "sweep", "tiny.yaml", "--search", "random", "--trials", "2", "--param", "optimizer.lr=loguniform(1e-3,1)",
+        "--pruner", "none", "--backend", "ray", "--ray-address", address, "--runs-dir", "runs", "-j", "2", "--json",
+        cwd=tiny, env=env,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert [t["status"] for t in data["trials"]] == ["completed"] * 2
+    assert all(Path(t["run_dir"]).parent == Path(data["folder"]) for t in data["trials"])
