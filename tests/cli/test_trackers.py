@@ -16,8 +16,17 @@ EXTRA = {"name": "tiny", "data": {"val_split": 0.3}, "train": {"steps": 6, "eval
 def _train(tmp_path, tiny_config, *loggers, env=None):
     config = write_config(tmp_path, merge(tiny_config, EXTRA), "tiny.yaml")
     args = [a for name in loggers for a in ("--logger", name)]
-    res = run_nncli(
-        "train", config, *args, "--runs-dir", tmp_path / "runs", "--quiet", "--json", env=env, timeout=300
+    res = run_nncli(  # in the test's folder, so that nothing the trackers write lands elsewhere
+        "train",
+        config,
+        *args,
+        "--runs-dir",
+        tmp_path / "runs",
+        "--quiet",
+        "--json",
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert res.code == 0, res
     summary = json.loads(res.out)

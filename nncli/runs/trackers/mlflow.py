@@ -37,12 +37,15 @@ def _mlflow():
 
 
 def tracking_uri(runs_dir: Path | str) -> tuple[str, str | None]:
-    """(tracking URI, artifact location for a new experiment or None for the server's default)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri, None
+    """(tracking URI, artifact location for a new experiment, or None for a server's own default)."""
     root = Path(runs_dir).resolve()
-    return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
+    artifacts = (root / "mlartifacts").as_uri()
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return f"sqlite:///{root / 'mlflow.db'}", artifacts
+    # a tracking server keeps artifacts where it was told to; a bare database store would put them in
+    # ./mlruns of whatever folder nncli runs in, so they go beside the runs instead
+    return uri, None if uri.split(":", 1)[0] in ("http", "https", "databricks") else artifacts
 
 
 class MlflowTracker:
