@@ -103,17 +103,15 @@ def _check_config(path, overrides, module, data, seed, kw):
     reports = check_config_chain(chain, x, y, lines=lines, **kw)
     if module:
         kind, entry = resolve(module)
-        from nncli.diagnostics.tracing import type_label
-
         want = getattr(entry, "cls", entry)
         fixed = getattr(entry, "defaults", {})  # a preset such as ReLU = σ(fn=relu)
         keep = {
-            type_label(m)
+            m.label()
             for _, m in chain.named_modules()
             if isinstance(m, want) and all(getattr(m.cfg, k, None) == v for k, v in fixed.items())
         }
         if kind == "loss":
-            keep = {getattr(chain.loss, "notes_name", "") or type(chain.loss).__name__}
+            keep = {chain.loss.label()}
         reports = [r for r in reports if r.module in keep]
     return reports
 

@@ -18,7 +18,7 @@ from nncli.core.errors import ConfigError, did_you_mean
 from nncli.core.registry import losses as loss_registry
 from nncli.core.registry import modules as module_registry
 from nncli.diagnostics.gradcheck import TensorCheck, check_chain, check_loss, check_module
-from nncli.diagnostics.tracing import record_inputs, type_label
+from nncli.diagnostics.tracing import record_inputs
 
 #: examples per batch for the random inputs of the registry self-test and of a config's check
 BATCH = 3
@@ -47,12 +47,12 @@ def check_config_chain(
     for name, m in chain.named_modules():
         line = (lines or {}).get(name)
         setting = f"layer {name}" + (f" (line {line})" if line else "")
-        for r in check_module(m, inputs[name], name=type_label(m), **kw):
+        for r in check_module(m, inputs[name], name=m.label(), **kw):
             r.setting = setting
             reports.append(r)
     if chain.loss is not None and y is not None:
         h = chain.forward(x)
-        loss_name = getattr(chain.loss, "notes_name", "") or type(chain.loss).__name__
+        loss_name = chain.loss.label()
         for r in check_loss(chain.loss, h, y, name=loss_name, **kw):
             r.setting = "at the chain output"
             reports.append(r)
@@ -123,7 +123,7 @@ def check_module_type(entry, *, seed: int = 0, **kw: Any) -> list[TensorCheck]:
         try:
             m = cls(**hp).build(tuple(shape), rng, np.float64)
             z = rng.normal(size=(BATCH, *shape))
-            reps = check_module(m, z, name=type_label(m), seed=seed, **kw)
+            reps = check_module(m, z, name=m.label(), seed=seed, **kw)
         except Exception as exc:  # a module that cannot even run its own example fails, visibly
             label = getattr(cls, "notes_name", "") or module_registry.canonical_name(cls)
             reps = [

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from nncli.core.hooks import watch
-from nncli.diagnostics.tracing import type_label
 
 
 @dataclass
@@ -78,7 +77,7 @@ def profile_chain(
         TimeRow(
             n,
             n.count(".") // 2,
-            type_label(m),
+            m.label(),
             med[n][0],
             med[n][1],
             (med[n][0] + med[n][1]) / total if total > 0 else 0.0,
@@ -90,7 +89,7 @@ def profile_chain(
             TimeRow(
                 "loss",
                 0,
-                getattr(chain.loss, "notes_name", "") or type(chain.loss).__name__,
+                chain.loss.label(),
                 loss_f,
                 loss_b,
                 (loss_f + loss_b) / total if total > 0 else 0.0,

@@ -50,11 +50,6 @@ def _stat(a: np.ndarray) -> dict:
     return {"shape": list(a.shape), "norm": float(np.linalg.norm(a.reshape(-1)))}
 
 
-def type_label(module) -> str:
-    """The notes' name, with σ's function: MM, σ(relu), LN, Conv1D … (the class's ``label``)."""
-    return module.label()
-
-
 def run_trace(chain, x: np.ndarray, y: np.ndarray | None) -> tuple[list[TraceRow], float | None]:
     """Forward and backward one batch through a float64 ``chain``; one TraceRow per module, and J.
 
