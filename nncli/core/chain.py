@@ -53,6 +53,8 @@ class Chain(Module):
     def output_shape(self, input_shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
         """Per-example output shape for ``input_shape`` (default: the shape the chain was built for)."""
         shape = self.input_shape if input_shape is None else tuple(input_shape)
+        if shape is None:
+            raise ValueError("the chain is not built: give the input shape")
         for m in self.modules:
             shape = m.output_shape(shape)
         return shape
@@ -77,7 +79,7 @@ class Chain(Module):
                 u = m.forward(u)
         return u
 
-    def backward(self, v: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+    def backward(self, v: np.ndarray, input_grad: bool = True) -> np.ndarray | None:  # type: ignore[override]
         """Given v = ∂J/∂h, accumulate every ∂J/∂θ[i] and return ∂J/∂x.
 
         With ``input_grad=False`` ∂J/∂x is not wanted (training never reads it), so the pass stops
@@ -94,7 +96,7 @@ class Chain(Module):
             if i == stop and not input_grad:
                 m.call_backward(v, params_only=True) if hooked else m.backward_params(v)
                 return None
-            v = m.call_backward(v) if hooked else m.backward(v)
+            v = m.call_backward(v) if hooked else m.backward(v)  # type: ignore[assignment]
         return v
 
     def backward_params(self, v: np.ndarray) -> None:
@@ -109,6 +111,8 @@ class Chain(Module):
 
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """Zero the gradients, run forward, the loss and backward; return (J, model output h)."""
+        if self.loss is None:
+            raise ValueError("loss_and_grad needs a chain with a loss")
         self.zero_grads()
         h = self.forward(x)
         J = self.loss.forward(h, y)

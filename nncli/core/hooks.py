@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from nncli.core.module import Module
 
 #: fn(module, input, output, seconds): input z and output u (forward) or v and ∂J/∂z (backward)
-Hook = Callable[["Module", Any, Any, float], None]
+Hook = Callable[["Module", Any, Any, float], object]
 #: fn(dotted name, module, input, output, seconds), for ``watch``
-NamedHook = Callable[[str, "Module", Any, Any, float], None]
+NamedHook = Callable[[str, "Module", Any, Any, float], object]
 
 _registered = 0  # hooks registered in the process; while 0 the chains take the plain path
 

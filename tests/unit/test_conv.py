@@ -246,7 +246,7 @@ def test_state_dict_loads_into_torch():
 def test_backward_in_blocks_of_examples_matches_torch(monkeypatch):
     """Large layers run ∂J/∂cols and col2im a block of examples at a time; force many small blocks."""
     torch = pytest.importorskip("torch", reason="PyTorch is needed for the cross-check")
-    import nncli.core.layers.conv as conv_module
+    import nncli.core.kernels.conv as conv_module
 
     monkeypatch.setattr(conv_module, "_BLOCK", 500)  # C·K·P = 2·9·24 = 432 → one example per block
     rng = np.random.default_rng(13)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-import nncli.core.layers.conv as conv
+import nncli.core.kernels.conv as conv
 from nncli.core.layers.conv import Conv1D, Conv2D
 
 # big enough to be cut into blocks and spread over threads (≥ conv._MIN_PARALLEL elements of columns)

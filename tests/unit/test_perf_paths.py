@@ -94,8 +94,8 @@ def test_non_contiguous_parameters_are_refused():
 
 # -- LN in row blocks, on threads -------------------------------------------------------------------
 
+from nncli.core.kernels import layernorm as norm  # noqa: E402
 from nncli.core.kernels import threads as parallel  # noqa: E402
-from nncli.core.layers import norm  # noqa: E402
 from nncli.core.layers.norm import LN  # noqa: E402
 
 AFFINES = ["scalar", "per_feature", "none"]

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from nncli.core.errors import ShapeError
+from nncli.core.kernels.workspace import Workspace
 
 AXES = ("L",), ("H", "W")  # names of the spatial axes for d = 1, 2 (error messages)
 
@@ -94,38 +95,30 @@ class Geometry:
             )
 
 
-class PadBuffer:
-    """A padded copy of the input whose border is written once and reused while shapes repeat.
+def pad_buffer(ws: Workspace, z: np.ndarray, geom: Geometry, fill: float = 0.0) -> np.ndarray:
+    """The padded buffer for ``z`` from ``ws``, its border set to ``fill`` (0 for convolution and
+    average pooling, −inf for max pooling, as PyTorch pads) but its interior NOT yet written: fill
+    it with ``fill_rows``, e.g. block by block on several threads. ``z`` itself when unpadded.
 
-    Only the interior is rewritten on each call, so the border keeps its ``fill`` (0 for convolution
-    and average pooling, −inf for max pooling, as PyTorch pads).
+    The border is written only when the shape changes (``Workspace.get(fill=...)``), since each call
+    rewrites the interior alone.
     """
+    if not any(geom.pad_lo) and not any(geom.pad_hi):
+        return z  # nothing to pad: read the input itself (never written to)
+    return ws.get("padded", z.shape[:2] + geom.padded(z.shape[2:]), z.dtype, fill=fill)
 
-    def __init__(self, fill: float = 0.0):
-        self.fill = fill
-        self._buf: np.ndarray | None = None
 
-    def __call__(self, z: np.ndarray, geom: Geometry) -> np.ndarray:
-        buf = self.buffer(z, geom)
-        self.fill_rows(buf, z, geom, 0, z.shape[0])
-        return buf
+def fill_rows(buf: np.ndarray, z: np.ndarray, geom: Geometry, n0: int, n1: int) -> None:
+    """Copy examples n0..n1 of ``z`` into the interior of ``buf`` (from ``pad_buffer``)."""
+    if buf is not z:
+        buf[(slice(n0, n1), slice(None)) + geom.interior(z.shape[2:])] = z[n0:n1]
 
-    def buffer(self, z: np.ndarray, geom: Geometry) -> np.ndarray:
-        """The padded buffer for ``z`` with its border set but its interior NOT yet written (fill it
-        with ``fill_rows``, e.g. block by block on several threads); ``z`` itself when unpadded."""
-        if not any(geom.pad_lo) and not any(geom.pad_hi):
-            return z  # nothing to pad: read the input itself (never written to)
-        shape = z.shape[:2] + geom.padded(z.shape[2:])
-        buf = self._buf
-        if buf is None or buf.shape != shape or buf.dtype != z.dtype:
-            buf = self._buf = np.full(shape, self.fill, dtype=z.dtype)
-        return buf
 
-    @staticmethod
-    def fill_rows(buf: np.ndarray, z: np.ndarray, geom: Geometry, n0: int, n1: int) -> None:
-        """Copy examples n0..n1 of ``z`` into the interior of ``buf`` (from ``buffer``)."""
-        if buf is not z:
-            buf[(slice(n0, n1), slice(None)) + geom.interior(z.shape[2:])] = z[n0:n1]
+def pad(ws: Workspace, z: np.ndarray, geom: Geometry, fill: float = 0.0) -> np.ndarray:
+    """``z`` padded with ``fill`` on every spatial axis, in ``ws``'s buffer (``z`` when unpadded)."""
+    buf = pad_buffer(ws, z, geom, fill)
+    fill_rows(buf, z, geom, 0, z.shape[0])
+    return buf
 
 
 def windows(zp: np.ndarray, geom: Geometry, out: tuple[int, ...]) -> np.ndarray:
@@ -168,29 +161,3 @@ def col2im(dcols: np.ndarray, geom: Geometry, dzp: np.ndarray, out: tuple[int, .
     for kappa, sl in geom.offsets(out):
         target[(slice(None), slice(None)) + sl] += d6[(slice(None),) + kappa]
     return dzp
-
-
-class Scratch:
-    """Reusable flat buffers for temporaries that never outlive one forward or backward call.
-
-    Fresh multi-megabyte arrays cost page faults on first touch (on this kind of workload about as
-    much as the arithmetic); reusing one buffer per role avoids that. A buffer grows to the largest
-    request seen and is shared by every layer, so memory stays bounded by the largest layer, not the
-    number of calls. Not thread-safe for one role: threads working at once each use their own roles
-    (the convolution suffixes the thread's slot, ``conv.cols.0``, ``conv.cols.1``).
-    """
-
-    def __init__(self):
-        self._bufs: dict[tuple[str, np.dtype], np.ndarray] = {}
-
-    def get(self, role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-        """An uninitialised C-contiguous array of ``shape`` (a view of the ``role`` buffer)."""
-        dtype = np.dtype(dtype)
-        n = int(np.prod(shape))
-        buf = self._bufs.get((role, dtype))
-        if buf is None or buf.size < n:
-            buf = self._bufs[(role, dtype)] = np.empty(n, dtype=dtype)
-        return buf[:n].reshape(shape)
-
-
-SCRATCH = Scratch()

@@ -14,13 +14,22 @@ import numpy as np
 from pydantic import AliasChoices, Field, model_validator
 
 from nncli.core.errors import ConfigError
-from nncli.core.kernels.im2col import SCRATCH, Geometry, PadBuffer, as_tuple, col2im, im2col
-from nncli.core.kernels.threads import MIN_PARALLEL_ELEMENTS, run_blocks, workers
+from nncli.core.kernels.conv import conv_backward, conv_forward
+from nncli.core.kernels.im2col import Geometry, as_tuple, pad_buffer
+from nncli.core.kernels.workspace import Workspace
 from nncli.core.module import HParams, Module, require_rank
 from nncli.core.registry import modules
 from nncli.core.torch_spec import TorchSpec
 
 IntOrList = int | list[int]
+_BOTH = (slice(None), slice(None))  # the batch and channel axes, whole
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """(N, C, *spatial) → (N, C, Π spatial)."""
+    return a.reshape(*a.shape[:2], -1)
+
+
 PaddingMode = Literal["notes", "same", "valid"]
 
 
@@ -73,42 +82,6 @@ class Conv2DConfig(ConvConfig):
     nd: ClassVar[int] = 2
 
 
-#: elements of columns (forward) and of ∂J/∂cols (backward) per block of examples (4 MB in float32):
-#: each block runs on one thread with BLAS on one thread, so its columns should stay near L2/L3.
-_BLOCK = 1 << 20
-#: work (elements of columns) from which the blocks are spread over threads, and so from which the
-#: batch is always cut into an even number (≥ 2) of blocks, whatever the thread count. Measured on
-#: 2 cores (float32 forward+backward, 1 vs 2 threads): waking the second thread and handing the GIL
-#: between the block's many numpy calls cost ~0.3 ms per call pair, so 2 threads lose below ~450K
-#: (Conv1D 8→16, L 256: 328K 1.66 vs 2.01 ms; 492K 2.32 vs 2.33; 655K 3.08 vs 2.88. Conv2D 16→32,
-#: 28×28: 452K 2.5 vs 2.9 ms; 677K 3.4 vs 2.9). The MNIST-1D CNN's layers have ≤ 75K.
-_MIN_PARALLEL = 1 << 19
-
-
-def _blocks(N: int, per_example: int) -> list[tuple[int, int]]:
-    """(n0, n1) ranges covering 0..N, about _BLOCK elements of columns each, of near-equal sizes.
-
-    The boundaries depend only on the shapes, never on the thread count, so every block (and the
-    block-ordered sum of the ∂J/∂θ partials) is computed the same way with 1 or many threads.
-    """
-    total = N * max(per_example, 1)
-    nb = -(-total // _BLOCK)
-    if total >= _MIN_PARALLEL:
-        nb = max(2, nb + nb % 2)  # even, so two threads get equal work
-    nb = max(1, min(N, nb))
-    return [(N * i // nb, N * (i + 1) // nb) for i in range(nb)]
-
-
-def _threads(total: int) -> int:
-    """Threads for ``total`` elements of columns: 1 below _MIN_PARALLEL, else numpy's BLAS setting."""
-    return 1 if total < _MIN_PARALLEL else workers(max(total, MIN_PARALLEL_ELEMENTS))
-
-
-def r_dtype(a: np.ndarray, b: np.ndarray) -> np.dtype:
-    """The dtype numpy gives a @ b (float32 stays float32)."""
-    return np.result_type(a.dtype, b.dtype)
-
-
 class ConvND(Module):
     """Shared N-d convolution: z (N, C, *S) → u (N, C', *S'), weight (C', C, *k), bias (C',).
 
@@ -138,7 +111,7 @@ class ConvND(Module):
         else:
             lo = hi = as_tuple(c.padding, nd, "padding")
         self.geom = Geometry(k, as_tuple(c.stride, nd, "stride"), d, lo, hi)
-        self._pad = PadBuffer(0.0)
+        self._ws = Workspace()  # the padded input, kept for backward
         self._zp: np.ndarray | None = None
 
     def output_shape(self, input_shape):
@@ -154,33 +127,39 @@ class ConvND(Module):
             p["bias"] = rng.uniform(-bound, bound, size=(self.cfg.out,))
         return p
 
+    # -- computation: the notes' equations (reference) and the fast path (nncli.core.kernels.conv) --
+    def reference_forward(self, z):
+        """u[n, o, p] = b_o + Σ_c Σ_κ W[o, c, κ] z_pad[n, c, p·s + κ·δ]   (7.48, 7.50, 7.51)."""
+        W, zp = self.params["weight"], self._zero_padded(z)
+        taps = self.geom.offsets(self._out_of(z))  # (κ, the slices p·s + κ·δ of z_pad)
+        u = sum(np.einsum("oc,nc...->no...", W[_BOTH + kappa], zp[_BOTH + sl]) for kappa, sl in taps)
+        return u + self.params["bias"].reshape(-1, *[1] * self.nd) if self.cfg.bias else u
+
+    def reference_backward(self, z, v):
+        """(∂J/∂z, {"weight": ∂J/∂W, "bias": ∂J/∂b}) for v = ∂J/∂u, without touching ``grads``:
+        ∂J/∂W[o, c, κ] = Σ_{n,p} v[n, o, p] z_pad[n, c, p·s + κ·δ],  ∂J/∂b_o = Σ_{n,p} v[n, o, p],
+        ∂J/∂z = Qᵀv: each output's v[n, o, p] W[o, c, κ] added back to the input it read (7.49)."""
+        W, zp = self.params["weight"], self._zero_padded(z)
+        dzp, dW = np.zeros_like(zp), np.zeros_like(W)
+        for kappa, sl in self.geom.offsets(self._out_of(z)):
+            window = zp[_BOTH + sl]  # (N, C, *out): z_pad[n, c, p·s + κ·δ]
+            dW[_BOTH + kappa] = np.einsum("nop,ncp->oc", _flat(v), _flat(window))
+            dzp[_BOTH + sl] += np.einsum("oc,no...->nc...", W[_BOTH + kappa], v)
+        grads = {"weight": dW}
+        if self.cfg.bias:
+            grads["bias"] = v.sum(axis=(0, *range(2, v.ndim)))
+        return dzp[_BOTH + self.geom.interior(z.shape[2:])], grads
+
+    def _zero_padded(self, z):  # the notes' zeros on each side
+        return np.pad(z, [(0, 0), (0, 0), *zip(self.geom.pad_lo, self.geom.pad_hi)])
+
+    def _out_of(self, z):
+        return self.geom.out_size(z.shape[2:], type(self).__name__)
+
     def forward(self, z):
-        geom, Co = self.geom, self.cfg.out
-        N, C = z.shape[:2]
-        out = geom.out_size(z.shape[2:], type(self).__name__)
-        P, CK = int(np.prod(out)), C * geom.K
-        zp, W = self._pad.buffer(z, geom), self.params["weight"]
-        W2 = W.reshape(Co, CK)
-        u = np.empty((N, Co) + out, dtype=r_dtype(W, z))
-        bias = self.params["bias"].reshape((Co,) + (1,) * self.nd) if self.cfg.bias else None
-        blocks = _blocks(N, CK * P)
-
-        def block(k: int, slot: int) -> None:
-            # the padding copy, im2col, the product and the copy back to batch-first (with the bias
-            # add), one block of examples at a time so its columns are multiplied while in cache
-            n0, n1 = blocks[k]
-            self._pad.fill_rows(zp, z, geom, n0, n1)
-            cols = im2col(
-                zp[n0:n1], geom, out, into=SCRATCH.get(f"conv.cols.{slot}", (CK, (n1 - n0) * P), z.dtype)
-            )
-            r = np.matmul(W2, cols, out=SCRATCH.get(f"conv.u.{slot}", (Co, (n1 - n0) * P), u.dtype))
-            r = r.reshape((Co, n1 - n0) + out).swapaxes(0, 1)
-            if bias is None:
-                np.copyto(u[n0:n1], r)
-            else:
-                np.add(r, bias, out=u[n0:n1])
-
-        run_blocks(block, len(blocks), _threads(N * CK * P))
+        out = self._out_of(z)
+        zp = pad_buffer(self._ws, z, self.geom)  # border set; conv_forward writes the interior
+        u = conv_forward(z, zp, self.params["weight"], self.params.get("bias"), self.geom, out)
         # backward rebuilds the columns from the padded input (C·Π(S+2p) floats per example), as
         # PyTorch keeps the input: K times less memory than keeping the columns, for one more gather
         self._zp, self._zshape, self._out = zp, z.shape, out
@@ -194,47 +173,17 @@ class ConvND(Module):
         self._backward(v, input_grad=False)
 
     def _backward(self, v, input_grad):
-        geom, Co = self.geom, self.cfg.out
-        N, C = self._zshape[:2]
-        spatial, out = self._zshape[2:], self._out
-        P, CK = int(np.prod(out)), C * geom.K
-        W, zp = self.params["weight"], self._zp
-        dt = r_dtype(W, v)
-        dzp = np.empty((N, C) + geom.padded(spatial), dtype=dt) if input_grad else None
-        Wt = W.reshape(Co, CK).T
-        blocks = _blocks(N, CK * P)
-        # per-block partials of ∂J/∂W (as (C·K, C')) and ∂J/∂b, summed below in block order: the
-        # sum does not depend on which thread ran which block
-        dW_parts = np.empty((len(blocks), CK, Co), dtype=dt)
-        db_parts = np.empty((len(blocks), Co), dtype=v.dtype) if self.cfg.bias else None
-
-        def block(k: int, slot: int) -> None:
-            # per block of examples, all in cache: the columns again, v in (C', nb·P) layout,
-            # cols vᵀ, ∂J/∂cols = Wᵀ v and col2im into the block's (zeroed) rows of ∂J/∂z
-            n0, n1 = blocks[k]
-            m = (n1 - n0) * P
-            cols = im2col(zp[n0:n1], geom, out, into=SCRATCH.get(f"conv.cols.{slot}", (CK, m), zp.dtype))
-            vt = SCRATCH.get(f"conv.v.{slot}", (Co, n1 - n0) + out, v.dtype)
-            np.copyto(vt, v[n0:n1].swapaxes(0, 1))
-            vt = vt.reshape(Co, m)  # (C', nb·P)
-            np.matmul(cols, vt.T, out=dW_parts[k])
-            if db_parts is not None:
-                vt.sum(axis=1, out=db_parts[k])
-            if input_grad:
-                dcols = np.matmul(Wt, vt, out=SCRATCH.get(f"conv.dcols.{slot}", (CK, m), dt))
-                dzp[n0:n1] = 0
-                col2im(dcols, geom, dzp[n0:n1], out)
-
-        run_blocks(block, len(blocks), _threads(N * CK * P))
-        dW = np.zeros((CK, Co), dtype=dt)
-        for k in range(len(blocks)):
-            dW += dW_parts[k]
-            if db_parts is not None:
-                self.grads["bias"] += db_parts[k]
-        self.grads["weight"] += dW.T.reshape(W.shape)
-        if not input_grad:
-            return None
-        return dzp[(slice(None), slice(None)) + geom.interior(spatial)]
+        return conv_backward(
+            self._zp,
+            v,
+            self.params["weight"],
+            self.geom,
+            self._zshape[2:],
+            self._out,
+            self.grads["weight"],
+            self.grads.get("bias"),
+            input_grad,
+        )
 
     # -- description ------------------------------------------------------------------------
     def describe(self):

@@ -18,7 +18,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import AliasChoices, Field, model_validator
 
-from nncli.core.kernels.im2col import Geometry, PadBuffer, as_tuple
+from nncli.core.kernels.im2col import Geometry, as_tuple, pad
+from nncli.core.kernels.workspace import Workspace
 from nncli.core.module import GENERIC_EQUATIONS, HParams, Module, require_rank
 from nncli.core.registry import modules
 from nncli.core.torch_spec import TorchSpec
@@ -79,7 +80,7 @@ class PoolND(Module):
         s = k if c.stride is None else as_tuple(c.stride, nd, "stride")
         p = as_tuple(c.padding, nd, "padding")
         self.geom = Geometry(k, s, (1,) * nd, p, p)
-        self._pad = PadBuffer(self.fill)
+        self._ws = Workspace()  # the padded input, its border written once per shape
 
     def output_shape(self, input_shape):
         require_rank(self, input_shape, self.nd + 1, self.layout)
@@ -88,7 +89,7 @@ class PoolND(Module):
     def _begin(self, z):
         out = self.geom.out_size(z.shape[2:], type(self).__name__)
         self._zshape, self._out = z.shape, out
-        return self._pad(z, self.geom), out
+        return pad(self._ws, z, self.geom, self.fill), out
 
     def _scatter(self, parts) -> np.ndarray:
         """Sum per-offset gradients (each shaped like u) into ∂J/∂z: the adjoint of the slicing."""
