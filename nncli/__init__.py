@@ -19,3 +19,4 @@ from nncli.core.chain import Chain  # noqa: F401
 from nncli.core.registry import losses as loss_registry  # noqa: F401
 from nncli.core.registry import modules as module_registry  # noqa: F401
 from nncli.diagnostics.gradcheck import check_chain, check_loss, check_module  # noqa: F401
+from nncli.training import data, optimizers, schedules  # noqa: F401  (register optimisers, schedules, data sources)

@@ -29,8 +29,26 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nncli.core.errors import did_you_mean
+from nncli.core.registry import optimizers, schedules
+
 # `X | None` (types.UnionType) and `Optional[X]` (typing.Union) are the same to the schema walk
 _UNIONS = (Union, types.UnionType)
+
+
+def registered(registry, value: Any) -> str:
+    """The canonical name of ``value`` in ``registry`` (case-insensitive: ``Adam`` → ``adam``), else a
+    ValueError worded as for a fixed list of choices: ``expected one of 'sgd' or 'adam', got …``."""
+    name = registry.canonical(value)
+    if name is not None:
+        return name
+    from nncli.config.messages import describe  # messages imports this module
+
+    names = list(registry.canonical_classes())
+    quoted = [repr(n) for n in names]
+    choices = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    hint = did_you_mean(value, names) if isinstance(value, str) else ""
+    raise ValueError(f"expected one of {choices}, got {describe(value)}{hint}")
 
 
 class Strict(BaseModel):
@@ -77,13 +95,18 @@ class DataConfig(Strict):
 
 
 class OptimizerConfig(Strict):
-    type: Literal["sgd", "adam"] = "sgd"
+    type: str = Field("sgd", description="a registered optimiser: sgd, adam")
     lr: float = Field(0.1, gt=0.0)
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0.0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0.0)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _registered(cls, v):
+        return registered(optimizers, v)
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self):
@@ -100,13 +123,18 @@ class OptimizerConfig(Strict):
 
 
 class ScheduleConfig(Strict):
-    type: Literal["constant", "step", "cosine"] = "constant"
+    type: str = Field("constant", description="a registered schedule: constant, step, cosine")
     warmup_steps: int = Field(
         0, ge=0, description="linear warm-up: lr·(t+1)/warmup_steps for t < warmup_steps"
     )
     step_size: int = Field(1000, gt=0, description="step: multiply lr by gamma every step_size steps")
     gamma: float = Field(0.1, gt=0.0)
     min_lr: float = Field(0.0, ge=0.0, description="cosine: final learning rate")
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _registered(cls, v):
+        return registered(schedules, v)
 
 
 class EarlyStopping(Strict):

@@ -1,4 +1,10 @@
-"""YAML ``type:`` names → module and loss classes, case-insensitive, with aliases and did-you-mean."""
+"""YAML names → what they name, case-insensitive, with aliases and did-you-mean.
+
+One registry per kind of thing a config names: layers (``model.layers[i].type``), losses (``loss``),
+optimisers (``optimizer.type``), learning-rate schedules (``schedule.type``) and data sources
+(``data.source``). The classes and functions register themselves where they are defined
+(``@optimizers.register("adam")``); importing ``nncli`` imports them all.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,11 @@ from typing import Any, TypeVar
 
 from nncli.core.errors import ConfigError, did_you_mean
 
-T = TypeVar("T", bound=type)
+T = TypeVar("T", bound=Callable[..., Any])
 
 
 class Registry:
-    """A case-insensitive name → class map. ``canonical`` names are the ones shown to users."""
+    """A case-insensitive name → class (or function) map. ``canonical`` names are the ones shown to users."""
 
     def __init__(self, kind: str):
         self.kind = kind
@@ -24,7 +30,7 @@ class Registry:
         return str(name).strip().lower().replace("-", "_").replace(" ", "")
 
     def register(self, name: str, *aliases: str, defaults: dict | None = None) -> Callable[[T], T]:
-        """Class decorator. ``defaults`` pre-fill hyper-parameters (``ReLU`` = σ with fn=relu)."""
+        """Class (or function) decorator. ``defaults`` pre-fill hyper-parameters (``ReLU`` = σ with fn=relu)."""
 
         def deco(cls: T) -> T:
             for n in (name, *aliases):
@@ -75,6 +81,13 @@ class Registry:
     def canonical_name(self, cls: type) -> str:
         return self._canonical.get(cls, cls.__name__)
 
+    def canonical(self, name: str) -> str | None:
+        """The canonical name ``name`` stands for (``"Adam"`` → ``"adam"``), or None when it names nothing."""
+        entry = self._by_key.get(self._key(name)) if isinstance(name, str) else None
+        if entry is None:
+            return None
+        return entry.display if isinstance(entry, _Preset) else self.canonical_name(entry)
+
 
 class _Preset:
     """A registered name that is a class with some hyper-parameters fixed (``ReLU`` → σ(fn=relu))."""
@@ -89,3 +102,6 @@ class _Preset:
 
 modules = Registry("layer")
 losses = Registry("loss")
+optimizers = Registry("optimizer")  # nncli/training/optimizers.py
+schedules = Registry("schedule")  # nncli/training/schedules.py
+data_sources = Registry("data source")  # nncli/training/data.py: built-in and synthetic datasets

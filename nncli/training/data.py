@@ -2,9 +2,10 @@
 
     load_dataset(cfg, input_shape=…, loss=…, seed=…)  →  Dataset(train, val, test, info)
 
-Sources: the packaged ``mnist1d`` and ``digits`` (see nncli/datasets/README.md), the synthetic
-``spirals`` and ``regression1d`` (nncli/synthetic.py), or a user ``.npz`` / ``.csv`` file
-(nncli/userdata.py). Splits:
+Sources: the packaged ``mnist1d`` and ``digits`` (see training/datasets/README.md), the synthetic
+``spirals`` and ``regression1d`` (training/synthetic.py), each a loader registered by name in
+``core.registry.data_sources``; any other ``data.source`` is a user ``.npz`` / ``.csv`` file
+(training/userdata.py). Splits:
 
 - a published test set (mnist1d's, or ``x_test``/``y_test`` in a user .npz) is kept as it is;
   otherwise ``test_split`` of the examples is held out (digits: 0.2 when ``test_split`` is 0);
@@ -31,14 +32,14 @@ import numpy as np
 
 from nncli.config.schema import DataConfig
 from nncli.core.errors import ConfigError, DataError, did_you_mean
+from nncli.core.registry import data_sources
 from nncli.training import synthetic
-from nncli.training.datasets import PACKAGED, load_packaged
+from nncli.training.datasets import load_packaged
 from nncli.training.userdata import check_inputs, coerce_targets, fit_input_shape, load_arrays, read_user_file
 
 __all__ = [
     "Split",
     "Dataset",
-    "BUILTINS",
     "load_dataset",
     "apply_standardization",
     "load_arrays",
@@ -46,7 +47,6 @@ __all__ = [
     "batches",
 ]
 
-BUILTINS = ("mnist1d", "digits", "spirals", "regression1d")
 #: digits has no published test set; this much of it is held out when test_split is 0
 DIGITS_TEST_SPLIT = 0.2
 #: features whose training std is below this are divided by 1, not by a tiny number that would
@@ -103,29 +103,56 @@ def batches(
 # -- reading ----------------------------------------------------------------------------------------
 
 
+# A data source is a function registered by name: (data config, seed) → (arrays with x, y and
+# optionally x_test, y_test; info about the source for run.json). A name that is not registered is
+# read as a path to the user's .npz or .csv file.
+
+
+@data_sources.register("mnist1d")
+def mnist1d(cfg: DataConfig, seed: int):
+    return load_packaged("mnist1d"), {"kind": "builtin"}
+
+
+@data_sources.register("digits")
+def digits(cfg: DataConfig, seed: int):
+    return load_packaged("digits"), {"kind": "builtin"}
+
+
+@data_sources.register("spirals")
+def spirals(cfg: DataConfig, seed: int):
+    x, y = synthetic.spirals(cfg.n_samples, cfg.classes, cfg.noise, _rng(seed, _GENERATE))
+    params = {"n_samples": cfg.n_samples, "noise": cfg.noise, "seed": seed, "classes": cfg.classes}
+    return {"x": x, "y": y}, {"kind": "synthetic", "params": params}
+
+
+@data_sources.register("regression1d")
+def regression1d(cfg: DataConfig, seed: int):
+    x, y = synthetic.regression1d(cfg.n_samples, cfg.noise, _rng(seed, _GENERATE))
+    return {"x": x, "y": y}, {
+        "kind": "synthetic",
+        "params": {"n_samples": cfg.n_samples, "noise": cfg.noise, "seed": seed},
+    }
+
+
+def builtins() -> list[str]:
+    """The names of the registered data sources (built-in and synthetic datasets)."""
+    return list(data_sources.canonical_classes())
+
+
 def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None):
     """(arrays with x, y[, x_test, y_test], description for messages, info about the source)."""
     name = cfg.source.strip()
-    key = name.lower()
-    if key in PACKAGED:
-        return load_packaged(key), key, {"source": key, "kind": "builtin"}
-    if key in ("spirals", "regression1d"):
-        rng = _rng(seed, _GENERATE)
-        if key == "spirals":
-            x, y = synthetic.spirals(cfg.n_samples, cfg.classes, cfg.noise, rng)
-        else:
-            x, y = synthetic.regression1d(cfg.n_samples, cfg.noise, rng)
-        params = {"n_samples": cfg.n_samples, "noise": cfg.noise, "seed": seed}
-        if key == "spirals":
-            params["classes"] = cfg.classes
-        return {"x": x, "y": y}, key, {"source": key, "kind": "synthetic", "params": params}
+    key = data_sources.canonical(name)
+    if key is not None:
+        raw, info = data_sources.lookup(key)(cfg, seed)
+        return raw, key, {"source": key, **info}
     path = Path(name).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
     if path.suffix.lower() not in (".npz", ".csv"):
         raise ConfigError(
-            f"unknown data source '{name}'{did_you_mean(name, BUILTINS)}: expected one of "
-            f"{', '.join(BUILTINS)} or a path to a .npz or .csv file",
+            f"unknown data source '{name}'{did_you_mean(name, builtins())}: expected one of "
+            f"{', '.join(builtins())} or a path to a .npz or .csv file",
             field="data.source",
         )
     raw = read_user_file(path, cfg, name)

@@ -1,8 +1,9 @@
 """Optimisers that update parameters in place: SGD (momentum, Nesterov, weight decay) and Adam.
 
-The update rules are PyTorch's (``torch.optim.SGD`` with dampening 0, ``torch.optim.Adam`` without
-amsgrad), so a run here and the same run in PyTorch follow the same trajectory up to rounding. Weight
-decay is L2 added to the gradient (g ← g + λθ), as in both of those, not AdamW's decoupled decay.
+Each rule is a class registered under the name a config's ``optimizer.type`` gives
+(``@optimizers.register("sgd")``). The update rules are PyTorch's (``torch.optim.SGD`` with
+dampening 0, ``torch.optim.Adam`` without amsgrad), so a run here and the same run in PyTorch
+follow the same trajectory up to rounding. Weight decay is L2 added to the gradient (g ← g + λθ), as in both of those, not AdamW's decoupled decay.
 
 Memory: besides the state a rule needs (SGD's momentum, Adam's m and v), a step uses only two small
 scratch buffers of at most ``CHUNK`` elements, shared by all parameters: each parameter is updated a
@@ -21,6 +22,7 @@ import numpy as np
 
 from nncli.config.schema import OptimizerConfig
 from nncli.core.errors import UserError
+from nncli.core.registry import optimizers
 
 #: elements per slice of a parameter's update: 128 kB of float32, so the two scratch slices and the
 #: slices of θ, g and the state stay in the L2 cache while the few ufuncs of one update pass over them
@@ -112,6 +114,7 @@ class Optimizer(ABC):
         self.steps = int(np.asarray(state[f"{self.kind}.step"]))
 
 
+@optimizers.register("sgd")
 class SGD(Optimizer):
     """Stochastic gradient descent, PyTorch's rule with dampening 0. With g = ∇θ + λθ:
 
@@ -157,6 +160,7 @@ class SGD(Optimizer):
         self.steps += 1
 
 
+@optimizers.register("adam")
 class Adam(Optimizer):
     """Adam (Kingma & Ba) as ``torch.optim.Adam``: with g = ∇θ + λθ and t the step count (from 1),
 
@@ -204,12 +208,9 @@ class Adam(Optimizer):
                 np.subtract(p, d, out=p)
 
 
-_OPTIMIZERS = {"sgd": SGD, "adam": Adam}
-
-
 def make_optimizer(cfg: OptimizerConfig, chain) -> Optimizer:
-    """The optimiser ``cfg.type`` over every parameter of ``chain`` (a built ``Chain``)."""
-    return _OPTIMIZERS[cfg.type](list(chain.parameters()), cfg)
+    """The optimiser registered as ``cfg.type`` over every parameter of ``chain`` (a built ``Chain``)."""
+    return optimizers.lookup(cfg.type)(list(chain.parameters()), cfg)
 
 
 def clip_grad_norm(grads: list[np.ndarray], max_norm: float) -> float:
