@@ -10,22 +10,13 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from nncli.cli import app, console
-from nncli.config.memory import check_batch_fits
-from nncli.diagnostics.gradcheck_config import (
-    BATCH,
-    check_config_chain,
-    check_registry,
-    load_batch,
-    random_targets,
-    verdict,
-)
+from nncli.diagnostics.gradcheck_config import gradcheck
 
 
 @app.command("gradcheck")
@@ -49,71 +40,25 @@ def gradcheck_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable report on stdout."),
 ) -> None:
     """Check every backward function against central differences (float64)."""
-    kw = dict(eps=eps, rtol=rtol, atol=atol, samples=samples if samples is not None else "auto", seed=seed)
-    if config is None:
-        if data or overrides:
-            from nncli.core.errors import UserError
-
-            raise UserError("--data and --set need a CONFIG")
-        reports = check_registry(module, **kw)
-        target = module or "every registered layer and loss"
-    else:
-        reports = _check_config(config, overrides, module, data, seed, kw)
-        target = config
-    ok, line = verdict(reports)
+    result = gradcheck(
+        config,
+        overrides=overrides,
+        module=module,
+        data=data,
+        eps=eps,
+        rtol=rtol,
+        atol=atol,
+        seed=seed,
+        samples=samples if samples is not None else "auto",
+    )
     if as_json:
-        sys.stdout.write(
-            json.dumps(
-                {
-                    "target": target,
-                    "passed": ok,
-                    "verdict": line,
-                    "eps": eps,
-                    "rtol": rtol,
-                    "atol": atol,
-                    "seed": seed,
-                    "tensors": [r.to_dict() for r in reports],
-                }
-            )
-            + "\n"
-        )
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
     else:
         console = _console()
-        console.print(report_table(reports, title=f"gradcheck: {target}"))
-        console.print(f"[bold {'green' if ok else 'red'}]{line}[/]")
-    if not ok:
+        console.print(report_table(result.reports, title=f"gradcheck: {result.target}"))
+        console.print(f"[bold {'green' if result.passed else 'red'}]{result.verdict}[/]")
+    if not result.passed:
         sys.exit(1)
-
-
-def _check_config(path, overrides, module, data, seed, kw):
-    from nncli.diagnostics.gradcheck_config import resolve
-    from nncli.diagnostics.summary import build_from_config, line_for
-
-    loaded, chain = build_from_config(path, overrides, dtype="float64", seed=seed, with_loss=True)
-    rng = np.random.default_rng(seed)
-    check_batch_fits(
-        loaded, chain, BATCH + 1, np.float64, what="the gradcheck batch", field="model.input_shape"
-    )
-    if data:
-        x, y = load_batch(loaded, chain, BATCH + 1, path=data)
-    else:
-        x = rng.normal(size=(BATCH + 1, *chain.input_shape))
-        y = random_targets(chain.loss, chain.output_shape(), len(x), rng) if chain.loss is not None else None
-    lines = {n: line_for(loaded, n) for n, _ in chain.named_modules()}
-    reports = check_config_chain(chain, x, y, lines=lines, **kw)
-    if module:
-        kind, entry = resolve(module)
-        want = getattr(entry, "cls", entry)
-        fixed = getattr(entry, "defaults", {})  # a preset such as ReLU = σ(fn=relu)
-        keep = {
-            m.label()
-            for _, m in chain.named_modules()
-            if isinstance(m, want) and all(getattr(m.cfg, k, None) == v for k, v in fixed.items())
-        }
-        if kind == "loss":
-            keep = {chain.loss.label()}
-        reports = [r for r in reports if r.module in keep]
-    return reports
 
 
 def _fmt(x: float) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
 import typer
 from rich import box
 from rich.console import Console, Group
@@ -19,12 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from nncli.cli import app, console
-from nncli.config.memory import check_batch_fits
-from nncli.diagnostics.summary import build_from_config, human_bytes, human_count, summarize
-
-#: --time: steps timed (their median is shown) after untimed warm-up steps; the median shrugs off
-#: the occasional stall of a busy machine
-REPEATS, WARMUP = 10, 2
+from nncli.diagnostics.inspection import REPEATS, WARMUP, inspect
+from nncli.diagnostics.summary import human_bytes, human_count
 
 
 def _shape(s) -> str:
@@ -50,89 +45,43 @@ def inspect_cmd(
     ),
 ) -> None:
     """Show every module: shapes, parameters (with the notes' formulas), MACs and memory."""
-    from nncli.core.errors import UserError
-
-    if dtype is not None and dtype not in ("float32", "float64"):
-        raise UserError(f"--dtype: expected float32 or float64, got '{dtype}'")
-    loaded, chain = build_from_config(config, overrides, dtype=dtype, seed=seed, with_loss=True)
-    cfg = loaded.config
-    if batch is None:
-        batch = cfg.data.batch_size if cfg.data is not None else 64
-    if trace or timing:  # refuse a batch that cannot fit before printing anything
-        check_batch_fits(
-            loaded, chain, batch, np.float64, what="the --trace/--time batch", field="model.input_shape"
-        )
-    summary = summarize(chain, batch=batch, loaded=loaded, dtype=dtype or cfg.dtype, source=config)
-    out: dict = {"summary": summary.to_dict()}
-    human = _console(sys.stderr if as_json else sys.stdout)
-
-    if not as_json:
-        human.print(summary_table(summary, width=human.width))
-        human.print(summary_totals(summary))
-    if trace:
-        from nncli.diagnostics.tracing import run_trace
-
-        _, chain64 = build_from_config(config, overrides, dtype="float64", seed=seed, with_loss=True)
-        x, y, where = _batch(loaded, chain64, batch, seed)
-        rows, J = run_trace(chain64, x, y)
-        out["trace"] = {"batch": where, "loss": J, "modules": [r.to_dict() for r in rows]}
-        if not as_json:
-            human.print(
-                trace_table(
-                    rows,
-                    f"trace: one batch ({where}), float64" + (f", J = {J:.6g}" if J is not None else ""),
-                    width=human.width,
-                )
-            )
-    if timing:
-        from threadpoolctl import threadpool_info, threadpool_limits
-
-        from nncli.diagnostics.timing import profile_chain
-
-        x, y, where = _batch(loaded, chain, batch, seed, random_only=True)
-        with threadpool_limits(limits=threads, user_api="blas"):
-            blas = max(
-                (p.get("num_threads", 1) for p in threadpool_info() if p.get("user_api") == "blas"), default=1
-            )
-            rows, total = profile_chain(chain, x.astype(chain.dtype), y, repeats=REPEATS, warmup=WARMUP)
-        out["time"] = {
-            "batch": where,
-            "blas_threads": blas,
-            "total_ms": total,
-            "modules": [r.to_dict() for r in rows],
-        }
-        if not as_json:
-            human.print(
-                time_table(
-                    rows,
-                    total,
-                    f"time: median of {REPEATS} steps after {WARMUP} warm-up "
-                    f"({where}, {np.dtype(chain.dtype).name}, {blas} BLAS "
-                    f"thread{'s' if blas != 1 else ''})",
-                )
-            )
+    report = inspect(
+        config,
+        overrides=overrides,
+        batch=batch,
+        dtype=dtype,
+        trace=trace,
+        timing=timing,
+        seed=seed,
+        threads=threads,
+    )
     if as_json:
-        sys.stdout.write(json.dumps(out) + "\n")
-
-
-def _batch(loaded, chain, batch, seed, random_only=False):
-    """(x, y, description): the config's data when it loads, else a seeded random batch."""
-    from nncli.core.errors import UserError
-    from nncli.diagnostics.gradcheck_config import random_targets
-
-    cfg = loaded.config
-    if cfg.data is not None and not random_only:
-        try:
-            from nncli.diagnostics.gradcheck_config import load_batch
-
-            x, y = load_batch(loaded, chain, batch)
-            return x, y, f"{len(x)} examples of {cfg.data.source}"
-        except (UserError, OSError):
-            pass  # fall back to random: inspect must work with no data present
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(batch, *chain.input_shape))
-    y = random_targets(chain.loss, chain.output_shape(), batch, rng) if chain.loss is not None else None
-    return x, y, f"random N={batch}, seed {seed}"
+        sys.stdout.write(json.dumps(report.to_dict()) + "\n")
+        return
+    human = _console(sys.stdout)
+    human.print(summary_table(report.summary, width=human.width))
+    human.print(summary_totals(report.summary))
+    if report.trace is not None:
+        tr = report.trace
+        human.print(
+            trace_table(
+                tr.rows,
+                f"trace: one batch ({tr.batch}), float64"
+                + (f", J = {tr.loss:.6g}" if tr.loss is not None else ""),
+                width=human.width,
+            )
+        )
+    if report.time is not None:
+        tm = report.time
+        human.print(
+            time_table(
+                tm.rows,
+                tm.total_ms,
+                f"time: median of {REPEATS} steps after {WARMUP} warm-up "
+                f"({tm.batch}, {tm.dtype}, {tm.blas_threads} BLAS "
+                f"thread{'s' if tm.blas_threads != 1 else ''})",
+            )
+        )
 
 
 def summary_table(s, width: int | None = None):

@@ -8,20 +8,14 @@ SIGINT / SIGTERM (a checkpoint was written; ``--resume RUN_DIR`` continues exact
 
 from __future__ import annotations
 
-import errno
 import json
-import signal
 import sys
 from pathlib import Path
 
 import typer
 
 from nncli.cli import app, debugging, err_console
-from nncli.core.errors import UserError
-from nncli.runs.session import prepare, prepare_resume
-from nncli.training.loop import EXIT_DIVERGED
-
-SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+from nncli.runs.train_run import TrainOutcome, train
 
 
 @app.command("train")
@@ -62,137 +56,70 @@ def train_cmd(
 
     Killed outright (kill -9, the OOM killer): run.json still says running; --resume RUN_DIR continues from the newest complete checkpoint, exactly. See docs/reliability.md.
     """
-    overrides = list(set_ or [])
-    if resume is not None:
-        session = prepare_resume(resume, config, overrides)
-    elif config is None:
-        raise UserError("give a CONFIG file to train, or --resume RUN_DIR to continue a run")
-    else:
-        session = prepare(config, overrides, name)
-    code = run_session(session, runs_dir, quiet, json_out, curves, threads, loggers=logger or [])
-    if code:
-        sys.exit(code)
-
-
-def run_session(
-    session,
-    runs_dir: Path,
-    quiet: bool,
-    json_out: bool,
-    curves: bool = False,
-    threads: int | None = 1,
-    loggers: list[str] | None = None,
-) -> int:
-    """Create (or reopen) the run folder, train with signal handling, write the summary; the exit code."""
-    from threadpoolctl import threadpool_limits
-
-    from nncli.runs.trackers import make_trackers
-
-    trackers = make_trackers(loggers or [], session, runs_dir)  # a missing package: refused before any folder
-    session.trainer.callbacks.extend(trackers)
-    with threadpool_limits(limits=threads, user_api="blas"):
-        return _run_session(session, runs_dir, quiet, json_out, curves, trackers)
-
-
-def _run_session(session, runs_dir: Path, quiet: bool, json_out: bool, curves: bool, trackers=()) -> int:
-    from nncli.runs.trackers import finish_trackers
-    from nncli.viz.progress import make_progress, results_table
+    from nncli.viz.progress import make_progress
 
     progress = make_progress(err_console, quiet)
-    if progress is not None:
-        session.trainer.callbacks.append(progress)
-    previous = {}
-
-    def on_signal(signum, frame):
-        sig = signal.Signals(signum).name
-        if session.trainer.stop_request is not None:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        session.trainer.request_stop(sig)
-
-    # handlers first: a signal while the folder is being created still ends as a clean interrupt
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, on_signal)
     try:
-        session.open(runs_dir)
-        result = session.trainer.run()
-    except BaseException as exc:
-        session.fail(exc)
-        session.release()
-        finish_trackers(list(trackers), None)
-        if isinstance(exc, KeyboardInterrupt):
-            return 130
-        if isinstance(exc, UserError) or debugging():
-            raise
-        if isinstance(exc, OSError) and exc.filename is not None and session.folder is not None:
-            err_console.print(f"error: {write_failure(exc, session)}", markup=False, soft_wrap=True)
-            return 1
-        err_console.print(
-            f"error: training crashed: {type(exc).__name__}: {exc} (run folder "
-            f"{session.folder}; --debug shows the traceback)",
-            markup=False,
-            soft_wrap=True,
+        outcome = train(
+            config,
+            overrides=set_ or [],
+            runs_dir=runs_dir,
+            name=name,
+            resume=resume,
+            callbacks=[progress] if progress is not None else [],
+            loggers=logger or [],
+            threads=threads,
+            raise_errors=debugging(),
         )
-        return 1
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if hasattr(progress, "close"):
             progress.close()
-    try:
-        summary = session.finish(result)
-        for problem in finish_trackers(list(trackers), summary):
-            err_console.print(f"warning: tracker: {problem}", markup=False, soft_wrap=True)
-    except OSError as exc:  # summary.json or run.json on a disk that just filled up
-        if exc.filename is None or debugging():
-            raise
-        err_console.print(f"error: {write_failure(exc, session)}", markup=False, soft_wrap=True)
-        return 1
-    finally:
-        session.release()
+    render(outcome, quiet, json_out, curves)
+    if outcome.exit_code:
+        sys.exit(outcome.exit_code)
+
+
+def render(outcome: TrainOutcome, quiet: bool, json_out: bool, curves: bool) -> None:
+    """What ``nncli train`` prints about a finished session (stderr; the summary on stdout with --json)."""
+    folder = outcome.run_dir
+    if outcome.status == "failed":
+        err = outcome.exception
+        line = outcome.error or (
+            f"training crashed: {type(err).__name__}: {err} (run folder {folder}; --debug shows the traceback)"
+        )
+        err_console.print(f"error: {line}", markup=False, soft_wrap=True)
+        return
+    if outcome.summary is None:  # a second Ctrl-C: stopped at once, nothing more to say
+        return
+    for warning in outcome.warnings:
+        err_console.print(f"warning: {warning}", markup=False, soft_wrap=True)
     if curves:  # after summary.json, so a slow or failing drawing never costs the run its results
-        _draw_curves(session.folder)
+        _draw_curves(folder)
     if not quiet:
-        err_console.print(results_table(summary, session.folder))
-        err_console.print(f"run folder: {session.folder}", markup=False, soft_wrap=True)
-    if result.status == "diverged":  # said even with --quiet: it is why the exit code is 3
-        kept = (session.folder / "checkpoints" / "last.safetensors").exists()
+        from nncli.viz.progress import results_table
+
+        err_console.print(results_table(outcome.summary, folder))
+        err_console.print(f"run folder: {folder}", markup=False, soft_wrap=True)
+    if outcome.status == "diverged":  # said even with --quiet: it is why the exit code is 3
         err_console.print(
-            f"diverged: {result.reason}; "
-            + ("the last good checkpoint is kept" if kept else "no checkpoint had been written yet"),
+            f"diverged: {outcome.reason}; "
+            + (
+                "the last good checkpoint is kept"
+                if outcome.checkpoint_kept
+                else "no checkpoint had been written yet"
+            ),
             markup=False,
             soft_wrap=True,
         )
-    elif result.status == "interrupted" and not quiet:
+    elif outcome.status == "interrupted" and not quiet:
         err_console.print(
-            f"interrupted by {result.reason}; continue with nncli train --resume {session.folder}",
+            f"interrupted by {outcome.reason}; continue with nncli train --resume {folder}",
             markup=False,
             soft_wrap=True,
         )
     if json_out:
-        sys.stdout.write(json.dumps(summary) + "\n")
+        sys.stdout.write(json.dumps(outcome.summary) + "\n")
         sys.stdout.flush()
-    if result.status == "diverged":
-        return EXIT_DIVERGED
-    if result.status == "interrupted":
-        return SIGNAL_EXIT.get(result.reason, 130)
-    return 0
-
-
-def write_failure(exc: OSError, session) -> str:
-    """One line for a write that failed mid-run (full disk, quota, read-only): what, and what is kept."""
-    from nncli.runs.checkpoint import CheckpointError, load_checkpoint
-
-    folder = session.folder
-    try:
-        kept = f"the last good checkpoint (step {load_checkpoint(folder / 'checkpoints', 'last').state['step']}) is kept"
-    except (CheckpointError, KeyError, OSError):
-        kept = "no checkpoint had been written yet"
-    full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-    return (
-        f"cannot write {exc.filename}: {exc.strerror or exc}; training stopped at step "
-        f"{session.trainer.state.step}; {kept}; {'make room' if full else 'once it can be written'}, "
-        f"then continue with nncli train --resume {folder}"
-    )
 
 
 def _draw_curves(folder) -> None:

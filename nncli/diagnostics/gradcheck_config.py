@@ -6,15 +6,21 @@ the loss's ∂J/∂h, then the whole chain end to end (J = loss(chain(x), y), eq
 
 Without one, every registered module type is checked at each of its ``examples()`` settings, and every
 loss: the self-test to run after installing.
+
+``gradcheck(config=None, ...)`` is the library call under ``nncli gradcheck``: it runs either and
+returns a ``GradcheckResult`` (the reports and the verdict).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nncli.core.errors import ConfigError, did_you_mean
+from nncli.core.errors import ConfigError, UserError, did_you_mean
 from nncli.core.registry import losses as loss_registry
 from nncli.core.registry import modules as module_registry
 from nncli.diagnostics.gradcheck import TensorCheck, check_chain, check_loss, check_module
@@ -65,8 +71,6 @@ def check_config_chain(
 def load_batch(loaded, chain, n: int, path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` training examples of the config's data, read and standardised as ``train``
     does (or of the file ``path`` given on the command line, then with no held-out parts)."""
-    from pathlib import Path
-
     from nncli.config.schema import DataConfig
     from nncli.training.data import load_dataset
 
@@ -193,3 +197,94 @@ def verdict(reports: list[TensorCheck]) -> tuple[bool, str]:
         f"PASS: {len(reports)} tensors in {mods} module settings, {checked} coordinates "
         f"checked, {skipped} skipped at non-differentiable points"
     )
+
+
+# -- the library call under `nncli gradcheck` ------------------------------------------------------------
+@dataclass
+class GradcheckResult:
+    """Every tensor checked, and the verdict. ``to_dict()`` is ``nncli gradcheck --json``'s output."""
+
+    target: str  # the config, the --module name, or "every registered layer and loss"
+    passed: bool
+    verdict: str
+    reports: list[TensorCheck]
+    eps: float
+    rtol: float
+    atol: float
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "passed": self.passed,
+            "verdict": self.verdict,
+            "eps": self.eps,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "seed": self.seed,
+            "tensors": [r.to_dict() for r in self.reports],
+        }
+
+
+def gradcheck(
+    config: str | Path | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    module: str | None = None,
+    data: str | Path | None = None,
+    eps: float = 1e-6,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    seed: int = 0,
+    samples: int | str | None = "auto",
+) -> GradcheckResult:
+    """Check backward functions against central differences, in float64.
+
+    With ``config``: each module at the input it sees in the chain (a seeded random batch, or the
+    first examples of ``data``), the loss, then the chain end to end; ``module`` keeps only the
+    tensors of that layer or loss type. Without: every registered layer type at each of its example
+    settings and every loss (or only ``module``). ``samples``: random coordinates per tensor ("auto":
+    all for tensors of ≤ 2000 elements, else 200).
+    """
+    kw = dict(eps=eps, rtol=rtol, atol=atol, samples=samples if samples is not None else "auto", seed=seed)
+    if config is None:
+        if data or overrides:
+            raise UserError("--data and --set need a CONFIG")
+        reports = check_registry(module, **kw)
+        target = module or "every registered layer and loss"
+    else:
+        reports = _check_config(str(config), list(overrides), module, data, seed, kw)
+        target = str(config)
+    ok, line = verdict(reports)
+    return GradcheckResult(target, ok, line, reports, eps, rtol, atol, seed)
+
+
+def _check_config(path: str, overrides: list[str], module, data, seed: int, kw: dict) -> list[TensorCheck]:
+    from nncli.config.memory import check_batch_fits
+    from nncli.diagnostics.summary import build_from_config, line_for
+
+    loaded, chain = build_from_config(path, overrides, dtype="float64", seed=seed, with_loss=True)
+    rng = np.random.default_rng(seed)
+    check_batch_fits(
+        loaded, chain, BATCH + 1, np.float64, what="the gradcheck batch", field="model.input_shape"
+    )
+    if data:
+        x, y = load_batch(loaded, chain, BATCH + 1, path=str(data))
+    else:
+        x = rng.normal(size=(BATCH + 1, *chain.input_shape))
+        y = random_targets(chain.loss, chain.output_shape(), len(x), rng) if chain.loss is not None else None
+    lines = {n: line_for(loaded, n) for n, _ in chain.named_modules()}
+    reports = check_config_chain(chain, x, y, lines=lines, **kw)
+    if module:
+        kind, entry = resolve(module)
+        want = getattr(entry, "cls", entry)
+        fixed = getattr(entry, "defaults", {})  # a preset such as ReLU = σ(fn=relu)
+        keep = {
+            m.label()
+            for _, m in chain.named_modules()
+            if isinstance(m, want) and all(getattr(m.cfg, k, None) == v for k, v in fixed.items())
+        }
+        if kind == "loss":
+            keep = {chain.loss.label()}
+        reports = [r for r in reports if r.module in keep]
+    return reports

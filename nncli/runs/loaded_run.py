@@ -25,10 +25,14 @@ CHECKPOINTS = ("best", "last")
 EVAL_BATCH = 1024
 
 
-def pick_checkpoint(run: Path, which: str | None) -> str:
-    """``which``, checked; None means ``best``, or ``last`` when the run has no best yet."""
+def check_checkpoint_name(which: str | None) -> None:
     if which not in (*CHECKPOINTS, None):
         raise UserError(f"--checkpoint must be 'best' or 'last', got {which!r}")
+
+
+def pick_checkpoint(run: Path, which: str | None) -> str:
+    """``which``, checked; None means ``best``, or ``last`` when the run has no best yet."""
+    check_checkpoint_name(which)
     if which is None:
         return "best" if weights_path(run / "checkpoints", "best").exists() else "last"
     return which
@@ -100,6 +104,7 @@ def load_run(
     from nncli.config.build import build_chain
     from nncli.config.load import load_config
 
+    check_checkpoint_name(checkpoint)
     run = require_run(run)
     which = pick_checkpoint(run, checkpoint)
     info = read_run(run)

@@ -18,10 +18,10 @@ from support import run_main, run_nncli, write_config
 import nncli.runs.folder
 import nncli.runs.preflight
 from nncli.cli import main
-from nncli.cli.train import run_session
 from nncli.runs.checkpoint import load_checkpoint, load_weights, state_path, weights_path
 from nncli.runs.preflight import bytes_needed
 from nncli.runs.session import prepare, prepare_resume
+from nncli.runs.train_run import run_session
 
 CONFIG = {
     "name": "disk",
@@ -75,7 +75,7 @@ def count_writes_until_step(cfg: Path, tmp_path: Path, step: int) -> int:
     nncli.runs.folder.write_fully = write
     try:
         s = prepare(cfg, [])
-        run_session(s, tmp_path / "count", quiet=True, json_out=False)
+        run_session(s, tmp_path / "count")
     finally:
         nncli.runs.folder.write_fully = real
     saves = [i for i, name in enumerate(calls) if name.endswith("last.state.safetensors.pending")]
@@ -112,9 +112,9 @@ def test_enospc_mid_checkpoint_keeps_the_last_good_one(cfg, tmp_path, monkeypatc
     # once there is room again, the run continues from step 10 and ends as an unbroken run does
     resumed = prepare_resume(run, None, [])
     assert resumed.trainer.state.step == 10
-    assert run_session(resumed, tmp_path / "runs", quiet=True, json_out=False) == 0
+    assert run_session(resumed, tmp_path / "runs").exit_code == 0
     straight = prepare(cfg, [])
-    run_session(straight, tmp_path / "straight", quiet=True, json_out=False)
+    run_session(straight, tmp_path / "straight")
     a = load_weights(weights_path(run / "checkpoints", "last"))[0]
     b = load_weights(weights_path(straight.folder / "checkpoints", "last"))[0]
     assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -166,7 +166,7 @@ def test_not_enough_free_space_is_refused_before_anything_is_written(cfg, tmp_pa
 def test_the_space_estimate_covers_the_real_checkpoints(cfg, tmp_path):
     s = prepare(cfg, [])
     need, ckpt = bytes_needed(s.trainer, new_run=True)
-    assert run_session(s, tmp_path / "runs", quiet=True, json_out=False) == 0
+    assert run_session(s, tmp_path / "runs").exit_code == 0
     folder = s.folder / "checkpoints"
     real = weights_path(folder, "last").stat().st_size + state_path(folder, "last").stat().st_size
     assert real <= ckpt < real + 2 * nncli.runs.preflight.HEADER_BYTES
@@ -226,7 +226,7 @@ def test_resume_into_an_unwritable_run_folder_exits_2(cfg, tmp_path, capsys):
     s.trainer.callbacks.append(
         type("Stop", (), {"on_step": lambda self, t: t.state.step == 12 and t.request_stop("SIGINT")})()
     )
-    assert run_session(s, tmp_path / "runs", quiet=True, json_out=False) == 130
+    assert run_session(s, tmp_path / "runs").exit_code == 130
     run = s.folder
     files = lambda: {p.name: p.stat().st_mtime_ns for p in run.rglob("*") if p.name != ".lock"}  # noqa: E731
     before = files()

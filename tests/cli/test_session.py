@@ -42,7 +42,7 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, 
 
 
 def test_summary_scores_the_best_checkpoint_on_test_when_it_is_not_the_final_weights(tmp_path):
-    from nncli.cli.eval import evaluate_run
+    from nncli.runs.evaluate import evaluate
 
     # a learning rate so high that validation loss bounces: the best evaluation comes before the end
     cfg = write_config(
@@ -56,7 +56,7 @@ def test_summary_scores_the_best_checkpoint_on_test_when_it_is_not_the_final_wei
     (run,) = (tmp_path / "runs").iterdir()
     summary = __import__("json").loads((run / "summary.json").read_text())
     assert summary["best"]["step"] < summary["steps"]
-    best_on_test = evaluate_run(run, None, "best")
+    best_on_test = evaluate(run, None, "best")
     assert summary["test_best"]["step"] == summary["best"]["step"]
     assert summary["test_best"]["loss"] == pytest.approx(best_on_test["loss"], rel=1e-12)
     assert summary["test"]["loss"] != summary["test_best"]["loss"]

@@ -183,8 +183,8 @@ def test_best_metric_must_exist():
 
 
 def test_a_crash_marks_the_run_failed_and_exits_1(tmp_path):
-    from nncli.cli.train import run_session
     from nncli.runs.session import prepare
+    from nncli.runs.train_run import run_session
 
     class Boom:
         def on_step(self, t):
@@ -193,7 +193,7 @@ def test_a_crash_marks_the_run_failed_and_exits_1(tmp_path):
 
     s = prepare(tiny_run_config(tmp_path), [])
     s.trainer.callbacks.append(Boom())
-    assert run_session(s, tmp_path / "runs", quiet=True, json_out=False) == 1
+    assert run_session(s, tmp_path / "runs").exit_code == 1
     info = json.loads((s.folder / "run.json").read_text())
     assert info["status"] == "failed" and "disk on fire" in info["error"]
 

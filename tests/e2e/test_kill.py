@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from support import run_nncli, start_nncli, write_config
 
-from nncli.cli.eval import evaluate_run
-from nncli.cli.train import run_session
 from nncli.runs.checkpoint import has_checkpoint, load_checkpoint, load_weights, weights_path
+from nncli.runs.evaluate import evaluate
 from nncli.runs.folder import RunError, read_metrics
 from nncli.runs.listing import list_runs
 from nncli.runs.session import prepare, prepare_resume
+from nncli.runs.train_run import run_session
 
 pytestmark = pytest.mark.slow  # training processes killed with signals, then resumed
 
@@ -120,7 +120,7 @@ def assert_readable_after_kill(run: Path) -> int | None:
         return None
     ckpt = load_checkpoint(run / "checkpoints", "last")  # the newest complete save loads
     assert all(np.all(np.isfinite(w)) for w in ckpt.weights.values())
-    ev = evaluate_run(run, None, "last")  # and `nncli eval` reads the folder
+    ev = evaluate(run, None, "last")  # and `nncli eval` reads the folder
     assert ev["examples"] == 24 and np.isfinite(ev["loss"])
     return int(ckpt.state["step"])
 
@@ -248,7 +248,7 @@ def test_second_ctrl_c_during_the_checkpoint_does_not_corrupt_it(tmp_path, monke
 
     cfg = write_config(tmp_path, SHORT, "kill.yaml")
     straight = prepare(cfg, [])
-    assert run_session(straight, tmp_path / "a", quiet=True, json_out=False) == 0
+    assert run_session(straight, tmp_path / "a").exit_code == 0
 
     s = prepare(cfg, [])
     s.trainer.callbacks.append(CtrlCAt(22))  # not a checkpoint step: the last save was at 20
@@ -259,7 +259,7 @@ def test_second_ctrl_c_during_the_checkpoint_does_not_corrupt_it(tmp_path, monke
             monkeypatch, nncli.runs.folder, "write_fully", 1 if where == "staging the sidecar" else 2
         )
     wrapper.trainer = s.trainer
-    assert run_session(s, tmp_path / "b", quiet=True, json_out=False) == 130
+    assert run_session(s, tmp_path / "b").exit_code == 130
     monkeypatch.undo()
     run = s.folder
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
@@ -269,7 +269,7 @@ def test_second_ctrl_c_during_the_checkpoint_does_not_corrupt_it(tmp_path, monke
     if where != "between the renames":
         assert not list((run / "checkpoints").glob(".*"))  # staged files removed
     resumed = prepare_resume(run, None, [])
-    assert run_session(resumed, tmp_path / "b", quiet=True, json_out=False) == 0
+    assert run_session(resumed, tmp_path / "b").exit_code == 0
     same_weights(straight.folder, run)
     assert not list((run / "checkpoints").glob(".*"))
 
@@ -277,7 +277,7 @@ def test_second_ctrl_c_during_the_checkpoint_does_not_corrupt_it(tmp_path, monke
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
     cfg = write_config(tmp_path, SHORT, "kill.yaml")
     straight = prepare(cfg, [])
-    assert run_session(straight, tmp_path / "a", quiet=True, json_out=False) == 0
+    assert run_session(straight, tmp_path / "a").exit_code == 0
     # what kill -9 right after the folder was made leaves: status running, no checkpoint, a torn line
     s = prepare(cfg, [])
     s.open(tmp_path / "b")
@@ -288,7 +288,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path
     assert assert_readable_after_kill(run) is None
     resumed = prepare_resume(run, None, [])
     assert resumed.trainer.state.step == 0
-    assert run_session(resumed, tmp_path / "b", quiet=True, json_out=False) == 0
+    assert run_session(resumed, tmp_path / "b").exit_code == 0
     assert not list(run.glob(".*.tmp"))
     same_weights(straight.folder, run)
     assert no_times(read_metrics(run / "metrics.jsonl")) == no_times(

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from support import run_nncli, start_nncli, write_config
 
-from nncli.cli.train import run_session
 from nncli.core.errors import UserError
 from nncli.runs.checkpoint import load_weights, weights_path
 from nncli.runs.folder import read_metrics
 from nncli.runs.session import prepare, prepare_resume
+from nncli.runs.train_run import run_session
 
 pytestmark = pytest.mark.slow  # runs stopped part way, then resumed
 
@@ -56,7 +56,7 @@ def run(cfg_path, runs, stop_at=None) -> tuple[int, Path]:
     s = prepare(cfg_path, [])
     if stop_at:
         s.trainer.callbacks.append(StopAt(stop_at))
-    code = run_session(s, runs, quiet=True, json_out=False)
+    code = run_session(s, runs).exit_code
     return code, s.folder
 
 
@@ -81,7 +81,7 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, stop_at):
 
     s = prepare_resume(cut, None, [])
     assert s.trainer.state.step == stop_at
-    assert run_session(s, tmp_path / "b", quiet=True, json_out=False) == 0
+    assert run_session(s, tmp_path / "b").exit_code == 0
     a, b = weights(straight), weights(cut)
     assert a.keys() == b.keys()
     for k in a:
@@ -96,7 +96,7 @@ def test_resume_drops_metrics_written_after_the_checkpoint(tmp_path):
     with open(cut / "metrics.jsonl", "a") as fh:
         fh.write('{"event": "train", "step": 99, "train_loss": 1.0}\n{"step": 100, "tr')
     s = prepare_resume(cut, None, [])
-    run_session(s, tmp_path / "r", quiet=True, json_out=False)
+    run_session(s, tmp_path / "r")
     steps = [r["step"] for r in read_metrics(cut / "metrics.jsonl")]
     assert 99 not in steps and steps == sorted(steps) and steps[-1] == 2 * STEPS_PER_EPOCH
 

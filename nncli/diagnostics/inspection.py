@@ -1,0 +1,145 @@
+"""Inspecting a config's model: the library call under ``nncli inspect``.
+
+    report = nncli.inspect("configs/mnist1d_cnn.yaml", trace=True)
+    report.summary.params, [r.to_dict() for r in report.trace.rows]
+
+Needs no data: shapes come from the config. ``trace`` runs one batch forward and backward in
+float64 (the config's data when it loads, else a seeded random batch); ``timing`` times each
+module's forward and backward (median of ``REPEATS`` steps after ``WARMUP`` warm-up steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nncli.core.errors import UserError
+from nncli.diagnostics.summary import Summary, build_from_config, summarize
+
+#: timing: steps timed (their median is shown) after untimed warm-up steps; the median shrugs off
+#: the occasional stall of a busy machine
+REPEATS, WARMUP = 10, 2
+
+
+@dataclass
+class Trace:
+    batch: str  # what the batch was: "N examples of <source>" or "random N=…, seed …"
+    loss: float | None
+    rows: list  # diagnostics.tracing.TraceRow, one per module
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": self.batch, "loss": self.loss, "modules": [r.to_dict() for r in self.rows]}
+
+
+@dataclass
+class Timing:
+    batch: str
+    blas_threads: int
+    total_ms: float
+    dtype: str
+    rows: list  # diagnostics.timing.TimeRow, one per module
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "blas_threads": self.blas_threads,
+            "total_ms": self.total_ms,
+            "modules": [r.to_dict() for r in self.rows],
+        }
+
+
+@dataclass
+class Inspection:
+    """What ``nncli inspect`` shows. ``to_dict()`` is its ``--json`` output."""
+
+    summary: Summary
+    trace: Trace | None = None
+    time: Timing | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"summary": self.summary.to_dict()}
+        if self.trace is not None:
+            out["trace"] = self.trace.to_dict()
+        if self.time is not None:
+            out["time"] = self.time.to_dict()
+        return out
+
+
+def inspect(
+    config: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    batch: int | None = None,
+    dtype: str | None = None,
+    trace: bool = False,
+    timing: bool = False,
+    seed: int = 0,
+    threads: int | None = None,
+) -> Inspection:
+    """Every module of ``config``'s model: shapes, parameters, multiply-adds and saved activations for
+    a batch of ``batch`` (default: data.batch_size, or 64), in ``dtype`` (default: the config's).
+
+    ``trace`` adds one batch forward and backward, ``timing`` per-module milliseconds with ``threads``
+    BLAS threads (None: BLAS's own setting); a batch that cannot fit in memory is refused first.
+    """
+    from nncli.config.memory import check_batch_fits
+
+    if dtype is not None and dtype not in ("float32", "float64"):
+        raise UserError(f"--dtype: expected float32 or float64, got '{dtype}'")
+    config = str(config)
+    loaded, chain = build_from_config(config, list(overrides), dtype=dtype, seed=seed, with_loss=True)
+    cfg = loaded.config
+    if batch is None:
+        batch = cfg.data.batch_size if cfg.data is not None else 64
+    if trace or timing:
+        check_batch_fits(
+            loaded, chain, batch, np.float64, what="the --trace/--time batch", field="model.input_shape"
+        )
+    out = Inspection(summarize(chain, batch=batch, loaded=loaded, dtype=dtype or cfg.dtype, source=config))
+    if trace:
+        from nncli.diagnostics.tracing import run_trace
+
+        _, chain64 = build_from_config(config, list(overrides), dtype="float64", seed=seed, with_loss=True)
+        x, y, where = _batch(loaded, chain64, batch, seed)
+        rows, J = run_trace(chain64, x, y)
+        out.trace = Trace(where, J, rows)
+    if timing:
+        out.time = _time(loaded, chain, batch, seed, threads)
+    return out
+
+
+def _time(loaded, chain, batch: int, seed: int, threads: int | None) -> Timing:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from nncli.diagnostics.timing import profile_chain
+
+    x, y, where = _batch(loaded, chain, batch, seed, random_only=True)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        blas = max(
+            (p.get("num_threads", 1) for p in threadpool_info() if p.get("user_api") == "blas"), default=1
+        )
+        rows, total = profile_chain(chain, x.astype(chain.dtype), y, repeats=REPEATS, warmup=WARMUP)
+    return Timing(where, blas, total, np.dtype(chain.dtype).name, rows)
+
+
+def _batch(loaded, chain, batch, seed, random_only=False):
+    """(x, y, description): the config's data when it loads, else a seeded random batch."""
+    from nncli.diagnostics.gradcheck_config import random_targets
+
+    cfg = loaded.config
+    if cfg.data is not None and not random_only:
+        try:
+            from nncli.diagnostics.gradcheck_config import load_batch
+
+            x, y = load_batch(loaded, chain, batch)
+            return x, y, f"{len(x)} examples of {cfg.data.source}"
+        except (UserError, OSError):
+            pass  # fall back to random: inspect must work with no data present
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, *chain.input_shape))
+    y = random_targets(chain.loss, chain.output_shape(), batch, rng) if chain.loss is not None else None
+    return x, y, f"random N={batch}, seed {seed}"

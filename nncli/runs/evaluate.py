@@ -1,0 +1,79 @@
+"""Scoring a run's checkpoint: the library call under ``nncli eval``.
+
+    nncli.evaluate("runs/mnist1d_cnn-20260101-120000")                 # best checkpoint, test split
+    nncli.evaluate(run, data="more.npz", checkpoint="last")            # a file of your own
+
+A file given as ``data`` is read with the run's data settings (``x_key``/``y_key``, CSV target
+column) and standardised with the statistics saved in the run's run.json, the training split's.
+Read-only, so it can run beside a training process; a run killed mid-save is read through the
+weights its last complete save left.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nncli.core.errors import DataError
+from nncli.runs.loaded_run import load_run
+from nncli.runs.session import check_split
+from nncli.training.data import Split, load_arrays, load_dataset
+from nncli.training.loop import evaluate as metrics_of
+from nncli.training.userdata import coerce_targets
+
+
+def evaluate(
+    run: Path | str, data: Path | str | None = None, checkpoint: str | None = None
+) -> dict[str, Any]:
+    """Mean loss (and accuracy for classifiers) of checkpoint ``checkpoint`` ("best" or "last"; None:
+    best, or last when the run has no best yet) of ``run`` on ``data``, or on the run's test split
+    (its validation split when it has no test split).
+
+    Returns ``{"run", "checkpoint", "step", "split", "examples", "loss"[, "acc"]}``.
+    """
+    loaded = load_run(run, checkpoint)
+    chain, cfg = loaded.chain, loaded.config
+    kind = getattr(chain.loss, "target_kind", "real")
+    if data is not None:
+        x, y = load_arrays(data, cfg.data)
+        y = coerce_targets(y, kind, str(data))
+        part, split_name = Split(loaded.preprocess(x, where=str(data)), y), str(data)
+    else:
+        part, split_name = _held_out(loaded)
+    check_split(part, split_name, chain)
+    x = np.ascontiguousarray(part.x, dtype=chain.dtype)
+    y = np.asarray(part.y)
+    if y.dtype.kind not in "iub":
+        y = y.astype(chain.dtype)
+    m = metrics_of(chain, chain.loss, x, y, loaded.classifier)
+    out = {
+        "run": loaded.path.name,
+        "checkpoint": loaded.checkpoint,
+        "step": loaded.step,
+        "split": split_name,
+        "examples": int(len(x)),
+        "loss": m["loss"],
+    }
+    if loaded.classifier:
+        out["acc"] = m["acc"]
+    return out
+
+
+def _held_out(loaded) -> tuple[Split, str]:
+    """The run's test split (else its validation split), rebuilt from its config and seed."""
+    cfg, run = loaded.config, loaded.path
+    if cfg.data is None:
+        raise DataError(f"{run}: the run's config has no data section; pass --data")
+    ds = load_dataset(
+        cfg.data,
+        input_shape=tuple(cfg.model.input_shape),
+        loss=loaded.chain.loss,
+        seed=cfg.seed,
+        base_dir=Path(loaded.info.get("data_base_dir", run)),
+    )
+    split_name, part = ("test", ds.test) if ds.test is not None and len(ds.test.x) else ("val", ds.val)
+    if part is None or not len(part.x):
+        raise DataError(f"{run}: the run's data has no test or validation split; pass --data")
+    return Split(part.x, np.asarray(part.y)), split_name

@@ -1,0 +1,198 @@
+"""Training a config into a run folder: the library call under ``nncli train``.
+
+    outcome = nncli.train("configs/mnist1d_cnn.yaml", overrides=["optimizer.lr=0.005"], runs_dir="runs")
+    outcome.status, outcome.run_dir, outcome.summary      # "completed", Path(...), summary.json's content
+
+Nothing is written until the config, the data and the model have all been checked (a UserError
+otherwise, and no run folder). Then the run folder is created (or reopened by ``resume``), SIGINT
+and SIGTERM ask the trainer to stop after the current step and write a checkpoint (a second one
+stops at once), and summary.json and run.json record how the run ended. It never prints: progress
+displays are callbacks the caller passes.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nncli.core.errors import UserError
+from nncli.runs.session import Session, prepare, prepare_resume
+from nncli.training.loop import EXIT_DIVERGED
+
+#: exit code of a run stopped by each signal (128 + its number), as shells report it
+SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
+
+@dataclass
+class TrainOutcome:
+    """How a training session ended.
+
+    ``status``: completed, diverged, interrupted (a signal) or failed (a crash, or a write that
+    failed, e.g. a full disk). ``summary`` is summary.json's content, None when the session ended
+    before writing it (a crash, a second Ctrl-C). ``error`` is one line on a failed write: what could
+    not be written and which checkpoint is kept; ``exception`` the crash itself; ``warnings`` what
+    went wrong in a tracker (TensorBoard, MLflow) after the run itself was saved.
+    """
+
+    status: str
+    reason: str | None
+    run_dir: Path | None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    exception: BaseException | None = None
+    warnings: list[str] = field(default_factory=list)  # trackers that failed after the run was saved
+
+    @property
+    def exit_code(self) -> int:
+        """``nncli train``'s exit code: 0 completed, 1 failed, 3 diverged, 130 / 143 interrupted."""
+        if self.status == "completed":
+            return 0
+        if self.status == "diverged":
+            return EXIT_DIVERGED
+        if self.status == "interrupted":
+            return SIGNAL_EXIT.get(self.reason or "", 130)
+        return 1
+
+    @property
+    def checkpoint_kept(self) -> bool:
+        """Whether the run has a ``last`` checkpoint (after a divergence: the last good weights)."""
+        return self.run_dir is not None and (self.run_dir / "checkpoints" / "last.safetensors").exists()
+
+
+def train(
+    config: Path | str | None = None,
+    *,
+    overrides: Iterable[str] = (),
+    runs_dir: Path | str = "runs",
+    name: str | None = None,
+    resume: Path | str | None = None,
+    callbacks: Iterable[Any] = (),
+    loggers: Iterable[str] = (),
+    threads: int | None = 1,
+    raise_errors: bool = False,
+) -> TrainOutcome:
+    """Train ``config`` (a YAML file) into a new run folder in ``runs_dir``, or continue the run
+    ``resume`` exactly where its last checkpoint stopped (``config`` may then be omitted; if given
+    it must match the run's).
+
+    ``overrides`` are ``path=value`` strings as ``--set`` takes; ``callbacks`` are trainer callbacks
+    (``nncli.training.loop``) such as a progress display; ``loggers`` trackers to log to as well
+    (``tensorboard``, ``mlflow``; see ``nncli.runs.trackers``); ``threads`` limits BLAS threads (None: BLAS's
+    own setting). A UserError (bad config, data or runs folder) is raised before anything is written;
+    a crash is raised when ``raise_errors``, else returned as a failed outcome.
+    """
+    overrides = list(overrides)
+    if resume is not None:
+        session = prepare_resume(Path(resume), None if config is None else Path(config), overrides)
+    elif config is None:
+        raise UserError("give a CONFIG file to train, or --resume RUN_DIR to continue a run")
+    else:
+        session = prepare(Path(config), overrides, name)
+    return run_session(
+        session, runs_dir, callbacks=callbacks, loggers=loggers, threads=threads, raise_errors=raise_errors
+    )
+
+
+def run_session(
+    session: Session,
+    runs_dir: Path | str,
+    *,
+    callbacks: Iterable[Any] = (),
+    loggers: Iterable[str] = (),
+    threads: int | None = 1,
+    raise_errors: bool = False,
+) -> TrainOutcome:
+    """Create (or reopen) the prepared ``session``'s run folder, train with signal handling and write
+    the summary (see ``train``)."""
+    from threadpoolctl import threadpool_limits
+
+    from nncli.runs.trackers import make_trackers
+
+    trackers = make_trackers(list(loggers), session, runs_dir)  # a missing package: refused before any folder
+    session.trainer.callbacks.extend(trackers)
+    session.trainer.callbacks.extend(callbacks)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return _run(session, Path(runs_dir), trackers, raise_errors)
+
+
+def _run(session: Session, runs_dir: Path, trackers: list[Any], raise_errors: bool) -> TrainOutcome:
+    from nncli.runs.trackers import finish_trackers
+
+    try:
+        with _stop_on_signals(session.trainer):
+            session.open(runs_dir)
+            result = session.trainer.run()
+    except BaseException as exc:
+        session.fail(exc)
+        session.release()
+        finish_trackers(trackers, None)
+        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C: stopped at once
+            return TrainOutcome("interrupted", "SIGINT", session.folder, exception=exc)
+        if isinstance(exc, UserError) or raise_errors:
+            raise
+        if isinstance(exc, OSError) and exc.filename is not None and session.folder is not None:
+            return _write_failed(exc, session)
+        return TrainOutcome("failed", f"{type(exc).__name__}: {exc}", session.folder, exception=exc)
+    try:
+        summary = session.finish(result)
+        problems = finish_trackers(trackers, summary)
+    except OSError as exc:  # summary.json or run.json on a disk that just filled up
+        if exc.filename is None or raise_errors:
+            raise
+        return _write_failed(exc, session)
+    finally:
+        session.release()
+    return TrainOutcome(
+        result.status, result.reason, session.folder, summary, warnings=[f"tracker: {p}" for p in problems]
+    )
+
+
+def _write_failed(exc: OSError, session: Session) -> TrainOutcome:
+    return TrainOutcome("failed", str(exc), session.folder, error=write_failure(exc, session), exception=exc)
+
+
+@contextmanager
+def _stop_on_signals(trainer) -> Iterator[None]:
+    """SIGINT / SIGTERM ask ``trainer`` to stop after the current step (a second one: stop now).
+
+    Installed before the run folder is created, so a signal then still ends as a clean interrupt.
+    Signal handlers can only be set from the main thread; elsewhere the defaults stay.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum, frame):
+        if trainer.stop_request is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        trainer.request_stop(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def write_failure(exc: OSError, session: Session) -> str:
+    """One line for a write that failed mid-run (full disk, quota, read-only): what, and what is kept."""
+    from nncli.runs.checkpoint import CheckpointError, load_checkpoint
+
+    folder = session.folder
+    try:
+        kept = f"the last good checkpoint (step {load_checkpoint(folder / 'checkpoints', 'last').state['step']}) is kept"
+    except (CheckpointError, KeyError, OSError):
+        kept = "no checkpoint had been written yet"
+    full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    return (
+        f"cannot write {exc.filename}: {exc.strerror or exc}; training stopped at step "
+        f"{session.trainer.state.step}; {kept}; {'make room' if full else 'once it can be written'}, "
+        f"then continue with nncli train --resume {folder}"
+    )
