@@ -21,9 +21,9 @@ class Registry:
 
     def __init__(self, kind: str):
         self.kind = kind
-        self._by_key: dict[str, type | _Preset] = {}
-        self._canonical: dict[type, str] = {}
-        self._defaults: dict[type, dict] = {}
+        self._by_key: dict[str, Any] = {}  # a class, a function or a _Preset
+        self._canonical: dict[Any, str] = {}
+        self._defaults: dict[Any, dict] = {}
 
     @staticmethod
     def _key(name: str) -> str:
@@ -81,7 +81,7 @@ class Registry:
     def canonical_name(self, cls: type) -> str:
         return self._canonical.get(cls, cls.__name__)
 
-    def canonical(self, name: str) -> str | None:
+    def canonical(self, name: object) -> str | None:
         """The canonical name ``name`` stands for (``"Adam"`` → ``"adam"``), or None when it names nothing."""
         entry = self._by_key.get(self._key(name)) if isinstance(name, str) else None
         if entry is None:
@@ -92,7 +92,7 @@ class Registry:
 class _Preset:
     """A registered name that is a class with some hyper-parameters fixed (``ReLU`` → σ(fn=relu))."""
 
-    def __init__(self, cls: type[Any], defaults: dict, display: str):
+    def __init__(self, cls: Any, defaults: dict, display: str):
         self.cls, self.defaults, self.display = cls, dict(defaults), display
         self.Config = cls.Config
 

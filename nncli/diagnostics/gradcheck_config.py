@@ -246,7 +246,9 @@ def gradcheck(
     settings and every loss (or only ``module``). ``samples``: random coordinates per tensor ("auto":
     all for tensors of ≤ 2000 elements, else 200).
     """
-    kw = dict(eps=eps, rtol=rtol, atol=atol, samples=samples if samples is not None else "auto", seed=seed)
+    kw: dict[str, Any] = dict(
+        eps=eps, rtol=rtol, atol=atol, samples=samples if samples is not None else "auto", seed=seed
+    )
     if config is None:
         if data or overrides:
             raise UserError("--data and --set need a CONFIG")
@@ -268,6 +270,7 @@ def _check_config(path: str, overrides: list[str], module, data, seed: int, kw: 
     check_batch_fits(
         loaded, chain, BATCH + 1, np.float64, what="the gradcheck batch", field="model.input_shape"
     )
+    y: np.ndarray | None
     if data:
         x, y = load_batch(loaded, chain, BATCH + 1, path=str(data))
     else:

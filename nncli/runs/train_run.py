@@ -186,6 +186,7 @@ def write_failure(exc: OSError, session: Session) -> str:
     from nncli.runs.checkpoint import CheckpointError, load_checkpoint
 
     folder = session.folder
+    assert folder is not None, "a write can only fail once the run folder exists"
     try:
         kept = f"the last good checkpoint (step {load_checkpoint(folder / 'checkpoints', 'last').state['step']}) is kept"
     except (CheckpointError, KeyError, OSError):
