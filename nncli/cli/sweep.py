@@ -82,6 +82,8 @@ def sweep(
 
     if search is not None and grid:
         raise UserError("give either --grid values or a --search with --param distributions, not both")
+    if search is not None and dry_run:
+        raise UserError("--dry-run lists a grid's combinations; a search has none to list before it runs")
 
     def progress(t):
         best = f"{t.best['metric']} {t.best['value']:.4g}" if t.best else "no metric"
