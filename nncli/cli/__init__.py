@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     ascii_fallback_streams()
     _register_commands()
     try:
-        app(args=argv, prog_name="nncli", standalone_mode=True)
+        # bare `nncli` is a request for help, not a usage error (click ≥ 8.2 exits 2 for it)
+        args = sys.argv[1:] if argv is None else list(argv)
+        app(args=args or ["--help"], prog_name="nncli", standalone_mode=True)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
