@@ -101,13 +101,12 @@ def render(outcome: TrainOutcome, quiet: bool, json_out: bool, curves: bool) -> 
         err_console.print(results_table(outcome.summary, folder))
         err_console.print(f"run folder: {folder}", markup=False, soft_wrap=True)
     if outcome.status == "diverged":  # said even with --quiet: it is why the exit code is 3
+        step = (outcome.summary or {}).get("checkpoint_step")
+        kept = "no checkpoint had been written yet"
+        if outcome.checkpoint_kept:
+            kept = "the last good checkpoint " + (f"(step {step}) " if step is not None else "") + "is kept"
         err_console.print(
-            f"diverged: {outcome.reason}; "
-            + (
-                "the last good checkpoint is kept"
-                if outcome.checkpoint_kept
-                else "no checkpoint had been written yet"
-            ),
+            f"diverged: {outcome.reason}; {kept}",
             markup=False,
             soft_wrap=True,
         )

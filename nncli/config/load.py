@@ -130,10 +130,13 @@ def _finish(
 
 def validate_problems(data: dict) -> list[tuple[str, str]]:
     """Every (dotted field, message) wrong with ``data``; the first message per field wins."""
-    problems = translate(Config, data, "")
     model, layers = data.get("model"), None
     if isinstance(model, dict) and isinstance(model.get("layers"), list):
         layers = model["layers"]
+        limits = _layer_limits(layers, "model.layers")
+        if limits:  # checked first: validating 10⁵ layers one by one would take minutes
+            return limits
+    problems = translate(Config, data, "")
     for i, spec in enumerate(layers or []):
         if isinstance(spec, dict):
             problems += _layer_problems(spec, f"model.layers[{i}]")
@@ -144,6 +147,34 @@ def validate_problems(data: dict) -> list[tuple[str, str]]:
     for f, msg in problems:
         seen.setdefault(f, msg)
     return list(seen.items())
+
+
+#: layers in one list (the model's or a Residual body's) and Residual blocks nested in one another;
+#: both far beyond a model this trainer can train, low enough to keep every step linear and shallow
+MAX_LAYERS = 10_000
+MAX_NESTING = 64
+
+
+def _layer_limits(layers: list, field: str) -> list[tuple[str, str]]:
+    """A problem when a layer list is longer than MAX_LAYERS or bodies nest deeper than MAX_NESTING."""
+    todo = [(layers, field, 1)]  # iterative: the depth is what is being checked
+    while todo:
+        items, where, depth = todo.pop()
+        if len(items) > MAX_LAYERS:
+            return [(where, f"has {len(items):,} layers, more than the {MAX_LAYERS:,} a model may have")]
+        for j, spec in enumerate(items):
+            nested = spec.get("layers") if isinstance(spec, dict) else None
+            if isinstance(nested, list):
+                if depth > MAX_NESTING:
+                    return [
+                        (
+                            f"{where}[{j}]",
+                            f"blocks with their own layers (Residual) are nested more than "
+                            f"{MAX_NESTING} deep",
+                        )
+                    ]
+                todo.append((nested, f"{where}[{j}].layers", depth + 1))
+    return []
 
 
 def check_layer(spec: Any, field: str):
@@ -188,6 +219,12 @@ def _loss_problems(spec: dict) -> list[tuple[str, str]]:
     return translate(entry.Config, rest, "loss", extra_keys=("type",))
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis: messages quote what the user wrote,
+    but a 10,000-character value would bury the error in it."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 # -- places ------------------------------------------------------------------------------------
 def _command_line_first(exc: UserError) -> tuple[bool, int, int]:
     """Sort key of located errors: those of --set first, then by line and column."""
@@ -227,7 +264,7 @@ def locate_error(
         while p is not None and p not in set_by:
             p = parent_path(p)
         if p is not None and "--set" not in exc.message:
-            exc.message += f" (from --set {set_by[p]})"
+            exc.message += f" (from --set {shorten(set_by[p])})"
             exc.args = (exc.message,)
     return exc
 
@@ -236,18 +273,17 @@ def locate_error(
 def _set(raw: dict, assignment: str) -> str:
     where = Place(COMMAND_LINE)
     path_text, eq, value_text = assignment.partition("=")
+    shown = shorten(assignment)  # messages quote what was written, cut to a readable length
     if not eq or not path_text.strip():
-        raise ConfigError(f"--set {assignment}: expected path=value, e.g. optimizer.lr=0.05", place=where)
+        raise ConfigError(f"--set {shown}: expected path=value, e.g. optimizer.lr=0.05", place=where)
     try:
         parts = split_path(path_text)
     except ValueError as exc:
-        raise ConfigError(f"--set {assignment}: {exc}", place=where) from None
+        raise ConfigError(f"--set {shown}: {exc}", place=where) from None
     try:
         value = parse_value(value_text) if value_text.strip() else None
     except ConfigError as exc:
-        raise ConfigError(
-            f"--set {assignment}: the value is not valid YAML: {exc.message}", place=where
-        ) from None
+        raise ConfigError(f"--set {shown}: the value is not valid YAML: {exc.message}", place=where) from None
     node: Any = ("model", Config)
     cur: Any = raw
     for i, part in enumerate(parts):
@@ -258,26 +294,24 @@ def _set(raw: dict, assignment: str) -> str:
             if allowed is not None or not isinstance(cur, list):
                 what = "a section" if allowed is not None else "a single value"
                 raise ConfigError(
-                    f"'{here}' is {what}, not a list (in --set {assignment})", field=path, place=where
+                    f"'{here}' is {what}, not a list (in --set {shown})", field=path, place=where
                 )
             if not 0 <= part <= len(cur) or (part == len(cur) and not last):
                 raise ConfigError(
-                    f"index {part} is out of range: '{here}' has {len(cur)} entries (in --set {assignment})",
+                    f"index {part} is out of range: '{here}' has {len(cur)} entries (in --set {shown})",
                     field=path,
                     place=where,
                 )
         else:
             if allowed is None or not isinstance(cur, dict):
                 raise ConfigError(
-                    f"'{here}' is a single value, it has no key '{part}' (in --set {assignment})",
+                    f"'{here}' is a single value, it has no key '{part}' (in --set {shown})",
                     field=path,
                     place=where,
                 )
             if allowed and part not in allowed:
                 hint = did_you_mean(path, [child_path(here, k) for k in allowed])
-                raise ConfigError(
-                    f"unknown setting '{path}' in --set {assignment}{hint}", field=path, place=where
-                )
+                raise ConfigError(f"unknown setting '{path}' in --set {shown}{hint}", field=path, place=where)
             for alias in [k for k in cur if k != part and allowed.get(k, k) == allowed.get(part)]:
                 del cur[alias]  # `out` replaces `units` rather than clashing with it
         if last:

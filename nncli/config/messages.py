@@ -160,6 +160,8 @@ def _message(cls, data, parts: list, err: dict, extra_keys) -> str:
         return f"unknown key '{key}'{hint}; allowed keys: {', '.join(allowed) or '(none)'}"
     if t == "literal_error":
         return f"expected {_one_of(err)}, got {describe(value)}{_hint(err)}"
+    if t == "finite_number":
+        return f"expected a finite number, got {describe(value)}"
     if t in _OPS:
         op, bound = _OPS[t]
         return f"expected a value {op} {ctx.get(bound)}, got {describe(value)}"

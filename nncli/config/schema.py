@@ -52,9 +52,10 @@ def registered(registry, value: Any) -> str:
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors; YAML strings are never silently turned into numbers."""
+    """Unknown keys are errors; YAML strings are never silently turned into numbers; every number
+    must be finite (``.nan``, ``.inf`` are refused where a number is meant)."""
 
-    model_config = ConfigDict(extra="forbid", strict=False, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", strict=False, validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(Strict):

@@ -21,20 +21,42 @@ from typing import Any
 
 import yaml
 
-from nncli.core.errors import ConfigError, Place
+from nncli.core.errors import ConfigError, Place, UserError
+from nncli.core.files import read_limited
 
 _STD = "tag:yaml.org,2002:"
 #: the tags a config may use: plain data, plus merge keys (``<<: *base``)
 _ALLOWED_TAGS = {_STD + t for t in ("null", "bool", "int", "float", "str", "seq", "map", "merge")}
-#: nodes visited while expanding aliases; far beyond any real config
+#: nodes visited again while expanding aliases; far beyond any real config
 _MAX_NODES = 200_000
+#: mappings and lists nested in one another; a real config needs fewer than 10 levels, a model of
+#: 64 nested Residual blocks about 130
+MAX_DEPTH = 200
+#: the largest config file read (a config is text of a few kB; this also stops reading a device)
+MAX_BYTES = 16 * 2**20
 
 # YAML 1.2's float syntax: digits with an exponent but no dot (1e-3, 2E5) are floats too
 _FLOAT_RE = re.compile(r"^[-+]?(?:\d[\d_]*)(?:\.[\d_]*)?[eE][-+]?\d+$")
 
 
+class _TooDeep(yaml.MarkedYAMLError):
+    """Raised by the composer at a node nested deeper than MAX_DEPTH, before Python's stack runs out."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2-style exponent floats and without the timestamp resolver."""
+    """SafeLoader with YAML 1.2-style exponent floats, without the timestamp resolver, and with a
+    nesting limit (PyYAML composes nested nodes recursively: 10,000 ``[`` would be a RecursionError)."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(problem_mark=self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -102,13 +124,10 @@ def parent_path(path: str) -> str | None:
 def load_yaml_file(path: str | Path) -> tuple[Any, dict[str, Place]]:
     """Read and parse a YAML file: (plain data, positions by dotted path). Raises ConfigError."""
     name = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError("no such file", place=Place(name))
-    if p.is_dir():
-        raise ConfigError("is a directory, not a YAML config file", place=Place(name))
     try:
-        text = p.read_bytes().decode("utf-8")
+        text = read_limited(path, MAX_BYTES, "a YAML config file").decode("utf-8")
+    except UserError as exc:
+        raise ConfigError(exc.message, place=Place(name)) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"not a UTF-8 text file (byte {exc.start + 1} cannot be decoded)", place=Place(name)
@@ -131,6 +150,12 @@ def parse_yaml(text: str, source: str | None = None) -> tuple[Any, dict[str, Pla
         positions: dict[str, Place] = {"": _place(node.start_mark, source)}
         data = _Walker(loader, source, positions).walk(node, "")
         return data, positions
+    except _TooDeep as exc:
+        raise ConfigError(
+            f"mappings and lists are nested more than {MAX_DEPTH} levels deep here; a config "
+            f"this deep is not supported",
+            place=_place(exc.problem_mark, source),
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -185,12 +210,15 @@ class _Walker:
         self.loader, self.source, self.positions = loader, source, positions
         self.active: set[int] = set()  # nodes on the current path, to catch recursive aliases
         self.visited = 0
+        self.seen: set[int] = set()
 
     def error(self, node, message: str, field: str | None = None) -> ConfigError:
         return ConfigError(message, field=field or None, place=_place(node.start_mark, self.source))
 
     def walk(self, node, path: str) -> Any:
-        self.visited += 1
+        if id(node) in self.seen:  # an alias expanded once more: count it (billion laughs)
+            self.visited += 1
+        self.seen.add(id(node))
         if self.visited > _MAX_NODES:
             raise self.error(
                 node, f"the document expands to more than {_MAX_NODES} values (aliases repeated too often)"

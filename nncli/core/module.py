@@ -45,13 +45,13 @@ _hook_ids = itertools.count()
 class NoParams(BaseModel):
     """Hyper-parameters of a module that has none."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class HParams(BaseModel):
-    """Base of every module's hyper-parameter schema: unknown keys are refused."""
+    """Base of every module's hyper-parameter schema: unknown keys and NaN/Inf numbers are refused."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class Module(ABC):
@@ -100,6 +100,7 @@ class Module(ABC):
         return int(sum(p.size for _, p, _ in self.parameters()))
 
     def zero_grads(self) -> None:
+        """Zero this module's gradients and those of its children (a Residual's body)."""
         for g in self.grads.values():
             g.fill(0)
         for _, child in self.children():

@@ -10,6 +10,7 @@ a tie in max pooling): it is skipped and counted, never silently passed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -50,6 +51,30 @@ def _coordinates(size: int, samples: int | str | None, rng: np.random.Generator)
     if samples is None or samples >= size:
         return np.arange(size)
     return np.sort(rng.choice(size, size=samples, replace=False))
+
+
+#: the central difference needs x ± ε to differ from x and (f(x+ε) − f(x−ε)) / 2ε to stay finite
+MAX_EPS = 1.0
+
+
+def check_options(eps: float, rtol: float, atol: float) -> None:
+    """UserError (exit 2) unless 0 < eps ≤ MAX_EPS and rtol, atol are finite and ≥ 0: a NaN
+    tolerance would make every comparison pass, and eps = 0 divides by zero."""
+    from nncli.core.errors import Place, UserError
+
+    where = Place("<command line>")
+    for name, value in (("--eps", eps), ("--rtol", rtol), ("--atol", atol)):
+        if not math.isfinite(value):
+            raise UserError(f"expected a finite number, got {value}", field=name, place=where)
+    if not 0 < eps <= MAX_EPS:
+        raise UserError(
+            f"the central-difference step must lie in (0, {MAX_EPS:g}], got {eps:g}; e.g. --eps 1e-6",
+            field="--eps",
+            place=where,
+        )
+    for name, value in (("--rtol", rtol), ("--atol", atol)):
+        if value < 0:
+            raise UserError(f"a tolerance must be ≥ 0, got {value:g}", field=name, place=where)
 
 
 def compare(
@@ -100,7 +125,7 @@ def compare(
             rep.analytic, rep.numeric = a, float(numeric)
         rep.max_abs = max(rep.max_abs, err)
         rep.max_rel = max(rep.max_rel, rel)
-        if score > 0:
+        if not score <= 0:  # a NaN score (overflowing or NaN values) fails too
             rep.passed = False
     if rep.checked == 0 and flat.size > 0:
         rep.notes.append("every coordinate sat at a non-differentiable point")

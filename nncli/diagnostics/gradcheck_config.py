@@ -23,7 +23,7 @@ import numpy as np
 from nncli.core.errors import ConfigError, UserError, did_you_mean
 from nncli.core.registry import losses as loss_registry
 from nncli.core.registry import modules as module_registry
-from nncli.diagnostics.gradcheck import TensorCheck, check_chain, check_loss, check_module
+from nncli.diagnostics.gradcheck import TensorCheck, check_chain, check_loss, check_module, check_options
 from nncli.diagnostics.tracing import record_inputs
 
 #: examples per batch for the random inputs of the registry self-test and of a config's check
@@ -246,6 +246,7 @@ def gradcheck(
     settings and every loss (or only ``module``). ``samples``: random coordinates per tensor ("auto":
     all for tensors of ≤ 2000 elements, else 200).
     """
+    check_options(eps, rtol, atol)
     kw: dict[str, Any] = dict(
         eps=eps, rtol=rtol, atol=atol, samples=samples if samples is not None else "auto", seed=seed
     )

@@ -71,24 +71,26 @@ def _place_line(loaded, path: str) -> int | None:
     return getattr(place, "line", None)
 
 
-def _yaml_paths(name: str) -> list[str]:
-    """``3.body.0`` → where the config may have declared it: ``model.layers[3].layers[0]`` (a
-    Residual's YAML key) or ``model.layers[3].body[0]`` (its attribute name)."""
+def _yaml_path(loaded, name: str) -> str:
+    """``3.body.0`` → where the config declared it: ``model.layers[3].layers[0]`` (a Residual's YAML
+    key) or ``model.layers[3].body[0]`` (its attribute name), whichever has a position. One path,
+    chosen level by level, so nested blocks cost linear time, not 2^depth."""
+    positions = getattr(loaded, "positions", None) or {}
     parts = name.split(".")
-    paths = [f"model.layers[{parts[0]}]"]
+    path = f"model.layers[{parts[0]}]"
     for key, idx in zip(parts[1::2], parts[2::2]):
-        paths = [f"{p}.{k}[{idx}]" for p in paths for k in dict.fromkeys(("layers", key))]
-    return paths
+        options = [f"{path}.{k}[{idx}]" for k in dict.fromkeys(("layers", key))]
+        path = next((p for p in options if p in positions), options[0])
+    return path
 
 
 def line_for(loaded, name: str) -> int | None:
     # a nested module without its own position falls back to its parent's line
     parts = name.split(".")
     while parts:
-        for path in _yaml_paths(".".join(parts)):
-            line = _place_line(loaded, path)
-            if line is not None:
-                return line
+        line = _place_line(loaded, _yaml_path(loaded, ".".join(parts)))
+        if line is not None:
+            return line
         parts = parts[:-2]
     return None
 

@@ -31,7 +31,7 @@ import numpy as np
 from nncli.core.errors import ConfigError
 from nncli.core.hooks import watch
 from nncli.training.metrics import EVAL_FIELDS, better, check_metric, eval_value
-from nncli.training.optimizers import clip_grad_norm
+from nncli.training.optimizers import all_finite, clip_grad_norm, global_norm
 from nncli.training.state import apply_weights, group, grouped, rng_states, set_rng_states
 
 #: exit code of a run stopped because the loss or a gradient became NaN/Inf (``on_nonfinite: stop``)
@@ -108,6 +108,9 @@ class Trainer:
         self._es_weights: dict[str, np.ndarray] | None = None
         self.state = TrainState()
         self.stop_request: str | None = None
+        #: the step of the newest checkpoint asked for (None: none yet); whether the state is finite
+        self.checkpoint_step: int | None = None
+        self._finite: bool | None = True
         self.schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, self.total_steps)
         self.lr = self.schedule(0)
         self._t0 = time.perf_counter()
@@ -182,6 +185,12 @@ class Trainer:
                 st.skipped += 1
             else:
                 self.optimizer.step(self.lr)
+                # a finite gradient can still overflow the update (lr 1e39, weight decay 1e39 in
+                # float32): checked now, so no checkpoint is ever written from non-finite weights
+                self._finite = None
+                if not bad and t.on_nonfinite != "ignore" and not self._state_finite():
+                    status, reason = "diverged", self._overflow_reason(st.step + 1)
+                    break
             st.step += 1
             if not bad or t.on_nonfinite == "ignore":  # ignore: let the NaN show in the log
                 st.log_sum += J
@@ -198,7 +207,7 @@ class Trainer:
                     status, reason = "completed", "early stopping"
                     break
             elif t.checkpoint_every and st.step % t.checkpoint_every == 0:
-                self._emit("on_checkpoint", False)
+                self._checkpoint(False)
         if (
             self.stop_request is not None
             and status == "completed"
@@ -206,12 +215,11 @@ class Trainer:
             and st.step < self.total_steps
         ):
             status, reason = "interrupted", self.stop_request
-            self._emit("on_checkpoint", False)
+            self._checkpoint(False)
         elif status == "completed" and reason != "early stopping" and evaluated_at != st.step:
             self._evaluate_and_save(final=True)  # the last step was not an evaluation step
-        result = TrainResult(
-            status, reason, st.step, self.seconds, st.last_eval, st.best_eval, {"skipped_steps": st.skipped}
-        )
+        extra = {"skipped_steps": st.skipped, "checkpoint_step": self.checkpoint_step}
+        result = TrainResult(status, reason, st.step, self.seconds, st.last_eval, st.best_eval, extra)
         self._emit("on_end", result)
         return result
 
@@ -261,7 +269,7 @@ class Trainer:
         self._emit("on_eval", rec, improved)
         if stop and self._es_weights is not None:
             apply_weights(self.chain, self._es_weights, "early-stopping best weights")
-        self._emit("on_checkpoint", improved)
+        self._checkpoint(improved)
         return stop
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -270,6 +278,35 @@ class Trainer:
         return evaluate(chain, loss, x, y, self.classifier)
 
     # -- checkpoints ----------------------------------------------------------------------------------
+    def _state_finite(self) -> bool:
+        """Whether the weights and the optimiser state hold only finite values (cached per update)."""
+        if self._finite is None:
+            opt = self.optimizer
+            buffers = [b for bufs in opt._buffers().values() for b in bufs]
+            self._finite = all_finite(opt.params) and all_finite(buffers)
+        return self._finite
+
+    def _overflow_reason(self, step: int) -> str:
+        where = "the optimizer state"
+        for name, p, _ in self.chain.parameters():
+            if not all_finite([p]):
+                where = f"parameter {name}"
+                break
+        c = self.cfg.optimizer
+        return (
+            f"the update of step {step} made {where} NaN/Inf although the loss and the gradient "
+            f"were finite: it overflowed {self.chain.dtype.name} (learning rate {self.lr:g}, "
+            f"weight decay {c.weight_decay:g}); lower them"
+        )
+
+    def _checkpoint(self, best: bool) -> None:
+        """Ask the callbacks to save, unless the weights or optimiser state are NaN/Inf (possible only
+        with ``on_nonfinite: ignore``): a checkpoint is never written with a non-finite value."""
+        if not self._state_finite():
+            return
+        self._emit("on_checkpoint", best)
+        self.checkpoint_step = self.state.step
+
     def checkpoint_state(self) -> tuple[dict, dict, dict]:
         """(weights, sidecar arrays, JSON state) for ``nncli.runs.checkpoint.save_checkpoint``."""
         arrays = grouped("optimizer", self.optimizer.state_dict())
@@ -292,15 +329,13 @@ class Trainer:
         set_rng_states(self.chain, s.pop("rng", {}), ckpt.path)
         known = set(TrainState.__dataclass_fields__)
         self.state = TrainState(**{k: v for k, v in s.items() if k in known})
+        self.checkpoint_step = self.state.step
+        self._finite = None
 
 
 def grad_norm(grads) -> float:
-    """‖g‖ = √(Σ_i ‖g_i‖²) over every parameter's gradient."""
-    total = 0.0
-    for g in grads:
-        flat = g.reshape(-1)
-        total += float(np.dot(flat, flat))
-    return math.sqrt(total)
+    """‖g‖ = √(Σ_i ‖g_i‖²) over every parameter's gradient, without overflow (``global_norm``)."""
+    return global_norm(grads)
 
 
 def evaluate(chain, loss, x: np.ndarray, y: np.ndarray, classifier: bool) -> dict[str, float]:

@@ -213,18 +213,57 @@ def make_optimizer(cfg: OptimizerConfig, chain) -> Optimizer:
     return optimizers.lookup(cfg.type)(list(chain.parameters()), cfg)
 
 
+def global_norm(arrays) -> float:
+    """‖g‖ = √(Σ_i ‖g_i‖²) over ``arrays``, without overflow: NaN/Inf only when a value is NaN/Inf.
+
+    The fast path sums each array's dot product with itself in its own dtype. When that overflows
+    (float32 values above ~1e19 square past float32's range) the norm is computed again, scaled:
+    s = max |g|, ‖g‖ = s·√(Σ (g/s)²) in float64, so finite gradients always have a finite norm
+    (up to float64's 1.8e308).
+    """
+    total = 0.0
+    for g in arrays:
+        flat = g.reshape(-1)
+        total += float(np.dot(flat, flat))
+    if math.isfinite(total):
+        return math.sqrt(total)
+    scale = 0.0
+    for g in arrays:
+        if g.size:
+            big = max(abs(float(g.max())), abs(float(g.min())))  # NaN propagates through max/min
+            if not math.isfinite(big):
+                return big
+            scale = max(scale, big)
+    if scale == 0.0:
+        return 0.0
+    total = 0.0
+    for g in arrays:
+        flat = g.reshape(-1).astype(np.float64) / scale
+        total += float(np.dot(flat, flat))
+    return scale * math.sqrt(total)
+
+
+def all_finite(arrays) -> bool:
+    """True when no array holds a NaN or Inf (one pass per array; a second only when its sum overflows)."""
+    for a in arrays:
+        if a.size == 0 or a.dtype.kind not in "fc":
+            continue
+        if math.isfinite(float(a.sum())):
+            continue
+        if not (math.isfinite(float(a.max())) and math.isfinite(float(a.min()))):
+            return False
+    return True
+
+
 def clip_grad_norm(grads: list[np.ndarray], max_norm: float) -> float:
     """Scale ``grads`` in place so that their joint L2 norm is at most ``max_norm``; return the norm before.
 
-    As ``torch.nn.utils.clip_grad_norm_``: ‖g‖ = √(Σ_i ‖g_i‖²), every g_i multiplied by
-    min(1, max_norm / (‖g‖ + 1e-6)). One difference: a non-finite norm (NaN/Inf in a gradient) leaves
-    the gradients as they are, so the caller's non-finite handling sees the original values.
+    As ``torch.nn.utils.clip_grad_norm_``: ‖g‖ = √(Σ_i ‖g_i‖²) (computed without overflow, see
+    ``global_norm``), every g_i multiplied by min(1, max_norm / (‖g‖ + 1e-6)). One difference: a
+    non-finite norm (NaN/Inf in a gradient) leaves the gradients as they are, so the caller's
+    non-finite handling sees the original values.
     """
-    total = 0.0
-    for g in grads:
-        flat = g.reshape(-1)
-        total += float(np.dot(flat, flat))
-    norm = math.sqrt(total)
+    norm = global_norm(grads)
     if not math.isfinite(norm):
         return norm
     coef = max_norm / (norm + 1e-6)
