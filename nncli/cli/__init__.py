@@ -62,6 +62,12 @@ def _root(
     ),
 ):
     _state["debug"] = debug
+    if not debugging():
+        # numpy's RuntimeWarnings (overflow, invalid casts) would print before, and differently from,
+        # the one-line message that reports the same problem; --debug shows them
+        import warnings
+
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
 
 
 def debugging() -> bool:

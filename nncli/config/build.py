@@ -18,7 +18,7 @@ from typing import cast
 import numpy as np
 
 from nncli.config.load import LoadedConfig, check_layer, locate_error
-from nncli.config.memory import activation_bytes, batch_error
+from nncli.config.memory import activation_bytes, batch_error, check_fits
 from nncli.config.schema import Config
 from nncli.core.chain import Chain
 from nncli.core.errors import ShapeError, UserError
@@ -184,9 +184,20 @@ class _ShapeOnlyRng:
 def _check_size(counts, fields, dtype, locate) -> None:
     total = int(sum(counts))
     size = total * dtype.itemsize
+    big = int(np.argmax(counts)) if counts else 0
     if size <= MAX_PARAM_BYTES:
+        # creating them takes the float64 initial draws, the parameters and their gradients at once
+        try:
+            check_fits(
+                total * (8 + 2 * dtype.itemsize),
+                f"the model's {total:,} parameters (the largest layer, {fields[big]}, has "
+                f"{counts[big]:,}) with their gradients",
+                field=fields[big],
+                error=ShapeError,
+            )
+        except ShapeError as exc:
+            raise locate(exc) from None
         return
-    big = int(np.argmax(counts))
     exc = ShapeError(
         f"the model has about {total:,} parameters ({_gib(size)} in {dtype.name}), more "
         f"than the {_gib(MAX_PARAM_BYTES)} limit; the largest layer, {fields[big]}, has "

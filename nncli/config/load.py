@@ -151,7 +151,7 @@ def validate_problems(data: dict) -> list[tuple[str, str]]:
 
 #: layers in one list (the model's or a Residual body's) and Residual blocks nested in one another;
 #: both far beyond a model this trainer can train, low enough to keep every step linear and shallow
-MAX_LAYERS = 10_000
+MAX_LAYERS = 4096
 MAX_NESTING = 64
 
 

@@ -6,7 +6,10 @@ import os
 
 import numpy as np
 
-from nncli.core.errors import ShapeError
+from nncli.core.errors import ConfigError, ShapeError
+
+#: copies of a data set alive at once while it is read, checked, split, standardised and cast
+DATA_COPIES = 4
 
 
 def available_bytes() -> int | None:
@@ -67,6 +70,27 @@ def check_batch_fits(
     exc = batch_error(batch_bytes(chain, batch, dtype), batch, dtype, what=what, field=field)
     if exc is not None:
         raise loaded.locate(exc)
+
+
+def check_fits(need: int, what: str, *, field: str | None = None, error=ConfigError) -> None:
+    """``error`` (a UserError class; ``field`` the config field to blame) when ``need`` bytes are more
+    than this process can have. ``what`` starts the message: ``'1,000,000,000,000 synthetic examples'``."""
+    have = available_bytes()
+    if have is not None and need > 0.8 * have:
+        raise error(
+            f"{what} need about {_gib(need)} of memory, more than the {_gib(0.8 * have)} this "
+            f"process may use ({_gib(have)} available)",
+            field=field,
+        )
+
+
+def check_data_fits(values: int, what: str, *, field: str | None = None, error=ConfigError) -> None:
+    """``check_fits`` for a data set of ``values`` numbers, held as float64 about DATA_COPIES times."""
+    check_fits(values * 8 * DATA_COPIES, what, field=field, error=error)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.2f} GiB" if n < 10 * 2**30 else f"{n / 2**30:,.0f} GiB"
 
 
 def _count(shape) -> int:

@@ -32,6 +32,9 @@ _MAX_NODES = 200_000
 #: mappings and lists nested in one another; a real config needs fewer than 10 levels, a model of
 #: 64 nested Residual blocks about 130
 MAX_DEPTH = 200
+#: mappings, lists and scalars written in one document (4,096 layers of a few keys each fit);
+#: checked while composing, so an enormous config is refused in seconds, not parsed for minutes
+MAX_VALUES = 50_000
 #: the largest config file read (a config is text of a few kB; this also stops reading a device)
 MAX_BYTES = 16 * 2**20
 
@@ -39,8 +42,28 @@ MAX_BYTES = 16 * 2**20
 _FLOAT_RE = re.compile(r"^[-+]?(?:\d[\d_]*)(?:\.[\d_]*)?[eE][-+]?\d+$")
 
 
-class _TooDeep(yaml.MarkedYAMLError):
-    """Raised by the composer at a node nested deeper than MAX_DEPTH, before Python's stack runs out."""
+class _Limit(yaml.MarkedYAMLError):
+    """A document over one of the composer's limits; ``text`` says which."""
+
+    text = ""
+
+
+class _TooDeep(_Limit):
+    """Raised at a node nested deeper than MAX_DEPTH, before Python's stack runs out."""
+
+    text = (
+        f"mappings and lists are nested more than {MAX_DEPTH} levels deep here; a config this deep "
+        f"is not supported"
+    )
+
+
+class _TooBig(_Limit):
+    """Raised at the node after the first MAX_VALUES."""
+
+    text = (
+        f"the document holds more than {MAX_VALUES:,} values (mappings, lists, numbers, strings), "
+        f"far more than a config needs (a model has at most 4,096 layers); it is not read further"
+    )
 
 
 class _Loader(yaml.SafeLoader):
@@ -48,12 +71,16 @@ class _Loader(yaml.SafeLoader):
     nesting limit (PyYAML composes nested nodes recursively: 10,000 ``[`` would be a RecursionError)."""
 
     _depth = 0
+    _values = 0
 
     def compose_node(self, parent, index):
         self._depth += 1
+        self._values += 1
         try:
             if self._depth > MAX_DEPTH:
                 raise _TooDeep(problem_mark=self.peek_event().start_mark)
+            if self._values > MAX_VALUES:
+                raise _TooBig(problem_mark=self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -150,12 +177,8 @@ def parse_yaml(text: str, source: str | None = None) -> tuple[Any, dict[str, Pla
         positions: dict[str, Place] = {"": _place(node.start_mark, source)}
         data = _Walker(loader, source, positions).walk(node, "")
         return data, positions
-    except _TooDeep as exc:
-        raise ConfigError(
-            f"mappings and lists are nested more than {MAX_DEPTH} levels deep here; a config "
-            f"this deep is not supported",
-            place=_place(exc.problem_mark, source),
-        ) from None
+    except _Limit as exc:
+        raise ConfigError(exc.text, place=_place(exc.problem_mark, source)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"

@@ -7,6 +7,7 @@ anything else is a bug or a runtime failure (exit 1).
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -47,7 +48,7 @@ class UserError(Exception):
             head.append(str(self.place))
         if self.field:
             head.append(self.field)
-        return ": ".join(head + [self.message])
+        return printable(": ".join(head + [self.message]))
 
 
 class ConfigError(UserError):
@@ -71,3 +72,19 @@ def did_you_mean(name: str, choices, cutoff: float = 0.6) -> str:
     lowered = {str(c).lower(): str(c) for c in choices}
     hits = difflib.get_close_matches(str(name).lower(), list(lowered), n=1, cutoff=cutoff)
     return f" (did you mean '{lowered[hits[0]]}'?)" if hits else ""
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``, ``\\n``, ``\\u202e``): file
+    names, CSV cells and YAML strings quoted in a message can neither move the cursor, recolour
+    the terminal, reorder the text nor break the message's single line."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " " or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)

@@ -96,8 +96,8 @@ class Session:
                                         loss=self.chain.loss, seed=cfg.seed, base_dir=self.base_dir,
                                         output_shape=self.chain.output_shape())
         except UserError as exc:
-            if exc.place is None and exc.field is None:   # point at the data section of the config
-                exc.field = "data.source"
+            if exc.place is None:   # point at the data section of the config (or the field named)
+                exc.field = exc.field or "data.source"
                 raise loaded.locate(exc) from None
             raise
         for split in ("train", "val", "test"):
@@ -105,8 +105,11 @@ class Session:
             if part is not None:
                 check_split(part, split, self.chain)
         self.optimizer = make_optimizer(cfg.optimizer, self.chain)
-        self.trainer = Trainer(cfg, self.chain, self.dataset.train, self.dataset.val, self.optimizer,
-                               epoch_permutation)
+        try:
+            self.trainer = Trainer(cfg, self.chain, self.dataset.train, self.dataset.val,
+                                   self.optimizer, epoch_permutation)
+        except UserError as exc:   # e.g. best_metric val_loss without a validation split
+            raise (loaded.locate(exc) if exc.place is None else exc) from None
         ds = self.dataset
         self.data_info = {
             **(ds.info or {}),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,10 @@ BACKENDS = ("local", "ray")
 
 class SweepError(UserError):
     """A grid that cannot be run: bad syntax, an invalid combination, a missing optional dependency."""
+
+
+#: trials in one sweep; each is validated up front and gets a run folder
+MAX_TRIALS = 1000
 
 
 # -- the grid ------------------------------------------------------------------------------------------
@@ -317,6 +322,11 @@ def run_sweep(
         raise ConfigError(f"{config}: no such config file")
     config = config.resolve()  # absolute: trials run in other working directories (Ray workers)
     grid = parse_grid(grid_items)
+    count = math.prod(len(v) for _, v in grid) * (seeds or 1)
+    if count > MAX_TRIALS:  # before a list of them is made, or each is validated
+        sizes = " × ".join([str(len(v)) for _, v in grid] + ([f"{seeds:,} seeds"] if seeds else []))
+        raise SweepError(f"--grid and --seeds make {count:,} trials ({sizes}), more than the "
+                         f"{MAX_TRIALS:,} one sweep may run; split it into several sweeps")
     from nncli.config.load import load_config
 
     base = load_config(config, list(sets)).config

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nncli.config.memory import check_data_fits
 from nncli.config.schema import DataConfig
 from nncli.core.errors import ConfigError, DataError, did_you_mean
 from nncli.core.registry import data_sources
@@ -118,8 +119,22 @@ def digits(cfg: DataConfig, seed: int):
     return load_packaged("digits"), {"kind": "builtin"}
 
 
+def _check_synthetic_size(cfg: DataConfig, values_per_example: int) -> None:
+    """Refuse, before anything is generated, a synthetic set that cannot fit in memory."""
+    check_data_fits(
+        cfg.n_samples * values_per_example, f"{cfg.n_samples:,} synthetic examples", field="data.n_samples"
+    )
+
+
 @data_sources.register("spirals")
 def spirals(cfg: DataConfig, seed: int):
+    if cfg.classes > cfg.n_samples:
+        raise ConfigError(
+            f"{cfg.classes:,} classes need at least as many examples, but data.n_samples is "
+            f"{cfg.n_samples:,}",
+            field="data.classes",
+        )
+    _check_synthetic_size(cfg, 3)  # x (N, 2) and y (N,)
     x, y = synthetic.spirals(cfg.n_samples, cfg.classes, cfg.noise, _rng(seed, _GENERATE))
     params = {"n_samples": cfg.n_samples, "noise": cfg.noise, "seed": seed, "classes": cfg.classes}
     return {"x": x, "y": y}, {"kind": "synthetic", "params": params}
@@ -127,6 +142,7 @@ def spirals(cfg: DataConfig, seed: int):
 
 @data_sources.register("regression1d")
 def regression1d(cfg: DataConfig, seed: int):
+    _check_synthetic_size(cfg, 2)  # x (N, 1) and y (N, 1)
     x, y = synthetic.regression1d(cfg.n_samples, cfg.noise, _rng(seed, _GENERATE))
     return {"x": x, "y": y}, {
         "kind": "synthetic",
@@ -146,6 +162,10 @@ def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None):
     if key is not None:
         raw, info = data_sources.lookup(key)(cfg, seed)
         return raw, key, {"source": key, **info}
+    if "\0" in name:
+        raise ConfigError(
+            "the path contains a NUL byte (\\x00), which no file name can hold", field="data.source"
+        )
     path = Path(name).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path

@@ -13,22 +13,50 @@ from pathlib import Path
 
 import numpy as np
 
+from nncli.config.memory import check_data_fits, check_fits
 from nncli.config.schema import DataConfig
-from nncli.core.errors import DataError, did_you_mean
+from nncli.core.errors import DataError, UserError, did_you_mean
+from nncli.core.files import check_regular_file
+
+#: labels above this are refused before they are cast to int64 (no model has that many classes)
+MAX_LABEL = 2**31 - 1
+#: how an .npy member starts (numpy.lib.format.MAGIC_PREFIX)
+_NPY_MAGIC = b"\x93NUMPY"
+#: a CSV file takes about this many bytes of memory per byte of text while it is parsed
+#: (Python lists of floats), so its size is checked against memory before it is read
+CSV_MEMORY_PER_BYTE = 24
+
+
+def _file_problem(path: Path, where: str, what: str) -> int:
+    """The size of ``path``; DataError for a NUL in the path, a missing file or a device."""
+    try:
+        return check_regular_file(path, what)
+    except UserError as exc:
+        msg = "file not found" if exc.message.startswith("no such file") else exc.message
+        raise DataError(f"{where}: {msg}") from None
 
 
 def read_npz(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
-    """``x``, ``y`` and, when the archive has both ``<x_key>_test`` and ``<y_key>_test``, ``x_test``, ``y_test``."""
+    """``x``, ``y`` and, when the archive has both ``<x_key>_test`` and ``<y_key>_test``, ``x_test``, ``y_test``.
+
+    Read without ``np.load``: each member's .npy header is read first, the shapes it declares are
+    checked against the member's size in the zip directory and against memory, and only then is the
+    data read (never more bytes than declared). Object arrays are refused, never unpickled.
+    """
+    _file_problem(path, where, "an .npz archive")
     try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{where}: file not found") from None
+        with open(path, "rb") as fh:
+            if fh.read(len(_NPY_MAGIC)) == _NPY_MAGIC:  # a plain .npy renamed .npz
+                raise DataError(f"{where}: expected an .npz archive of named arrays, got a single array")
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise DataError(f"{where}: not a readable .npz archive ({exc})") from None
-    if not hasattr(archive, "files"):  # a plain .npy renamed .npz
-        raise DataError(f"{where}: expected an .npz archive of named arrays, got a single array")
     with archive:
-        names = list(archive.files)
+        members = {}
+        for info in archive.infolist():
+            name = info.filename
+            members[name[:-4] if name.endswith(".npy") else name] = info
+        names = list(members)
         wanted = {"x": cfg.x_key, "y": cfg.y_key}
         tx, ty = f"{cfg.x_key}_test", f"{cfg.y_key}_test"
         if (tx in names) != (ty in names):
@@ -36,21 +64,68 @@ def read_npz(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
             raise DataError(f"{where}: has a test array '{have}' but no '{lack}'; provide both or neither")
         if tx in names:
             wanted.update(x_test=tx, y_test=ty)
-        out = {}
         for role, key in wanted.items():
             if key not in names:
                 raise DataError(
                     f"{where}: no array named '{key}' (data.{role}_key); the archive has "
                     f"{names}{did_you_mean(key, names)}"
                 )
-            try:
-                out[role] = archive[key]
-            except ValueError as exc:  # object arrays need pickle, which is refused
-                raise DataError(
-                    f"{where}: array '{key}' holds Python objects (dtype=object), which would "
-                    f"need unpickling; save it as a numeric array instead ({exc})"
-                ) from None
-    return out
+        try:
+            heads = {role: _npy_header(archive, members[key], key, where) for role, key in wanted.items()}
+            total = sum(int(np.prod(shape, dtype=object)) for shape, _, _, _ in heads.values())
+            check_data_fits(total, f"the arrays of {where} ({total:,} values)", error=DataError)
+            return {
+                role: _npy_data(archive, members[key], key, heads[role], where)
+                for role, key in wanted.items()
+            }
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:  # a bad CRC, a truncated member
+            raise DataError(f"{where}: not a readable .npz archive ({exc})") from None
+
+
+def _npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, where: str):
+    """(shape, fortran order, dtype, offset of the data) of one member, from its header alone."""
+    with archive.open(info) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        except (ValueError, EOFError) as exc:
+            raise DataError(
+                f"{where}: member '{info.filename}' is not a .npy array ({exc}); an .npz holds arrays "
+                f"saved by numpy.savez"
+            ) from None
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise DataError(
+            f"{where}: array '{key}' holds Python objects (dtype=object), which would need "
+            f"unpickling; save it as a numeric array instead"
+        )
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if info.file_size != offset + nbytes:
+        raise DataError(
+            f"{where}: array '{key}' declares shape {tuple(shape)} ({nbytes:,} bytes of data), but its "
+            f"member holds {max(info.file_size - offset, 0):,}; the archive is damaged"
+        )
+    return shape, fortran, dtype, offset
+
+
+def _npy_data(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, head, where: str) -> np.ndarray:
+    shape, fortran, dtype, offset = head
+    nbytes = info.file_size - offset
+    buf = bytearray(nbytes)
+    view = memoryview(buf)
+    with archive.open(info) as fh:
+        fh.read(offset)
+        got = 0
+        while got < nbytes:
+            n = fh.readinto(view[got:])
+            if not n:
+                raise DataError(f"{where}: array '{key}' is truncated ({got:,} of {nbytes:,} bytes)")
+            got += n
+    arr = np.frombuffer(buf, dtype=dtype)
+    return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
 
 
 def read_csv(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
@@ -60,6 +135,8 @@ def read_csv(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
     numbers is read as data even then, so a file without a header never loses its first example.
     Blank lines are skipped.
     """
+    size = _file_problem(path, where, "a CSV file")
+    check_fits(size * CSV_MEMORY_PER_BYTE, f"the {size:,} bytes of CSV text in {where}", error=DataError)
     try:
         fh = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 (closed by the `with` below)
     except FileNotFoundError:
@@ -179,6 +256,17 @@ def coerce_targets(y: np.ndarray, target_kind: str, where: str, part: str = "") 
                 raise DataError(
                     f"{where}: {label}labels must be whole numbers for a {target_kind} loss, "
                     f"got {float(y.reshape(-1)[i]):g} at index {i}"
+                )
+        # checked before the cast, which would turn 1e30 into -9.2e18 and 2⁶⁴−1 into −1
+        if y.dtype.kind in "fu" and y.size:
+            big = (np.abs(y) if y.dtype.kind == "f" else y) > MAX_LABEL
+            if big.any():
+                i = int(np.argmax(big.reshape(-1)))
+                value = y.reshape(-1)[i]
+                shown = f"{float(value):g}" if y.dtype.kind == "f" else str(int(value))
+                raise DataError(
+                    f"{where}: {label}labels must be class indices 0, 1, 2, …, got {shown} at index "
+                    f"{i}, far beyond any class (at most {MAX_LABEL:,})"
                 )
         return y.astype(np.int64)
     y = y.astype(np.float64, copy=False)
