@@ -290,7 +290,8 @@ class Trainer:
         where = "the optimizer state"
         for name, p, _ in self.chain.parameters():
             if not all_finite([p]):
-                where = f"parameter {name}"
+                top = int(name.split(".")[0])
+                where = f"parameter {name} of module {top} ({type(self.chain.modules[top]).__name__})"
                 break
         c = self.cfg.optimizer
         return (

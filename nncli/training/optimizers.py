@@ -222,9 +222,10 @@ def global_norm(arrays) -> float:
     (up to float64's 1.8e308).
     """
     total = 0.0
-    for g in arrays:
-        flat = g.reshape(-1)
-        total += float(np.dot(flat, flat))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow here only selects the slow path
+        for g in arrays:
+            flat = g.reshape(-1)
+            total += float(np.dot(flat, flat))
     if math.isfinite(total):
         return math.sqrt(total)
     scale = 0.0
@@ -248,8 +249,9 @@ def all_finite(arrays) -> bool:
     for a in arrays:
         if a.size == 0 or a.dtype.kind not in "fc":
             continue
-        if math.isfinite(float(a.sum())):
-            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            if math.isfinite(float(a.sum())):
+                continue
         if not (math.isfinite(float(a.max())) and math.isfinite(float(a.min()))):
             return False
     return True

@@ -1,7 +1,7 @@
 """Reading the user's own data (.npz and .csv) and the checks every dataset passes before training.
 
 Every problem is a DataError that names the file (and, for CSV, the line) and says what is wrong.
-Pickled (object) arrays are refused, never unpickled: ``np.load(..., allow_pickle=False)``.
+Pickled (object) arrays are refused, never unpickled (the .npz reader below never calls ``np.load``).
 """
 
 from __future__ import annotations

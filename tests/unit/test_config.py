@@ -291,3 +291,40 @@ def test_command_line_renders_one_line_per_problem_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     expected = f"{path}:11:3: optimizer.lr: expected a number, got the string '0.1'"
     assert "".join(expected.split()) in "".join(err.split())  # rich may wrap long lines
+
+
+def _float_fields(model_cls, seen=None):
+    """(model class, field name) of every float-typed field reachable from ``model_cls``."""
+    import typing
+
+    from pydantic import BaseModel
+
+    seen = set() if seen is None else seen
+    if model_cls in seen:
+        return []
+    seen.add(model_cls)
+    out = []
+    for name, f in model_cls.model_fields.items():
+        stack = [f.annotation]
+        while stack:
+            ann = stack.pop()
+            if ann is float:
+                out.append((model_cls, name))
+            elif isinstance(ann, type) and issubclass(ann, BaseModel):
+                out += _float_fields(ann, seen)
+            else:
+                stack += list(typing.get_args(ann))
+    return out
+
+
+def test_every_float_hyper_parameter_refuses_nan_and_inf():
+    # the schema, every layer's and every loss's Config: a NaN or Inf is never a valid setting
+    from nncli.config.schema import Config
+    from nncli.core.registry import losses, modules
+
+    classes = [Config] + [c.Config for c in modules.canonical_classes().values()]
+    classes += [c.Config for c in losses.canonical_classes().values()]
+    fields = [f for c in classes for f in _float_fields(c)]
+    assert len(fields) > 15, fields
+    for cls, name in fields:
+        assert cls.model_config.get("allow_inf_nan") is False, (cls.__name__, name)
