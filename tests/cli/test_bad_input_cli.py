@@ -721,7 +721,7 @@ def test_sweeps_too_large_or_too_deep_are_refused_before_any_trial(tmp_path):
     assert len(res["deep"].err) < 400, res["deep"]  # the 10,000-character value is not echoed whole
 
 
-def test_fifty_nested_residuals_train_inspect_and_gradcheck_in_linear_time(tmp_path):
+def test_fifty_nested_residuals_train_and_inspect_in_linear_time(tmp_path):
     # each level used to zero its body's gradients twice and inspect looked up 2^depth YAML paths
     cfg = tmp_path / "deep.yaml"
     cfg.write_text(edit(GOOD, "{type: Tanh}", nested_residuals(50)))
