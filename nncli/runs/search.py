@@ -135,11 +135,14 @@ def load_study(search: dict[str, Any]):
     """The study ``search`` (sweep.json's "search") names, created when missing."""
     optuna = require_optuna()
     direction = "maximize" if higher_is_better(search["metric"]) else "minimize"
-    for attempt in range(4):  # processes creating one new database at once race on its tables: again
+    # processes creating one new database at once race on its tables (a duplicate row, a locked
+    # file, or "table ... already exists" from the loser's CREATE TABLE): wait and load it again
+    races = ("IntegrityError", "locked", "already exists")
+    for attempt in range(4):
         try:
             return _create(optuna, search, direction)
         except SweepError as exc:
-            if attempt == 3 or not any(w in str(exc) for w in ("IntegrityError", "locked")):
+            if attempt == 3 or not any(w in str(exc) for w in races):
                 raise
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
