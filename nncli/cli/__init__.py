@@ -78,7 +78,7 @@ def _register_commands() -> None:
     # imported for their side effect of adding commands to `app`
     import importlib
 
-    for name in ("train", "inspect", "gradcheck", "eval", "export", "sweep", "plot", "runs"):
+    for name in ("train", "inspect", "gradcheck", "eval", "predict", "export", "sweep", "plot", "runs"):
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
