@@ -72,6 +72,9 @@ class Module(ABC):
         self.cfg = self.Config(**hparams)
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        #: non-trainable state saved with the weights (BatchNorm's running statistics), as torch's
+        #: buffers: in ``state_dict`` and checkpoints, never given to an optimiser
+        self.buffers: dict[str, np.ndarray] = {}
         self.input_shape: tuple[int, ...] | None = None
         self.dtype = np.dtype(np.float64)
         self.training = True
@@ -88,10 +91,19 @@ class Module(ABC):
         self.output_shape(self.input_shape)  # raises ShapeError on a shape that does not fit
         self.params = {k: np.asarray(v, dtype=self.dtype) for k, v in self.init_params(rng).items()}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.buffers = {
+            k: np.asarray(v, dtype=self.dtype if np.issubdtype(np.asarray(v).dtype, np.floating) else None)
+            for k, v in self.init_buffers().items()
+        }
         return self
 
     def init_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Fresh parameters for ``self.input_shape``; modules without parameters return {}."""
+        return {}
+
+    def init_buffers(self) -> dict[str, np.ndarray]:
+        """Fresh non-trainable state (running statistics) for ``self.input_shape``: float arrays take
+        the module's dtype, integer ones keep theirs (``num_batches_tracked`` is int64 as in torch)."""
         return {}
 
     @property
@@ -205,7 +217,7 @@ class Module(ABC):
         spec = self.torch_spec()
         if spec is None:
             raise NotImplementedError(f"{type(self).__name__} has no PyTorch equivalent yet")
-        return load_params(spec.build(), self.params, self.dtype)
+        return load_params(spec.build(), {**self.params, **self.buffers}, self.dtype)
 
     def torch_source(self, writer: SourceWriter) -> str | None:
         """The expression that constructs this layer in an exported PyTorch file (``nn.Linear(4, 3,
@@ -249,13 +261,26 @@ class Module(ABC):
             for key, p in m.params.items():
                 yield f"{name}.{key}", p, m.grads[key]
 
+    def named_buffers(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(state_dict key, buffer) of this module and every sub-module, as ``parameters`` names them."""
+        yield from self.buffers.items()
+        for name, m in self.named_modules():
+            for key, b in m.buffers.items():
+                yield f"{name}.{key}", b
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The live parameters and buffers by state-dict key (what a checkpoint saves and restores)."""
+        return {**{k: p for k, p, _ in self.parameters()}, **dict(self.named_buffers())}
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters, named and shaped like the torch equivalent's ``state_dict()``."""
-        return {k: p.copy() for k, p, _ in self.parameters()}
+        """Copies of the parameters and buffers, named and shaped like the torch equivalent's
+        ``state_dict()``."""
+        return {k: p.copy() for k, p in self.state_arrays().items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Copy ``state`` into the parameters in place; with ``strict`` keys and shapes must match."""
-        own = {k: p for k, p, _ in self.parameters()}
+        """Copy ``state`` into the parameters and buffers in place; with ``strict`` keys and shapes
+        must match."""
+        own = self.state_arrays()
         if strict:
             missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
             if missing or extra:

@@ -103,11 +103,14 @@ def to_torch_dtype(dtype):
 
 
 def load_params(layer, params: dict[str, np.ndarray], dtype):
-    """``layer`` converted to ``dtype`` (numpy's) holding copies of ``params`` (state-dict names)."""
+    """``layer`` converted to ``dtype`` (numpy's) holding copies of ``params`` (state-dict names of
+    parameters or buffers)."""
     import torch
 
     layer = layer.to(to_torch_dtype(dtype))
+    buffers = dict(layer.named_buffers())
     with torch.no_grad():
         for k, p in params.items():
-            layer.get_parameter(k).copy_(torch.from_numpy(np.array(p, copy=True)))
+            target = buffers[k] if k in buffers else layer.get_parameter(k)
+            target.copy_(torch.from_numpy(np.array(p, copy=True)))
     return layer

@@ -1,6 +1,6 @@
 """Checkpoints: weights in safetensors under the chain's ``torch.nn.Sequential`` names, plus a sidecar.
 
-``<name>.safetensors`` holds only the parameters, keyed and shaped like ``chain.state_dict()``
+``<name>.safetensors`` holds only the parameters and buffers (BatchNorm's running statistics), keyed and shaped like ``chain.state_dict()``
 (``0.weight``, ``0.bias``, …), so that
 
     torch.nn.Sequential(...).load_state_dict(safetensors.torch.load_file(path), strict=True)

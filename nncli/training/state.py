@@ -48,8 +48,9 @@ def set_rng_states(chain, states: dict[str, dict[str, Any]], where: Path | str) 
 
 
 def apply_weights(chain, weights: dict[str, np.ndarray], where: Path | str) -> None:
-    """Copy ``weights`` into ``chain`` (names and shapes must match exactly), cast to the chain's dtype."""
-    own = {k: p for k, p, _ in chain.parameters()}
+    """Copy ``weights`` into ``chain``'s parameters and buffers (names and shapes must match exactly),
+    cast to their dtypes."""
+    own = chain.state_arrays()
     missing, extra = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
     if missing or extra:
         parts = []

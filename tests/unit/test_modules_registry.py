@@ -23,13 +23,30 @@ CASES = [
 ]
 
 
-def build(cls, hp, shape, dtype=np.float64, seed=0):
-    """A built module whose parameters are moved off their init (γ = 1 would hide a missing γ)."""
+def _has_buffers(cls, hp, shape) -> bool:
+    return bool(cls(**hp).build(shape, np.random.default_rng(0)).buffers)
+
+
+#: modules whose eval mode computes something else (running statistics): checked in both modes
+MODE_CASES = [
+    pytest.param(*case.values, mode, id=f"{case.id}-{mode}")
+    for case in CASES
+    for mode in (("train", "eval") if _has_buffers(*case.values) else ("train",))
+]
+
+
+def build(cls, hp, shape, dtype=np.float64, seed=0, mode="train"):
+    """A built module whose parameters and float buffers (running statistics) are moved off their
+    init (γ = 1 would hide a missing γ), in training or eval ``mode``."""
     rng = np.random.default_rng(seed)
     module = cls(**hp).build(shape, rng, dtype)
     for _, p, _ in Chain([module]).parameters():
         p[...] = p + 0.3 * rng.normal(size=p.shape)
+    for _, b in Chain([module]).named_buffers():
+        if np.issubdtype(b.dtype, np.floating):
+            b[...] = b + 0.3 * np.abs(rng.normal(size=b.shape))  # a variance stays positive
     z = rng.normal(size=(N, *shape)).astype(dtype)
+    module.train(mode == "train")
     return module, z
 
 
@@ -69,9 +86,9 @@ def test_registry_lists_the_core_modules():
     assert len(CASES) >= 2 * len(names)
 
 
-@pytest.mark.parametrize("cls, hp, shape", CASES)
-def test_gradcheck_every_module(cls, hp, shape):
-    module, z = build(cls, hp, shape)
+@pytest.mark.parametrize("cls, hp, shape, mode", MODE_CASES)
+def test_gradcheck_every_module(cls, hp, shape, mode):
+    module, z = build(cls, hp, shape, mode=mode)
     reports = check_module(module, z)
     tensors = {r.tensor for r in reports}
     assert {"input", *module.params} <= tensors
@@ -131,16 +148,16 @@ def test_backward_accumulates(cls, hp, shape):
         np.testing.assert_allclose(twice[k], 2 * g, rtol=1e-12, atol=1e-14, err_msg=k)
 
 
-@pytest.mark.parametrize("cls, hp, shape", CASES)
-def test_matches_torch(cls, hp, shape):
+@pytest.mark.parametrize("cls, hp, shape, mode", MODE_CASES)
+def test_matches_torch(cls, hp, shape, mode):
     torch = pytest.importorskip("torch", reason="PyTorch cross-checks need torch installed")
-    module, z = build(cls, hp, shape)
+    module, z = build(cls, hp, shape, mode=mode)
     tmod = module.to_torch()
     if hasattr(module, "rng"):
         # torch draws its own masks: compare stochastic modules at eval time
         module.eval()
-        tmod.eval()
-    assert set(tmod.state_dict()) == set(all_grads(module))
+    tmod.train(module.training)
+    assert set(tmod.state_dict()) == {k.split(".", 1)[1] for k in Chain([module]).state_dict()}
     v = np.random.default_rng(4).normal(size=(N, *module.output_shape(shape)))
     u = module.forward(z)
     dz = module.backward(v)
@@ -153,6 +170,8 @@ def test_matches_torch(cls, hp, shape):
     for k, p in tmod.named_parameters():
         assert tuple(p.shape) == ours[k].shape, k
         close(ours[k], p.grad.numpy(), k)
+    for k, b in tmod.named_buffers():  # running statistics after the batch
+        close(module.buffers[k], b.numpy(), k)
 
 
 def close(a, b, what, rtol=1e-10):

@@ -151,10 +151,10 @@ def test_the_registry_tests_pass_for_it(new_layer):
     import test_modules_registry as registry_tests
 
     for hp, shape in new_layer.examples():
-        registry_tests.test_gradcheck_every_module(new_layer, hp, shape)
+        registry_tests.test_gradcheck_every_module(new_layer, hp, shape, "train")
         registry_tests.test_shapes_dtype_and_protocol(new_layer, hp, shape)
         registry_tests.test_backward_accumulates(new_layer, hp, shape)
-        registry_tests.test_matches_torch(new_layer, hp, shape)  # skips without torch
+        registry_tests.test_matches_torch(new_layer, hp, shape, "train")  # skips without torch
 
 
 def test_inspect_shows_its_row_counts_and_trace(new_layer, config, nncli_main):
