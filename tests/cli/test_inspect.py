@@ -69,7 +69,7 @@ def test_parameter_totals_equal_the_torch_model(path, nested):
     assert s.params == sum(counts) == chain.param_count
     assert s.param_bytes == s.params * np.dtype(loaded.config.dtype).itemsize
     # same state-dict keys: the rows name modules as torch does
-    assert set(seq.state_dict()) == {k for k, _, _ in chain.parameters()}
+    assert set(seq.state_dict()) == set(chain.state_dict())  # parameters and buffers (running stats)
 
 
 def test_rows_shapes_lines_and_totals(nested):
