@@ -57,6 +57,12 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+    code: list[str] = typer.Option(
+        [],
+        "--code",
+        help="A Python file to import before the config is read, registering your own modules "
+        "(repeatable; accepted before or after the command name, as in spaCy).",
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
@@ -86,6 +92,47 @@ def _register_commands() -> None:
                 raise
 
 
+def _split_code(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the ``--code FILE`` / ``--code=FILE`` values anywhere before ``--``, the other arguments)."""
+    files, rest, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            rest += argv[i:]
+            break
+        if a == "--code" and i + 1 < len(argv):
+            files.append(argv[i + 1])
+            i += 2
+            continue
+        if a.startswith("--code="):
+            files.append(a[len("--code=") :])
+        else:
+            rest.append(a)
+        i += 1
+    return files, rest
+
+
+def _load_user_code(files: list[str]) -> None:
+    """Installed ``nncli.modules`` entry points, then each ``--code`` file (and those in
+    ``NNCLI_CODE``, set for the nncli processes a command starts, such as sweep workers), before any
+    command runs."""
+    from importlib.metadata import entry_points
+
+    from nncli.core import plugins
+
+    inherited = [f for f in os.environ.get("NNCLI_CODE", "").split(os.pathsep) if f]
+    files = inherited + [f for f in files if f not in inherited]
+    if not files and not entry_points(group=plugins.ENTRY_POINT_GROUP):
+        return
+    import nncli  # noqa: F401  (the built-in names first, so a clash is reported in the user's file)
+
+    plugins.load_entry_points()
+    for f in files:
+        plugins.load_code(f)
+    if files:
+        os.environ["NNCLI_CODE"] = os.pathsep.join(os.path.abspath(f) for f in files)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: run the app, turning user errors into one line and exit 2.
 
@@ -95,10 +142,12 @@ def main(argv: list[str] | None = None) -> None:
     """
     ascii_fallback_streams()
     _register_commands()
+    code, argv = _split_code(list(sys.argv[1:] if argv is None else argv))
+    inherited = os.environ.get("NNCLI_CODE")
     try:
+        _load_user_code(code)
         # bare `nncli` is a request for help, not a usage error (click ≥ 8.2 exits 2 for it)
-        args = sys.argv[1:] if argv is None else list(argv)
-        app(args=args or ["--help"], prog_name="nncli", standalone_mode=True)
+        app(args=argv or ["--help"], prog_name="nncli", standalone_mode=True)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
@@ -112,6 +161,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    finally:  # main() called from Python leaves the environment as it found it
+        if inherited is None:
+            os.environ.pop("NNCLI_CODE", None)
+        else:
+            os.environ["NNCLI_CODE"] = inherited
 
 
 def _escape(text: str) -> str:
