@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -46,11 +47,12 @@ AUTO_ALL, AUTO_SAMPLES = 2000, 200
 
 
 def _coordinates(size: int, samples: int | str | None, rng: np.random.Generator) -> np.ndarray:
-    if samples == "auto":
-        samples = None if size <= AUTO_ALL else AUTO_SAMPLES
-    if samples is None or samples >= size:
+    n = (None if size <= AUTO_ALL else AUTO_SAMPLES) if samples == "auto" else samples
+    if isinstance(n, str):
+        raise ValueError(f"samples: expected a number of coordinates or 'auto', got {n!r}")
+    if n is None or n >= size:
         return np.arange(size)
-    return np.sort(rng.choice(size, size=samples, replace=False))
+    return np.sort(rng.choice(size, size=n, replace=False))
 
 
 #: the central difference needs x ± ε to differ from x and (f(x+ε) − f(x−ε)) / 2ε to stay finite
@@ -178,10 +180,10 @@ def check_module(
         bad = TensorCheck(name, "v", G.shape, passed=False, notes=["backward mutated its argument v"])
         reports.append(bad)
     grads = {k: g.copy() for k, _, g in module.parameters()}
-    kw = dict(eps=eps, rtol=rtol, atol=atol, samples=samples, rng=rng)
-    reports.append(compare(name, "input", z, dz, objective, **kw))
+    check = partial(compare, eps=eps, rtol=rtol, atol=atol, samples=samples, rng=rng)
+    reports.append(check(name, "input", z, dz, objective))
     for key, p, _ in module.parameters():  # its own, then its sub-modules' (body.0.weight)
-        reports.append(compare(name, key, p, grads[key], objective, **kw))
+        reports.append(check(name, key, p, grads[key], objective))
     return reports
 
 
@@ -245,8 +247,8 @@ def check_chain(
     h = chain.forward(x)
     chain.loss.forward(h, y)
     dx = np.array(chain.backward(chain.loss.backward()), copy=True)
-    kw = dict(eps=eps, rtol=rtol, atol=atol, samples=samples, rng=rng)
-    reports = [compare("chain", "input", x, dx, objective, **kw)]
+    check = partial(compare, eps=eps, rtol=rtol, atol=atol, samples=samples, rng=rng)
+    reports = [check("chain", "input", x, dx, objective)]
     for key, p, g in list(chain.parameters()):
-        reports.append(compare("chain", key, p, g.copy(), objective, **kw))
+        reports.append(check("chain", key, p, g.copy(), objective))
     return reports

@@ -32,12 +32,13 @@ def profile_chain(
 ) -> tuple[list[TimeRow], float]:
     """Time each module on batch ``x`` (targets ``y`` for the loss, if any); rows and total ms."""
     names = [(n, m) for n, m in chain.named_modules()]
-    fwd = {n: [] for n, _ in names}
-    bwd = {n: [] for n, _ in names}
+    fwd: dict[str, list[float]] = {n: [] for n, _ in names}
+    bwd: dict[str, list[float]] = {n: [] for n, _ in names}
     loss_ms = []
 
     def step(record: bool):
-        seen_f, seen_b = {}, {}
+        seen_f: dict[str, float] = {}
+        seen_b: dict[str, float] = {}
 
         def on_f(n, m, z, u, t):
             seen_f[n] = seen_f.get(n, 0.0) + t

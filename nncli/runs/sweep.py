@@ -117,7 +117,7 @@ def expand(
 ) -> list[Trial]:
     """Every combination of the grid values (last key varying fastest), × ``seeds`` when given."""
     keys = [k for k, _ in grid]
-    trials = []
+    trials: list[Trial] = []
     for combo in itertools.product(*(v for _, v in grid)):
         for seed in seeds if seeds else [None]:
             params = dict(zip(keys, combo))

@@ -237,6 +237,7 @@ def load_dataset(
     test = None
     idx = np.arange(len(x))
     rng = _rng(seed, _SPLIT)
+    test_from: str | None
     if "x_test" in raw:
         xt = fit_input_shape(check_inputs(raw["x_test"], raw["y_test"], where, "test"), input_shape, where)
         test = Split(xt, coerce_targets(raw["y_test"], kind, where, "test"))

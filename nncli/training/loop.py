@@ -152,7 +152,7 @@ class Trainer:
         self._t0 = time.perf_counter()
         chain.train()
         self._emit("on_begin")
-        order, order_epoch = None, -1
+        order, order_epoch = np.empty(0, dtype=np.intp), -1  # the epoch's order, drawn at its first step
         status, reason = "completed", "step budget reached"
         # resumed from a checkpoint of the final step (killed while finishing): no second final eval
         evaluated_at = st.last_eval["step"] if st.last_eval else -1

@@ -168,7 +168,7 @@ def read_csv(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
     if not rows:
         raise DataError(f"{where}: no data rows" + (" after the header" if header else ""))
     table = np.array(rows, dtype=np.float64)
-    t = _target_index(cfg.target_column, header, width, where)
+    t = _target_index(cfg.target_column, header, table.shape[1], where)
     return {"x": np.delete(table, t, axis=1), "y": table[:, t]}
 
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def _fmt(v: Any, spec: str = ".4f") -> str:
@@ -103,7 +106,7 @@ class RichProgress:
             transient=False,
         )
         self.refresh, self.rate = refresh, _Rate()
-        self.task = None
+        self.task: TaskID | None = None  # the bar, once training begins
         self._next = 0.0
         self._loss = self._acc = None
 
@@ -121,6 +124,8 @@ class RichProgress:
         )
 
     def _update(self, trainer) -> None:
+        if self.task is None:
+            return
         ex_s, _ = self.rate(trainer)
         self.progress.update(
             self.task,
