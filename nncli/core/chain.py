@@ -54,7 +54,7 @@ class Chain(Module):
         """Per-example output shape for ``input_shape`` (default: the shape the chain was built for)."""
         shape = self.input_shape if input_shape is None else tuple(input_shape)
         if shape is None:
-            raise ValueError("the chain is not built: give the input shape")
+            raise ValueError("the chain is not built yet: give an input shape")
         for m in self.modules:
             shape = m.output_shape(shape)
         return shape
@@ -79,28 +79,28 @@ class Chain(Module):
                 u = m.forward(u)
         return u
 
-    def backward(self, v: np.ndarray, input_grad: bool = True) -> np.ndarray | None:  # type: ignore[override]
-        """Given v = ∂J/∂h, accumulate every ∂J/∂θ[i] and return ∂J/∂x.
-
-        With ``input_grad=False`` ∂J/∂x is not wanted (training never reads it), so the pass stops
-        at the first module that has parameters and asks it for ∂J/∂θ only (``backward_params``):
-        for an MLP that skips its largest product, v W with W (hidden, input), as PyTorch does for
-        inputs without ``requires_grad``. Returns None then.
-        """
-        stop = 0 if input_grad else self._first_trainable()
-        if stop is None:  # nothing to train: no backward work at all
-            return None
+    def backward(self, v: np.ndarray) -> np.ndarray:
+        """Given v = ∂J/∂h, accumulate every ∂J/∂θ[i] and return ∂J/∂x."""
         hooked = hooks.any_registered()
-        for i in range(len(self.modules) - 1, stop - 1, -1):
-            m = self.modules[i]
-            if i == stop and not input_grad:
-                m.call_backward(v, params_only=True) if hooked else m.backward_params(v)
-                return None
-            v = m.call_backward(v) if hooked else m.backward(v)  # type: ignore[assignment]
+        for m in reversed(self.modules):
+            v = m.call_backward(v) if hooked else m.backward(v)
         return v
 
     def backward_params(self, v: np.ndarray) -> None:
-        self.backward(v, input_grad=False)
+        """Accumulate every ∂J/∂θ[i] when ∂J/∂x is not wanted (training never reads it).
+
+        The pass stops at the first module that has parameters and asks it for ∂J/∂θ only
+        (``backward_params``): for an MLP that skips its largest product, v W with W (hidden,
+        input), as PyTorch does for inputs without ``requires_grad``.
+        """
+        stop = self._first_trainable()
+        if stop is None:  # nothing to train: no backward work at all
+            return
+        hooked = hooks.any_registered()
+        for m in reversed(self.modules[stop + 1 :]):
+            v = m.call_backward(v) if hooked else m.backward(v)
+        first = self.modules[stop]
+        first.call_backward_params(v) if hooked else first.backward_params(v)
 
     def _first_trainable(self) -> int | None:
         """Index of the first module with parameters (its own or its sub-modules'), or None."""
@@ -116,7 +116,7 @@ class Chain(Module):
         self.zero_grads()
         h = self.forward(x)
         J = self.loss.forward(h, y)
-        self.backward(self.loss.backward(), input_grad=False)
+        self.backward_params(self.loss.backward())
         return J, h
 
     # -- description ----------------------------------------------------------------------------

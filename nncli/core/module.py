@@ -147,12 +147,18 @@ class Module(ABC):
             return self.forward(z)
         return hooks.run_hooked(self, self._forward_hooks, self.forward, z)
 
-    def call_backward(self, v: np.ndarray, params_only: bool = False) -> np.ndarray | None:
-        """``backward`` (or ``backward_params``, returning None) with this module's backward hooks."""
-        fn = self.backward_params if params_only else self.backward
+    def call_backward(self, v: np.ndarray) -> np.ndarray:
+        """``backward`` with this module's backward hooks."""
         if not self._backward_hooks:
-            return fn(v)
-        return hooks.run_hooked(self, self._backward_hooks, fn, v)
+            return self.backward(v)
+        return hooks.run_hooked(self, self._backward_hooks, self.backward, v)
+
+    def call_backward_params(self, v: np.ndarray) -> None:
+        """``backward_params`` with this module's backward hooks (they see None for ∂J/∂z)."""
+        if not self._backward_hooks:
+            self.backward_params(v)
+        else:
+            hooks.run_hooked(self, self._backward_hooks, self.backward_params, v)
 
     def register_forward_hook(self, fn: hooks.Hook) -> hooks.HookHandle:
         """Call ``fn(module, z, u, seconds)`` after each forward run by a chain; see nncli.core.hooks."""
