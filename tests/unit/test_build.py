@@ -166,6 +166,20 @@ def test_huge_model_is_refused_before_allocating(tmp_path):
     assert str(err).endswith("the largest layer, model.layers[1], has 20,000,200,000")
 
 
+def test_a_batch_too_large_is_refused_before_any_parameter_is_allocated(tmp_path, monkeypatch):
+    from nncli.core.module import Module
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a parameter was allocated before the batch was refused")
+
+    text = "seed: 0\nmodel:\n  input_shape: [200000000]\n  layers: [{type: MM, out: 3}]\n"
+    loaded = load_config(write_config(tmp_path, text))
+    monkeypatch.setattr(Module, "build", no_build)
+    with pytest.raises(ShapeError) as info:
+        build_chain(loaded, batch_size=10**6)
+    assert info.value.field == "data.batch_size" and "GiB" in str(info.value)
+
+
 def test_build_from_plain_config_and_build_module_fields():
     cfg = Config.model_validate(mlp([{"type": "MM", "out": 2}]))
     assert build_chain(cfg).param_count == 10
