@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -90,7 +91,7 @@ def sweep(
         detail = f": {t.error}" if t.error else ""
         err_console.print(f"  {escape(t.name)}: {t.status}, {best}{escape(detail)}")
 
-    common = {
+    common: dict[str, Any] = {  # the options every kind of sweep takes
         "jobs": jobs,
         "backend": backend.lower(),
         "ray_address": ray_address,

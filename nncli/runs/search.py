@@ -266,7 +266,7 @@ def run_search(
     from nncli.runs.folder import atomic_write_json
     from nncli.runs.sweep import collect, logger_args, train_args
 
-    search = sweep.search
+    search = search_of(sweep)
     params = [parse_param(f"{k}={v}") for k, v in search["params"].items()]
     study = load_study(search)
     folder = Path(sweep.folder)
@@ -347,12 +347,19 @@ def run_search(
     summarise(sweep, study)
 
 
+def search_of(sweep: Sweep) -> dict[str, Any]:
+    """The ``search`` section of a search sweep (a grid sweep has none)."""
+    if sweep.search is None:
+        raise ValueError(f"{sweep.folder}: a grid sweep, not a search")
+    return sweep.search
+
+
 def summarise(sweep: Sweep, study) -> None:
     """The best trial and the parameter importances into ``sweep.search``."""
     from optuna.trial import TrialState
 
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    search = sweep.search
+    search = search_of(sweep)
     search["best_trial"] = study.best_trial.number if done else None
     search["importances"] = None
     if len(done) >= 2 and len(search["params"]) >= 1:
@@ -380,8 +387,9 @@ def requeue_interrupted(sweep: Sweep) -> int:
     failed and left out of the budget, so the study still ends with ``--trials`` counted trials."""
     from optuna.trial import TrialState
 
-    study = load_study(sweep.search)
-    params = {p.key: p for p in (parse_param(f"{k}={v}") for k, v in sweep.search["params"].items())}
+    search = search_of(sweep)
+    study = load_study(search)
+    params = {p.key: p for p in (parse_param(f"{k}={v}") for k, v in search["params"].items())}
     stale = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     n = 0
     for t in sweep.trials:

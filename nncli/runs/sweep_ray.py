@@ -103,7 +103,9 @@ def _probe_gcs(target: str, where: str, timeout: float) -> None:
     )
     try:
         stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
-        stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout)
+        # a generated protobuf class, which ray's type information does not declare
+        request = gcs_service_pb2.GetClusterIdRequest()  # type: ignore[attr-defined]
+        stub.GetClusterId(request, timeout=timeout)
     except grpc.RpcError as exc:
         code = exc.code()
         if code == grpc.StatusCode.UNAUTHENTICATED:
@@ -133,16 +135,17 @@ def connect(address: str | None, jobs: int):
         raise UserError("--backend ray needs the 'ray' package: pip install 'nncli[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
         if address:
             target = address if address == "auto" else check_address(address)
             try:
-                ray.init(address=target, **quiet)
+                ray.init(address=target, log_to_driver=False, logging_level=logging.WARNING)
             except Exception as exc:  # the checks passed, so this is rare: still one line
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise RayAddressError(f"--ray-address {address}: {first}") from None
         else:
-            ray.init(num_cpus=jobs, include_dashboard=False, **quiet)
+            ray.init(
+                num_cpus=jobs, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+            )
     try:
         yield ray
     finally:
