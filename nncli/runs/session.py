@@ -133,37 +133,47 @@ class Session:
         from nncli.runs.preflight import (bytes_needed, check_free_space, check_runs_dir, check_writable, lock_run,
                                 not_writable)
 
-        new_run = self.resume_step is None
-        need, ckpt = bytes_needed(self.trainer, new_run)
-        check_free_space(runs_dir if new_run else self.folder, need, ckpt)
-        if new_run:
+        step = self.resume_step
+        need, ckpt = bytes_needed(self.trainer, step is None)
+        if step is None:  # a new run
+            check_free_space(runs_dir, need, ckpt)
             check_runs_dir(runs_dir)
             try:
-                self.folder = create_run_dir(runs_dir, self.cfg.name)
+                folder = self.folder = create_run_dir(runs_dir, self.cfg.name)
             except OSError as exc:
                 raise not_writable(runs_dir, exc) from None
             try:
-                self._lock = lock_run(self.folder)
-                self._write_new_run()
+                self._lock = lock_run(folder)
+                self._write_new_run(folder)
             except OSError as exc:   # nothing of the run exists yet: leave no half-made folder
                 self.release()
-                shutil.rmtree(self.folder, ignore_errors=True)
+                shutil.rmtree(folder, ignore_errors=True)
                 self.folder, self.info = None, None
                 raise not_writable(runs_dir, exc) from None
         else:
-            check_writable(self.folder)
-            check_writable(self.folder / "checkpoints")
-            self._lock = lock_run(self.folder)     # refuses while another process trains this run
-            for tmp in self.folder.glob(".*.tmp"):    # left by a write that a kill -9 cut short
+            if self.folder is None:
+                raise RuntimeError("a resumed session needs its run folder (see prepare_resume)")
+            folder = self.folder
+            check_free_space(folder, need, ckpt)
+            check_writable(folder)
+            check_writable(folder / "checkpoints")
+            self._lock = lock_run(folder)     # refuses while another process trains this run
+            for tmp in folder.glob(".*.tmp"):    # left by a write that a kill -9 cut short
                 tmp.unlink(missing_ok=True)
-            trim_metrics(self.folder / "metrics.jsonl", self.resume_step)
-            self.info = RunInfo.load(self.folder)
-            resumes = list(self.info.data.get("resumes", []))
-            resumes.append({"at": iso(utc_now()), "step": self.resume_step, "command": command_line(),
-                            "previous_status": self.info.data.get("status")})
-            self.info.update(status="running", ended=None, resumes=resumes)
-        self.trainer.callbacks.insert(0, RunRecorder(self.folder, {"config_sha256": config_hash(self.cfg)}))
-        return self.folder
+            trim_metrics(folder / "metrics.jsonl", step)
+            self.info = info = RunInfo.load(folder)
+            resumes = list(info.data.get("resumes", []))
+            resumes.append({"at": iso(utc_now()), "step": step, "command": command_line(),
+                            "previous_status": info.data.get("status")})
+            info.update(status="running", ended=None, resumes=resumes)
+        self.trainer.callbacks.insert(0, RunRecorder(folder, {"config_sha256": config_hash(self.cfg)}))
+        return folder
+
+    def _opened(self) -> tuple[Path, RunInfo]:
+        """The run folder and its run.json, once ``open`` has made or reopened them."""
+        if self.folder is None or self.info is None:
+            raise RuntimeError("the session's run folder is not open (Session.open makes it)")
+        return self.folder, self.info
 
     def release(self) -> None:
         """Let another process resume this run (the lock taken by ``open``)."""
@@ -171,12 +181,12 @@ class Session:
         if lock is not None:
             lock.close()
 
-    def _write_new_run(self) -> None:
-        head = (f"# Resolved config of run {self.folder.name}: defaults filled in, overrides applied.\n"
+    def _write_new_run(self, folder: Path) -> None:
+        head = (f"# Resolved config of run {folder.name}: defaults filled in, overrides applied.\n"
                 f"# Overrides: {' '.join(self.overrides) if self.overrides else '(none)'}\n")
-        atomic_write_text(self.folder / "config.yaml",
+        atomic_write_text(folder / "config.yaml",
                           head + dump_yaml(config_dict(self.cfg)))
-        self.info = RunInfo.start(self.folder, seed=self.cfg.seed, argv=command_line(),
+        self.info = RunInfo.start(folder, seed=self.cfg.seed, argv=command_line(),
                                   overrides=self.overrides, data_info=self.data_info,
                                   extra={"name": self.cfg.name, "dtype": self.cfg.dtype,
                                          "data_base_dir": str(self.base_dir.resolve()),
@@ -198,6 +208,7 @@ class Session:
         """Write summary.json and the final status; return the summary."""
         from nncli.training.loop import evaluate
 
+        folder, info = self._opened()
         t = self.trainer
         test = test_best = None
         ds_test = getattr(self.dataset, "test", None)
@@ -213,10 +224,10 @@ class Session:
             "status": result.status, "reason": result.reason, "steps": result.steps, "epochs": t.epoch,
             "wall_time": round(result.seconds, 3), "param_count": self.chain.param_count,
             "final": result.last_eval, "best": best or None, "test": test, "test_best": test_best,
-            **result.extra, "run_dir": str(self.folder.resolve()),
+            **result.extra, "run_dir": str(folder.resolve()),
         }
-        atomic_write_json(self.folder / "summary.json", summary)
-        self.info.finish(result.status, reason=result.reason, steps=result.steps)
+        atomic_write_json(folder / "summary.json", summary)
+        info.finish(result.status, reason=result.reason, steps=result.steps)
         return jsonable(summary)
 
 
@@ -225,7 +236,7 @@ class Session:
         from nncli.runs.checkpoint import has_checkpoint, load_checkpoint
         from nncli.training.loop import evaluate
 
-        folder = self.folder / "checkpoints"
+        folder = self._opened()[0] / "checkpoints"
         best_step = (result.best_eval or {}).get("step")
         if best_step is None or best_step == result.steps or not has_checkpoint(folder, "best"):
             return None
