@@ -11,7 +11,7 @@ import json
 import sys
 
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
@@ -68,7 +68,7 @@ def _fmt(x: float) -> str:
 def report_table(reports, title: str = "gradcheck") -> Table:
     """One row per tensor: where, what, how many coordinates, the worst error and the verdict."""
     t = Table(title=title, title_justify="left")
-    for col, just in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("module", "left"),
         ("setting", "left"),
         ("tensor", "left"),
@@ -80,7 +80,8 @@ def report_table(reports, title: str = "gradcheck") -> Table:
         ("analytic", "right"),
         ("numeric", "right"),
         ("", "left"),
-    ):
+    )
+    for col, just in columns:
         t.add_column(col, justify=just)
     for r in reports:
         status = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"

@@ -11,7 +11,7 @@ import sys
 
 import typer
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.markup import escape
 from rich.padding import Padding
 from rich.table import Table
@@ -128,7 +128,7 @@ def _summary_table(s, with_formula: bool, compact: bool = False) -> Table:
         )
         for r in s.rows
     ]
-    columns = (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("#", "left"),
         ("type", "left"),
         ("line", "right"),
@@ -198,7 +198,7 @@ def trace_table(rows, title: str, width: int | None = None):
         )
     if width is None or _fits(t, width):
         return t
-    blocks = [Text(title)]
+    blocks: list[RenderableType] = [Text(title)]
     for r in rows:
         grid = Table.grid(padding=(0, 1))
         grid.add_column(no_wrap=True)
@@ -232,13 +232,14 @@ def _activity(r) -> str:
 
 def time_table(rows, total: float, title: str) -> Table:
     t = Table(title=title, title_justify="left")
-    for col, just in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("#", "left"),
         ("type", "left"),
         ("forward ms", "right"),
         ("backward ms", "right"),
         ("share", "right"),
-    ):
+    )
+    for col, just in columns:
         t.add_column(col, justify=just)
     for r in rows:
         pad = "  " * r.depth
