@@ -198,13 +198,13 @@ def _check_size(counts, fields, dtype, locate) -> None:
         except ShapeError as exc:
             raise locate(exc) from None
         return
-    exc = ShapeError(
+    too_big = ShapeError(
         f"the model has about {total:,} parameters ({_gib(size)} in {dtype.name}), more "
         f"than the {_gib(MAX_PARAM_BYTES)} limit; the largest layer, {fields[big]}, has "
         f"{counts[big]:,}",
         field=fields[big],
     )
-    raise locate(exc)
+    raise locate(too_big)
 
 
 def _check_example(shape, field, what, dtype, locate) -> None:

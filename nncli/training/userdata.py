@@ -10,6 +10,7 @@ import csv
 import math
 import zipfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -116,7 +117,8 @@ def _npy_data(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, head, w
     nbytes = info.file_size - offset
     buf = bytearray(nbytes)
     view = memoryview(buf)
-    with archive.open(info) as fh:
+    # ZipFile.open returns a ZipExtFile (a BufferedIOBase, with readinto); typeshed says IO[bytes]
+    with cast(zipfile.ZipExtFile, archive.open(info)) as fh:
         fh.read(offset)
         got = 0
         while got < nbytes:
