@@ -83,7 +83,7 @@ def predict_file(
         if names is not None:
             arrays["classes"] = np.asarray(names)
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        np.savez(buf, allow_pickle=True, **arrays)  # numpy's default, named so **arrays cannot be it
         _stage(Path(out), lambda fh: fh.write(buf.getvalue()), binary=True)  # type: ignore[arg-type]
     else:
 
@@ -189,9 +189,7 @@ def _stage(path: Path, write, binary: bool = False) -> Any:
         raise UserError(f"--out {path}: folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(
-            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})
-        ) as fh:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             result = write(fh)
         os.replace(tmp, path)
     except BaseException:
