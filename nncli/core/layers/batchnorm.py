@@ -40,11 +40,18 @@ def _onnx_normalize(graph, x: str, name: str, axes: list[int], eps: float) -> st
     return graph.node("Div", [d, sigma], name)
 
 
-def _onnx_affine(module: Module, graph, y: str, name: str) -> str:
+def _built_shape(module: Module) -> tuple[int, ...]:
+    """The per-example input shape ``module`` was built for."""
+    if module.input_shape is None:
+        raise ValueError(f"{type(module).__name__} is not built yet")
+    return module.input_shape
+
+
+def _onnx_affine(module: _BatchNorm | GroupNorm, graph, y: str, name: str) -> str:
     """y ⊙ γ + β with per-channel γ, β shaped (C, 1, …) against (N, C, *S); y itself without affine."""
     if not module.cfg.affine:
         return y
-    shape = (-1,) + (1,) * (len(module.input_shape) - 1)
+    shape = (-1,) + (1,) * (len(_built_shape(module)) - 1)
     w = graph.const(f"{name}.weight", module.params["weight"].reshape(shape))
     b = graph.const(f"{name}.bias", module.params["bias"].reshape(shape))
     return graph.node("Add", [graph.node("Mul", [y, w], name), b], name)
@@ -87,6 +94,7 @@ class _BatchNorm(Module):
     """
 
     Config = BatchNormConfig
+    cfg: BatchNormConfig
     bias_keys: ClassVar[tuple[str, ...]] = ("bias",)
     #: per-example input ranks accepted, and their layout for the error message
     ranks: ClassVar[tuple[int, ...]] = ()
@@ -102,7 +110,7 @@ class _BatchNorm(Module):
 
     @property
     def channels(self) -> int:
-        return int(self.input_shape[0])
+        return int(_built_shape(self)[0])
 
     def init_params(self, rng):
         c = self.channels
@@ -277,6 +285,7 @@ class GroupNorm(Module):
 
     notes_name = "GroupNorm"
     Config = GroupNormConfig
+    cfg: GroupNormConfig
     bias_keys: ClassVar[tuple[str, ...]] = ("bias",)
 
     def output_shape(self, input_shape):
