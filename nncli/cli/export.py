@@ -17,12 +17,14 @@ def export(
     out: Path | None = typer.Option(
         None, "-o", "--out", help="Output file (default: <run>/export/model.py or model.onnx)."
     ),
+    force: bool = typer.Option(False, "--force", help="Replace the output file if it exists."),
 ):
     """Export a run's model: a self-contained PyTorch file that loads the checkpoint, or an ONNX model.
 
-    Needs the optional extras: pip install 'nncli\\[torch]' or 'nncli\\[onnx]'.
+    Needs the optional extras: pip install 'nncli\\[torch]' or 'nncli\\[onnx]'. Never writes over
+    a file of a run (only into its export/ folder) nor, without --force, over any existing file.
     """
     from nncli.export import export_run
 
-    path = export_run(run_dir, fmt.lower(), checkpoint, out)
+    path = export_run(run_dir, fmt.lower(), checkpoint, out, force=force)
     err_console.print(f"wrote {path}")

@@ -43,18 +43,22 @@ def plot(
         path = plot_history_png(run_dirs[0], out or run_dirs[0] / "history.png", size=(width, height))
         err_console.print(f"wrote {path}")
         return
+
+    def warn(msg: str) -> None:
+        err_console.print(f"warning: {msg}", markup=False, soft_wrap=True)
+
     if terminal or (not have_matplotlib() and out is None):
         if not terminal:
             err_console.print(
                 "[dim]matplotlib is not installed (pip install 'nncli\\[plot]'); drawing in the terminal[/]"
             )
         cols = max(out_console.width - 12, 20)
-        for chart in terminal_charts(run_dirs, metric, width=min(cols, 100)):
+        for chart in terminal_charts(run_dirs, metric, width=min(cols, 100), warn=warn):
             out_console.print(chart)
         return
     if out is None:
         # one run or one sweep folder: the PNG goes inside it
         one = len(run_dirs) == 1 and run_dirs[0].is_dir()
         out = run_dirs[0] / "curves.png" if one else Path("curves.png")
-    path = plot_png(run_dirs, out, metric, size=(width, height))
+    path = plot_png(run_dirs, out, metric, size=(width, height), warn=warn)
     err_console.print(f"wrote {path}")

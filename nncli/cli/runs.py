@@ -43,7 +43,9 @@ def runs(
 def _table(root: str, metric: str | None, as_json: bool) -> None:
     from nncli.runs.listing import fmt, list_runs
 
-    rows = list_runs(root, metric)
+    rows = list_runs(
+        root, metric, warn=lambda msg: err_console.print(f"warning: {msg}", markup=False, soft_wrap=True)
+    )
     if as_json:
         print(json.dumps(rows, indent=2))
         return

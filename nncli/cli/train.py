@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from nncli.cli import app, debugging, err_console
-from nncli.runs.train_run import TrainOutcome, train
+from nncli.runs.train_run import Stopped, TrainOutcome, stop_at_once, train
 
 
 @app.command("train")
@@ -59,22 +59,35 @@ def train_cmd(
     from nncli.viz.progress import make_progress
 
     progress = make_progress(err_console, quiet)
+    outcome = None
+    # start-up (config, data, model) and the report: a signal stops at once (130 / 143); nothing has
+    # been written before training, and the run is saved before the report
     try:
-        outcome = train(
-            config,
-            overrides=set_ or [],
-            runs_dir=runs_dir,
-            name=name,
-            resume=resume,
-            callbacks=[progress] if progress is not None else [],
-            loggers=logger or [],
-            threads=threads,
-            raise_errors=debugging(),
-        )
-    finally:
-        if hasattr(progress, "close"):
-            progress.close()
-    render(outcome, quiet, json_out, curves)
+        with stop_at_once():
+            try:
+                outcome = train(
+                    config,
+                    overrides=set_ or [],
+                    runs_dir=runs_dir,
+                    name=name,
+                    resume=resume,
+                    callbacks=[progress] if progress is not None else [],
+                    loggers=logger or [],
+                    threads=threads,
+                    raise_errors=debugging(),
+                )
+            finally:
+                if hasattr(progress, "close"):
+                    progress.close()
+            render(outcome, quiet, json_out, curves)
+    except Stopped as exc:
+        if outcome is None:
+            err_console.print(
+                f"interrupted by {exc.reason} before training started; nothing was written",
+                markup=False,
+                soft_wrap=True,
+            )
+        sys.exit(exc.code)
     if outcome.exit_code:
         sys.exit(outcome.exit_code)
 
@@ -89,7 +102,13 @@ def render(outcome: TrainOutcome, quiet: bool, json_out: bool, curves: bool) -> 
         )
         err_console.print(f"error: {line}", markup=False, soft_wrap=True)
         return
-    if outcome.summary is None:  # a second Ctrl-C: stopped at once, nothing more to say
+    if outcome.summary is None:  # stopped at once (a second signal, or during the final evaluation)
+        if outcome.status == "interrupted" and folder is not None:
+            err_console.print(
+                f"interrupted by {outcome.reason}; continue with nncli train --resume {folder}",
+                markup=False,
+                soft_wrap=True,
+            )
         return
     for warning in outcome.warnings:
         err_console.print(f"warning: {warning}", markup=False, soft_wrap=True)

@@ -73,10 +73,13 @@ def standardization(run_dir: Path) -> dict | None:
     The exported networks take standardised inputs, as nncli's forward does; the exports carry these
     statistics (a ``preprocess`` function in the PyTorch file, metadata in the ONNX model).
     """
-    from nncli.runs.folder import read_json
+    from nncli.runs.folder import read_run
 
-    stats = (read_json(run_dir / "run.json").get("data") or {}).get("standardization")
-    return stats if isinstance(stats, dict) and "mean" in stats and "std" in stats else None
+    stats = (read_run(run_dir).get("data") or {}).get("standardization")  # types checked
+    if stats is None:
+        return None
+    # plain floats, whatever JSON spelling the file used: these values are written into the exports
+    return {k: np.asarray(stats[k], dtype=np.float64).tolist() for k in ("mean", "std")}
 
 
 def default_output(run_dir: Path, fmt: str, checkpoint: str) -> Path:
@@ -85,26 +88,48 @@ def default_output(run_dir: Path, fmt: str, checkpoint: str) -> Path:
     return run_dir / "export" / f"{stem}{SUFFIX[fmt]}"
 
 
+def _in_export_folder(rel: Path) -> bool:
+    return len(rel.parts) >= 2 and rel.parts[0] == "export"
+
+
 def export_run(
-    run_dir: Path | str, fmt: str, checkpoint: str = "best", out: Path | str | None = None
+    run_dir: Path | str,
+    fmt: str,
+    checkpoint: str = "best",
+    out: Path | str | None = None,
+    force: bool = False,
 ) -> Path:
-    """Write the run's model as ``fmt`` ("torch" or "onnx"); return the written file's path."""
+    """Write the run's model as ``fmt`` ("torch" or "onnx"); return the written file's path.
+
+    Never overwrites a file of a run (only ``<run>/export/`` may be written inside a run folder) nor,
+    without ``force``, any existing file; never writes through a symbolic link in a run folder.
+    """
+    from nncli.runs.folder import atomic_write_bytes, check_output
+
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else default_output(run_dir, fmt, checkpoint)
+    target = check_output(out, force=force, allowed=_in_export_folder, allowed_text="in its export/ folder")
     if fmt == "torch":
         require_extra("torch", "torch", "export to PyTorch")
     else:
         require_extra("onnx", "onnx", "export to ONNX")
-    run_dir = Path(run_dir)
     chain, ckpt = load_run(run_dir, checkpoint)
-    out = Path(out) if out is not None else default_output(run_dir, fmt, checkpoint)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    stats = standardization(run_dir)
     if fmt == "torch":
-        from nncli.export.torch_export import write_torch_module
+        from nncli.export.torch_export import torch_source
 
-        write_torch_module(chain, ckpt, out, title=run_dir.name, stats=standardization(run_dir))
+        data = torch_source(chain, ckpt, title=run_dir.name, stats=stats).encode("utf-8")
     else:
-        from nncli.export.onnx_export import write_onnx
+        from nncli.export.onnx_export import onnx_model
 
-        write_onnx(chain, out, name=run_dir.name, stats=standardization(run_dir))
+        data = onnx_model(chain, name=run_dir.name, stats=stats).SerializeToString()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, data, replace=force)
+    except FileExistsError:
+        raise ExportError(f"{out}: already exists; pass --force to replace it") from None
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot write it ({exc.strerror or exc})") from None
     return out

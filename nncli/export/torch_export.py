@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from nncli.export import unsupported
 
 
@@ -51,7 +53,9 @@ def torch_source(chain, weights: Path | str, title: str = "model", stats: dict |
     body = writer.sequential(chain.modules)
     classes = "".join(source + "\n" for source in writer.helpers.values())
     shape = tuple(int(s) for s in chain.input_shape)
-    return f'''"""{title}: an nncli model as a plain PyTorch ``nn.Sequential`` (written by ``nncli export``).
+    # every name and value from the run (its folder name, paths, statistics) enters the file only
+    # through repr(): a crafted folder name stays a string literal, it never becomes code
+    return f'''"""An nncli model as a plain PyTorch ``nn.Sequential`` (written by ``nncli export``); see RUN.
 
     model = load_model()            # the trained weights, in eval mode
     y = model(preprocess(x))        # x: raw inputs (N, *INPUT_SHAPE), standardised as in training
@@ -62,6 +66,8 @@ import torch
 from torch import nn
 from safetensors.torch import load_file
 
+#: the run folder this model was exported from
+RUN = {str(title)!r}
 #: per-example input shape (channels first), as in the run's config
 INPUT_SHAPE = {shape!r}
 #: the run's checkpoint; pass another path to load_model() if it moved
@@ -79,8 +85,9 @@ def preprocess(x, dtype=torch.float32):
     """Raw inputs (N, *INPUT_SHAPE) → what the network was trained on: (x - mean) / std."""
     x = torch.as_tensor(x, dtype=torch.float64)
     if STANDARDIZATION is not None:
-        mean = torch.tensor(STANDARDIZATION["mean"], dtype=torch.float64)
-        std = torch.tensor(STANDARDIZATION["std"], dtype=torch.float64)
+        shape = STANDARDIZATION["shape"]
+        mean = torch.tensor(STANDARDIZATION["mean"], dtype=torch.float64).reshape(shape)
+        std = torch.tensor(STANDARDIZATION["std"], dtype=torch.float64).reshape(shape)
         x = (x.reshape(len(x), *mean.shape) - mean) / std
     return x.to(dtype)
 
@@ -105,7 +112,9 @@ if __name__ == "__main__":
 def _stats(stats: dict | None) -> str:
     if stats is None:
         return "None"
-    return "{" + f'"mean": {stats["mean"]!r},\n    "std": {stats["std"]!r}' + "}"
+    mean, std = (repr([float(v) for v in np.ravel(stats[k])]) for k in ("mean", "std"))
+    shape = tuple(int(n) for n in np.shape(stats["mean"]))
+    return "{" + f'"mean": {mean},\n    "std": {std},\n    "shape": {shape!r}' + "}"
 
 
 def write_torch_module(

@@ -10,9 +10,13 @@ arrays (keys ``optimizer/<key>``), the early-stopping best weights (``es_best/<n
 early-stopping state, the running train-loss sums, the RNG states of any module that draws random
 numbers (dropout) and the hash of the resolved config the run was made with.
 
-Both files carry the same random ``token`` and a SHA-256 of their tensors, so a truncated or
-tampered file, or a weights file paired with the sidecar of another save, is refused with a
-clear error instead of silently resuming from something else.
+Both files carry the same random ``token`` and a SHA-256 over every byte a load uses: the tensors
+(names, dtypes, shapes, data) and all the metadata (format, token, step, the training state with
+the RNG states). The sidecar also records the SHA-256 of its weights file. So a truncated, damaged
+or edited file (one changed digit of the step), or a weights file paired with the sidecar of
+another save, is refused with a clear error instead of silently resuming from something else.
+The checksum detects damage and edits; it is not a signature: whoever can write the folder can
+also write a new, consistent checkpoint.
 
 A save is a small two-file transaction, so that a kill -9, a full disk or a second Ctrl-C at any
 instant leaves a checkpoint that loads:
@@ -41,7 +45,10 @@ from nncli.runs.folder import fsync_dir, write_staged
 # re-exported: readers of a checkpoint apply what they load with these
 from nncli.training.state import apply_weights, group, grouped, rng_states, set_rng_states  # noqa: F401
 
-FORMAT = "nncli-checkpoint-1"
+FORMAT = "nncli-checkpoint-2"
+#: the first format, whose checksum covered the tensors only: its weights still load (eval,
+#: export), its training state is not trusted for a resume
+FORMAT_1 = "nncli-checkpoint-1"
 
 
 @dataclass
@@ -60,21 +67,28 @@ def state_path(folder: Path | str, name: str) -> Path:
     return Path(folder) / f"{name}.state.safetensors"
 
 
-def digest(tensors: dict[str, np.ndarray]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes, in sorted-name order."""
+def digest(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes, in sorted-name order, then over every
+    metadata entry but ``sha256`` itself (lengths included, so no two inputs hash alike)."""
     h = hashlib.sha256()
     for k in sorted(tensors):
         a = np.asarray(tensors[k], order="C")  # ascontiguousarray would make 0-d arrays 1-d
         h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
+    for k in sorted(metadata or {}):
+        if k != "sha256":
+            key, value = str(k).encode(), str(metadata[k]).encode()
+            h.update(b"meta|%d|%s|%d|%s" % (len(key), key, len(value), value))
     return h.hexdigest()
 
 
-def _encode(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+def _encode(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> tuple[bytes, str]:
+    """The safetensors bytes of ``tensors`` with ``metadata`` and their checksum; and the checksum."""
     from safetensors.numpy import save
 
     arrays = {k: np.asarray(v, order="C") for k, v in tensors.items()}
-    return save(arrays, metadata={**metadata, "sha256": digest(arrays)})
+    sha = digest(arrays, metadata)
+    return save(arrays, metadata={**metadata, "sha256": sha}), sha
 
 
 def pending_path(path: Path) -> Path:
@@ -92,8 +106,9 @@ def save_checkpoint(folder: Path | str, name: str, weights: dict[str, np.ndarray
     """
     token = uuid.uuid4().hex
     meta = {"format": FORMAT, "token": token, "step": str(int(state.get("step", 0)))}
-    side = _encode({k: np.asarray(v) for k, v in arrays.items()}, {**meta, "state": json.dumps(state, allow_nan=True)})
-    main = _encode(weights, meta)
+    main, main_sha = _encode(weights, meta)
+    side, _ = _encode({k: np.asarray(v) for k, v in arrays.items()},
+                      {**meta, "weights_sha256": main_sha, "state": json.dumps(state, allow_nan=True)})
     wpath, spath = weights_path(folder, name), state_path(folder, name)
     recover(folder, name)           # a commit left half done must be finished before restaging
     wpend, spend = pending_path(wpath), pending_path(spath)
@@ -151,7 +166,7 @@ def recover(folder: Path | str, name: str) -> None:
     """
     wpath, spath = weights_path(folder, name), state_path(folder, name)
     wpend, spend = pending_path(wpath), pending_path(spath)
-    if not wpend.exists() and not spend.exists():
+    if not os.path.lexists(wpend) and not os.path.lexists(spend):
         return
     if committed_weights(folder, name) == wpend:
         os.replace(wpend, wpath)
@@ -160,7 +175,7 @@ def recover(folder: Path | str, name: str) -> None:
         p.unlink(missing_ok=True)
 
 
-def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def _read(path: Path, resume: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Tensors and metadata of one safetensors file, with its SHA-256 verified."""
     from safetensors.numpy import load
 
@@ -176,10 +191,19 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         tensors = load(raw)
     except Exception as exc:  # safetensors raises its own error type for every malformed header
         raise CheckpointError(f"{path}: not a readable safetensors file, truncated or damaged ({exc})") from None
-    meta = header.get("__metadata__") or {}
-    if meta.get("format") != FORMAT:
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    fmt = meta.get("format")
+    if fmt == FORMAT_1 and not resume:
+        expected = digest(tensors)
+    elif fmt == FORMAT_1:
+        raise CheckpointError(f"{path}: written by an older nncli whose checksum does not cover the "
+                              f"training state; it cannot be resumed (eval and export still read it)")
+    elif fmt == FORMAT:
+        expected = digest(tensors, meta)
+    else:
         raise CheckpointError(f"{path}: not an nncli checkpoint (no '{FORMAT}' marker)")
-    if meta.get("sha256") != digest(tensors):
+    if meta.get("sha256") != expected:
         raise CheckpointError(f"{path}: checksum mismatch, the file was modified or damaged")
     return tensors, meta
 
@@ -192,13 +216,70 @@ def load_weights(path: Path | str) -> tuple[dict[str, np.ndarray], dict[str, str
 def load_checkpoint(folder: Path | str, name: str) -> Checkpoint:
     """Weights, optimiser arrays and training state of checkpoint ``name`` in ``folder`` (verified)."""
     wpath, spath = weights_path(folder, name), state_path(folder, name)
-    weights, wmeta = _read(committed_weights(folder, name))
-    side, smeta = _read(spath)
-    if wmeta.get("token") != smeta.get("token"):
+    weights, wmeta = _read(committed_weights(folder, name), resume=True)
+    side, smeta = _read(spath, resume=True)
+    if wmeta.get("token") != smeta.get("token") or wmeta.get("sha256") != smeta.get("weights_sha256"):
         raise CheckpointError(f"{wpath}: weights and {spath.name} come from different saves "
                               f"(the process probably stopped between the two writes)")
     try:
         state = json.loads(smeta["state"])
     except (KeyError, ValueError):
         raise CheckpointError(f"{spath}: training state is missing or unreadable") from None
+    check_state(state, spath)
+    if state["step"] != _int(wmeta.get("step")):
+        raise CheckpointError(f"{spath}: the training state's step {state['step']} is not the step "
+                              f"{wmeta.get('step')} of its weights")
     return Checkpoint(weights, side, state, wpath)
+
+
+def _int(text: Any) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+#: the training state's fields and the JSON types each may hold ("count": an int ≥ 0)
+STATE_FIELDS = {
+    "step": "count", "es_bad": "count?", "log_n": "count?", "eval_n": "count?", "skipped": "count?",
+    "best_step": "count?", "best": "number?", "es_best": "number?",
+    "log_sum": "number?", "eval_sum": "number?", "seconds": "number?",
+    "last_eval": "object?", "best_eval": "object?", "rng": "object?", "config_sha256": "string?",
+}
+
+
+def check_state(state: Any, where: Path) -> None:
+    """CheckpointError naming ``where`` unless ``state`` has the training state's fields and types."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where}: training state is not a JSON object")
+    for key, kind in STATE_FIELDS.items():
+        optional = kind.endswith("?")
+        kind = kind.rstrip("?")
+        if key not in state:
+            if optional:
+                continue
+            raise CheckpointError(f"{where}: training state has no '{key}'")
+        v = state[key]
+        if v is None and optional:
+            continue
+        ok = {
+            "count": isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            "number": _number(v),
+            "object": isinstance(v, dict),
+            "string": isinstance(v, str),
+        }[kind]
+        if not ok:
+            want = {"count": "a whole number ≥ 0", "number": "a number", "object": "an object",
+                    "string": "a string"}[kind]
+            raise CheckpointError(f"{where}: training state '{key}' must be {want}, got {json.dumps(v)[:40]}")
+    for rec in (state.get("last_eval"), state.get("best_eval")):
+        if rec is not None and not all(isinstance(k, str) and (_number(v) or v is None or isinstance(v, str))
+                                       for k, v in rec.items()):
+            raise CheckpointError(f"{where}: training state holds an evaluation record with odd values")
+    for mod, attrs in (state.get("rng") or {}).items():
+        if not isinstance(attrs, dict) or not all(isinstance(v, dict) for v in attrs.values()):
+            raise CheckpointError(f"{where}: training state has an unreadable random state for module {mod}")

@@ -11,13 +11,44 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from nncli.runs.folder import RunError, is_run_dir, read_config, read_json, read_metrics, require_run
+from nncli.runs.folder import (
+    CREATING,
+    RunError,
+    check_run_info,
+    is_run_dir,
+    read_config,
+    read_json,
+    read_json_object,
+    read_metrics,
+    require_run,
+)
 from nncli.training.metrics import EVAL_FIELDS, higher_is_better
 
 
-def find_runs(root: Path | str) -> list[Path]:
+#: receives one line per thing a listing skipped (``warning: …`` on stderr in the CLI)
+Warn = Callable[[str], None]
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def _subfolders(folder: Path, warn: Warn) -> list[Path]:
+    """The visible sub-folders of ``folder``, sorted; a hidden ``.*.creating`` one is reported."""
+    try:
+        children = sorted(p for p in folder.iterdir() if p.is_dir())
+    except OSError as exc:
+        warn(f"{folder}: skipped, cannot list it ({exc.strerror})")
+        return []
+    for p in children:
+        if p.name.startswith(".") and p.name.endswith(CREATING):
+            warn(f"{p}: a run folder killed while it was being created (nothing was trained); safe to delete")
+    return [p for p in children if not p.name.startswith(".")]
+
+
+def find_runs(root: Path | str, warn: Warn = _quiet) -> list[Path]:
     """Run folders in ``root`` and one level below (sweep folders), sorted by path."""
     root = Path(root)
     if not root.is_dir():
@@ -25,12 +56,16 @@ def find_runs(root: Path | str) -> list[Path]:
     if is_run_dir(root):
         return [root]
     found: list[Path] = []
-    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+    for child in _subfolders(root, warn):
         if is_run_dir(child):
             found.append(child)
         else:
-            found.extend(sorted(g for g in child.iterdir() if is_run_dir(g)))
+            found.extend(g for g in _subfolders(child, warn) if is_run_dir(g))
     return found
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # -- metrics ---------------------------------------------------------------------------------------
@@ -44,9 +79,9 @@ def series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[f
     for i, rec in enumerate(records):
         if key == "train_loss" and rec.get("event") == "eval":
             continue
-        v = rec.get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            xs.append(float(rec.get("step", i)))
+        v, step = rec.get(key), rec.get("step", i)
+        if _finite(v) and _finite(step):
+            xs.append(float(step))
             ys.append(float(v))
     return xs, ys
 
@@ -114,10 +149,20 @@ def _status(run: Path, status: str) -> str:
     return "stopped" if status == "running" and not is_training(run) else status
 
 
-def run_row(run: Path, metric: str | None = None) -> dict[str, Any]:
-    """One line of ``nncli runs``: identity, status, best metric, steps, wall time, test accuracy."""
-    info, summary, config = read_json(run / "run.json"), read_json(run / "summary.json"), read_config(run)
-    records = read_metrics(run)
+def run_row(run: Path, metric: str | None = None, warn: Warn = _quiet) -> dict[str, Any] | None:
+    """One line of ``nncli runs``: identity, status, best metric, steps, wall time, test accuracy.
+
+    None (with a warning) when the folder's run.json cannot be read: the row would be a guess.
+    """
+    try:
+        info = check_run_info(read_json_object(run / "run.json"), run / "run.json")
+    except FileNotFoundError:
+        info = {}
+    except RunError as exc:
+        warn(f"{exc.message}; run skipped")
+        return None
+    summary, config = read_json(run / "summary.json", warn), read_config(run, warn)
+    records = read_metrics(run, warn)
     # each run by its own best_metric (the one its best checkpoint was chosen by), unless one is asked
     best = best_metric(records, metric or own_metric(config))
     if best is None and metric is None:
@@ -125,23 +170,30 @@ def run_row(run: Path, metric: str | None = None) -> dict[str, Any]:
     steps = lookup(summary, "steps")
     if steps is None and records:
         steps = records[-1].get("step")
+    name = config.get("name")
     return {
         "run": run.name,
         "path": str(run),
-        "config": config.get("name"),
+        "config": name if isinstance(name, str) else None,
         "status": _status(run, info.get("status", "unknown")),
         "best_metric": best[0] if best else None,
         "best_value": best[1] if best else None,
         "best_step": best[2] if best else None,
-        "steps": steps,
-        "wall_time": lookup(summary, "wall_time"),
-        "test_acc": lookup(summary, "test_acc"),
-        "test_loss": lookup(summary, "test_loss"),
+        "steps": _plain(steps),
+        "wall_time": _plain(lookup(summary, "wall_time")),
+        "test_acc": _plain(lookup(summary, "test_acc")),
+        "test_loss": _plain(lookup(summary, "test_loss")),
     }
 
 
-def list_runs(root: Path | str, metric: str | None = None) -> list[dict[str, Any]]:
-    return [run_row(r, metric) for r in find_runs(root)]
+def _plain(v: Any) -> Any:
+    """A number from summary.json as it is; anything else (a damaged file) as None."""
+    return v if _finite(v) else None
+
+
+def list_runs(root: Path | str, metric: str | None = None, warn: Warn = _quiet) -> list[dict[str, Any]]:
+    rows = (run_row(r, metric, warn) for r in find_runs(root, warn))
+    return [r for r in rows if r is not None]
 
 
 # -- diff ------------------------------------------------------------------------------------------

@@ -98,36 +98,105 @@ def not_writable(runs_dir: Path, exc: OSError) -> RunError:
                     f"check its permissions and free space, or choose another with --runs-dir")
 
 
+def _open_lock(folder: Path, create: bool) -> int | None:
+    """A descriptor of ``<folder>/.lock`` opened without following a link (None: no lock file).
+
+    A ``.lock`` that is a symbolic link, a FIFO or anything but a regular file is refused: the
+    lock file gets this process's PID written into it, and that must never land outside the run.
+    """
+    import stat
+
+    from nncli.runs.folder import open_for_writing
+
+    path = Path(folder) / ".lock"
+    try:
+        flags = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY
+        fd = open_for_writing(path, flags | os.O_NONBLOCK)
+    except FileNotFoundError:
+        if create:
+            raise RunError(f"{folder}: no such run folder") from None
+        return None
+    except OSError as exc:
+        raise RunError(f"{path}: cannot open the run's lock file ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunError(f"{path}: the run's lock file is not a regular file; this run folder was "
+                       f"modified by something other than nncli")
+    return fd
+
+
+def _refuse_busy(folder: Path, fd: int) -> None:
+    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    holder = holder if holder.isdigit() else ""
+    raise RunError(f"{folder}: another process{f' (pid {holder})' if holder else ''} is training "
+                   f"this run right now; wait for it to end, or stop it, before resuming")
+
+
 def lock_run(folder: Path):
     """Hold an exclusive lock on ``folder`` while this process trains it; the open lock file.
 
     An advisory ``flock`` on ``<run>/.lock``: the kernel drops it when the process ends, however it
     ends (kill -9 included), so a run whose run.json still says "running" can be resumed exactly
     when no process is training it any more. Where ``fcntl`` is missing (Windows) nothing is locked.
+    The file is opened without following links and written (the PID) only once the lock is held.
     """
     try:
         import fcntl
     except ImportError:
         return None
+    fd = _open_lock(folder, create=True)
     try:
-        fh = open(Path(folder) / ".lock", "a+")
-    except OSError as exc:
-        raise RunError(f"{folder}: cannot write in this run folder ({exc.strerror or exc})") from None
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        fh.seek(0)
-        holder = fh.read().strip()
-        fh.close()
-        raise RunError(f"{folder}: another process{f' (pid {holder})' if holder else ''} is training "
-                       f"this run right now; wait for it to end, or stop it, before resuming") from None
-    fh.seek(0)
-    fh.truncate()
+        try:
+            _refuse_busy(folder, fd)
+        finally:
+            os.close(fd)
+    fh = os.fdopen(fd, "r+")
+    fh.truncate(0)
     fh.write(f"{os.getpid()}\n")
     fh.flush()
     return fh
 
 
+def _held(fd: int) -> bool:
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+def check_not_training(folder: Path) -> None:
+    """RunError when a live process holds ``folder``'s run lock; writes nothing."""
+    if not is_training(folder):
+        return
+    fd = _open_lock(folder, create=False)
+    try:
+        _refuse_busy(folder, fd)
+    finally:
+        os.close(fd)
+
+
+def is_training(folder: Path) -> bool:
+    """Whether a live process holds ``folder``'s run lock (so a "running" status is current)."""
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return True   # cannot tell: trust run.json
+    try:
+        fd = _open_lock(folder, create=False)
+    except RunError:   # a lock file nncli did not make, or cannot open: no live run holds it
+        return False
+    if fd is None:
+        return False
+    try:
+        return _held(fd)
+    finally:
+        os.close(fd)
 def check_writable(folder: Path) -> None:
     """RunError unless a file can be created in ``folder`` (modes alone do not tell: root,
     read-only mounts, immutable folders)."""
@@ -139,22 +208,3 @@ def check_writable(folder: Path) -> None:
                        f"a resumed run writes its metrics and checkpoints there") from None
 
 
-def is_training(folder: Path) -> bool:
-    """Whether a live process holds ``folder``'s run lock (so a "running" status is current)."""
-    try:
-        import fcntl
-    except ImportError:
-        return True   # cannot tell: trust run.json
-    path = Path(folder) / ".lock"
-    if not path.exists():
-        return False
-    try:
-        with open(path, "r") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-            return False
-    except OSError:
-        return True

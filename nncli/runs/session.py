@@ -10,16 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nncli.core.errors import ConfigError, DataError, UserError
+from nncli.core.errors import CheckpointError, ConfigError, DataError, UserError
 from nncli.config.yaml_positions import dump_yaml
-from nncli.runs.folder import (RunError, RunInfo, RunRecorder, atomic_write_json, atomic_write_text, command_line,
-                   create_run_dir, iso, jsonable, read_run, trim_metrics, utc_now)
+from nncli.runs.folder import (RunError, RunInfo, RunRecorder, atomic_write_json, atomic_write_text, check_own_files,
+                   command_line, create_run_dir, iso, jsonable, read_run, trim_metrics, utc_now)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -139,25 +138,24 @@ class Session:
             check_free_space(runs_dir, need, ckpt)
             check_runs_dir(runs_dir)
             try:
-                folder = self.folder = create_run_dir(runs_dir, self.cfg.name)
-            except OSError as exc:
-                raise not_writable(runs_dir, exc) from None
-            try:
-                self._lock = lock_run(folder)
-                self._write_new_run(folder)
-            except OSError as exc:   # nothing of the run exists yet: leave no half-made folder
+                folder = self.folder = create_run_dir(runs_dir, self.cfg.name, populate=self._populate)
+            except BaseException as exc:   # nothing of the run is left behind (create_run_dir)
                 self.release()
-                shutil.rmtree(folder, ignore_errors=True)
-                self.folder, self.info = None, None
-                raise not_writable(runs_dir, exc) from None
+                self.info = None
+                if isinstance(exc, OSError):
+                    raise not_writable(runs_dir, exc) from None
+                raise
+            self._opened()[1].folder = folder
         else:
             if self.folder is None:
                 raise RuntimeError("a resumed session needs its run folder (see prepare_resume)")
             folder = self.folder
             check_free_space(folder, need, ckpt)
+            check_own_files(folder)
             check_writable(folder)
             check_writable(folder / "checkpoints")
             self._lock = lock_run(folder)     # refuses while another process trains this run
+            check_own_files(folder)           # again, now that no nncli can be changing it
             for tmp in folder.glob(".*.tmp"):    # left by a write that a kill -9 cut short
                 tmp.unlink(missing_ok=True)
             trim_metrics(folder / "metrics.jsonl", step)
@@ -181,11 +179,18 @@ class Session:
         if lock is not None:
             lock.close()
 
-    def _write_new_run(self, folder: Path) -> None:
-        head = (f"# Resolved config of run {folder.name}: defaults filled in, overrides applied.\n"
+    def _populate(self, folder: Path, name: str) -> None:
+        """Lock the run being created in ``folder`` and write its first files (it will be ``name``)."""
+        from nncli.runs.preflight import lock_run
+
+        if self._lock is None:
+            self._lock = lock_run(folder)   # the lock stays with the folder when it is renamed
+        self._write_new_run(folder, name)
+
+    def _write_new_run(self, folder: Path, name: str) -> None:
+        head = (f"# Resolved config of run {name}: defaults filled in, overrides applied.\n"
                 f"# Overrides: {' '.join(self.overrides) if self.overrides else '(none)'}\n")
-        atomic_write_text(folder / "config.yaml",
-                          head + dump_yaml(config_dict(self.cfg)))
+        atomic_write_text(folder / "config.yaml", head + dump_yaml(config_dict(self.cfg)))
         self.info = RunInfo.start(folder, seed=self.cfg.seed, argv=command_line(),
                                   overrides=self.overrides, data_info=self.data_info,
                                   extra={"name": self.cfg.name, "dtype": self.cfg.dtype,
@@ -264,15 +269,14 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
     """A session that continues ``run_dir`` exactly where its last checkpoint stopped."""
     from nncli.runs.checkpoint import has_checkpoint, load_checkpoint
     from nncli.config.load import load_config
-    from nncli.runs.preflight import lock_run
+    from nncli.runs.preflight import check_not_training
 
     run_dir = Path(run_dir)
     info = read_run(run_dir)
     if info.get("status") == "completed":
         raise RunError(f"{run_dir}: this run already completed; start a new run instead")
-    lock = lock_run(run_dir)   # a live run first: its checkpoint may be changing under us
-    if lock is not None:
-        lock.close()
+    check_own_files(run_dir)
+    check_not_training(run_dir)   # a live run first: its checkpoint may be changing under us
     stored = load_config(run_dir / "config.yaml", [])
     ckpt = None
     if has_checkpoint(run_dir / "checkpoints", "last"):
@@ -296,6 +300,13 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
     if session.data_info["fingerprint"] != (info.get("data") or {}).get("fingerprint"):
         raise RunError(f"{run_dir}: the training data differs from the data the run started with")
     if ckpt is not None:
-        session.trainer.restore(ckpt)
+        where = ckpt.path.with_name("last.state.safetensors")
+        if ckpt.state["step"] > session.trainer.total_steps:
+            raise CheckpointError(f"{where}: step {ckpt.state['step']} is past the run's "
+                                  f"{session.trainer.total_steps} steps; this checkpoint is not from this run")
+        try:
+            session.trainer.restore(ckpt)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:   # values of the wrong kind
+            raise CheckpointError(f"{where}: the training state does not fit this run ({exc})") from None
     session.folder, session.resume_step = run_dir, int(ckpt.state["step"]) if ckpt is not None else 0
     return session

@@ -27,6 +27,44 @@ from nncli.training.loop import EXIT_DIVERGED
 
 #: exit code of a run stopped by each signal (128 + its number), as shells report it
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(KeyboardInterrupt):
+    """A SIGINT or SIGTERM that stops training where it is; ``code`` is the exit code it gives."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason, self.code = reason, SIGNAL_EXIT.get(reason, 130)
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signal.Signals(signum).name)
+
+
+@contextmanager
+def _handlers(handler) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM inside, the previous ones back afterwards however it ends
+    (only the main thread can set handlers; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def stop_at_once():
+    """Inside, SIGINT / SIGTERM raise ``Stopped`` at once (start-up, the final evaluation, rendering)."""
+    return _handlers(_raise_stopped)
+
+
+def _unstoppable():
+    """Inside, SIGINT / SIGTERM are ignored: while a stop is being recorded (run.json, the lock)."""
+    return _handlers(signal.SIG_IGN)
 
 
 @dataclass
@@ -129,19 +167,29 @@ def _run(session: Session, runs_dir: Path, trackers: list[Any], raise_errors: bo
             session.open(runs_dir)
             result = session.trainer.run()
     except BaseException as exc:
-        session.fail(exc)
-        session.release()
-        finish_trackers(trackers, None)
-        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C: stopped at once
-            return TrainOutcome("interrupted", "SIGINT", session.folder, exception=exc)
+        with _unstoppable():  # a third Ctrl-C must not cut the record of the stop short
+            session.fail(exc)
+            session.release()
+            finish_trackers(trackers, None)
+        if isinstance(exc, KeyboardInterrupt):  # a second signal: stopped at once, the first one's code
+            reason = exc.reason if isinstance(exc, Stopped) else session.trainer.stop_request or "SIGINT"
+            return TrainOutcome("interrupted", reason, session.folder, exception=exc)
         if isinstance(exc, UserError) or raise_errors:
             raise
         if isinstance(exc, OSError) and exc.filename is not None and session.folder is not None:
             return _write_failed(exc, session)
         return TrainOutcome("failed", f"{type(exc).__name__}: {exc}", session.folder, exception=exc)
     try:
-        summary = session.finish(result)
-        problems = finish_trackers(trackers, summary)
+        # training is over: a signal during the test evaluation or the summary stops at once; the
+        # run is marked interrupted (its final checkpoint is written) and --resume finishes it
+        with stop_at_once():
+            summary = session.finish(result)
+            problems = finish_trackers(trackers, summary)
+    except Stopped as exc:
+        with _unstoppable():
+            session.fail(exc)
+            finish_trackers(trackers, None)
+        return TrainOutcome("interrupted", exc.reason, session.folder, exception=exc)
     except OSError as exc:  # summary.json or run.json on a disk that just filled up
         if exc.filename is None or raise_errors:
             raise
@@ -164,21 +212,14 @@ def _stop_on_signals(trainer) -> Iterator[None]:
     Installed before the run folder is created, so a signal then still ends as a clean interrupt.
     Signal handlers can only be set from the main thread; elsewhere the defaults stay.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def on_signal(signum, frame):
-        if trainer.stop_request is not None:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
+        if trainer.stop_request is not None:  # a second signal: stop now, with the first one's code
+            raise Stopped(trainer.stop_request)
         trainer.request_stop(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _handlers(on_signal):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def write_failure(exc: OSError, session: Session) -> str:

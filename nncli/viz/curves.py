@@ -50,34 +50,51 @@ def have_matplotlib() -> bool:
 
 
 # -- which runs ------------------------------------------------------------------------------------
-def expand_runs(paths: Sequence[Path | str]) -> list[Path]:
-    """Run folders named by ``paths``: runs, folders of runs (sweeps), glob patterns; in order, once each."""
+def _quiet(msg: str) -> None:
+    pass
+
+
+def expand_runs(paths: Sequence[Path | str], warn=None) -> list[Path]:
+    """Run folders named by ``paths``: runs, folders of runs (sweeps), glob patterns; in order, once each.
+
+    With ``warn`` and several paths, one that names no run is skipped with a warning (the others are
+    still drawn); otherwise it is a RunError.
+    """
     out: dict[Path, None] = {}
     skipped: list[str] = []
     for arg in paths:
-        text = str(arg)
-        hits = (
-            [Path(text)]
-            if Path(text).exists() or not glob.has_magic(text)
-            else sorted(map(Path, glob.glob(text)))
-        )
-        if not hits:
-            raise RunError(f"{text}: no run folder matches")
-        for p in hits:
-            if is_run_dir(p):
-                out.setdefault(p)
-            elif p.is_dir():
-                inside = find_runs(p)
-                if not inside:
-                    raise RunError(f"{p}: no run folders inside")
-                out.update(dict.fromkeys(inside))
-            elif p.exists():
-                skipped.append(p.name)  # sweep.json, a PNG: what a shell glob of a sweep folder gives
-            else:
-                raise RunError(f"{p}: no such run folder")
+        try:
+            _expand_one(arg, out, skipped)
+        except RunError as exc:
+            if warn is None or len(paths) == 1:
+                raise
+            warn(f"{exc.message}; skipped")
     if not out:
         raise RunError(f"{', '.join(skipped) or 'nothing'}: not a run folder")
     return list(out)
+
+
+def _expand_one(arg: Path | str, out: dict[Path, None], skipped: list[str]) -> None:
+    text = str(arg)
+    hits = (
+        [Path(text)]
+        if Path(text).exists() or not glob.has_magic(text)
+        else sorted(map(Path, glob.glob(text)))
+    )
+    if not hits:
+        raise RunError(f"{text}: no run folder matches")
+    for p in hits:
+        if is_run_dir(p):
+            out.setdefault(p)
+        elif p.is_dir():
+            inside = find_runs(p)
+            if not inside:
+                raise RunError(f"{p}: no run folders inside")
+            out.update(dict.fromkeys(inside))
+        elif p.exists():
+            skipped.append(p.name)  # sweep.json, a PNG: what a shell glob of a sweep folder gives
+        else:
+            raise RunError(f"{p}: no such run folder")
 
 
 @dataclass
@@ -149,13 +166,13 @@ def check_metric(runs: Sequence[Path], metric: str, records: list[list[dict]]) -
     )
 
 
-def panels(run_dirs: Sequence[Path | str], metric: str | None = None) -> dict[str, Series]:
+def panels(run_dirs: Sequence[Path | str], metric: str | None = None, warn=None) -> dict[str, Series]:
     """{"loss": [(label, steps, values, group index, spread, key)], metric: [...]}: empty panels dropped.
 
     An asked ``metric`` that no run logged is an error; without one, ``val_acc`` is drawn if logged.
     """
-    runs = expand_runs(run_dirs)
-    records = {run: read_metrics(run) for run in runs}
+    runs = expand_runs(run_dirs, warn)
+    records = {run: read_metrics(run, warn or _quiet) for run in runs}
     if metric is not None:
         check_metric(runs, metric, list(records.values()))
     metric = metric or "val_acc"
@@ -187,11 +204,12 @@ def plot_png(
     out: Path | str,
     metric: str | None = None,
     size: tuple[int, int] = DEFAULT_SIZE,
+    warn=None,
 ) -> Path:
     """Write the curves of ``run_dirs`` to the PNG ``out`` of exactly ``size`` pixels; return its path."""
     if not have_matplotlib():
         raise PlotError("PNG plots need matplotlib: pip install 'nncli[plot]' (or use --terminal)")
-    data = panels(run_dirs, metric)
+    data = panels(run_dirs, metric, warn)
     fig, axes = new_figure(size, len(data))
     n_groups = 1 + max(c[3] for curves in data.values() for c in curves)
     for ax, (name, curves) in zip(axes, data.items()):
@@ -238,10 +256,25 @@ def new_figure(size: tuple[int, int], panels: int):
 
 
 def save(fig, out: Path | str) -> Path:
+    """Write ``fig`` as the PNG ``out``: atomically, never through a link; inside a run folder only
+    as a PNG beside its files, never over one of them."""
+    import io
+
+    from nncli.runs.folder import atomic_write_bytes, check_output
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI, format="png")  # no bbox_inches="tight": keep the asked pixel size
+    target = check_output(
+        out, force=True, allowed=_png_beside_the_run, allowed_text="a .png file at its top level"
+    )
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=DPI, format="png")  # no bbox_inches="tight": keep the asked pixel size
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(target, buf.getvalue())
     return out
+
+
+def _png_beside_the_run(rel: Path) -> bool:
+    return len(rel.parts) == 1 and rel.suffix.lower() == ".png"
 
 
 def write_curves(run_dir: Path | str, metric: str | None = None) -> Path | None:
@@ -250,18 +283,22 @@ def write_curves(run_dir: Path | str, metric: str | None = None) -> Path | None:
         return None
     try:
         return plot_png([run_dir], Path(run_dir) / "curves.png", metric)
-    except PlotError:
+    except UserError:  # nothing logged yet, or a curves.png that is not nncli's (a link)
         return None
 
 
 def terminal_charts(
-    run_dirs: Sequence[Path | str], metric: str | None = None, width: int = 64, height: int = 12
+    run_dirs: Sequence[Path | str],
+    metric: str | None = None,
+    width: int = 64,
+    height: int = 12,
+    warn=None,
 ) -> list:
     """One rich Text chart per panel, for terminals and machines without matplotlib."""
     from nncli.viz.terminal_chart import line_chart
 
     charts = []
-    for name, curves in panels(run_dirs, metric).items():
+    for name, curves in panels(run_dirs, metric, warn).items():
         log_y = name == "loss" and all(min(c[2]) > 0 for c in curves)
         title = f"{name} (log scale)" if log_y else name
         charts.append(

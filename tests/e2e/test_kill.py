@@ -88,7 +88,7 @@ def wait_until_step(run: Path, proc: subprocess.Popen, step: int, timeout: float
 
 
 def the_run(runs: Path) -> Path:
-    (run,) = [p for p in runs.iterdir() if (p / "run.json").exists()]
+    (run,) = [p for p in runs.iterdir() if (p / "run.json").exists() and not p.name.startswith(".")]
     return run
 
 
@@ -146,7 +146,7 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_pa
     cfg, runs, log = write_config(tmp_path, CONFIG, "kill.yaml"), tmp_path / "runs", tmp_path / "stderr.txt"
     proc = launch(cfg, "--runs-dir", runs, log=log)
     wait_for(runs, proc)
-    while not any((p / "run.json").exists() for p in runs.iterdir()):
+    while not any((p / "run.json").exists() and not p.name.startswith(".") for p in runs.iterdir()):
         time.sleep(0.005)
     run = the_run(runs)
     kills, steps_seen, opened = 0, [], 0
@@ -302,7 +302,7 @@ def test_resume_is_refused_while_another_process_trains_the_run(tmp_path):
     proc = launch(write_config(tmp_path, cfg, "kill.yaml"), "--runs-dir", runs, log=log)
     try:
         wait_for(runs, proc)
-        while not any((p / "run.json").exists() for p in runs.iterdir()):
+        while not any((p / "run.json").exists() and not p.name.startswith(".") for p in runs.iterdir()):
             time.sleep(0.005)
         run = the_run(runs)
         with pytest.raises(
