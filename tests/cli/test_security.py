@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers_cli import Result, assert_refused, folder_listing, run_many, run_nncli
+from support import Result, assert_refused, folder_listing, nncli_env, run_many, run_nncli
 
 from nncli.cli.train import run_session
 from nncli.runs.checkpoint import digest, load_checkpoint, state_path
@@ -97,9 +97,12 @@ def hooked(hook: str, *args, cwd: Path | None = None, timeout: float = 120) -> R
     """``nncli *args`` in a subprocess whose ``hook`` (Python code using ``at``) runs first, to send
     itself a signal at an exact moment; a SIGKILL shows as exit code -9."""
     code = f"{AT}\n{hook}\nfrom nncli.cli import main\nmain(sys.argv[1:])\n"
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NNCLI_DEBUG")}
     proc = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=env, capture_output=True, timeout=timeout
+        [sys.executable, "-c", code, *map(str, args)],
+        cwd=cwd,
+        env=nncli_env(),
+        capture_output=True,
+        timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), [str(a) for a in args])
 
