@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from support import Result, assert_refused, folder_listing, nncli_env, run_many, run_nncli
+from support import Result, assert_refused, folder_listing, nncli_env, run_main, run_many, run_nncli
 
 from nncli.cli.train import run_session
 from nncli.runs.checkpoint import digest, load_checkpoint, state_path
@@ -371,6 +371,18 @@ def test_runs_and_plot_list_the_rest_with_a_warning(work, tmp_path):
     assert res.code == 0 and "Traceback" not in res.err, res
     assert "bad-line/metrics.jsonl:2" in res.err and f"{not_a_run}: not a run folder" in res.err, res
     assert "train_loss" in res.out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["train"], ["train", "--resume"], ["eval"], ["export"], ["plot"], ["runs"], ["runs", "diff", "x"]],
+    ids=" ".join,
+)
+def test_a_nul_byte_in_a_path_is_a_clean_refusal(args, tmp_path):
+    # a shell cannot pass a NUL byte, so this goes through nncli.cli.main in this process
+    res = run_main(*args, "a\0b")
+    assert res.code == 2 and "Traceback" not in res.err, res
+    assert "null byte" in res.err or "no such" in res.err, res
 
 
 # -- 10. signals: every phase ends in a consistent run.json and the documented exit code ---------------------
