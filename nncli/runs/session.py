@@ -18,7 +18,7 @@ import numpy as np
 from nncli.core.errors import CheckpointError, ConfigError, DataError, UserError
 from nncli.config.yaml_positions import dump_yaml
 from nncli.runs.folder import (RunError, RunInfo, RunRecorder, atomic_write_json, atomic_write_text, check_own_files,
-                   command_line, create_run_dir, iso, jsonable, read_run, trim_metrics, utc_now)
+                   command_line, create_run_dir, metric_lines, iso, jsonable, read_run, trim_metrics, utc_now)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -277,6 +277,7 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
         raise RunError(f"{run_dir}: this run already completed; start a new run instead")
     check_own_files(run_dir)
     check_not_training(run_dir)   # a live run first: its checkpoint may be changing under us
+    metric_lines(run_dir / "metrics.jsonl")   # a damaged line is refused before anything is written
     stored = load_config(run_dir / "config.yaml", [])
     ckpt = None
     if has_checkpoint(run_dir / "checkpoints", "last"):

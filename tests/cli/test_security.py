@@ -320,14 +320,15 @@ def test_resume_of_a_damaged_run_folder_is_one_line_naming_the_file(work, tmp_pa
     for i, (name, (damage, _, _)) in enumerate(cases.items()):
         runs[name] = run = copy_run(work, "stopped", tmp_path / str(i))
         damage(run)
-    before = {name: folder_listing(run) for name, run in runs.items()}
+    before = {name: (folder_listing(run), (run / ".lock").read_bytes()) for name, run in runs.items()}
     results = run_many(
         {name: {"args": ["train", "--resume", run, "-q", "--no-curves"]} for name, run in runs.items()}
     )
     for name, res in results.items():
         _, file, text = cases[name]
         assert_refused(res, file, text)
-        assert folder_listing(runs[name]) == before[name], name  # nothing written
+        after = (folder_listing(runs[name]), (runs[name] / ".lock").read_bytes())
+        assert after == before[name], name  # nothing written, not even a PID into .lock
     # eval and export read run.json the same way
     bad = runs["data a list"]
     assert_refused(run_nncli("eval", bad), "run.json", "'data'")
