@@ -370,7 +370,7 @@ def test_runs_and_plot_list_the_rest_with_a_warning(work, tmp_path):
     assert all(w.startswith("warning: ") for w in warnings), res
     res = results["plot"]
     assert res.code == 0 and "Traceback" not in res.err, res
-    assert "bad-line/metrics.jsonl:2" in res.err and f"{not_a_run}: not a run folder" in res.err, res
+    assert "bad-line/metrics.jsonl:2" in res.err and f"{not_a_run}: no run folders inside" in res.err, res
     assert "train_loss" in res.out
 
 
@@ -456,4 +456,4 @@ def test_kill_9_while_the_folder_is_created_leaves_no_half_made_run(work, tmp_pa
     assert json.loads(res.out)[0]["status"] == "stopped", res
     res = run_nncli("train", "--resume", run, "-q", "--no-curves")
     assert res.code == 0 and status(run) == "completed", res
-    assert np.isfinite(json.loads((run / "summary.json").read_text())["final"]["train_loss"])
+    assert np.isfinite(json.loads((run / "summary.json").read_text())["final"]["val_loss"])
