@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -24,9 +25,9 @@ import pytest
 import yaml
 from support import Result, assert_refused, folder_listing, nncli_env, run_main, run_many, run_nncli
 
-from nncli.cli.train import run_session
 from nncli.runs.checkpoint import digest, load_checkpoint, state_path
 from nncli.runs.session import prepare
+from nncli.runs.train_run import run_session
 
 CONFIG = {
     "name": "sec",
@@ -61,9 +62,7 @@ def work(tmp_path_factory) -> Path:
     cfg.write_text(yaml.safe_dump(CONFIG))
     for name, stop in (("done", None), ("stopped", 4)):
         s = prepare(cfg, [], name=name)
-        if stop:
-            s.trainer.callbacks.append(StopAt(stop))
-        run_session(s, work / "runs", quiet=True, json_out=False)
+        run_session(s, work / "runs", callbacks=[StopAt(stop)] if stop else [])
         s.folder.rename(work / name)
     shutil.rmtree(work / "runs")
     return work
@@ -421,6 +420,27 @@ def test_a_second_quick_sigterm_still_exits_143(work, tmp_path):
     assert status(run) == "interrupted" and "Traceback" not in res.err, res
     res = run_nncli("train", "--resume", run, "-q", "--no-curves")
     assert res.code == 0 and status(run) == "completed", res
+
+
+class SignalTwice:
+    """At ``step``, Ctrl-C twice: the second one stops the session at once (the Stopped path)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step(self, trainer) -> None:
+        if trainer.state.step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("stop", [StopAt(2), SignalTwice(2)], ids=["first-signal", "second-signal"])
+def test_an_in_process_session_gives_back_the_signal_handlers(work, tmp_path, stop):
+    # a library caller (or a test) must not be left ignoring Ctrl-C, nor a process it starts later
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    s = prepare(work / "sec.yaml", [], name="handlers")
+    assert run_session(s, tmp_path / "runs", callbacks=[stop]).exit_code == 130
+    assert {sig: signal.getsignal(sig) for sig in before} == before
 
 
 def test_sigterm_during_start_up_exits_143_and_writes_nothing(work, tmp_path):
