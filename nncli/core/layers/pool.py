@@ -3,10 +3,14 @@
 Windows are the convolution's (``conv_core.Geometry``, dilation 1): output size per axis
 S' = ⌊(S + 2p − k)/s⌋ + 1, stride defaulting to the kernel. Both are computed as a loop over the K
 kernel offsets of strided slices — never over examples or output positions, and without copying
-the K-times larger window tensor.
+the K-times larger window tensor: each offset is one whole-array ``np.maximum`` / ``np.add`` into
+the output (``out=``), and the backward adds (or, when the windows tile the input, writes) each
+offset's share into that offset's view of ∂J/∂z, so no pass gathers or scatters by index.
 
 - Max pooling pads with −inf (padding never wins) and sends each output's gradient to its argmax,
-  the first maximum in row-major window order on ties, as PyTorch does.
+  the first maximum in row-major window order on ties, as PyTorch does (a window holding NaN has
+  the value NaN and routes to its last NaN, as PyTorch's kernel). The argmax is found once in
+  forward, as a small integer map (offset index per output) that backward reads.
 - Average pooling pads with zeros and divides by K including the padding (PyTorch's default
   ``count_include_pad=True``).
 """
@@ -91,16 +95,44 @@ class PoolND(Module):
         self._zshape, self._out = z.shape, out
         return pad(self._ws, z, self.geom, self.fill), out
 
+    def _view(self, a: np.ndarray, sl: tuple[slice, ...]) -> np.ndarray:
+        return a[(slice(None), slice(None)) + sl]
+
+    def _fold(self, z, ufunc) -> tuple[list[np.ndarray], np.ndarray]:
+        """(the K offset views of the padded z, ufunc folded over them in window order): one
+        whole-array pass per offset into a fresh output, ``ufunc(x_κ, acc)`` (acc second: on ties
+        np.maximum returns it, so the first maximum's bits are kept)."""
+        zp, out = self._begin(z)
+        views = [self._view(zp, sl) for _, sl in self.geom.offsets(out)]
+        acc = np.empty(z.shape[:2] + out, dtype=z.dtype)
+        if len(views) == 1:
+            np.copyto(acc, views[0])
+        else:
+            ufunc(views[1], views[0], out=acc)
+            for x in views[2:]:
+                ufunc(x, acc, out=acc)
+        return views, acc
+
     def _scatter(self, parts) -> np.ndarray:
-        """Sum per-offset gradients (each shaped like u) into ∂J/∂z: the adjoint of the slicing."""
+        """Sum per-offset gradients (each shaped like u) into ∂J/∂z: the adjoint of the slicing,
+        added offset by offset in window order. Parts must hold no −0 (the sum over zeros would
+        make it +0): when the windows tile the input exactly (stride = kernel, no padding, sizes
+        divisible), each element has one tap and the parts are written, not added, into ∂J/∂z."""
         geom, spatial = self.geom, self._zshape[2:]
+        tiled = geom.stride == geom.kernel and not any(geom.pad_lo) and not any(geom.pad_hi)
+        tiled = tiled and all(o * k == n for o, k, n in zip(self._out, geom.kernel, spatial))
         dzp = None
-        for sl, g in zip((sl for _, sl in geom.offsets(self._out)), parts):
+        for (_, sl), g in zip(geom.offsets(self._out), parts):
             if dzp is None:
-                dzp = np.zeros(self._zshape[:2] + geom.padded(spatial), dtype=g.dtype)
-            dzp[(slice(None), slice(None)) + sl] += g
+                make = np.empty if tiled else np.zeros
+                dzp = make(self._zshape[:2] + geom.padded(spatial), dtype=g.dtype)
+            view = self._view(dzp, sl)
+            if tiled:
+                np.copyto(view, g)
+            else:
+                np.add(view, g, out=view)
         assert dzp is not None, "a window has at least one offset"
-        return dzp[(slice(None), slice(None)) + geom.interior(spatial)]
+        return self._view(dzp, geom.interior(spatial))
 
     def describe(self):
         C = self.input_shape[0]
@@ -153,24 +185,46 @@ class MaxPoolND(PoolND):
     equations = ("u = max of each window of z", "∂J/∂z = v routed to each window's argmax")
 
     def forward(self, z):
-        zp, out = self._begin(z)
-        best = arg = None
-        for i, (_, sl) in enumerate(self.geom.offsets(out)):
-            x = zp[(slice(None), slice(None)) + sl]
-            if best is None:
-                best = x.copy()
-                arg = np.zeros(best.shape, dtype=np.min_scalar_type(self.geom.K))
-                continue
-            # strictly greater keeps the first maximum; NaN wins, as in PyTorch's kernel
-            take = (x > best) | np.isnan(x)
-            np.copyto(best, x, where=take)
-            arg[take] = i
-        self._arg = arg
+        views, best = self._fold(z, np.maximum)
+        self._arg = self._argmax(views, best)
         return best
 
+    def _argmax(self, views, best) -> np.ndarray:
+        """Per output, the index of its window's first offset equal to the maximum (the last NaN's
+        where the window holds NaN, as PyTorch's ``val > max || isnan(val)``).
+
+        Masks are applied arithmetically, never with ``where=``: on a random mask numpy's masked
+        loops branch per element and run 10–50× slower than a plain pass."""
+        K, ws = len(views), self._ws
+        arg = ws.get("argmax", best.shape, np.min_scalar_type(K))
+        hit = ws.get("hit", best.shape, np.bool_)
+        step = ws.get("step", best.shape, arg.dtype)
+        arg.fill(K - 1)
+        for i in range(K - 2, -1, -1):  # backwards, so that the first equal offset writes last
+            np.equal(views[i], best, out=hit)
+            np.subtract(arg, i, out=step)  # ≥ 0: arg only ever decreases towards i
+            np.multiply(step, hit, out=step)
+            np.subtract(arg, step, out=arg)  # arg = i where hit
+        if np.isnan(best).any():  # NaN equals nothing: route to the last NaN instead (rare)
+            for i, x in enumerate(views):
+                np.copyto(arg, i, where=np.isnan(x))
+        return arg
+
     def backward(self, v):
-        zero = v.dtype.type(0)
-        return self._scatter(np.where(self._arg == i, v, zero) for i in range(self.geom.K))
+        v = v + v.dtype.type(0)  # −0 → +0, as a sum over zeros gives (see _scatter)
+        return self._scatter(self._routed(v, i) for i in range(self.geom.K))
+
+    def _routed(self, v: np.ndarray, i: int) -> np.ndarray:
+        """v where offset i holds the window's maximum, +0 elsewhere: ``np.where(arg == i, v, 0)``
+        computed as a bitwise AND of v's bits with an all-ones/all-zeros mask (branch-free)."""
+        ws, bits = self._ws, np.dtype(f"i{v.dtype.itemsize}")
+        hit = ws.get("hit", v.shape, np.bool_)
+        mask = ws.get("mask", v.shape, bits)
+        out = ws.get("routed", v.shape, v.dtype)
+        np.equal(self._arg, i, out=hit)
+        np.negative(hit.view(np.uint8), out=mask, dtype=bits, casting="unsafe")  # 1 → −1 = all ones
+        np.bitwise_and(v.view(bits), mask, out=out.view(bits))
+        return out
 
     def _saved(self, outputs):
         return outputs
@@ -191,19 +245,13 @@ class AvgPoolND(PoolND):
     equations = ("u = mean of each window of z", "∂J/∂z = v spread evenly over each window")
 
     def forward(self, z):
-        zp, out = self._begin(z)
-        acc = None
-        for _, sl in self.geom.offsets(out):
-            x = zp[(slice(None), slice(None)) + sl]
-            if acc is None:
-                acc = x.copy()
-            else:
-                acc += x
+        acc = self._fold(z, np.add)[1]
         acc /= self.geom.K
         return acc
 
     def backward(self, v):
         g = v / self.geom.K
+        g += g.dtype.type(0)  # −0 → +0, as a sum over zeros gives (see _scatter)
         return self._scatter(g for _ in range(self.geom.K))
 
 
