@@ -33,6 +33,28 @@ DIGITS_FALLBACK = {
     "note": "stand-in CNN (configs/digits_cnn.yaml not found)",
 }
 
+
+def _cifar_cnn(pool: str) -> dict:
+    """3×32×32 → Conv2D 32 (3×3, same) → ReLU → pool 2 → Conv2D 64 → ReLU → pool 2 → MM 10."""
+    return {
+        "kind": "train",
+        "input_shape": [3, 32, 32],
+        "batch": 64,
+        "optimizer": {"type": "sgd", "lr": 0.01, "momentum": 0.9},
+        "layers": [
+            {"type": "Conv2D", "out": 32, "kernel": 3, "padding": 1},
+            RELU,
+            {"type": pool, "kernel": 2},
+            {"type": "Conv2D", "out": 64, "kernel": 3, "padding": 1},
+            RELU,
+            {"type": pool, "kernel": 2},
+            {"type": "Flatten"},
+            {"type": "MM", "out": 10},
+        ],
+        "note": f"3×32×32, conv 32, {pool} 2, conv 64, {pool} 2, MM 10, SGD momentum; batch 64",
+    }
+
+
 SPECS: dict[str, dict] = {
     "mlp": {
         "kind": "train",
@@ -87,10 +109,29 @@ SPECS: dict[str, dict] = {
         "layers": [{"type": "LN", "affine": "per_feature"}],
         "note": "8192×512, per-feature affine (torch LayerNorm(512))",
     },
+    "cifar_cnn_max": _cifar_cnn("MaxPool2D"),
+    "cifar_cnn_avg": _cifar_cnn("AvgPool2D"),
+    "maxpool2d": {
+        "kind": "fwd_bwd",
+        "input_shape": [32, 32, 32],
+        "batch": 64,
+        "layers": [{"type": "MaxPool2D", "kernel": 2}],
+        "note": "32×32×32 → 16×16, k2 (the CIFAR CNN's first pooling); batch 64",
+    },
 }
 
 #: the order of the table; "e2e" (nncli train vs a torch loop) is handled by e2e.py
-ORDER = ["mlp", "conv2d", "digits_cnn", "conv1d", "mnist1d_cnn", "ln"]
+ORDER = [
+    "mlp",
+    "conv2d",
+    "digits_cnn",
+    "conv1d",
+    "mnist1d_cnn",
+    "ln",
+    "cifar_cnn_max",
+    "cifar_cnn_avg",
+    "maxpool2d",
+]
 TARGETS = {
     "mlp": 1.0,
     "conv2d": 2.0,
@@ -98,6 +139,9 @@ TARGETS = {
     "conv1d": 1.5,
     "mnist1d_cnn": 1.5,
     "ln": 2.0,
+    "cifar_cnn_max": 1.0,
+    "cifar_cnn_avg": 1.0,
+    "maxpool2d": 1.0,
     "e2e": 1.0,
 }
 
