@@ -38,6 +38,12 @@ def inspect_cmd(
     ),
     dtype: str | None = typer.Option(None, "--dtype", help="float32 or float64 \\[default: the config's]."),
     trace: bool = typer.Option(False, "--trace", help="Run one batch forward and backward (float64)."),
+    order: str = typer.Option(
+        "forward",
+        "--order",
+        help="Trace rows in forward order (modules, then the loss) or backward (the loss first, as "
+        "backprop computes them, §7.4.2).",
+    ),
     timing: bool = typer.Option(False, "--time", help="Per-module forward/backward milliseconds."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random batch for --trace and --time."),
     threads: int | None = typer.Option(
@@ -51,6 +57,7 @@ def inspect_cmd(
         batch=batch,
         dtype=dtype,
         trace=trace,
+        order=order,
         timing=timing,
         seed=seed,
         threads=threads,

@@ -43,6 +43,10 @@ class Loss(ABC):
     def predict(self, h: np.ndarray) -> np.ndarray:
         return h
 
+    def trace_equations(self) -> tuple[str, str]:
+        """(J from h, ∂J/∂h) for the loss row of ``inspect --trace``: where backprop starts."""
+        return ("J = (1/N) Σₙ ℓ(hₙ, yₙ)", "∂J/∂h = (1/N) ∂ℓ/∂h")
+
     def label(self) -> str:
         """The loss's name in inspect, trace and gradcheck output: the notes' name, else the class's."""
         return self.notes_name or type(self).__name__
@@ -101,6 +105,9 @@ class CrossEntropy(Loss):
         self._p, self._y, self._n = p, y, n
         return float(np.mean(np.log(total[:, 0]) - picked))
 
+    def trace_equations(self):
+        return ("J = (1/N) Σₙ [log Σ_c exp h_c − h_y]", "∂J/∂h = (softmax(h) − e_y) / N")
+
     def backward(self):
         g = self._p.copy()
         g[np.arange(self._n), self._y] -= 1
@@ -146,6 +153,9 @@ class Logistic(Loss):
         sig = np.where(h >= 0, 1 / (1 + e), e / (1 + e))
         return ((sig - self._y) / self._n).astype(h.dtype, copy=False)
 
+    def trace_equations(self):
+        return ("J = (1/N) Σₙ [log(1 + e^{hₙ}) − yₙ hₙ]", "∂J/∂h = (sigmoid(h) − y) / N")
+
     def predict(self, h):
         return (h.reshape(len(h)) > 0).astype(np.int64)
 
@@ -180,3 +190,6 @@ class Squared(Loss):
 
     def backward(self):
         return self._d / self._n
+
+    def trace_equations(self):
+        return ("J = (1/N) Σₙ ½‖hₙ − yₙ‖²", "∂J/∂h = (h − y) / N")

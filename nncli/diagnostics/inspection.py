@@ -29,7 +29,7 @@ REPEATS, WARMUP = 10, 2
 class Trace:
     batch: str  # what the batch was: "N examples of <source>" or "random N=…, seed …"
     loss: float | None
-    rows: list  # diagnostics.tracing.TraceRow, one per module
+    rows: list  # diagnostics.tracing.TraceRow, one per module and one for the loss
 
     def to_dict(self) -> dict[str, Any]:
         return {"batch": self.batch, "loss": self.loss, "modules": [r.to_dict() for r in self.rows]}
@@ -76,6 +76,7 @@ def inspect(
     batch: int | None = None,
     dtype: str | None = None,
     trace: bool = False,
+    order: str = "forward",
     timing: bool = False,
     seed: int = 0,
     threads: int | None = None,
@@ -83,11 +84,14 @@ def inspect(
     """Every module of ``config``'s model: shapes, parameters, multiply-adds and saved activations for
     a batch of ``batch`` (default: data.batch_size, or 64), in ``dtype`` (default: the config's).
 
-    ``trace`` adds one batch forward and backward, ``timing`` per-module milliseconds with ``threads``
+    ``trace`` adds one batch forward and backward (rows in ``order``: "forward", the modules then the
+    loss, or "backward", as backprop computes them), ``timing`` per-module milliseconds with ``threads``
     BLAS threads (None: BLAS's own setting); a batch that cannot fit in memory is refused first.
     """
     from nncli.config.memory import check_batch_fits
 
+    if order not in ("forward", "backward"):
+        raise UserError(f"--order: expected forward or backward, got '{order}'")
     if dtype is not None and dtype not in ("float32", "float64"):
         raise UserError(f"--dtype: expected float32 or float64, got '{dtype}'")
     config = str(config)
@@ -105,7 +109,7 @@ def inspect(
 
         _, chain64 = build_from_config(config, list(overrides), dtype="float64", seed=seed, with_loss=True)
         x, y, where = _batch(loaded, chain64, batch, seed)
-        rows, J = run_trace(chain64, x, y)
+        rows, J = run_trace(chain64, x, y, order=order)
         out.trace = Trace(where, J, rows)
     if timing:
         out.time = _time(loaded, chain, batch, seed, threads)

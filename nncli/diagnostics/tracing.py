@@ -50,17 +50,27 @@ def _stat(a: np.ndarray) -> dict:
     return {"shape": list(a.shape), "norm": float(np.linalg.norm(a.reshape(-1)))}
 
 
-def run_trace(chain, x: np.ndarray, y: np.ndarray | None) -> tuple[list[TraceRow], float | None]:
-    """Forward and backward one batch through a float64 ``chain``; one TraceRow per module, and J.
+#: the name of the loss module's row (the notes' last module M_k, where backprop starts)
+LOSS_ROW = "loss"
+
+
+def run_trace(
+    chain, x: np.ndarray, y: np.ndarray | None, order: str = "forward"
+) -> tuple[list[TraceRow], float | None]:
+    """Forward and backward one batch through a float64 ``chain``; one TraceRow per module, then
+    the loss's row (z = h, u = J, ∂J/∂z = ∂J/∂h), and J. ``order="backward"`` lists the rows as
+    §7.4.2 computes them: the loss first, then the modules from the last to the first.
 
     Without a loss (or targets) the backward pass starts from v = ∂J/∂h = 1, i.e. J = Σ h.
     """
+    if order not in ("forward", "backward"):
+        raise ValueError(f"order must be 'forward' or 'backward', got {order!r}")
     rows: dict[str, TraceRow] = {}
-    order = []
+    names = []
     for name, m in chain.named_modules():
         fwd, bwd = m.trace_equations()
         rows[name] = TraceRow(name, name.count(".") // 2, m.label(), fwd, bwd)
-        order.append(name)
+        names.append(name)
 
     def on_forward(n, m, z, u, _t):
         rows[n].z, rows[n].u, rows[n].activity = _stat(z), _stat(u), m.activity(z, u)
@@ -73,10 +83,16 @@ def run_trace(chain, x: np.ndarray, y: np.ndarray | None) -> tuple[list[TraceRow
         h = chain.forward(x)
         if chain.loss is not None and y is not None:
             J = chain.loss.forward(h, y)
-            chain.backward(chain.loss.backward())
+            dh = chain.loss.backward()
+            loss = TraceRow(LOSS_ROW, 0, chain.loss.label(), *chain.loss.trace_equations())
         else:
             J = None
-            chain.backward(np.ones_like(h))
+            dh = np.ones_like(h)
+            loss = TraceRow(LOSS_ROW, 0, "Σ h", "J = Σ h  (no loss or targets)", "∂J/∂h = 1")
+        chain.backward(dh)
+    loss.z, loss.dz = _stat(h), _stat(dh)
+    loss.u = {"shape": [], "norm": abs(float(J if J is not None else np.sum(h)))}
     for name, m in chain.named_modules():
         rows[name].grads = {k: _stat(g) for k, g in m.grads.items()}
-    return [rows[n] for n in order], J
+    ordered = [rows[n] for n in names] + [loss]
+    return (ordered if order == "forward" else ordered[::-1]), J

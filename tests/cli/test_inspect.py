@@ -111,7 +111,7 @@ def test_json_is_alone_on_stdout_and_complete(nested):
     s = doc["summary"]
     assert s["dtype"] == "float64" and len(s["rows"]) == 8
     assert s["param_bytes"] == 8 * s["params"]
-    assert len(doc["trace"]["modules"]) == 8 and len(doc["time"]["modules"]) == 9  # + the loss
+    assert len(doc["trace"]["modules"]) == 9 and len(doc["time"]["modules"]) == 9  # + the loss
     assert doc["summary"]["batch"] == 64  # no data section: the default
     assert doc["time"]["blas_threads"] == 1
 
@@ -124,7 +124,8 @@ def test_trace_shapes_are_consistent_with_the_chain(nested):
     rows, J = run_trace(chain, x, y)
     assert np.isfinite(J)
     mods = dict(chain.named_modules())
-    assert [r.name for r in rows] == list(mods)
+    assert [r.name for r in rows] == [*mods, "loss"]
+    rows, loss = rows[:-1], rows[-1]
     for r in rows:
         m = mods[r.name]
         assert r.z["shape"] == [n, *m.input_shape]
@@ -138,6 +139,20 @@ def test_trace_shapes_are_consistent_with_the_chain(nested):
         assert a.u == b.z
     assert rows[0].forward_eq.startswith("u_i = Σ_j Conv1D-S")
     assert "1[z > 0]" in rows[1].backward_eq
+    # the loss's row: h in, J out, and ∂J/∂h the v of the last top-level module (backprop starts here)
+    assert loss.type == "ℓ_ce" and "softmax" in loss.backward_eq
+    assert loss.z == top[-1].u and loss.dz == top[-1].v and loss.u["norm"] == pytest.approx(J)
+    backward, _ = run_trace(chain, x, y, order="backward")
+    assert [r.name for r in backward] == ["loss", *reversed(list(mods))]
+
+
+def test_inspect_order_backward_through_the_cli(nested):
+    res = _inspect(nested, "--trace", "--order", "backward", "--json")
+    assert res.exit_code == 0, res.output
+    names = [m["name"] for m in json.loads(res.stdout)["trace"]["modules"]]
+    assert names[0] == "loss" and names[-1] == "0"
+    res = _inspect(nested, "--trace", "--order", "sideways")
+    assert res.exit_code != 0
 
 
 def test_trace_counts_dead_relu_and_saturated_units():

@@ -98,5 +98,5 @@ def test_gradcheck_and_inspect_return_plain_results(trained):
     assert g.to_dict()["tensors"][0]["tensor"]
     report = nncli.inspect(cfg, trace=True)
     assert report.summary.params == 2 * 8 + 8 + 8 * 3 + 3 and report.time is None
-    assert [r.name for r in report.trace.rows] == ["0", "1", "2"]
+    assert [r.name for r in report.trace.rows] == ["0", "1", "2", "loss"]
     assert set(report.to_dict()) == {"summary", "trace"}
