@@ -163,23 +163,25 @@ class Logistic(Loss):
         return {"correct": float(np.sum(self.predict(h) == y.reshape(len(y))))}
 
 
-@losses.register("squared", "mse", "squared_loss", "l2")
+@losses.register("squared", "squared_loss", "l2")
 class Squared(Loss):
     """J = (1/N) Σ_n ½‖h_n − y_n‖² (the notes' ½(h(x) − y)², averaged over the batch).
 
-    ∂J/∂h = (h − y) / N. Note PyTorch's MSELoss has no ½ and also averages over output entries.
+    ∂J/∂h = (h − y) / N. Not PyTorch's MSELoss, which has no ½ and also averages over the output
+    entries: that one is ``mse`` (``MSE`` below).
     """
 
     notes_name = "ℓ_sq"
+    what: ClassVar[str] = "squared"  # the name in messages
 
     def check_targets(self, y, output_shape):
         if y.dtype.kind not in "fiu":
-            raise DataError(f"squared loss needs numeric targets, got dtype {y.dtype}")
+            raise DataError(f"{self.what} loss needs numeric targets, got dtype {y.dtype}")
         want = tuple(output_shape)
         got = tuple(y.shape[1:])
         if got != want and not (want == (1,) and got == ()):
             raise DataError(
-                f"squared loss targets must have shape {want} per example to match the "
+                f"{self.what} loss targets must have shape {want} per example to match the "
                 f"model's output, got {got}"
             )
 
@@ -193,3 +195,26 @@ class Squared(Loss):
 
     def trace_equations(self):
         return ("J = (1/N) Σₙ ½‖hₙ − yₙ‖²", "∂J/∂h = (h − y) / N")
+
+
+@losses.register("mse", "MSELoss", "mean_squared_error")
+class MSE(Squared):
+    """J = (1/(N·D)) Σ_n ‖h_n − y_n‖², the mean over every element of the batch: exactly PyTorch's
+    ``nn.MSELoss()`` (and Keras' ``mse``). D is the number of outputs per example.
+
+    ∂J/∂h = 2 (h − y) / (N·D). For one output per example it is twice ``squared``.
+    """
+
+    notes_name = ""
+    what = "mse"
+
+    def forward(self, h, y):
+        self._d = h - y.reshape(h.shape).astype(h.dtype, copy=False)
+        self._n = self._d.size
+        return float(np.sum(self._d * self._d) / max(self._n, 1))
+
+    def backward(self):
+        return (2.0 / max(self._n, 1)) * self._d
+
+    def trace_equations(self):
+        return ("J = (1/(N·D)) Σₙ ‖hₙ − yₙ‖²", "∂J/∂h = 2 (h − y) / (N·D)")

@@ -89,7 +89,8 @@ class PlainProgress:
 
 
 class RichProgress:
-    """A live bar: epoch, step, loss, val acc, examples/s and ETA; refreshed a few times a second."""
+    """A live bar: epoch, step, loss, validation accuracy (a classifier's; else the validation loss),
+    examples/s and ETA; refreshed a few times a second."""
 
     def __init__(self, console, refresh: float = 0.2):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -99,7 +100,7 @@ class RichProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
-            TextColumn("val acc {task.fields[acc]}"),
+            TextColumn("val {task.fields[val]}"),
             TextColumn("{task.fields[rate]} ex/s"),
             TimeRemainingColumn(),
             console=console,
@@ -108,7 +109,8 @@ class RichProgress:
         self.refresh, self.rate = refresh, _Rate()
         self.task: TaskID | None = None  # the bar, once training begins
         self._next = 0.0
-        self._loss = self._acc = None
+        self._loss = None
+        self._val = "–"
 
     def on_begin(self, trainer) -> None:
         self.rate.start(trainer)
@@ -119,7 +121,7 @@ class RichProgress:
             completed=trainer.state.step,
             epoch=trainer.epoch,
             loss="–",
-            acc="–",
+            val="–",
             rate="–",
         )
 
@@ -132,7 +134,7 @@ class RichProgress:
             completed=trainer.state.step,
             epoch=trainer.epoch,
             loss=_fmt(self._loss),
-            acc=_fmt(self._acc, ".2%"),
+            val=self._val,
             rate=_fmt(ex_s, ".0f"),
         )
 
@@ -146,7 +148,7 @@ class RichProgress:
         self._loss = rec.get("train_loss")
 
     def on_eval(self, trainer, rec, improved) -> None:
-        self._acc = rec.get("val_acc")
+        self._val = val_text(rec)
         self._update(trainer)
 
     def on_end(self, trainer, result) -> None:
@@ -157,6 +159,16 @@ class RichProgress:
     def close(self) -> None:
         """Stop the live display (also after a crash, so the terminal is left clean)."""
         self.progress.stop()
+
+
+def val_text(rec: dict) -> str:
+    """What the bar shows of an evaluation: a classifier's validation accuracy, else (regression)
+    its validation loss."""
+    if rec.get("val_acc") is not None:
+        return f"acc {_fmt(rec['val_acc'], '.2%')}"
+    if rec.get("val_loss") is not None:
+        return f"loss {_fmt(rec['val_loss'])}"
+    return "–"
 
 
 def make_progress(console, quiet: bool):

@@ -219,6 +219,23 @@ def test_progress_output(terminal):
     assert f"{tr.total_steps}/{tr.total_steps}" in text.replace("step ", "")
 
 
+def test_progress_bar_shows_the_validation_loss_of_a_regression():
+    import io
+
+    from rich.console import Console
+
+    from nncli.viz.progress import RichProgress, make_progress
+
+    buf = io.StringIO()
+    progress = make_progress(Console(file=buf, force_terminal=True, width=120), quiet=False)
+    assert isinstance(progress, RichProgress)
+    layers = [{"type": "MM", "out": 8}, {"type": "Tanh"}, {"type": "MM", "out": 1}]
+    tr = trainer({"loss": "mse", "model": {"layers": layers}, "train": {"epochs": 1}})
+    tr.callbacks.append(progress)
+    tr.run()
+    assert "val loss " in buf.getvalue() and "val acc" not in buf.getvalue()
+
+
 def test_checkpoint_every_between_evaluations():
     tr = trainer({"train": {"epochs": 2, "checkpoint_every": 3}})  # 60 examples: 4 steps per epoch
     saved = []

@@ -10,7 +10,7 @@ import pytest
 
 from nncli.core import registry
 from nncli.core.errors import DataError, ShapeError
-from nncli.core.losses import CrossEntropy, Logistic, Squared
+from nncli.core.losses import MSE, CrossEntropy, Logistic, Squared
 
 
 def rng(seed=0):
@@ -20,7 +20,9 @@ def rng(seed=0):
 def test_names():
     assert registry.losses.lookup("CE") is CrossEntropy
     assert registry.losses.lookup("bce") is Logistic
-    assert registry.losses.lookup("MSE") is Squared
+    assert registry.losses.lookup("MSE") is MSE
+    assert registry.losses.lookup("MSELoss") is MSE
+    assert registry.losses.lookup("l2") is Squared
 
 
 def test_cross_entropy_value_and_gradient_by_hand():
@@ -72,6 +74,18 @@ def test_squared_has_the_half_and_averages_over_examples_only():
     assert loss.forward(h, y) == pytest.approx(0.5 * (1 + 4 + 0 + 4) / 2)
     np.testing.assert_allclose(loss.backward(), (h - y) / 2)
     assert np.isfinite(loss.forward(np.full((2, 2), 1e4), -y))
+
+
+def test_mse_is_the_mean_over_every_element_and_twice_squared_for_one_output():
+    h = np.array([[1.0, 2.0], [3.0, 4.0]])
+    y = np.array([[0.0, 0.0], [3.0, 2.0]])
+    loss = MSE()
+    assert loss.forward(h, y) == pytest.approx((1 + 4 + 0 + 4) / 4)
+    np.testing.assert_allclose(loss.backward(), 2 * (h - y) / 4)
+    h1, y1 = h[:, :1], rng().normal(size=(2,))
+    assert MSE().forward(h1, y1) == pytest.approx(2 * Squared().forward(h1, y1))
+    with pytest.raises(DataError, match=r"\(3,\)"):
+        MSE().check_targets(rng().normal(size=(4, 2)), (3,))
 
 
 def test_loss_user_errors():

@@ -200,12 +200,14 @@ def loss_case(cls, scale=1.0, seed=0, c=4):
 
 def torch_loss(name, h, y):
     """The PyTorch reference value of each registered loss (mean over the batch)."""
+    import torch
     import torch.nn.functional as F
 
     refs = {
         "cross_entropy": lambda: F.cross_entropy(h, y.long()),
         "logistic": lambda: F.binary_cross_entropy_with_logits(h, y.reshape(h.shape).to(h.dtype)),
         "squared": lambda: 0.5 * ((h - y.reshape(h.shape)) ** 2).sum() / h.shape[0],
+        "mse": lambda: torch.nn.MSELoss()(h, y.reshape(h.shape).to(h.dtype)),
     }
     if name not in refs:
         pytest.fail(f"no PyTorch reference for loss {name!r}: add one to torch_loss()")
