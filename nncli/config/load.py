@@ -117,6 +117,7 @@ def _finish(
             del positions[p]
         positions[path] = Place(COMMAND_LINE)
         set_by[path] = assignment
+    _one_budget(data, set_by)
     problems = validate_problems(data)
     if problems:
         errors = [
@@ -270,6 +271,32 @@ def locate_error(
 
 
 # -- overrides ---------------------------------------------------------------------------------
+BUDGETS = ("train.epochs", "train.steps")
+
+
+def _one_budget(data: dict, set_by: dict[str, str]) -> None:
+    """``train.epochs`` and ``train.steps`` are two ways to give one budget (``steps`` wins when both
+    are set). An override of one clears the other, so that ``--set train.epochs=2`` on a config
+    with ``steps: 3000`` trains 2 epochs instead of being silently ignored; overriding both at once
+    is an error."""
+    train = data.get("train")
+    if not isinstance(train, dict):
+        return
+    given = [p for p in BUDGETS if p in set_by and train.get(p.split(".")[1]) is not None]
+    if len(given) == 2:
+        raise ConfigError(
+            f"--set {set_by['train.epochs']} and --set {set_by['train.steps']}: give the training "
+            f"budget one way, epochs or steps (steps would win)",
+            field="train.steps",
+            place=Place(COMMAND_LINE),
+        )
+    if given:
+        other = BUDGETS[1 - BUDGETS.index(given[0])].split(".")[1]
+        train.pop(other, None)
+        if other == "epochs":
+            train["epochs"] = None  # not the default 10: the steps override alone sets the budget
+
+
 def _set(raw: dict, assignment: str) -> str:
     where = Place(COMMAND_LINE)
     path_text, eq, value_text = assignment.partition("=")

@@ -171,3 +171,37 @@ def test_bad_inputs_are_located_and_leave_no_output(trained, tmp_path):
         assert_refused(run_main("predict", run, src, *rest), *expected)
     assert_refused(run_main("predict", tmp_path, folder / "new.csv"), "not a run folder")
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_set_epochs_on_a_config_with_steps_trains_epochs(tmp_path, tiny_config_file):
+    res = run_main(
+        "train",
+        tiny_config_file,
+        "-q",
+        "--no-curves",
+        "--json",
+        "--set",
+        "train.epochs=2",
+        "--runs-dir",
+        tmp_path / "runs",
+    )
+    assert res.code == 0, res
+    summary = json.loads(res.out)
+    assert summary["steps"] == 2 * 3  # 54 training examples in batches of 20: 3 steps per epoch, not steps: 4
+    (run,) = (tmp_path / "runs").iterdir()
+    saved = (run / "config.yaml").read_text()
+    assert "epochs: 2" in saved and "steps: 4" not in saved
+    assert_refused(
+        run_main(
+            "train",
+            tiny_config_file,
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "train.steps=3",
+            "--runs-dir",
+            tmp_path / "r2",
+        ),
+        "one way, epochs or steps",
+        place="<command line>",
+    )

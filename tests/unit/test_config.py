@@ -328,3 +328,25 @@ def test_every_float_hyper_parameter_refuses_nan_and_inf():
     assert len(fields) > 15, fields
     for cls, name in fields:
         assert cls.model_config.get("allow_inf_nan") is False, (cls.__name__, name)
+
+
+def test_an_epochs_override_clears_steps_and_the_reverse():
+    """Two ways to give one budget: the one set on the command line wins, never silently ignored."""
+    from nncli.config.load import config_from_dict
+    from nncli.core.errors import ConfigError
+
+    base = {
+        "model": {"input_shape": [2], "layers": [{"type": "MM", "out": 2}]},
+        "data": {"source": "spirals"},
+    }
+    with_steps = dict(base, train={"steps": 3000})
+    t = config_from_dict(with_steps, ["train.epochs=2"]).config.train
+    assert (t.epochs, t.steps) == (2, None)
+    t = config_from_dict(dict(base, train={"epochs": 40}), ["train.steps=7"]).config.train
+    assert (t.epochs, t.steps) == (None, 7)
+    t = config_from_dict(with_steps, ["train.steps=5"]).config.train
+    assert t.steps == 5
+    with pytest.raises(ConfigError, match="one way, epochs or steps"):
+        config_from_dict(with_steps, ["train.epochs=2", "train.steps=5"])
+    with pytest.raises(ConfigError, match="train.epochs"):
+        config_from_dict(with_steps, ["train.epochs=0"])
