@@ -38,6 +38,14 @@ def train_cmd(
         help="Also log to a tracker: tensorboard (event files in the run folder) or mlflow (MLFLOW_TRACKING_URI, "
         "else SQLite in --runs-dir); repeat for several.",
     ),
+    print_config: bool = typer.Option(
+        False, "--print-config", help="Print the fully resolved config (defaults, overrides) and exit."
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Check config, data and model; print examples, steps, parameters and memory; create no run folder.",
+    ),
     threads: int = typer.Option(
         1,
         "--threads",
@@ -56,6 +64,9 @@ def train_cmd(
 
     Killed outright (kill -9, the OOM killer): run.json still says running; --resume RUN_DIR continues from the newest complete checkpoint, exactly. See docs/reliability.md.
     """
+    if print_config or dry_run:
+        _plan(config, set_ or [], name, resume, print_config, json_out)
+        return
     from nncli.viz.progress import make_progress
 
     progress = make_progress(err_console, quiet)
@@ -90,6 +101,40 @@ def train_cmd(
         sys.exit(exc.code)
     if outcome.exit_code:
         sys.exit(outcome.exit_code)
+
+
+def _plan(config, overrides, name, resume, print_config: bool, json_out: bool) -> None:
+    from nncli.core.errors import UserError
+    from nncli.runs.plan import dry_run, resolved_config
+
+    flag = "--print-config" if print_config else "--dry-run"
+    if resume is not None or config is None:
+        raise UserError(f"{flag} needs a CONFIG file (and cannot be combined with --resume)")
+    if print_config:
+        sys.stdout.write(resolved_config(config, overrides, name))
+        return
+    plan = dry_run(config, overrides, name)
+    if json_out:
+        sys.stdout.write(json.dumps(plan) + "\n")
+        return
+    ex, mem = plan["examples"], plan["memory_bytes"]
+    lines = [
+        f"{config}: valid; nothing was written (--dry-run)",
+        f"examples  train {ex['train']}, val {ex['val']}, test {ex['test']} (batch {plan['batch_size']})",
+        f"steps     {plan['steps']} ({plan['steps_per_epoch']} per epoch)",
+        f"params    {plan['parameters']:,}",
+        f"memory    ≤ {_mib(mem['total'])} (parameters, gradients and optimiser state "
+        f"{_mib(mem['parameters'])}, one batch {_mib(mem['activations'])}, data {_mib(mem['data'])})",
+    ]
+    for line in lines:
+        err_console.print(line, markup=False, soft_wrap=True)
+
+
+def _mib(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def render(outcome: TrainOutcome, quiet: bool, json_out: bool, curves: bool) -> None:

@@ -205,3 +205,34 @@ def test_set_epochs_on_a_config_with_steps_trains_epochs(tmp_path, tiny_config_f
         "one way, epochs or steps",
         place="<command line>",
     )
+
+
+def test_print_config_and_dry_run_write_nothing(tmp_path, tiny_config_file):
+    runs = tmp_path / "runs"
+    res = run_main(
+        "train", tiny_config_file, "--print-config", "--set", "optimizer.lr=0.05", "--runs-dir", runs
+    )
+    assert res.code == 0, res
+    import yaml
+
+    resolved = yaml.safe_load(res.out)
+    assert resolved["optimizer"]["lr"] == 0.05 and resolved["optimizer"]["momentum"] == 0.0  # a default
+    assert resolved["train"]["steps"] == 4 and resolved["data"]["val_split"] == 0.1
+    res = run_main("train", tiny_config_file, "--dry-run", "--json", "--runs-dir", runs)
+    assert res.code == 0, res
+    plan = json.loads(res.out)
+    assert plan["examples"] == {"train": 54, "val": 6, "test": 0}
+    assert (plan["steps"], plan["steps_per_epoch"], plan["parameters"]) == (4, 3, 8 * 2 + 8 + 3 * 8 + 3)
+    assert plan["memory_bytes"]["total"] > plan["memory_bytes"]["data"] >= 60 * 2 * 8
+    human = run_main("train", tiny_config_file, "--dry-run", "--runs-dir", runs)
+    assert human.code == 0 and "steps     4 (3 per epoch)" in human.err and human.out == ""
+    assert not runs.exists()
+    assert_refused(
+        run_main("train", tiny_config_file, "--dry-run", "--set", "data.source=nope.npz", "--runs-dir", runs),
+        "nope.npz",
+        runs_dir=runs,
+    )
+    assert_refused(
+        run_main("train", tiny_config_file, "--print-config", "--set", "optimizer.lr=-1"), "optimizer.lr"
+    )
+    assert_refused(run_main("train", "--dry-run", "--resume", tmp_path), "--dry-run needs a CONFIG")
