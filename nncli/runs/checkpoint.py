@@ -27,6 +27,7 @@ instant leaves a checkpoint that loads:
    new and the weights old, but the new weights wait, complete, in their pending file with the
    sidecar's token: ``recover`` (run by every load and save) finishes the rename.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,6 +43,7 @@ import numpy as np
 
 from nncli.core.errors import CheckpointError
 from nncli.runs.folder import fsync_dir, write_staged
+
 # re-exported: readers of a checkpoint apply what they load with these
 from nncli.training.state import apply_weights, group, grouped, rng_states, set_rng_states  # noqa: F401
 
@@ -54,7 +56,7 @@ FORMAT_1 = "nncli-checkpoint-1"
 @dataclass
 class Checkpoint:
     weights: dict[str, np.ndarray]
-    arrays: dict[str, np.ndarray]      # the sidecar's tensors, keys "<group>/<name>"
+    arrays: dict[str, np.ndarray]  # the sidecar's tensors, keys "<group>/<name>"
     state: dict[str, Any]
     path: Path
 
@@ -75,9 +77,10 @@ def digest(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = Non
         a = np.asarray(tensors[k], order="C")  # ascontiguousarray would make 0-d arrays 1-d
         h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
-    for k in sorted(metadata or {}):
+    meta = metadata or {}
+    for k in sorted(meta):
         if k != "sha256":
-            key, value = str(k).encode(), str(metadata[k]).encode()
+            key, value = str(k).encode(), str(meta[k]).encode()
             h.update(b"meta|%d|%s|%d|%s" % (len(key), key, len(value), value))
     return h.hexdigest()
 
@@ -96,8 +99,13 @@ def pending_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.pending")
 
 
-def save_checkpoint(folder: Path | str, name: str, weights: dict[str, np.ndarray],
-                    arrays: dict[str, Any], state: dict[str, Any]) -> Path:
+def save_checkpoint(
+    folder: Path | str,
+    name: str,
+    weights: dict[str, np.ndarray],
+    arrays: dict[str, Any],
+    state: dict[str, Any],
+) -> Path:
     """Save checkpoint ``name`` (weights + sidecar) as one transaction; return the weights path.
 
     On any error (OSError such as ENOSPC, KeyboardInterrupt) the previous checkpoint still loads
@@ -107,10 +115,12 @@ def save_checkpoint(folder: Path | str, name: str, weights: dict[str, np.ndarray
     token = uuid.uuid4().hex
     meta = {"format": FORMAT, "token": token, "step": str(int(state.get("step", 0)))}
     main, main_sha = _encode(weights, meta)
-    side, _ = _encode({k: np.asarray(v) for k, v in arrays.items()},
-                      {**meta, "weights_sha256": main_sha, "state": json.dumps(state, allow_nan=True)})
+    side, _ = _encode(
+        {k: np.asarray(v) for k, v in arrays.items()},
+        {**meta, "weights_sha256": main_sha, "state": json.dumps(state, allow_nan=True)},
+    )
     wpath, spath = weights_path(folder, name), state_path(folder, name)
-    recover(folder, name)           # a commit left half done must be finished before restaging
+    recover(folder, name)  # a commit left half done must be finished before restaging
     wpend, spend = pending_path(wpath), pending_path(spath)
     try:
         write_staged(spend, side)
@@ -119,8 +129,8 @@ def save_checkpoint(folder: Path | str, name: str, weights: dict[str, np.ndarray
         for p in (spend, wpend):
             p.unlink(missing_ok=True)
         raise
-    fsync_dir(wpath.parent)         # both staged files are durable before the first rename
-    os.replace(spend, spath)        # the commit point
+    fsync_dir(wpath.parent)  # both staged files are durable before the first rename
+    os.replace(spend, spath)  # the commit point
     os.replace(wpend, wpath)
     fsync_dir(wpath.parent)
     return wpath
@@ -171,7 +181,7 @@ def recover(folder: Path | str, name: str) -> None:
     if committed_weights(folder, name) == wpend:
         os.replace(wpend, wpath)
         fsync_dir(wpath.parent)
-    for p in (wpend, spend):   # what is left never reached its commit point
+    for p in (wpend, spend):  # what is left never reached its commit point
         p.unlink(missing_ok=True)
 
 
@@ -187,18 +197,22 @@ def _read(path: Path, resume: bool = False) -> tuple[dict[str, np.ndarray], dict
         raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror})") from None
     try:
         (n,) = struct.unpack("<Q", raw[:8])
-        header = json.loads(raw[8:8 + n])
+        header = json.loads(raw[8 : 8 + n])
         tensors = load(raw)
     except Exception as exc:  # safetensors raises its own error type for every malformed header
-        raise CheckpointError(f"{path}: not a readable safetensors file, truncated or damaged ({exc})") from None
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file, truncated or damaged ({exc})"
+        ) from None
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     meta = meta if isinstance(meta, dict) else {}
     fmt = meta.get("format")
     if fmt == FORMAT_1 and not resume:
         expected = digest(tensors)
     elif fmt == FORMAT_1:
-        raise CheckpointError(f"{path}: written by an older nncli whose checksum does not cover the "
-                              f"training state; it cannot be resumed (eval and export still read it)")
+        raise CheckpointError(
+            f"{path}: written by an older nncli whose checksum does not cover the "
+            f"training state; it cannot be resumed (eval and export still read it)"
+        )
     elif fmt == FORMAT:
         expected = digest(tensors, meta)
     else:
@@ -219,16 +233,20 @@ def load_checkpoint(folder: Path | str, name: str) -> Checkpoint:
     weights, wmeta = _read(committed_weights(folder, name), resume=True)
     side, smeta = _read(spath, resume=True)
     if wmeta.get("token") != smeta.get("token") or wmeta.get("sha256") != smeta.get("weights_sha256"):
-        raise CheckpointError(f"{wpath}: weights and {spath.name} come from different saves "
-                              f"(the process probably stopped between the two writes)")
+        raise CheckpointError(
+            f"{wpath}: weights and {spath.name} come from different saves "
+            f"(the process probably stopped between the two writes)"
+        )
     try:
         state = json.loads(smeta["state"])
     except (KeyError, ValueError):
         raise CheckpointError(f"{spath}: training state is missing or unreadable") from None
     check_state(state, spath)
     if state["step"] != _int(wmeta.get("step")):
-        raise CheckpointError(f"{spath}: the training state's step {state['step']} is not the step "
-                              f"{wmeta.get('step')} of its weights")
+        raise CheckpointError(
+            f"{spath}: the training state's step {state['step']} is not the step "
+            f"{wmeta.get('step')} of its weights"
+        )
     return Checkpoint(weights, side, state, wpath)
 
 
@@ -245,10 +263,21 @@ def _number(v: Any) -> bool:
 
 #: the training state's fields and the JSON types each may hold ("count": an int ≥ 0)
 STATE_FIELDS = {
-    "step": "count", "es_bad": "count?", "log_n": "count?", "eval_n": "count?", "skipped": "count?",
-    "best_step": "count?", "best": "number?", "es_best": "number?",
-    "log_sum": "number?", "eval_sum": "number?", "seconds": "number?",
-    "last_eval": "object?", "best_eval": "object?", "rng": "object?", "config_sha256": "string?",
+    "step": "count",
+    "es_bad": "count?",
+    "log_n": "count?",
+    "eval_n": "count?",
+    "skipped": "count?",
+    "best_step": "count?",
+    "best": "number?",
+    "es_best": "number?",
+    "log_sum": "number?",
+    "eval_sum": "number?",
+    "seconds": "number?",
+    "last_eval": "object?",
+    "best_eval": "object?",
+    "rng": "object?",
+    "config_sha256": "string?",
 }
 
 
@@ -273,12 +302,17 @@ def check_state(state: Any, where: Path) -> None:
             "string": isinstance(v, str),
         }[kind]
         if not ok:
-            want = {"count": "a whole number ≥ 0", "number": "a number", "object": "an object",
-                    "string": "a string"}[kind]
+            want = {
+                "count": "a whole number ≥ 0",
+                "number": "a number",
+                "object": "an object",
+                "string": "a string",
+            }[kind]
             raise CheckpointError(f"{where}: training state '{key}' must be {want}, got {json.dumps(v)[:40]}")
     for rec in (state.get("last_eval"), state.get("best_eval")):
-        if rec is not None and not all(isinstance(k, str) and (_number(v) or v is None or isinstance(v, str))
-                                       for k, v in rec.items()):
+        if rec is not None and not all(
+            isinstance(k, str) and (_number(v) or v is None or isinstance(v, str)) for k, v in rec.items()
+        ):
             raise CheckpointError(f"{where}: training state holds an evaluation record with odd values")
     for mod, attrs in (state.get("rng") or {}).items():
         if not isinstance(attrs, dict) or not all(isinstance(v, dict) for v in attrs.values()):

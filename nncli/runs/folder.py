@@ -23,6 +23,7 @@ torn line quietly and a damaged one with a warning, ``trim_metrics`` (a resume) 
 A run folder may come from someone else: every file is read only if it is a regular file (no link
 followed, no FIFO waited on), and run.json's fields are type-checked (``check_run_info``).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -105,8 +106,9 @@ def open_for_writing(path: Path | str, flags: int, mode: int = 0o644) -> int:
         return os.open(path, flags | NOFOLLOW, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise OSError(exc.errno, "a symbolic link; nncli does not write through links in a run folder",
-                          str(path)) from None
+            raise OSError(
+                exc.errno, "a symbolic link; nncli does not write through links in a run folder", str(path)
+            ) from None
         raise with_filename(exc, path) from None
 
 
@@ -117,7 +119,7 @@ def write_staged(path: Path | str, data: bytes) -> None:
     or a signal, no partial file is left behind. ``path`` must not exist (callers remove stale
     staged files first), so nothing planted there, a link included, is ever written through.
     """
-    fh = open(path, "wb", opener=lambda p, flags: open_for_writing(p, flags | os.O_EXCL))
+    fh = open(path, "wb", opener=lambda p, flags: open_for_writing(p, flags | os.O_EXCL))  # noqa: SIM115 (closed below)
     try:
         with fh:
             write_fully(fh, data)
@@ -147,7 +149,7 @@ def atomic_write_bytes(path: Path | str, data: bytes, replace: bool = True) -> N
         if replace:
             os.replace(tmp, path)
         else:
-            os.link(tmp, path, follow_symlinks=False)   # EEXIST, whatever path is
+            os.link(tmp, path, follow_symlinks=False)  # EEXIST, whatever path is
             os.unlink(tmp)
     except BaseException as exc:
         # never leave temp files behind, whatever interrupted us (a full disk, a second Ctrl-C)
@@ -232,8 +234,12 @@ def stamp(now: _dt.datetime | None = None) -> str:
 CREATING = ".creating"
 
 
-def create_run_dir(runs_dir: Path | str, name: str, now: _dt.datetime | None = None,
-                   populate: Callable[[Path, str], None] | None = None) -> Path:
+def create_run_dir(
+    runs_dir: Path | str,
+    name: str,
+    now: _dt.datetime | None = None,
+    populate: Callable[[Path, str], None] | None = None,
+) -> Path:
     """Create and return a new ``<runs_dir>/<name>-<YYYYmmdd-HHMMSS>[-n]`` folder; never reuses one.
 
     The folder is assembled under a hidden name (``checkpoints/``, then ``populate(folder, final
@@ -256,7 +262,7 @@ def create_run_dir(runs_dir: Path | str, name: str, now: _dt.datetime | None = N
             if populate is not None:
                 populate(stage, final)
             try:
-                os.rename(stage, path)   # fails when another run took the name meanwhile
+                os.rename(stage, path)  # fails when another run took the name meanwhile
             except OSError as exc:
                 if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
                     continue
@@ -307,19 +313,24 @@ def check_own_files(folder: Path | str) -> None:
         except OSError as exc:
             raise RunError(f"{path}: cannot check this file of the run ({exc.strerror})") from None
         if stat.S_ISLNK(mode):
-            raise RunError(f"{path}: is a symbolic link; a run folder must hold its own files "
-                           f"(nncli never writes through a link)")
+            raise RunError(
+                f"{path}: is a symbolic link; a run folder must hold its own files "
+                f"(nncli never writes through a link)"
+            )
         want_dir = path == ckpts
         if (stat.S_ISDIR(mode) if want_dir else stat.S_ISREG(mode)) is False:
             kind = "a folder" if want_dir else "a regular file"
-            raise RunError(f"{path}: is not {kind}; this run folder was modified by something other than nncli")
+            raise RunError(
+                f"{path}: is not {kind}; this run folder was modified by something other than nncli"
+            )
 
 
 def holding_run(path: Path) -> Path | None:
     """The run folder ``path`` lies in (the nearest ancestor that is one), or None."""
     for folder in path.parents:
-        if (folder / "config.yaml").is_file() and ((folder / RUN_FILE).is_file()
-                                                   or (folder / "metrics.jsonl").is_file()):
+        if (folder / "config.yaml").is_file() and (
+            (folder / RUN_FILE).is_file() or (folder / "metrics.jsonl").is_file()
+        ):
             return folder
     return None
 
@@ -339,8 +350,10 @@ def check_output(out: Path | str, *, force: bool, allowed: Callable[[Path], bool
             continue
         rel = path.relative_to(run)
         if not allowed(rel):
-            raise RunError(f"{out}: inside the run folder {run}; nncli writes there only {allowed_text}; "
-                           f"choose a path outside the run folder")
+            raise RunError(
+                f"{out}: inside the run folder {run}; nncli writes there only {allowed_text}; "
+                f"choose a path outside the run folder"
+            )
         cur = run
         for part in rel.parts:
             cur = cur / part
@@ -389,8 +402,11 @@ def read_file(path: Path | str, limit: int | None = SMALL_FILE_LIMIT) -> bytes:
     except FileNotFoundError:
         raise
     except OSError as exc:
-        why = "a symbolic link, which nncli does not follow in a run folder" if exc.errno == errno.ELOOP \
+        why = (
+            "a symbolic link, which nncli does not follow in a run folder"
+            if exc.errno == errno.ELOOP
             else f"cannot read it ({exc.strerror})"
+        )
         raise RunError(f"{path}: {why}") from None
     try:
         st = os.fstat(fd)
@@ -437,8 +453,10 @@ RUN_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "command": ("a list of strings", _is_str_list),
     "overrides": ("a list of strings", _is_str_list),
     "resumes": ("a list of objects", lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v)),
-    "data": ("an object whose standardization holds 'mean' and 'std', finite arrays of one shape (std > 0)",
-             lambda v: isinstance(v, dict) and _standardization_ok(v.get("standardization"))),
+    "data": (
+        "an object whose standardization holds 'mean' and 'std', finite arrays of one shape (std > 0)",
+        lambda v: isinstance(v, dict) and _standardization_ok(v.get("standardization")),
+    ),
 }
 
 
@@ -451,15 +469,19 @@ def _standardization_ok(stats: Any) -> bool:
         mean, std = (np.asarray(stats[k], dtype=np.float64) for k in ("mean", "std"))
     except (KeyError, TypeError, ValueError):
         return False
-    return mean.shape == std.shape and bool(np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all())
+    return mean.shape == std.shape and bool(
+        np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()
+    )
 
 
 def check_run_info(data: dict[str, Any], path: Path | str) -> dict[str, Any]:
     """``data`` (run.json's contents) after checking the type of every field nncli reads back."""
     for key, (want, ok) in RUN_FIELDS.items():
         if key in data and not ok(data[key]):
-            raise RunError(f"{path}: '{key}' must be {want}, got {json.dumps(data[key])[:60]}"
-                           f"; the run folder was damaged or edited")
+            raise RunError(
+                f"{path}: '{key}' must be {want}, got {json.dumps(data[key])[:60]}"
+                f"; the run folder was damaged or edited"
+            )
     return data
 
 
@@ -521,7 +543,7 @@ def metric_lines(path: Path | str, on_bad: Callable[[str], None] | None = None) 
     except FileNotFoundError:
         return []
     lines = raw.split(b"\n")
-    lines.pop()   # b"" after the last newline, or a torn last line
+    lines.pop()  # b"" after the last newline, or a torn last line
     out = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -570,25 +592,36 @@ class RunInfo:
         self.data = data
 
     @classmethod
-    def start(cls, folder: Path, *, seed: int, argv: Iterable[str], overrides: list[str],
-              data_info: dict[str, Any], extra: dict[str, Any] | None = None) -> "RunInfo":
-        info = cls(folder, {
-            "status": "running",
-            "seed": seed,
-            "versions": versions(),
-            "started": iso(utc_now()),
-            "ended": None,
-            "command": list(argv),
-            "overrides": list(overrides),
-            "data": data_info,
-            "resumes": [],
-            **(extra or {}),
-        })
+    def start(
+        cls,
+        folder: Path,
+        *,
+        seed: int,
+        argv: Iterable[str],
+        overrides: list[str],
+        data_info: dict[str, Any],
+        extra: dict[str, Any] | None = None,
+    ) -> RunInfo:
+        info = cls(
+            folder,
+            {
+                "status": "running",
+                "seed": seed,
+                "versions": versions(),
+                "started": iso(utc_now()),
+                "ended": None,
+                "command": list(argv),
+                "overrides": list(overrides),
+                "data": data_info,
+                "resumes": [],
+                **(extra or {}),
+            },
+        )
         info.save()
         return info
 
     @classmethod
-    def load(cls, folder: Path) -> "RunInfo":
+    def load(cls, folder: Path) -> RunInfo:
         return cls(folder, read_run(folder))
 
     def save(self) -> None:
@@ -610,7 +643,8 @@ class MetricsLog:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self._fh = open(self.path, "a", encoding="utf-8", opener=open_for_writing)
+        # open for the run's lifetime, closed by close()
+        self._fh = open(self.path, "a", encoding="utf-8", opener=open_for_writing)  # noqa: SIM115
 
     def write(self, record: dict[str, Any]) -> None:
         # one write per line: a kill can tear at most the last line, which readers skip
@@ -631,7 +665,7 @@ class MetricsLog:
                 try:
                     self._fh.close()
                 except OSError:
-                    pass   # the flush above already reported why
+                    pass  # the flush above already reported why
 
 
 def trim_metrics(path: Path | str, last_step: int) -> None:

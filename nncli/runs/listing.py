@@ -7,11 +7,13 @@ crashed): a missing summary.json or a torn last line of metrics.jsonl gives blan
       mlp-20260101-120000/          config.yaml, run.json, metrics.jsonl, summary.json, checkpoints/
       sweep-mlp-20260101-130000/    sweep.json and one run folder per combination
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, TypeGuard
 
 from nncli.runs.folder import (
     CREATING,
@@ -25,7 +27,6 @@ from nncli.runs.folder import (
     require_run,
 )
 from nncli.training.metrics import EVAL_FIELDS, higher_is_better
-
 
 #: receives one line per thing a listing skipped (``warning: …`` on stderr in the CLI)
 Warn = Callable[[str], None]
@@ -64,7 +65,7 @@ def find_runs(root: Path | str, warn: Warn = _quiet) -> list[Path]:
     return found
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -114,7 +115,7 @@ def best_of(records: list[dict[str, Any]], metric: str) -> tuple[float, float] |
 
 def best_metric(records: list[dict[str, Any]], metric: str | None = None) -> tuple[str, float, float] | None:
     """(name, value, step) of the best validation metric: ``metric`` if given, else val_acc, then val_loss."""
-    for name in ([metric] if metric else ["val_acc", "val_loss", "train_loss"]):
+    for name in [metric] if metric else ["val_acc", "val_loss", "train_loss"]:
         hit = best_of(records, name)
         if hit is not None:
             return name, hit[0], hit[1]

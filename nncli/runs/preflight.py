@@ -5,6 +5,7 @@ that cannot be created or written, or a disk with less free space than the run n
 fills up later is reported when a write fails (``nncli.cli.train``), and the transaction in
 ``nncli.runs.checkpoint`` keeps the previous checkpoint loadable.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,7 +39,7 @@ def checkpoint_bytes(trainer) -> int:
     tensors = sum(np.asarray(a).nbytes for a in weights.values())
     tensors += sum(np.asarray(a).nbytes for a in arrays.values())
     es = trainer.tcfg.early_stopping is not None and not any(k.startswith("es_best/") for k in arrays)
-    if es:   # early stopping adds a copy of the weights to the sidecar after its first evaluation
+    if es:  # early stopping adds a copy of the weights to the sidecar after its first evaluation
         tensors += sum(np.asarray(a).nbytes for a in weights.values())
     return tensors + 2 * HEADER_BYTES
 
@@ -69,11 +70,13 @@ def check_free_space(folder: Path, need: int, ckpt: int) -> None:
     try:
         free = shutil.disk_usage(existing_ancestor(folder)).free
     except OSError:
-        return   # cannot tell (an odd filesystem): the write errors will say it if it comes to that
+        return  # cannot tell (an odd filesystem): the write errors will say it if it comes to that
     if free < need:
-        raise RunError(f"{folder}: not enough free disk space: {human(free)} free, this run needs about "
-                       f"{human(need)} (checkpoints of {human(ckpt)}, each kept while its next "
-                       f"version is written); free some space or choose another --runs-dir")
+        raise RunError(
+            f"{folder}: not enough free disk space: {human(free)} free, this run needs about "
+            f"{human(need)} (checkpoints of {human(ckpt)}, each kept while its next "
+            f"version is written); free some space or choose another --runs-dir"
+        )
 
 
 def check_runs_dir(runs_dir: Path) -> None:
@@ -82,20 +85,25 @@ def check_runs_dir(runs_dir: Path) -> None:
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise RunError(f"{runs_dir}: the runs folder exists but is not a folder; "
-                       f"choose another with --runs-dir") from None
+        raise RunError(
+            f"{runs_dir}: the runs folder exists but is not a folder; choose another with --runs-dir"
+        ) from None
     except OSError as exc:
-        raise RunError(f"{runs_dir}: cannot create the runs folder ({exc.strerror}); "
-                       f"choose another with --runs-dir") from None
+        raise RunError(
+            f"{runs_dir}: cannot create the runs folder ({exc.strerror}); choose another with --runs-dir"
+        ) from None
     if not runs_dir.is_dir():
-        raise RunError(f"{runs_dir}: the runs folder exists but is not a folder; "
-                       f"choose another with --runs-dir")
+        raise RunError(
+            f"{runs_dir}: the runs folder exists but is not a folder; choose another with --runs-dir"
+        )
 
 
 def not_writable(runs_dir: Path, exc: OSError) -> RunError:
     """The error for a run folder that could not be created or written inside ``runs_dir``."""
-    return RunError(f"{runs_dir}: cannot write a run folder there ({exc.strerror or exc}); "
-                    f"check its permissions and free space, or choose another with --runs-dir")
+    return RunError(
+        f"{runs_dir}: cannot write a run folder there ({exc.strerror or exc}); "
+        f"check its permissions and free space, or choose another with --runs-dir"
+    )
 
 
 def _open_lock(folder: Path, create: bool) -> int | None:
@@ -120,16 +128,20 @@ def _open_lock(folder: Path, create: bool) -> int | None:
         raise RunError(f"{path}: cannot open the run's lock file ({exc.strerror or exc})") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise RunError(f"{path}: the run's lock file is not a regular file; this run folder was "
-                       f"modified by something other than nncli")
+        raise RunError(
+            f"{path}: the run's lock file is not a regular file; this run folder was "
+            f"modified by something other than nncli"
+        )
     return fd
 
 
 def _refuse_busy(folder: Path, fd: int) -> None:
     holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
     holder = holder if holder.isdigit() else ""
-    raise RunError(f"{folder}: another process{f' (pid {holder})' if holder else ''} is training "
-                   f"this run right now; wait for it to end, or stop it, before resuming")
+    raise RunError(
+        f"{folder}: another process{f' (pid {holder})' if holder else ''} is training "
+        f"this run right now; wait for it to end, or stop it, before resuming"
+    )
 
 
 def lock_run(folder: Path):
@@ -145,6 +157,8 @@ def lock_run(folder: Path):
     except ImportError:
         return None
     fd = _open_lock(folder, create=True)
+    if fd is None:  # only without create; said here so the type is plain int below
+        raise RunError(f"{folder}: no such run folder")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -175,6 +189,8 @@ def check_not_training(folder: Path) -> None:
     if not is_training(folder):
         return
     fd = _open_lock(folder, create=False)
+    if fd is None:  # the lock file went away since is_training looked: nobody holds it
+        return
     try:
         _refuse_busy(folder, fd)
     finally:
@@ -186,10 +202,10 @@ def is_training(folder: Path) -> bool:
     try:
         import fcntl  # noqa: F401
     except ImportError:
-        return True   # cannot tell: trust run.json
+        return True  # cannot tell: trust run.json
     try:
         fd = _open_lock(folder, create=False)
-    except RunError:   # a lock file nncli did not make, or cannot open: no live run holds it
+    except RunError:  # a lock file nncli did not make, or cannot open: no live run holds it
         return False
     if fd is None:
         return False
@@ -197,6 +213,8 @@ def is_training(folder: Path) -> bool:
         return _held(fd)
     finally:
         os.close(fd)
+
+
 def check_writable(folder: Path) -> None:
     """RunError unless a file can be created in ``folder`` (modes alone do not tell: root,
     read-only mounts, immutable folders)."""
@@ -204,7 +222,7 @@ def check_writable(folder: Path) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise RunError(f"{folder}: cannot write in this run folder ({exc.strerror or exc}); "
-                       f"a resumed run writes its metrics and checkpoints there") from None
-
-
+        raise RunError(
+            f"{folder}: cannot write in this run folder ({exc.strerror or exc}); "
+            f"a resumed run writes its metrics and checkpoints there"
+        ) from None

@@ -5,6 +5,7 @@ build the model, load and check the data and create the optimiser and trainer, r
 on any problem, without touching the disk. ``Session.open`` then creates (or reopens) the run folder;
 ``finish`` / ``fail`` write summary.json and the final run.json status.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,10 +16,24 @@ from typing import Any
 
 import numpy as np
 
-from nncli.core.errors import CheckpointError, ConfigError, DataError, UserError
 from nncli.config.yaml_positions import dump_yaml
-from nncli.runs.folder import (RunError, RunInfo, RunRecorder, atomic_write_json, atomic_write_text, check_own_files,
-                   command_line, create_run_dir, metric_lines, iso, jsonable, read_run, trim_metrics, utc_now)
+from nncli.core.errors import CheckpointError, ConfigError, DataError, UserError
+from nncli.runs.folder import (
+    RunError,
+    RunInfo,
+    RunRecorder,
+    atomic_write_json,
+    atomic_write_text,
+    check_own_files,
+    command_line,
+    create_run_dir,
+    iso,
+    jsonable,
+    metric_lines,
+    read_run,
+    trim_metrics,
+    utc_now,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -67,8 +82,11 @@ def check_split(split, name: str, chain) -> None:
         return
     want = tuple(chain.input_shape)
     if tuple(split.x.shape[1:]) != want:
-        raise DataError(f"{name} inputs have shape {tuple(split.x.shape[1:])} per example, but "
-                        f"model.input_shape is {list(want)}", field="model.input_shape")
+        raise DataError(
+            f"{name} inputs have shape {tuple(split.x.shape[1:])} per example, but "
+            f"model.input_shape is {list(want)}",
+            field="model.input_shape",
+        )
     if len(split.y) != len(split.x):
         raise DataError(f"{name} split has {len(split.x)} inputs but {len(split.y)} targets")
     try:
@@ -81,21 +99,27 @@ class Session:
     def __init__(self, loaded, cfg, base_dir: Path, overrides: list[str]):
         from nncli.config.build import build_chain
         from nncli.training.data import epoch_permutation, load_dataset
-        from nncli.training.optimizers import make_optimizer
         from nncli.training.loop import Trainer
+        from nncli.training.optimizers import make_optimizer
 
         if cfg.data is None:
-            raise ConfigError("a training config needs a data: section (a built-in name or a file)",
-                              field="data")
+            raise ConfigError(
+                "a training config needs a data: section (a built-in name or a file)", field="data"
+            )
         self.loaded, self.cfg, self.base_dir, self.overrides = loaded, cfg, Path(base_dir), overrides
         # refuses a batch that cannot fit before allocating the model
         self.chain = build_chain(loaded, dtype=cfg.dtype, seed=cfg.seed, batch_size=cfg.data.batch_size)
         try:
-            self.dataset = load_dataset(cfg.data, input_shape=tuple(cfg.model.input_shape),
-                                        loss=self.chain.loss, seed=cfg.seed, base_dir=self.base_dir,
-                                        output_shape=self.chain.output_shape())
+            self.dataset = load_dataset(
+                cfg.data,
+                input_shape=tuple(cfg.model.input_shape),
+                loss=self.chain.loss,
+                seed=cfg.seed,
+                base_dir=self.base_dir,
+                output_shape=self.chain.output_shape(),
+            )
         except UserError as exc:
-            if exc.place is None:   # point at the data section of the config (or the field named)
+            if exc.place is None:  # point at the data section of the config (or the field named)
                 exc.field = exc.field or "data.source"
                 raise loaded.locate(exc) from None
             raise
@@ -105,17 +129,21 @@ class Session:
                 check_split(part, split, self.chain)
         self.optimizer = make_optimizer(cfg.optimizer, self.chain)
         try:
-            self.trainer = Trainer(cfg, self.chain, self.dataset.train, self.dataset.val,
-                                   self.optimizer, epoch_permutation)
-        except UserError as exc:   # e.g. best_metric val_loss without a validation split
+            self.trainer = Trainer(
+                cfg, self.chain, self.dataset.train, self.dataset.val, self.optimizer, epoch_permutation
+            )
+        except UserError as exc:  # e.g. best_metric val_loss without a validation split
             raise (loaded.locate(exc) if exc.place is None else exc) from None
         ds = self.dataset
         self.data_info = {
             **(ds.info or {}),
-            "sizes": {s: (0 if getattr(ds, s, None) is None else int(len(getattr(ds, s).x)))
-                      for s in ("train", "val", "test")},
-            "fingerprint": fingerprint(ds.train.x, ds.train.y,
-                                       *((ds.val.x, ds.val.y) if ds.val is not None else ())),
+            "sizes": {
+                s: (0 if getattr(ds, s, None) is None else int(len(getattr(ds, s).x)))
+                for s in ("train", "val", "test")
+            },
+            "fingerprint": fingerprint(
+                ds.train.x, ds.train.y, *((ds.val.x, ds.val.y) if ds.val is not None else ())
+            ),
         }
         self.folder: Path | None = None
         self.info: RunInfo | None = None
@@ -129,8 +157,14 @@ class Session:
         Before anything is written: the runs folder must be writable and its disk must have room
         for the run's checkpoints (``nncli.runs.preflight``), else a RunError (exit 2) and no folder.
         """
-        from nncli.runs.preflight import (bytes_needed, check_free_space, check_runs_dir, check_writable, lock_run,
-                                not_writable)
+        from nncli.runs.preflight import (
+            bytes_needed,
+            check_free_space,
+            check_runs_dir,
+            check_writable,
+            lock_run,
+            not_writable,
+        )
 
         step = self.resume_step
         need, ckpt = bytes_needed(self.trainer, step is None)
@@ -139,7 +173,7 @@ class Session:
             check_runs_dir(runs_dir)
             try:
                 folder = self.folder = create_run_dir(runs_dir, self.cfg.name, populate=self._populate)
-            except BaseException as exc:   # nothing of the run is left behind (create_run_dir)
+            except BaseException as exc:  # nothing of the run is left behind (create_run_dir)
                 self.release()
                 self.info = None
                 if isinstance(exc, OSError):
@@ -154,15 +188,21 @@ class Session:
             check_own_files(folder)
             check_writable(folder)
             check_writable(folder / "checkpoints")
-            self._lock = lock_run(folder)     # refuses while another process trains this run
-            check_own_files(folder)           # again, now that no nncli can be changing it
-            for tmp in folder.glob(".*.tmp"):    # left by a write that a kill -9 cut short
+            self._lock = lock_run(folder)  # refuses while another process trains this run
+            check_own_files(folder)  # again, now that no nncli can be changing it
+            for tmp in folder.glob(".*.tmp"):  # left by a write that a kill -9 cut short
                 tmp.unlink(missing_ok=True)
             trim_metrics(folder / "metrics.jsonl", step)
             self.info = info = RunInfo.load(folder)
             resumes = list(info.data.get("resumes", []))
-            resumes.append({"at": iso(utc_now()), "step": step, "command": command_line(),
-                            "previous_status": info.data.get("status")})
+            resumes.append(
+                {
+                    "at": iso(utc_now()),
+                    "step": step,
+                    "command": command_line(),
+                    "previous_status": info.data.get("status"),
+                }
+            )
             info.update(status="running", ended=None, resumes=resumes)
         self.trainer.callbacks.insert(0, RunRecorder(folder, {"config_sha256": config_hash(self.cfg)}))
         return folder
@@ -184,19 +224,29 @@ class Session:
         from nncli.runs.preflight import lock_run
 
         if self._lock is None:
-            self._lock = lock_run(folder)   # the lock stays with the folder when it is renamed
+            self._lock = lock_run(folder)  # the lock stays with the folder when it is renamed
         self._write_new_run(folder, name)
 
     def _write_new_run(self, folder: Path, name: str) -> None:
-        head = (f"# Resolved config of run {name}: defaults filled in, overrides applied.\n"
-                f"# Overrides: {' '.join(self.overrides) if self.overrides else '(none)'}\n")
+        head = (
+            f"# Resolved config of run {name}: defaults filled in, overrides applied.\n"
+            f"# Overrides: {' '.join(self.overrides) if self.overrides else '(none)'}\n"
+        )
         atomic_write_text(folder / "config.yaml", head + dump_yaml(config_dict(self.cfg)))
-        self.info = RunInfo.start(folder, seed=self.cfg.seed, argv=command_line(),
-                                  overrides=self.overrides, data_info=self.data_info,
-                                  extra={"name": self.cfg.name, "dtype": self.cfg.dtype,
-                                         "data_base_dir": str(self.base_dir.resolve()),
-                                         "param_count": self.chain.param_count,
-                                         "config_sha256": config_hash(self.cfg)})
+        self.info = RunInfo.start(
+            folder,
+            seed=self.cfg.seed,
+            argv=command_line(),
+            overrides=self.overrides,
+            data_info=self.data_info,
+            extra={
+                "name": self.cfg.name,
+                "dtype": self.cfg.dtype,
+                "data_base_dir": str(self.base_dir.resolve()),
+                "param_count": self.chain.param_count,
+                "config_sha256": config_hash(self.cfg),
+            },
+        )
 
     def fail(self, exc: BaseException) -> None:
         """Record why the run stopped. Never raises: on a full disk run.json may not be writable,
@@ -226,15 +276,22 @@ class Session:
         if best:
             best["metric"] = self.cfg.train.best_metric
         summary = {
-            "status": result.status, "reason": result.reason, "steps": result.steps, "epochs": t.epoch,
-            "wall_time": round(result.seconds, 3), "param_count": self.chain.param_count,
-            "final": result.last_eval, "best": best or None, "test": test, "test_best": test_best,
-            **result.extra, "run_dir": str(folder.resolve()),
+            "status": result.status,
+            "reason": result.reason,
+            "steps": result.steps,
+            "epochs": t.epoch,
+            "wall_time": round(result.seconds, 3),
+            "param_count": self.chain.param_count,
+            "final": result.last_eval,
+            "best": best or None,
+            "test": test,
+            "test_best": test_best,
+            **result.extra,
+            "run_dir": str(folder.resolve()),
         }
         atomic_write_json(folder / "summary.json", summary)
         info.finish(result.status, reason=result.reason, steps=result.steps)
         return jsonable(summary)
-
 
     def _test_with_best_weights(self, result, x, y):
         """Test metrics of the ``best`` checkpoint when it is not the final weights (else None)."""
@@ -267,8 +324,8 @@ def prepare(config_path: Path, overrides: list[str], name: str | None = None) ->
 
 def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]) -> Session:
     """A session that continues ``run_dir`` exactly where its last checkpoint stopped."""
-    from nncli.runs.checkpoint import has_checkpoint, load_checkpoint
     from nncli.config.load import load_config
+    from nncli.runs.checkpoint import has_checkpoint, load_checkpoint
     from nncli.runs.preflight import check_not_training
 
     run_dir = Path(run_dir)
@@ -276,18 +333,20 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
     if info.get("status") == "completed":
         raise RunError(f"{run_dir}: this run already completed; start a new run instead")
     check_own_files(run_dir)
-    check_not_training(run_dir)   # a live run first: its checkpoint may be changing under us
-    metric_lines(run_dir / "metrics.jsonl")   # a damaged line is refused before anything is written
+    check_not_training(run_dir)  # a live run first: its checkpoint may be changing under us
+    metric_lines(run_dir / "metrics.jsonl")  # a damaged line is refused before anything is written
     stored = load_config(run_dir / "config.yaml", [])
     ckpt = None
     if has_checkpoint(run_dir / "checkpoints", "last"):
         ckpt = load_checkpoint(run_dir / "checkpoints", "last")
         made_with = ckpt.state.get("config_sha256")
-    else:   # stopped (kill -9) before its first checkpoint: start again from step 0
+    else:  # stopped (kill -9) before its first checkpoint: start again from step 0
         made_with = info.get("config_sha256", config_hash(stored.config))
     if made_with != config_hash(stored.config):
-        raise RunError(f"{run_dir / 'config.yaml'}: the config was changed after the checkpoint was "
-                       f"written; a resumed run must use the config it started with")
+        raise RunError(
+            f"{run_dir / 'config.yaml'}: the config was changed after the checkpoint was "
+            f"written; a resumed run must use the config it started with"
+        )
     if overrides:
         changes = config_changes(stored.config, load_config(run_dir / "config.yaml", overrides).config)
         if changes:
@@ -296,18 +355,21 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
         changes = config_changes(stored.config, load_config(config_path, overrides).config, ignore=("name",))
         if changes:
             raise RunError(f"{config_path} differs from the config of {run_dir}: " + "; ".join(changes))
-    session = Session(stored, stored.config, Path(info.get("data_base_dir", run_dir)),
-                      list(info.get("overrides", [])))
+    session = Session(
+        stored, stored.config, Path(info.get("data_base_dir", run_dir)), list(info.get("overrides", []))
+    )
     if session.data_info["fingerprint"] != (info.get("data") or {}).get("fingerprint"):
         raise RunError(f"{run_dir}: the training data differs from the data the run started with")
     if ckpt is not None:
         where = ckpt.path.with_name("last.state.safetensors")
         if ckpt.state["step"] > session.trainer.total_steps:
-            raise CheckpointError(f"{where}: step {ckpt.state['step']} is past the run's "
-                                  f"{session.trainer.total_steps} steps; this checkpoint is not from this run")
+            raise CheckpointError(
+                f"{where}: step {ckpt.state['step']} is past the run's "
+                f"{session.trainer.total_steps} steps; this checkpoint is not from this run"
+            )
         try:
             session.trainer.restore(ckpt)
-        except (ValueError, TypeError, KeyError, IndexError) as exc:   # values of the wrong kind
+        except (ValueError, TypeError, KeyError, IndexError) as exc:  # values of the wrong kind
             raise CheckpointError(f"{where}: the training state does not fit this run ({exc})") from None
     session.folder, session.resume_step = run_dir, int(ckpt.state["step"]) if ckpt is not None else 0
     return session

@@ -325,8 +325,10 @@ def run_sweep(
     count = math.prod(len(v) for _, v in grid) * (seeds or 1)
     if count > MAX_TRIALS:  # before a list of them is made, or each is validated
         sizes = " × ".join([str(len(v)) for _, v in grid] + ([f"{seeds:,} seeds"] if seeds else []))
-        raise SweepError(f"--grid and --seeds make {count:,} trials ({sizes}), more than the "
-                         f"{MAX_TRIALS:,} one sweep may run; split it into several sweeps")
+        raise SweepError(
+            f"--grid and --seeds make {count:,} trials ({sizes}), more than the "
+            f"{MAX_TRIALS:,} one sweep may run; split it into several sweeps"
+        )
     from nncli.config.load import load_config
 
     base = load_config(config, list(sets)).config
