@@ -7,6 +7,7 @@ model exactly as ``train`` would, then reports what would run — without creati
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from nncli.config.yaml_positions import dump_yaml
 from nncli.runs.session import config_dict, prepare
 
 
-def resolved_config(config: Path | str, overrides: list[str] = (), name: str | None = None) -> str:
+def resolved_config(config: Path | str, overrides: Sequence[str] = (), name: str | None = None) -> str:
     """The fully resolved config of ``config`` with ``overrides`` (``path=value``), as YAML text."""
     from nncli.config.load import load_config
 
@@ -26,7 +27,7 @@ def resolved_config(config: Path | str, overrides: list[str] = (), name: str | N
     return dump_yaml(config_dict(cfg))
 
 
-def dry_run(config: Path | str, overrides: list[str] = (), name: str | None = None) -> dict[str, Any]:
+def dry_run(config: Path | str, overrides: Sequence[str] = (), name: str | None = None) -> dict[str, Any]:
     """What ``train(config, overrides=...)`` would run: examples per split, steps, parameters and
     an upper estimate of memory (parameters, gradients and optimiser state, one batch's activations,
     the data). Raises the same UserErrors as ``train``; writes nothing."""
