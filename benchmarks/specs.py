@@ -55,6 +55,23 @@ def _cifar_cnn(pool: str) -> dict:
     }
 
 
+def _three_stage_cnn() -> dict:
+    """3×32×32 → three stages of Conv2D (5×5 then 3×3, 16, 32, 48 channels) → ReLU → AvgPool2D 2,
+    then MM 10; Adam, batch 32. Its first layer (C·k² = 75, N·H·W = 32K) is the shape where im2col's
+    copy costs as much as the product."""
+    layers: list[dict] = []
+    for out, k in ((16, 5), (32, 3), (48, 3)):
+        layers += [{"type": "Conv2D", "out": out, "kernel": k}, RELU, {"type": "AvgPool2D", "kernel": 2}]
+    return {
+        "kind": "train",
+        "input_shape": [3, 32, 32],
+        "batch": 32,
+        "optimizer": {"type": "adam", "lr": 0.001},
+        "layers": layers + [{"type": "Flatten"}, {"type": "MM", "out": 10}],
+        "note": "3×32×32, conv 16 k5, conv 32 k3, conv 48 k3, each ReLU + avg 2, MM 10, Adam; batch 32",
+    }
+
+
 SPECS: dict[str, dict] = {
     "mlp": {
         "kind": "train",
@@ -111,6 +128,7 @@ SPECS: dict[str, dict] = {
     },
     "cifar_cnn_max": _cifar_cnn("MaxPool2D"),
     "cifar_cnn_avg": _cifar_cnn("AvgPool2D"),
+    "cnn3_avg": _three_stage_cnn(),
     "maxpool2d": {
         "kind": "fwd_bwd",
         "input_shape": [32, 32, 32],
@@ -130,6 +148,7 @@ ORDER = [
     "ln",
     "cifar_cnn_max",
     "cifar_cnn_avg",
+    "cnn3_avg",
     "maxpool2d",
 ]
 TARGETS = {
@@ -141,6 +160,7 @@ TARGETS = {
     "ln": 2.0,
     "cifar_cnn_max": 1.0,
     "cifar_cnn_avg": 1.0,
+    "cnn3_avg": 1.0,
     "maxpool2d": 1.0,
     "e2e": 1.0,
 }
