@@ -4,7 +4,13 @@ Both exporters walk the module chain (``Chain.named_modules`` naming, i.e. the k
 ``torch.nn.Sequential.state_dict()``) and ask each layer for its translation (``Module.torch_source``,
 ``Module.to_onnx``), so an unsupported module is named in the error instead of being silently dropped.
 
-    export_run(run_dir, "torch", checkpoint="best", out=None) -> Path of the written file
+    export_run(run_dir, "onnx", checkpoint="best", out=None) -> Path of the written file
+
+By default an export takes raw inputs, like ``nncli predict``: the run's preprocessing (the training
+split's standardisation) is part of the exported model, and the class names travel with it
+(``export.preprocessing``). ``network_only=True`` exports the bare network, which takes inputs already
+preprocessed. A PyTorch export is two files, ``model.py`` and the weights ``model.safetensors`` beside
+it, which the Python file finds relative to itself.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from nncli.core.errors import UserError
 
 FORMATS = ("torch", "onnx")
 SUFFIX = {"torch": ".py", "onnx": ".onnx"}
+#: the format an output file's suffix asks for
+FORMAT_OF_SUFFIX = {v: k for k, v in SUFFIX.items()}
 
 
 class ExportError(UserError):
@@ -53,33 +61,18 @@ def checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
     return path
 
 
-def load_run(run_dir: Path | str, checkpoint: str = "best", dtype=np.float32):
-    """(chain in eval mode with the checkpoint's weights, checkpoint path) of the run at ``run_dir``.
+def load_run(run_dir: Path | str, checkpoint: str = "best"):
+    """The run at ``run_dir`` with the checkpoint's weights (``nncli.runs.loaded_run.LoadedRun``),
+    its chain in the run's dtype with its loss.
 
-    The weights go through the checkpoint reader (``nncli.runs.loaded_run.load_run``): format
-    marker, checksum and architecture are checked before anything is exported.
+    The weights go through the checkpoint reader: format marker, checksum and architecture are
+    checked before anything is exported.
     """
     from nncli.runs.folder import require_run
     from nncli.runs.loaded_run import load_run as load
 
     checkpoint_path(require_run(run_dir), checkpoint)
-    run = load(run_dir, checkpoint, dtype=dtype, with_loss=False)
-    return run.chain, run.weights_file
-
-
-def standardization(run_dir: Path) -> dict | None:
-    """The training-set mean/std the run standardised its inputs with (run.json), or None.
-
-    The exported networks take standardised inputs, as nncli's forward does; the exports carry these
-    statistics (a ``preprocess`` function in the PyTorch file, metadata in the ONNX model).
-    """
-    from nncli.runs.folder import read_run
-
-    stats = (read_run(run_dir).get("data") or {}).get("standardization")  # types checked
-    if stats is None:
-        return None
-    # plain floats, whatever JSON spelling the file used: these values are written into the exports
-    return {k: np.asarray(stats[k], dtype=np.float64).tolist() for k in ("mean", "std")}
+    return load(run_dir, checkpoint)
 
 
 def default_output(run_dir: Path, fmt: str, checkpoint: str) -> Path:
@@ -88,48 +81,95 @@ def default_output(run_dir: Path, fmt: str, checkpoint: str) -> Path:
     return run_dir / "export" / f"{stem}{SUFFIX[fmt]}"
 
 
+def weights_beside(path: Path) -> Path:
+    """Where a PyTorch export's weights go: ``<stem>.safetensors`` in the Python file's folder."""
+    return path.with_name(f"{path.stem}.safetensors")
+
+
+def choose_format(fmt: str | None, out: Path | str | None) -> str:
+    """``fmt`` (case-insensitive), or the one ``out``'s suffix names (.py, .onnx), else torch;
+    ExportError for an unknown format or a suffix that names the other one."""
+    suffix = Path(out).suffix if out is not None else ""
+    implied = FORMAT_OF_SUFFIX.get(suffix.lower())
+    if fmt is None:
+        return implied or "torch"
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if implied is not None and implied != fmt:
+        raise ExportError(
+            f"--format {fmt} with --out {out}: a {suffix} file is a {implied} export; "
+            f"write to a {SUFFIX[fmt]} file or drop --format"
+        )
+    return fmt
+
+
 def _in_export_folder(rel: Path) -> bool:
     return len(rel.parts) >= 2 and rel.parts[0] == "export"
 
 
 def export_run(
     run_dir: Path | str,
-    fmt: str,
+    fmt: str | None = None,
     checkpoint: str = "best",
     out: Path | str | None = None,
     force: bool = False,
+    network_only: bool = False,
 ) -> Path:
-    """Write the run's model as ``fmt`` ("torch" or "onnx"); return the written file's path.
+    """Write the run's model as ``fmt`` ("torch" or "onnx"; None: from ``out``'s suffix, else torch);
+    return the written file's path (for torch, the weights are at ``weights_beside(path)``).
 
     Never overwrites a file of a run (only ``<run>/export/`` may be written inside a run folder) nor,
     without ``force``, any existing file; never writes through a symbolic link in a run folder.
     """
-    from nncli.runs.folder import atomic_write_bytes, check_output
+    from nncli.export.preprocessing import Preprocessing
+    from nncli.runs.folder import check_output
 
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    fmt = choose_format(fmt, out)
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else default_output(run_dir, fmt, checkpoint)
-    target = check_output(out, force=force, allowed=_in_export_folder, allowed_text="in its export/ folder")
+    targets = [out, weights_beside(out)] if fmt == "torch" else [out]
+    checked = [
+        check_output(t, force=force, allowed=_in_export_folder, allowed_text="in its export/ folder")
+        for t in targets
+    ]
     if fmt == "torch":
         require_extra("torch", "torch", "export to PyTorch")
     else:
         require_extra("onnx", "onnx", "export to ONNX")
-    chain, ckpt = load_run(run_dir, checkpoint)
-    stats = standardization(run_dir)
+    run = load_run(run_dir, checkpoint)
+    prep = Preprocessing.of_run(run)
     if fmt == "torch":
+        from safetensors.numpy import save
+
         from nncli.export.torch_export import torch_source
 
-        data = torch_source(chain, ckpt, title=run_dir.name, stats=stats).encode("utf-8")
+        source = torch_source(run.chain, checked[1].name, run_dir.name, prep, network_only=network_only)
+        meta = {"format": "pt", "run": run_dir.name, "checkpoint": run.checkpoint, "step": str(run.step)}
+        state = {k: np.asarray(v, order="C") for k, v in run.chain.state_dict().items()}
+        files = [source.encode("utf-8"), save(state, metadata=meta)]
     else:
         from nncli.export.onnx_export import onnx_model
 
-        data = onnx_model(chain, name=run_dir.name, stats=stats).SerializeToString()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(target, data, replace=force)
-    except FileExistsError:
-        raise ExportError(f"{out}: already exists; pass --force to replace it") from None
-    except OSError as exc:
-        raise ExportError(f"{out}: cannot write it ({exc.strerror or exc})") from None
+        model = onnx_model(run.chain, run_dir.name, prep, network_only=network_only)
+        files = [model.SerializeToString()]
+    _write_all(list(zip(checked, files, strict=True)), targets, force)
     return out
+
+
+def _write_all(files: list[tuple[Path, bytes]], shown: list[Path], force: bool) -> None:
+    """Write every file, the first one (the entry point) last; on a failure remove those written."""
+    from nncli.runs.folder import atomic_write_bytes
+
+    written: list[Path] = []
+    for (target, data), name in zip(reversed(files), reversed(shown), strict=True):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(target, data, replace=force)
+        except (FileExistsError, OSError) as exc:
+            for path in written:
+                path.unlink(missing_ok=True)
+            if isinstance(exc, FileExistsError):
+                raise ExportError(f"{name}: already exists; pass --force to replace it") from None
+            raise ExportError(f"{name}: cannot write it ({exc.strerror or exc})") from None
+        written.append(target)

@@ -7,8 +7,15 @@ Relu / Sigmoid / … (GELU and softplus spelled out in opset 17 ops), LN as Laye
 notes' scalar γ, β as Mul and Add), Conv1D/2D as Conv, pooling as MaxPool / AveragePool, Flatten and
 Reshape as themselves, Dropout as nothing (inference), Residual as its body's subgraph and an Add.
 
-Like nncli's forward, the model takes standardised inputs; the run's training mean and std are in
-the model's metadata (``standardization``, JSON) for whoever feeds it raw data.
+By default the graph also carries the run's preprocessing, so raw inputs give what ``nncli predict``
+gives: ``input`` takes raw rows (N, *raw_shape) in the training data's layout, the graph subtracts the
+training mean and divides by the std (``Sub``, ``Div``), reshapes to the network's input shape, and
+adds outputs ``prediction`` (the class id: ``ArgMax`` of the logits, or logit > 0 for the logistic
+loss) and ``label`` (the class name, ``ai.onnx.ml.LabelEncoder``) for classifiers. ``network_only``
+keeps the bare network on standardised inputs with the single output ``output``. Either way the
+metadata (``metadata_props``, JSON values) names the inputs and outputs with their shapes
+(``inputs``, ``outputs``), what the graph applies (``preprocessing``), the class names
+(``class_names``) and the statistics (``standardization``).
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from nncli.export import unsupported
+from nncli.export.preprocessing import Preprocessing
 
 OPSET = 17
 #: IR version 8 is the one that came with opset 17: runtimes from that time on can load the file
 IR_VERSION = 8
+#: the ai.onnx.ml opset of LabelEncoder-2 (class ids to names), as old as opset 17's runtimes
+ML_OPSET = 3
 
 
 class GraphBuilder:
@@ -61,41 +71,145 @@ class GraphBuilder:
         return x
 
 
-def onnx_model(chain, name: str = "nncli", stats: dict | None = None):
-    """The checked ``onnx.ModelProto`` of ``chain`` (float32, dynamic batch).
+def onnx_model(chain, name: str = "nncli", prep: Preprocessing | None = None, *, network_only: bool = False):
+    """The checked ``onnx.ModelProto`` of ``chain`` (float32, dynamic batch ``N``).
 
-    The model takes standardised inputs, as nncli's forward; ``stats`` (the run's training mean/std)
-    go into the metadata as JSON under ``standardization`` so a user can apply them.
+    ``prep`` (``Preprocessing.of_run``): the run's standardisation and class names; None means a
+    chain without either (its loss, if any, still gives the ``prediction`` output). With
+    ``network_only`` the graph is the bare network on preprocessed inputs (see the module docstring).
     """
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import helper
 
+    if prep is None:
+        loss = getattr(chain, "loss", None)
+        prep = Preprocessing(tuple(chain.input_shape), getattr(loss, "target_kind", "real"))
     b = GraphBuilder()
-    out = b.subgraph(chain.modules, "input")
+    in_shape = tuple(chain.input_shape) if network_only else prep.raw_shape
+    x = "input"
+    if not network_only:
+        x = _standardize(b, x, prep)
+    out = b.subgraph(chain.modules, x)
     # a graph output cannot be the graph input itself (a chain of only Dropout): add an Identity
     b.nodes.append(helper.make_node("Identity", [out], ["output"], name="output"))
+    outputs = [("output", "float32", ["N", *chain.output_shape()], _scores_text(prep))]
+    if not network_only and prep.classifier:
+        outputs += _prediction(b, "output", prep)
+    inputs = [("input", "float32", ["N", *in_shape], _input_text(prep, network_only))]
     graph = helper.make_graph(
         b.nodes,
         name,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *chain.input_shape])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *chain.output_shape()])],
+        [_value_info(*spec) for spec in inputs],
+        [_value_info(*spec) for spec in outputs],
         initializer=b.inits,
     )
-    model = helper.make_model(graph, producer_name="nncli", opset_imports=[helper.make_opsetid("", OPSET)])
+    opsets = [helper.make_opsetid("", OPSET)]
+    if any(n.domain == "ai.onnx.ml" for n in b.nodes):
+        opsets.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
+    model = helper.make_model(graph, producer_name="nncli", opset_imports=opsets)
     model.ir_version = IR_VERSION
-    if stats is not None:
-        import json
-
-        helper.set_model_props(
-            model, {"standardization": json.dumps({"mean": stats["mean"], "std": stats["std"]})}
-        )
+    model.producer_version = _version()
+    model.doc_string = f"nncli model {name}; see the metadata 'inputs', 'outputs' and 'preprocessing'"
+    helper.set_model_props(model, _metadata(prep, inputs, outputs, network_only))
     onnx.checker.check_model(model, full_check=True)
     return model
 
 
-def write_onnx(chain, out: Path | str, name: str = "nncli", stats: dict | None = None) -> Path:
+def _standardize(b: GraphBuilder, x: str, prep: Preprocessing) -> str:
+    """Nodes taking raw inputs (N, *raw_shape) to the network's (N, *input_shape): (x − mean) / std."""
+    if prep.standardize:
+        x = b.node("Sub", [x, b.const("preprocess/mean", prep.mean)], "preprocess")
+        x = b.node("Div", [x, b.const("preprocess/std", prep.std)], "preprocess")
+    if prep.raw_shape != prep.input_shape:
+        target = b.const("preprocess/shape", [-1, *prep.input_shape], dtype=np.int64)
+        x = b.node("Reshape", [x, target], "preprocess")
+    return x
+
+
+def _prediction(b: GraphBuilder, scores: str, prep: Preprocessing) -> list[tuple]:
+    """Outputs ``prediction`` (N,) int64 as the loss's ``predict`` and, with class names, ``label``."""
+    from onnx import helper
+
+    if prep.target_kind == "binary":  # one logit: class 1 when h > 0
+        flat = b.node("Reshape", [scores, b.const("predict/flat", [-1], dtype=np.int64)], "predict")
+        positive = b.node("Greater", [flat, b.scalar("predict", "zero", 0.0)], "predict")
+        b.nodes.append(helper.make_node("Cast", [positive], ["prediction"], name="prediction", to=7))
+    else:  # softmax over the logits: the largest one
+        b.nodes.append(
+            helper.make_node("ArgMax", [scores], ["prediction"], name="prediction", axis=1, keepdims=0)
+        )
+    specs = [("prediction", "int64", ["N"], "the predicted class id, as nncli predict (0 … C-1)")]
+    if prep.class_names is not None:
+        b.nodes.append(
+            helper.make_node(
+                "LabelEncoder",
+                ["prediction"],
+                ["label"],
+                name="label",
+                domain="ai.onnx.ml",
+                keys_int64s=list(range(len(prep.class_names))),
+                values_strings=list(prep.class_names),
+                default_string="",
+            )
+        )
+        specs.append(("label", "string", ["N"], "the predicted class's name (metadata 'class_names')"))
+    return specs
+
+
+def _value_info(name: str, dtype: str, shape: list, doc: str):
+    from onnx import TensorProto, helper
+
+    elem = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "string": TensorProto.STRING}[dtype]
+    return helper.make_tensor_value_info(name, elem, shape, doc_string=doc)
+
+
+def _input_text(prep: Preprocessing, network_only: bool) -> str:
+    if network_only and prep.standardize:
+        return "standardised inputs: (x - mean) / std with the metadata 'standardization'"
+    if prep.standardize:
+        return "raw inputs, as in the training data; the graph standardises them"
+    return "inputs, as in the training data (the run did not standardise them)"
+
+
+def _scores_text(prep: Preprocessing) -> str:
+    return {
+        "class": "the logits h (softmax(h) gives the class probabilities)",
+        "binary": "the logit h (sigmoid(h) is the probability of class 1)",
+    }.get(prep.target_kind, "the model's outputs")
+
+
+def _metadata(prep: Preprocessing, inputs: list[tuple], outputs: list[tuple], network_only: bool) -> dict:
+    """``metadata_props``: every value a JSON document."""
+    import json
+
+    def described(specs):
+        return [{"name": n, "dtype": t, "shape": s, "description": d} for n, t, s, d in specs]
+
+    steps = [] if network_only or not prep.standardize else ["standardize"]
+    props = {
+        "inputs": described(inputs),
+        "outputs": described(outputs),
+        "preprocessing": {"in_graph": steps, "network_only": network_only},
+        "target_kind": prep.target_kind,
+    }
+    if prep.class_names is not None:
+        props["class_names"] = list(prep.class_names)
+    if prep.standardize:
+        props["standardization"] = prep.stats_json()
+    return {k: json.dumps(v) for k, v in props.items()}
+
+
+def _version() -> str:
+    from nncli._version import __version__
+
+    return __version__
+
+
+def write_onnx(
+    chain, out: Path | str, name: str = "nncli", prep: Preprocessing | None = None, *, network_only=False
+) -> Path:
     import onnx
 
     out = Path(out)
-    onnx.save(onnx_model(chain, name, stats), str(out))
+    onnx.save(onnx_model(chain, name, prep, network_only=network_only), str(out))
     return out

@@ -272,7 +272,8 @@ def run_dir(tmp_path):
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     stats = {"mean": [[0.5 * i for i in range(8)]], "std": [[1.0 + i for i in range(8)]]}
-    (run / "run.json").write_text(json.dumps({"status": "completed", "data": {"standardization": stats}}))
+    data = {"standardization": stats, "class_names": ["cat", "dog", "eel"]}
+    (run / "run.json").write_text(json.dumps({"status": "completed", "data": data}))
     chain = build_chain(load_config(run / "config.yaml", []), dtype=np.float32, with_loss=False)
     rng = np.random.default_rng(3)
     state = {
@@ -287,44 +288,163 @@ def run_dir(tmp_path):
     return run, chain.eval()
 
 
-def test_export_cli_from_run_folder(run_dir, tmp_path):
-    pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
-    import torch
+MEAN, STD = 0.5 * np.arange(8), 1.0 + np.arange(8)  # the fixture run's standardisation
 
+
+def raw_rows(n: int = 5, seed: int = 4) -> np.ndarray:
+    """Raw inputs (n, 1, 8) far from standardised, as the fixture run's data would be."""
+    return np.random.default_rng(seed).normal(3.0, 4.0, size=(n, 1, 8))
+
+
+def standardized(raw: np.ndarray) -> np.ndarray:
+    return ((raw - MEAN) / STD).astype(np.float32)
+
+
+def test_torch_export_takes_raw_inputs(run_dir, tmp_path):
+    torch = pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
     from nncli.cli import main
 
     run, chain = run_dir
-    main(["export", str(run), "--format", "torch"])  # default: <run>/export/model.py
+    main(["export", str(run), "--format", "torch"])  # default: <run>/export/model.py + model.safetensors
+    assert (run / "export" / "model.safetensors").is_file()
     mod = import_file(run / "export" / "model.py", "run_model")
-    x = inputs(chain)
+    model = mod.load_model()
+    raw = raw_rows()
+    want = chain.forward(standardized(raw))
     with torch.no_grad():
-        np.testing.assert_allclose(
-            mod.load_model()(torch.from_numpy(x)).numpy(), chain.forward(x), rtol=1e-4, atol=1e-5
-        )
+        np.testing.assert_allclose(model(torch.from_numpy(raw)).numpy(), want, rtol=1e-4, atol=1e-5)
+        x = torch.from_numpy(standardized(raw))
+        np.testing.assert_allclose(model.network(x).numpy(), want, rtol=1e-4, atol=1e-5)
+    assert mod.CLASS_NAMES == ["cat", "dog", "eel"] and mod.RAW_SHAPE == (1, 8)
     last = export_run(run, "torch", checkpoint="last", out=tmp_path / "last.py")
+    assert (tmp_path / "last.safetensors").is_file()
     with torch.no_grad():
-        out = import_file(last, "last_model").load_model()(torch.from_numpy(x)).numpy()
+        out = import_file(last, "last_model").load_model()(torch.from_numpy(raw)).numpy()
     assert np.all(out == 0)  # the all-zero `last` weights
-    raw = np.random.default_rng(4).normal(3.0, 4.0, size=(5, 1, 8))  # preprocess = the run's standardisation
-    mean, std = np.arange(8) * 0.5, 1.0 + np.arange(8)
-    np.testing.assert_allclose(mod.preprocess(raw).numpy(), (raw - mean) / std, rtol=1e-6)
 
 
-def test_export_onnx_cli_from_run_folder(run_dir, tmp_path):
-    pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
+def test_torch_export_loads_from_a_moved_folder(run_dir, tmp_path):
+    torch = pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
+    import shutil
+
+    run, chain = run_dir
+    export_run(run, "torch", out=tmp_path / "handover" / "net.py")
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.move(str(tmp_path / "handover"), moved)
+    shutil.rmtree(run)  # neither the run nor its checkpoints exist any more
+    text = (moved / "net.py").read_text()
+    assert str(run) not in text and str(tmp_path) not in text  # no absolute path was written
+    raw = raw_rows()
+    with torch.no_grad():
+        got = import_file(moved / "net.py", "moved_model").load_model()(torch.from_numpy(raw)).numpy()
+    np.testing.assert_allclose(got, chain.forward(standardized(raw)), rtol=1e-4, atol=1e-5)
+
+
+def test_torch_network_only_is_the_old_bare_export(run_dir, tmp_path):
+    torch = pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
+    from nncli.cli import main
+
+    run, chain = run_dir
+    main(["export", str(run), "--network-only", "-o", str(tmp_path / "bare.py")])
+    mod = import_file(tmp_path / "bare.py", "bare_model")
+    model = mod.load_model()
+    assert isinstance(model, torch.nn.Sequential) and "preprocess" not in dict(model.named_children())
+    x = standardized(raw_rows())
+    with torch.no_grad():
+        np.testing.assert_allclose(model(torch.from_numpy(x)).numpy(), chain.forward(x), rtol=1e-4, atol=1e-5)
+    raw = raw_rows()  # preprocess = the run's standardisation, as before
+    np.testing.assert_allclose(mod.preprocess(raw).numpy(), (raw - MEAN) / STD, rtol=1e-6)
+
+
+def _onnx_session(path):
     ort = pytest.importorskip("onnxruntime", reason="checking the ONNX export needs onnxruntime")
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _props(path) -> dict:
+    import onnx
+
+    return {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
+
+
+def test_onnx_export_takes_raw_inputs_and_names_the_classes(run_dir, tmp_path):
+    pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
     from nncli.cli import main
 
     run, chain = run_dir
     out = tmp_path / "m.onnx"
-    main(["export", str(run), "--format", "onnx", "-o", str(out)])
-    x = inputs(chain)
-    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    np.testing.assert_allclose(got, chain.forward(x), rtol=1e-4, atol=1e-5)
-    import onnx
+    main(["export", str(run), "-o", str(out)])  # the format follows the suffix
+    raw = raw_rows(9)
+    want = chain.forward(standardized(raw))
+    scores, pred, label = _onnx_session(out).run(None, {"input": raw.astype(np.float32)})
+    np.testing.assert_allclose(scores, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(pred, want.argmax(axis=1))
+    assert pred.dtype == np.int64 and list(label) == [["cat", "dog", "eel"][c] for c in pred]
+    props = _props(out)
+    assert props["class_names"] == ["cat", "dog", "eel"]
+    assert props["preprocessing"] == {"in_graph": ["standardize"], "network_only": False}
+    assert props["inputs"][0]["name"] == "input" and props["inputs"][0]["shape"] == ["N", 1, 8]
+    assert [o["name"] for o in props["outputs"]] == ["output", "prediction", "label"]
+    assert props["standardization"]["std"][0][:2] == [1.0, 2.0]
 
-    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    assert json.loads(props["standardization"])["std"][0][:2] == [1.0, 2.0]
+
+def test_onnx_network_only_is_the_old_bare_export(run_dir, tmp_path):
+    pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
+    from nncli.cli import main
+
+    run, chain = run_dir
+    out = tmp_path / "bare.onnx"
+    main(["export", str(run), "--format", "onnx", "--network-only", "-o", str(out)])
+    session = _onnx_session(out)
+    assert [o.name for o in session.get_outputs()] == ["output"]
+    x = standardized(raw_rows())
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], chain.forward(x), rtol=1e-4, atol=1e-5)
+    props = _props(out)
+    assert props["preprocessing"] == {"in_graph": [], "network_only": True}
+    assert props["class_names"] == ["cat", "dog", "eel"]
+    assert "standardised" in props["inputs"][0]["description"]
+    assert props["standardization"]["mean"][0][:3] == [0.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--format", "tflite"], "unknown export format 'tflite'"),
+        (["--format", "torch", "-o", "m.onnx"], "a .onnx file is a onnx export"),
+        (["--format", "onnx", "-o", "m.py"], "a .py file is a torch export"),
+        (["--checkpoint", "first"], "'best' or 'last'"),
+    ],
+)
+def test_conflicting_export_options_exit_2(run_dir, tmp_path, monkeypatch, capsys, args, message):
+    from nncli.cli import main
+
+    run, _ = run_dir
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(run), *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (run / "export").exists() and not list(tmp_path.glob("m.*"))
+
+
+def test_unknown_export_option_exits_2(run_dir, capsys):
+    from nncli.cli import main
+
+    run, _ = run_dir
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(run), "--bare-network"])
+    assert exc.value.code == 2
+
+
+def test_torch_export_never_half_written(run_dir, tmp_path):
+    """The weights exist already: nothing is written, the Python file included."""
+    pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
+    run, _ = run_dir
+    (tmp_path / "m.safetensors").write_bytes(b"mine")
+    with pytest.raises(UserError, match="m.safetensors: already exists; pass --force"):
+        export_run(run, "torch", out=tmp_path / "m.py")
+    assert not (tmp_path / "m.py").exists() and (tmp_path / "m.safetensors").read_bytes() == b"mine"
 
 
 def test_export_of_a_non_run_is_a_user_error(tmp_path):

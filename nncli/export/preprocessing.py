@@ -1,0 +1,69 @@
+"""What a run does to raw inputs before its network, and what its outputs mean, read for the exporters.
+
+``nncli predict`` standardises raw rows with the training split's statistics before the network
+(``LoadedRun.preprocess``); an export that leaves this out silently computes something else on the
+same rows. ``Preprocessing`` gathers, from the run's ``run.json`` (``data`` section) and its loss,
+everything an exporter must put in front of and behind the network:
+
+- ``mean``, ``std``: the per-feature standardisation, shaped like one raw example (``raw_shape``);
+- ``input_shape``: the network's per-example input shape (the raw example is reshaped to it);
+- ``target_kind``: "class" (softmax over C logits), "binary" (one logit) or "real" (regression);
+- ``class_names``: the label of each class id (run.json ``data.class_names``), or None.
+
+    prep = Preprocessing.of_run(loaded_run)
+    prep.standardize              # True when the graph must standardise its inputs
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    input_shape: tuple[int, ...]
+    target_kind: str = "real"
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    class_names: tuple[str, ...] | None = None
+
+    @property
+    def standardize(self) -> bool:
+        return self.mean is not None
+
+    @property
+    def raw_shape(self) -> tuple[int, ...]:
+        """The per-example shape of the raw inputs: the statistics' shape (the data's layout), else the
+        network's input shape."""
+        return tuple(int(n) for n in self.mean.shape) if self.mean is not None else self.input_shape
+
+    @property
+    def classifier(self) -> bool:
+        return self.target_kind in ("class", "binary")
+
+    @classmethod
+    def of_run(cls, run) -> Preprocessing:
+        """From a ``nncli.runs.loaded_run.LoadedRun`` (its run.json was type-checked when read)."""
+        data = run.info.get("data") or {}
+        stats = run.standardization
+        names = data.get("class_names")
+        loss = run.chain.loss
+        return cls(
+            input_shape=tuple(int(n) for n in run.chain.input_shape),
+            target_kind=getattr(loss, "target_kind", "real") if loss is not None else "real",
+            mean=None if stats is None else np.asarray(stats["mean"], dtype=np.float64),
+            std=None if stats is None else np.asarray(stats["std"], dtype=np.float64),
+            class_names=tuple(str(n) for n in names) if isinstance(names, list) and names else None,
+        )
+
+    def without_standardization(self) -> Preprocessing:
+        """The same run as the bare network sees it: inputs already standardised."""
+        return Preprocessing(self.input_shape, self.target_kind, None, None, self.class_names)
+
+    def stats_json(self) -> dict | None:
+        """``{"mean", "std"}`` as nested lists of floats (JSON), or None."""
+        if self.mean is None or self.std is None:
+            return None
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
