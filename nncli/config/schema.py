@@ -15,6 +15,7 @@ needs no change in this file.
         - {type: Flatten}
         - {type: MM, out: 10}
     loss: cross_entropy          # or {type: cross_entropy}
+    metrics: [acc, f1_macro]     # besides the loss, at each evaluation and on test (training/metrics.py)
     data: {...}                  # DataConfig
     optimizer: {...}             # OptimizerConfig
     schedule: {...}              # ScheduleConfig
@@ -166,6 +167,9 @@ class Config(Strict):
     dtype: Literal["float32", "float64"] = "float32"
     model: ModelConfig
     loss: LossConfig = Field(default_factory=LossConfig)
+    # names are checked against the loss by the trainer (nncli.training.metrics); None: accuracy for
+    # classifiers, only the loss for regression
+    metrics: list[str] | None = None
     data: DataConfig | None = None
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)

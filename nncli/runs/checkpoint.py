@@ -261,6 +261,14 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _counts(v: Any) -> bool:
+    """A confusion matrix as an evaluation record holds it: a list of rows of counts."""
+    return isinstance(v, list) and all(
+        isinstance(row, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in row)
+        for row in v
+    )
+
+
 #: the training state's fields and the JSON types each may hold ("count": an int ≥ 0)
 STATE_FIELDS = {
     "step": "count",
@@ -311,7 +319,8 @@ def check_state(state: Any, where: Path) -> None:
             raise CheckpointError(f"{where}: training state '{key}' must be {want}, got {json.dumps(v)[:40]}")
     for rec in (state.get("last_eval"), state.get("best_eval")):
         if rec is not None and not all(
-            isinstance(k, str) and (_number(v) or v is None or isinstance(v, str)) for k, v in rec.items()
+            isinstance(k, str) and (_number(v) or v is None or isinstance(v, str) or _counts(v))
+            for k, v in rec.items()
         ):
             raise CheckpointError(f"{where}: training state holds an evaluation record with odd values")
     for mod, attrs in (state.get("rng") or {}).items():

@@ -92,7 +92,8 @@ def metric_names(records: list[dict[str, Any]]) -> list[str]:
     names: dict[str, None] = {}
     for rec in records:
         for k, v in rec.items():
-            if k not in ("step", "epoch", "lr", "seconds", "event") and not isinstance(v, (str, bool)):
+            # numbers and nulls (a NaN written as null); not a confusion matrix's list of rows
+            if k not in ("step", "epoch", "lr", "seconds", "event") and not isinstance(v, (str, bool, list)):
                 names.setdefault(k)
     return list(names)
 

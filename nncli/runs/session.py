@@ -270,7 +270,7 @@ class Session:
         if result.status == "completed" and ds_test is not None and len(ds_test.x):
             x = np.ascontiguousarray(ds_test.x, dtype=self.chain.dtype)
             y = t._targets(ds_test.y, self.chain.dtype)
-            test = evaluate(self.chain, self.chain.loss, x, y, t.classifier)
+            test = evaluate(self.chain, self.chain.loss, x, y, t.classifier, t.metrics)
             test_best = self._test_with_best_weights(result, x, y)
         best = dict(result.best_eval or {})
         if best:
@@ -305,7 +305,8 @@ class Session:
         final = self.chain.state_dict()
         self.chain.load_state_dict(load_checkpoint(folder, "best").weights)
         try:
-            return {**evaluate(self.chain, self.chain.loss, x, y, self.trainer.classifier), "step": best_step}
+            t = self.trainer
+            return {**evaluate(self.chain, self.chain.loss, x, y, t.classifier, t.metrics), "step": best_step}
         finally:
             self.chain.load_state_dict(final)
 

@@ -14,7 +14,8 @@ Callbacks are plain objects with any of these methods (all optional)::
     on_step(trainer)                     after every optimiser step (keep it cheap)
     on_log(trainer, record)              every ``log_every`` steps: step, epoch, lr, train_loss, seconds
     on_eval(trainer, record, improved)   after each evaluation (improved: a new best ``best_metric``):
-                                         step, epoch, lr, train_loss_since_eval, val_loss, val_acc, seconds
+                                         step, epoch, lr, train_loss_since_eval, val_loss, val_<metric>
+                                         for each of the run's metrics (val_acc, ...), seconds
     on_checkpoint(trainer, best)         time to save ``last`` (and ``best`` when best is True)
     on_end(trainer, result)              once, with the TrainResult
 """
@@ -30,13 +31,13 @@ import numpy as np
 
 from nncli.core.errors import ConfigError
 from nncli.core.hooks import watch
-from nncli.training.metrics import EVAL_FIELDS, better, check_metric, eval_value
+from nncli.training.evaluation import evaluate
+from nncli.training.metrics import EVAL_FIELDS, Fit, better, eval_value, run_metrics
 from nncli.training.optimizers import all_finite, clip_grad_norm, global_norm
 from nncli.training.state import apply_weights, group, grouped, rng_states, set_rng_states
 
 #: exit code of a run stopped because the loss or a gradient became NaN/Inf (``on_nonfinite: stop``)
 EXIT_DIVERGED = 3
-EVAL_BATCH = 1024
 
 
 @dataclass
@@ -98,10 +99,8 @@ class Trainer:
         self.steps_per_epoch = math.ceil(self.n / self.batch_size)
         t = self.tcfg
         self.total_steps = t.steps if t.steps is not None else (t.epochs or 1) * self.steps_per_epoch
-        has_val = self.val_x is not None
-        check_metric(t.best_metric, "train.best_metric", has_val, self.classifier)
-        if t.early_stopping is not None:
-            check_metric(t.early_stopping.metric, "train.early_stopping.metric", has_val, self.classifier)
+        #: what each evaluation computes besides the loss (``metrics:``, best_metric, early stopping)
+        self.metrics = run_metrics(cfg, Fit.of(self.loss, chain.output_shape()), self.val_x is not None)
         self._xbuf = np.empty((self.batch_size,) + self.x.shape[1:], dtype=dtype)
         self._ybuf = np.empty((self.batch_size,) + self.y.shape[1:], dtype=self.y.dtype)
         self._grads = [g for _, _, g in chain.parameters()]
@@ -248,10 +247,7 @@ class Trainer:
         }
         st.eval_sum, st.eval_n = 0.0, 0
         if self.val_x is not None:
-            m = self.evaluate(self.val_x, self.val_y)
-            rec["val_loss"] = m["loss"]
-            if "acc" in m:
-                rec["val_acc"] = m["acc"]
+            rec.update({f"val_{k}": v for k, v in self.evaluate(self.val_x, self.val_y).items()})
         rec["seconds"] = round(self.seconds, 4)
         st.last_eval = rec
         improved = better(t.best_metric, eval_value(rec, t.best_metric), st.best)
@@ -272,10 +268,9 @@ class Trainer:
         self._checkpoint(improved)
         return stop
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        """Mean loss (and accuracy for classifiers) over (x, y) in eval mode, in batches."""
-        chain, loss = self.chain, self.loss
-        return evaluate(chain, loss, x, y, self.classifier)
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        """Mean loss and the run's metrics over (x, y) in eval mode, in batches."""
+        return evaluate(self.chain, self.loss, x, y, self.classifier, self.metrics)
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def _state_finite(self) -> bool:
@@ -337,26 +332,6 @@ class Trainer:
 def grad_norm(grads) -> float:
     """‖g‖ = √(Σ_i ‖g_i‖²) over every parameter's gradient, without overflow (``global_norm``)."""
     return global_norm(grads)
-
-
-def evaluate(chain, loss, x: np.ndarray, y: np.ndarray, classifier: bool) -> dict[str, float]:
-    """Mean loss and, for classifiers, accuracy of ``chain`` on (x, y); batched, in eval mode."""
-    was_training = chain.training
-    chain.eval()
-    total, correct, n = 0.0, 0.0, len(x)
-    try:
-        for i in range(0, n, EVAL_BATCH):
-            xb, yb = x[i : i + EVAL_BATCH], y[i : i + EVAL_BATCH]
-            h = chain.forward(xb)
-            total += loss.forward(h, yb) * len(xb)
-            if classifier:
-                correct += loss.metrics(h, yb).get("correct", 0.0)
-    finally:
-        chain.train(was_training)
-    out = {"loss": total / n if n else math.nan}
-    if classifier:
-        out["acc"] = correct / n if n else math.nan
-    return out
 
 
 def locate_nonfinite(chain, xb, yb, J: float, step: int) -> str:

@@ -70,6 +70,9 @@ class PlainProgress:
             parts.append(f"val_loss {_fmt(rec['val_loss'])}")
         if "val_acc" in rec:
             parts.append(f"val_acc {_fmt(rec['val_acc'], '.2%')}")
+        chosen = trainer.tcfg.best_metric  # the metric the best checkpoint is chosen by, if another
+        if chosen not in ("val_loss", "val_acc") and chosen in rec:
+            parts.append(f"{chosen} {_fmt(rec[chosen], metric_spec(chosen))}")
         parts += [f"{_fmt(ex_s, '.0f')} ex/s", f"eta {_duration(left)}"]
         self.console.print("  ".join(parts), markup=False, highlight=False, soft_wrap=True)
 
@@ -178,8 +181,32 @@ def make_progress(console, quiet: bool):
     return RichProgress(console) if console.is_terminal else PlainProgress(console)
 
 
+#: eval-row fields that are not metrics
+_NOT_METRICS = ("event", "step", "epoch", "lr", "seconds", "metric")
+
+
+def metric_spec(name: str) -> str:
+    """How a metric is shown: accuracies (``acc``, ``top5``, with any split prefix) as percentages,
+    everything else as a plain number."""
+    from nncli.training.metrics import kind, top_k
+
+    k = kind(name)
+    return ".2%" if k == "acc" or top_k(k) is not None else ".4f"
+
+
+def scalar_keys(*records: dict) -> list[str]:
+    """The metric fields of ``records`` holding numbers (or nulls), in first-seen order; not matrices."""
+    keys: dict[str, None] = {}
+    for rec in records:
+        for k, v in rec.items():
+            if k not in _NOT_METRICS and not isinstance(v, (list, dict, str, bool)):
+                keys.setdefault(k)
+    return list(keys)
+
+
 def results_table(summary: dict, run_dir) -> Any:
-    """A small rich table of a finished run's results."""
+    """A small rich table of a finished run's results: every scalar metric of the last and the best
+    evaluation, then of the test split (for the final weights, and the best checkpoint's)."""
     from rich.table import Table
 
     table = Table(title=f"run {summary.get('status', '')}", title_justify="left")
@@ -187,17 +214,16 @@ def results_table(summary: dict, run_dir) -> Any:
     table.add_column("final", justify="right")
     table.add_column("best", justify="right")
     final, best = summary.get("final") or {}, summary.get("best") or {}
-    for key in ("train_loss_since_eval", "val_loss", "val_acc"):
-        if key in final or key in best:
-            spec = ".2%" if key.endswith("acc") else ".4f"
-            table.add_row(key, _fmt(final.get(key), spec), _fmt(best.get(key), spec))
+    for key in scalar_keys(final, best):
+        spec = metric_spec(key)
+        table.add_row(key, _fmt(final.get(key), spec), _fmt(best.get(key), spec))
     test, test_best = summary.get("test") or {}, summary.get("test_best") or {}
-    for key in ("loss", "acc"):
-        if key in test:  # "best" column: the best checkpoint's weights, when they differ from the final ones
-            spec = ".2%" if key == "acc" else ".4f"
-            table.add_row(
-                f"test_{key}", _fmt(test.get(key), spec), _fmt(test_best.get(key), spec) if test_best else ""
-            )
+    for key in scalar_keys(test):
+        # "best" column: the best checkpoint's weights, when they differ from the final ones
+        spec = metric_spec(key)
+        table.add_row(
+            f"test_{key}", _fmt(test.get(key), spec), _fmt(test_best.get(key), spec) if test_best else ""
+        )
     table.add_row("steps", str(summary.get("steps")), f"step {best.get('step', '–')}")
     table.add_row("wall time", _duration(summary.get("wall_time", math.nan)), "")
     return table
