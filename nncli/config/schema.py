@@ -145,6 +145,10 @@ class EarlyStopping(Strict):
     min_delta: float = Field(0.0, ge=0.0)
 
 
+class WatchConfig(Strict):
+    every: int = Field(50, gt=0, description="steps between records in watch.jsonl (the first step too)")
+
+
 class TrainConfig(Strict):
     epochs: int | None = Field(10, gt=0)
     steps: int | None = Field(None, gt=0, description="a step budget; overrides epochs when set")
@@ -159,6 +163,7 @@ class TrainConfig(Strict):
     best_metric: str = "val_loss"  # which metric picks the `best` checkpoint
     early_stopping: EarlyStopping | None = None
     on_nonfinite: Literal["stop", "skip", "ignore"] = "stop"
+    watch: WatchConfig | None = None  # per-module norms, gradients and update ratios → watch.jsonl
 
 
 class Config(Strict):

@@ -210,6 +210,11 @@ class Module(ABC):
         """Shares of units worth flagging in the trace (σ: dead ReLUs, saturated sigmoids); {} here."""
         return {}
 
+    def statistics(self, z: np.ndarray) -> dict[str, float]:
+        """Scalars ``train.watch`` records beside the norms, from the input z of a training forward
+        (a normalisation: the mean and standard deviation it computes, its running averages); {} here."""
+        return {}
+
     def torch_spec(self) -> TorchSpec | None:
         """The equivalent ``torch.nn`` layer as a ``TorchSpec`` (class and constructor arguments), or
         None when there is none. ``to_torch`` and ``torch_source`` are derived from it."""

@@ -283,7 +283,15 @@ def versions() -> dict[str, str]:
 
 
 #: the files nncli writes directly in a run folder (checkpoints/ holds the checkpoint files)
-WRITTEN_FILES = ("config.yaml", RUN_FILE, "metrics.jsonl", "summary.json", ".lock", "curves.png")
+WRITTEN_FILES = (
+    "config.yaml",
+    RUN_FILE,
+    "metrics.jsonl",
+    "watch.jsonl",
+    "summary.json",
+    ".lock",
+    "curves.png",
+)
 
 
 def check_own_files(folder: Path | str) -> None:

@@ -34,6 +34,7 @@ from nncli.runs.folder import (
     trim_metrics,
     utc_now,
 )
+from nncli.runs.watch_log import WATCH_FILE, WatchRecorder
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -193,6 +194,7 @@ class Session:
             for tmp in folder.glob(".*.tmp"):  # left by a write that a kill -9 cut short
                 tmp.unlink(missing_ok=True)
             trim_metrics(folder / "metrics.jsonl", step)
+            trim_metrics(folder / WATCH_FILE, step)
             self.info = info = RunInfo.load(folder)
             resumes = list(info.data.get("resumes", []))
             resumes.append(
@@ -205,6 +207,8 @@ class Session:
             )
             info.update(status="running", ended=None, resumes=resumes)
         self.trainer.callbacks.insert(0, RunRecorder(folder, {"config_sha256": config_hash(self.cfg)}))
+        if self.cfg.train.watch is not None:
+            self.trainer.callbacks.append(WatchRecorder(folder, self.cfg.train.watch.every))
         return folder
 
     def _opened(self) -> tuple[Path, RunInfo]:
@@ -336,6 +340,7 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
     check_own_files(run_dir)
     check_not_training(run_dir)  # a live run first: its checkpoint may be changing under us
     metric_lines(run_dir / "metrics.jsonl")  # a damaged line is refused before anything is written
+    metric_lines(run_dir / WATCH_FILE)
     stored = load_config(run_dir / "config.yaml", [])
     ckpt = None
     if has_checkpoint(run_dir / "checkpoints", "last"):

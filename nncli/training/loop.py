@@ -11,6 +11,7 @@ needs only t (plus the optimiser state and the dropout generators' states) to co
 Callbacks are plain objects with any of these methods (all optional)::
 
     on_begin(trainer)                    before the first step of this session
+    on_step_begin(trainer)               before each step's forward pass (step ``state.step + 1``)
     on_step(trainer)                     after every optimiser step (keep it cheap)
     on_log(trainer, record)              every ``log_every`` steps: step, epoch, lr, train_loss, seconds
     on_eval(trainer, record, improved)   after each evaluation (improved: a new best ``best_metric``):
@@ -169,6 +170,7 @@ class Trainer:
             xb = np.take(self.x, idx, axis=0, out=self._xbuf[:k])
             yb = np.take(self.y, idx, axis=0, out=self._ybuf[:k])
             self.lr = self.schedule(st.step)
+            self._emit("on_step_begin")
             J, _ = chain.loss_and_grad(xb, yb)
             # the global gradient norm costs O(#params), ~1/batch of a forward pass; it catches a
             # finite loss with a NaN/Inf gradient before the update spreads it into the weights

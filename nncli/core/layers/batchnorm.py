@@ -31,6 +31,13 @@ def _normalize_backward(g: np.ndarray, xhat: np.ndarray, rsigma: np.ndarray, axe
     return (g - mean_g - xhat * mean_gx) * rsigma
 
 
+def set_statistics(x: np.ndarray, axis: int | tuple[int, ...]) -> dict[str, float]:
+    """``input_mean`` and ``input_std``: the means over the statistics' sets of μ̂ and of the biased
+    σ̂ without ε, for values ``x`` whose ``axis`` holds one set (what ``train.watch`` records)."""
+    x = np.asarray(x, dtype=np.float64)
+    return {"input_mean": float(x.mean(axis=axis).mean()), "input_std": float(x.std(axis=axis).mean())}
+
+
 def _onnx_normalize(graph, x: str, name: str, axes: list[int], eps: float) -> str:
     """(x − μ̂)/√(σ̂² + ε) in opset 17 ops, μ̂ and σ̂² (biased) over ``axes`` by ReduceMean."""
     mean = graph.node("ReduceMean", [x], name, axes=axes, keepdims=1)
@@ -171,6 +178,14 @@ class _BatchNorm(Module):
         buf["running_mean"] += a * mu
         buf["running_var"] *= 1 - a
         buf["running_var"] += a * var * (m / (m - 1))
+
+    def statistics(self, z):
+        """μ̂_c, σ̂_c of the batch averaged over channels, and the running averages' channel means."""
+        out = set_statistics(np.moveaxis(z, 1, 0).reshape(z.shape[1], -1), 1)
+        if self.cfg.track_running_stats:
+            out["running_mean"] = float(np.mean(self.buffers["running_mean"]))
+            out["running_var"] = float(np.mean(self.buffers["running_var"]))
+        return out
 
     def backward(self, v):
         xhat, axes = self._xhat, self._axes(v)
@@ -314,6 +329,10 @@ class GroupNorm(Module):
         return self._xhat * self._per_channel(self.params["weight"], z) + self._per_channel(
             self.params["bias"], z
         )
+
+    def statistics(self, z):
+        """μ̂ and σ̂ of each example's groups, averaged over examples and groups."""
+        return set_statistics(z.reshape(len(z), self.cfg.num_groups, -1), 2)
 
     def backward(self, v):
         xhat = self._xhat

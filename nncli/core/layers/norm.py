@@ -9,6 +9,7 @@ from pydantic import Field
 
 from nncli.core.errors import ShapeError
 from nncli.core.kernels.layernorm import ln_backward, ln_forward
+from nncli.core.layers.batchnorm import set_statistics
 from nncli.core.module import HParams, Module
 from nncli.core.registry import modules
 from nncli.core.torch_spec import TorchSpec
@@ -103,6 +104,10 @@ class LN(Module):
     def _xhat(self) -> np.ndarray:
         """x̂ = LN-S(z) of the last forward, (N, D), computed on demand (backward does not use it)."""
         return (self._x - self._mean[:, None]) * self._rstd[:, None]
+
+    def statistics(self, z):
+        """μ̂ and σ̂ of each example, averaged over the batch."""
+        return set_statistics(z.reshape(len(z), -1), 1)
 
     def backward(self, v):
         x = self._x

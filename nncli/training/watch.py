@@ -1,0 +1,142 @@
+"""Watching backprop over training (``train.watch: {every: N}``): one record every N steps.
+
+A ``Watcher`` is a trainer callback. Before a watched step (steps 1, N, 2N, …) it copies the
+parameters θ and hooks every module (``nncli.core.hooks.watch``); during the step's own forward and
+backward pass the hooks measure what flows through each module M_i, u = M_i(z) (notes §7.4.2); after
+the optimiser's update it unhooks and hands ``sink`` one record::
+
+    {"step": t, "epoch": e, "lr": η, "grad_norm": ‖∂J/∂θ‖ over all parameters,
+     "modules": [{"name": "0", "type": "MM",
+                  "u": ‖u‖,                 the module's output on the batch (Frobenius norm)
+                  "v": ‖∂J/∂u‖,             the gradient reaching the OUTPUT u (the notes' v)
+                  "params": {"weight": {"norm": ‖θ‖, "grad": ‖∂J/∂θ‖, "update": ‖Δθ‖/‖θ‖}},
+                  "activity": {"dead_units": …, "saturated": …},     σ only
+                  "stats": {"input_mean": …, "input_std": …, …}},    normalisations only
+                 ...]}
+
+All norms are over the whole batch (J is the batch mean, so ‖v‖ shrinks as 1/N with the batch).
+Δθ = θ_t − θ_{t−1} is the update the optimiser made at step t and ‖θ‖ the norm before it; a
+parameter with ‖θ‖ = 0 has no ratio (null). The gradient of the first module's input is not
+computed in training (``Chain.backward_params``), so each module's ∂J/∂z is the next one's v.
+
+Activity (``Module.activity``): the share of dead ReLU units, whose input is ≤ 0 for every example
+of the batch, so their gradient is 0; the share of saturated sigmoid outputs (σ < 0.01 or > 0.99,
+where σ' < 0.0099, under 1/25 of its peak 1/4) or tanh outputs (|tanh| > 0.99, tanh' < 0.02).
+Statistics (``Module.statistics``): for LN, BatchNorm and GroupNorm the means, over the sets they
+normalise, of μ̂ and σ̂ (the biased standard deviation, without ε) of their input; for BatchNorm also
+the channel means of ``running_mean`` and ``running_var`` after the step's update.
+
+Unwatched steps pay one attribute test; no hook is registered between watched steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+
+import numpy as np
+
+from nncli.core.hooks import watch
+
+Record = dict[str, Any]
+
+
+def watched(step: int, every: int) -> bool:
+    """Whether step ``step`` (1-based) is recorded: the first step, then every ``every``-th."""
+    return step == 1 or step % every == 0
+
+
+def _norm(a: np.ndarray | None) -> float | None:
+    if a is None:
+        return None
+    return float(np.linalg.norm(np.asarray(a, dtype=np.float64).reshape(-1)))
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or den == 0 or not math.isfinite(den):
+        return None
+    return num / den
+
+
+class Watcher:
+    """Trainer callback recording every ``every`` steps; ``sink(record)`` gets each record."""
+
+    def __init__(self, every: int, sink: Callable[[Record], None]):
+        if every < 1:
+            raise ValueError(f"every must be ≥ 1, got {every}")
+        self.every, self.sink = every, sink
+        self._hooks: ExitStack | None = None
+        self._rows: dict[str, Record] = {}
+        self._before: dict[str, np.ndarray] = {}
+
+    # -- trainer events ------------------------------------------------------------------------------
+    def on_step_begin(self, trainer) -> None:
+        self._unhook()  # an earlier step ended in an exception: start clean
+        if not watched(trainer.state.step + 1, self.every):
+            return
+        chain = trainer.chain
+        self._before = {key: p.copy() for key, p, _ in chain.parameters()}
+        self._rows = {
+            name: {"name": name, "type": m.label(), "u": None, "v": None} for name, m in chain.named_modules()
+        }
+        self._hooks = ExitStack()
+        self._hooks.enter_context(watch(chain, self._on_forward, self._on_backward))
+
+    def on_step(self, trainer) -> None:
+        if self._hooks is None:
+            return
+        self._unhook()
+        self.sink(self._record(trainer))
+
+    def on_end(self, trainer, result) -> None:
+        self._unhook()  # a diverged step never reaches on_step
+
+    # -- what the hooks see --------------------------------------------------------------------------
+    def _on_forward(self, name: str, m, z, u, _seconds) -> None:
+        if not m.training:  # only the step's own forward
+            return
+        row = self._rows[name]
+        row["u"] = _norm(u)
+        activity = m.activity(z, u)
+        if activity:
+            row["activity"] = activity
+        stats = m.statistics(z)
+        if stats:
+            row["stats"] = stats
+
+    def _on_backward(self, name: str, m, v, _dz, _seconds) -> None:
+        self._rows[name]["v"] = _norm(v)
+
+    # -- the record ----------------------------------------------------------------------------------
+    def _record(self, trainer) -> Record:
+        chain = trainer.chain
+        total = 0.0
+        for name, m in chain.named_modules():
+            params = {}
+            for key, p in m.params.items():
+                full = f"{name}.{key}"
+                g = _norm(m.grads[key])
+                before = self._before.get(full)
+                norm0 = _norm(before)
+                step = _norm(p - before) if before is not None else None
+                params[key] = {"norm": norm0, "grad": g, "update": _ratio(step, norm0)}
+                total += (g or 0.0) ** 2
+            if params:
+                self._rows[name]["params"] = params
+        st = trainer.state
+        rec = {
+            "step": st.step,
+            "epoch": trainer.epoch,
+            "lr": trainer.lr,
+            "grad_norm": math.sqrt(total),
+            "modules": list(self._rows.values()),
+        }
+        self._rows, self._before = {}, {}
+        return rec
+
+    def _unhook(self) -> None:
+        hooks, self._hooks = self._hooks, None
+        if hooks is not None:
+            hooks.close()
