@@ -1,5 +1,7 @@
 """`nncli inspect CONFIG`: every layer's shapes, parameters, multiply-adds and saved activations;
 with ``--trace`` one batch forward and backward, with ``--time`` per-module milliseconds.
+`nncli inspect --run RUN_DIR --trace [--checkpoint best|last] [--split val|train]`: the same for a
+trained run, traced with its checkpoint's weights on a batch of its own data.
 
 Needs no data: shapes come from the config. ``--json`` writes one JSON object to stdout and nothing else.
 """
@@ -28,7 +30,16 @@ def _shape(s) -> str:
 
 @app.command("inspect")
 def inspect_cmd(
-    config: str = typer.Argument(..., help="YAML config."),
+    config: str | None = typer.Argument(None, help="YAML config (or --run RUN_DIR).", show_default=False),
+    run: str | None = typer.Option(
+        None, "--run", help="A trained run folder: its config, and with --trace its weights and data."
+    ),
+    checkpoint: str | None = typer.Option(
+        None, "--checkpoint", help="With --run: best or last \\[default: best, else last]."
+    ),
+    split: str = typer.Option(
+        "val", "--split", help="With --run --trace: the batch comes from the run's val or train split."
+    ),
     overrides: list[str] = typer.Option(
         [], "--set", help="Override a config value: --set model.layers[0].out=8"
     ),
@@ -53,6 +64,9 @@ def inspect_cmd(
     """Show every module: shapes, parameters (with the notes' formulas), MACs and memory."""
     report = inspect(
         config,
+        run=run,
+        checkpoint=checkpoint,
+        split=split,
         overrides=overrides,
         batch=batch,
         dtype=dtype,
