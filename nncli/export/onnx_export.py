@@ -12,7 +12,9 @@ gives: ``input`` takes raw rows (N, *raw_shape) in the training data's layout, t
 training mean and divides by the std (``Sub``, ``Div``), reshapes to the network's input shape, and
 adds outputs ``prediction`` (the class id: ``ArgMax`` of the logits, or logit > 0 for the logistic
 loss) and ``label`` (the class name, ``ai.onnx.ml.LabelEncoder``) for classifiers. ``network_only``
-keeps the bare network on standardised inputs with the single output ``output``. Either way the
+keeps the bare network on standardised inputs with the single output ``output``. A run trained on a
+table takes its number columns as ``input`` and each categorical column as a string input, encoded in
+the graph as nncli encodes them (``onnx_table``). Either way the
 metadata (``metadata_props``, JSON values) names the inputs and outputs with their shapes
 (``inputs``, ``outputs``), what the graph applies (``preprocessing``), the class names
 (``class_names``) and the statistics (``standardization``).
@@ -21,6 +23,7 @@ metadata (``metadata_props``, JSON values) names the inputs and outputs with the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,21 +88,27 @@ def onnx_model(chain, name: str = "nncli", prep: Preprocessing | None = None, *,
         loss = getattr(chain, "loss", None)
         prep = Preprocessing(tuple(chain.input_shape), getattr(loss, "target_kind", "real"))
     b = GraphBuilder()
-    in_shape = tuple(chain.input_shape) if network_only else prep.raw_shape
-    x = "input"
-    if not network_only:
-        x = _standardize(b, x, prep)
+    if network_only:
+        inputs = [_input("input", "float32", ["N", *chain.input_shape], _input_text(prep, True))]
+        x = "input"
+    elif prep.table is not None:
+        from nncli.export.onnx_table import encode_table, table_inputs
+
+        inputs = table_inputs(prep.table)
+        x = _standardize(b, encode_table(b, prep.table, inputs), prep)
+    else:
+        inputs = [_input("input", "float32", ["N", *prep.raw_shape], _input_text(prep, False))]
+        x = _standardize(b, "input", prep)
     out = b.subgraph(chain.modules, x)
     # a graph output cannot be the graph input itself (a chain of only Dropout): add an Identity
     b.nodes.append(helper.make_node("Identity", [out], ["output"], name="output"))
     outputs = [("output", "float32", ["N", *chain.output_shape()], _scores_text(prep))]
     if not network_only and prep.classifier:
         outputs += _prediction(b, "output", prep)
-    inputs = [("input", "float32", ["N", *in_shape], _input_text(prep, network_only))]
     graph = helper.make_graph(
         b.nodes,
         name,
-        [_value_info(*spec) for spec in inputs],
+        [_value_info(s["name"], s["dtype"], s["shape"], s["description"]) for s in inputs],
         [_value_info(*spec) for spec in outputs],
         initializer=b.inits,
     )
@@ -115,12 +124,16 @@ def onnx_model(chain, name: str = "nncli", prep: Preprocessing | None = None, *,
     return model
 
 
+def _input(name: str, dtype: str, shape: list, description: str) -> dict:
+    return {"name": name, "dtype": dtype, "shape": shape, "description": description}
+
+
 def _standardize(b: GraphBuilder, x: str, prep: Preprocessing) -> str:
-    """Nodes taking raw inputs (N, *raw_shape) to the network's (N, *input_shape): (x − mean) / std."""
+    """Nodes taking inputs (N, *encoded_shape) to the network's (N, *input_shape): (x − mean) / std."""
     if prep.standardize:
         x = b.node("Sub", [x, b.const("preprocess/mean", prep.mean)], "preprocess")
         x = b.node("Div", [x, b.const("preprocess/std", prep.std)], "preprocess")
-    if prep.raw_shape != prep.input_shape:
+    if prep.encoded_shape != prep.input_shape:
         target = b.const("preprocess/shape", [-1, *prep.input_shape], dtype=np.int64)
         x = b.node("Reshape", [x, target], "preprocess")
     return x
@@ -164,6 +177,10 @@ def _value_info(name: str, dtype: str, shape: list, doc: str):
 
 
 def _input_text(prep: Preprocessing, network_only: bool) -> str:
+    if network_only and prep.table is not None:
+        return (
+            "the table's encoded inputs (metadata 'table_preprocessing'), standardised if 'standardization'"
+        )
     if network_only and prep.standardize:
         return "standardised inputs: (x - mean) / std with the metadata 'standardization'"
     if prep.standardize:
@@ -178,17 +195,16 @@ def _scores_text(prep: Preprocessing) -> str:
     }.get(prep.target_kind, "the model's outputs")
 
 
-def _metadata(prep: Preprocessing, inputs: list[tuple], outputs: list[tuple], network_only: bool) -> dict:
+def _metadata(prep: Preprocessing, inputs: list[dict], outputs: list[tuple], network_only: bool) -> dict:
     """``metadata_props``: every value a JSON document."""
     import json
 
-    def described(specs):
-        return [{"name": n, "dtype": t, "shape": s, "description": d} for n, t, s, d in specs]
-
-    steps = [] if network_only or not prep.standardize else ["standardize"]
-    props = {
-        "inputs": described(inputs),
-        "outputs": described(outputs),
+    steps = [] if network_only or prep.table is None else ["select_columns", "fill_missing", "one_hot"]
+    if prep.standardize and not network_only:
+        steps.append("standardize")
+    props: dict[str, Any] = {
+        "inputs": inputs,
+        "outputs": [_input(*spec) for spec in outputs],
         "preprocessing": {"in_graph": steps, "network_only": network_only},
         "target_kind": prep.target_kind,
     }
@@ -196,6 +212,8 @@ def _metadata(prep: Preprocessing, inputs: list[tuple], outputs: list[tuple], ne
         props["class_names"] = list(prep.class_names)
     if prep.standardize:
         props["standardization"] = prep.stats_json()
+    if prep.table is not None:
+        props["table_preprocessing"] = prep.table
     return {k: json.dumps(v) for k, v in props.items()}
 
 

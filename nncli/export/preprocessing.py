@@ -8,7 +8,10 @@ everything an exporter must put in front of and behind the network:
 - ``mean``, ``std``: the per-feature standardisation, shaped like one raw example (``raw_shape``);
 - ``input_shape``: the network's per-example input shape (the raw example is reshaped to it);
 - ``target_kind``: "class" (softmax over C logits), "binary" (one logit) or "real" (regression);
-- ``class_names``: the label of each class id (run.json ``data.class_names``), or None.
+- ``class_names``: the label of each class id (run.json ``data.class_names``), or None;
+- ``table``: for a run trained on a table (.csv, .parquet), how its columns become the model's
+  inputs (run.json ``data.preprocessing``, format ``nncli.tabular/1``: columns chosen, missing cells
+  filled, categories one-hot encoded; see ``nncli.training.tabular``), else None.
 
     prep = Preprocessing.of_run(loaded_run)
     prep.standardize              # True when the graph must standardise its inputs
@@ -28,6 +31,7 @@ class Preprocessing:
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
     class_names: tuple[str, ...] | None = None
+    table: dict | None = None
 
     @property
     def standardize(self) -> bool:
@@ -38,6 +42,12 @@ class Preprocessing:
         """The per-example shape of the raw inputs: the statistics' shape (the data's layout), else the
         network's input shape."""
         return tuple(int(n) for n in self.mean.shape) if self.mean is not None else self.input_shape
+
+    @property
+    def encoded_shape(self) -> tuple[int, ...]:
+        """The per-example shape the standardisation applies to: the table's encoded inputs
+        (n_inputs,), else ``raw_shape``."""
+        return (int(self.table["n_inputs"]),) if self.table is not None else self.raw_shape
 
     @property
     def classifier(self) -> bool:
@@ -56,14 +66,34 @@ class Preprocessing:
             mean=None if stats is None else np.asarray(stats["mean"], dtype=np.float64),
             std=None if stats is None else np.asarray(stats["std"], dtype=np.float64),
             class_names=tuple(str(n) for n in names) if isinstance(names, list) and names else None,
+            table=_table(data.get("preprocessing")),
         )
 
     def without_standardization(self) -> Preprocessing:
         """The same run as the bare network sees it: inputs already standardised."""
-        return Preprocessing(self.input_shape, self.target_kind, None, None, self.class_names)
+        return Preprocessing(self.input_shape, self.target_kind, None, None, self.class_names, self.table)
 
     def stats_json(self) -> dict | None:
         """``{"mean", "std"}`` as nested lists of floats (JSON), or None."""
         if self.mean is None or self.std is None:
             return None
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+
+#: the table preprocessing format the exporters understand
+TABLE_FORMAT = "nncli.tabular/1"
+
+
+def _table(spec) -> dict | None:
+    """run.json ``data.preprocessing`` when it is the format the exporters understand, else None;
+    a table spec of another format is refused rather than silently ignored."""
+    if spec is None:
+        return None
+    from nncli.export import ExportError
+
+    if not isinstance(spec, dict) or spec.get("format") != TABLE_FORMAT:
+        shown = spec.get("format") if isinstance(spec, dict) else type(spec).__name__
+        raise ExportError(
+            f"run.json: data.preprocessing has format {shown!r}; this nncli exports {TABLE_FORMAT!r}"
+        )
+    return spec

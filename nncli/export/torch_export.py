@@ -76,7 +76,7 @@ def torch_source(
     # through repr(): a crafted folder name stays a string literal, it never becomes code
     head = f'''"""An nncli model as plain PyTorch (written by ``nncli export``); see RUN.
 
-{_usage(network_only)}"""
+{_usage(network_only, prep.table is not None)}"""
 from collections import OrderedDict
 from pathlib import Path
 
@@ -101,10 +101,64 @@ def build_network():
     return {body}
 
 '''
-    return head + (_BARE_TAIL if network_only else _PREPROCESS_TAIL) + _LOAD_TAIL
+    table = ""
+    if prep.table is not None:
+        table = f"\n#: how the run's table columns become the network's inputs (nncli.tabular/1)\nTABLE = {_literal(prep.table)}\n{_ENCODE}"
+    return head + table + (_BARE_TAIL if network_only else _PREPROCESS_TAIL) + _LOAD_TAIL
 
 
-def _usage(network_only: bool) -> str:
+def _literal(value) -> str:
+    """``value`` (JSON: dicts, lists, strings, finite numbers, None) as a Python literal."""
+    import json
+
+    return repr(json.loads(json.dumps(value, allow_nan=False)))
+
+
+_ENCODE = '''
+
+def encode(table):
+    """A table's raw columns → the encoded inputs (N, n_inputs) float64, as nncli encodes them.
+
+    ``table[name]`` gives a column's cells by the training file's column name (by its index when
+    the file had no header): a dict of lists or a pandas DataFrame. Missing cells (None, NaN or a
+    missing-value text) take the training fill; categories are one-hot encoded."""
+    missing = set(TABLE["missing_values"])
+    pieces = []
+    for entry in TABLE["inputs"]:
+        key = entry["column"] if entry["column"] is not None else entry["index"]
+        cells = [None if c is None or c != c or str(c).strip() in missing else c for c in table[key]]
+        if any(c is None for c in cells) and entry["fill"] is None:
+            raise ValueError(f"column {key!r}: a missing value, and the run has no fill for it")
+        cells = [entry["fill"] if c is None else c for c in cells]
+        if entry["kind"] == "number":
+            pieces.append(torch.tensor([float(c) for c in cells], dtype=torch.float64)[:, None])
+            continue
+        cats = entry["categories"]
+        onehot = torch.zeros(len(cells), len(cats), dtype=torch.float64)
+        for i, c in enumerate(cells):
+            text = str(c).strip()
+            if text in cats:
+                onehot[i, cats.index(text)] = 1.0
+            elif TABLE["unknown_category"] != "ignore":
+                raise ValueError(f"column {key!r}: category {text!r} was not in the training split")
+        pieces.append(onehot)
+    return torch.cat(pieces, dim=1)
+'''
+
+
+def _usage(network_only: bool, table: bool = False) -> str:
+    if table:
+        return (
+            (
+                "    model = load_model()            # standardisation + the trained network, in eval mode\n"
+                "    y = model(encode(df))           # df[column]: a table's raw columns (a DataFrame, a dict)\n"
+            )
+            if not network_only
+            else (
+                "    model = load_model()            # the trained network, in eval mode\n"
+                "    y = model(preprocess(encode(df)))  # df[column]: a table's raw columns\n"
+            )
+        )
     if network_only:
         return (
             "    model = load_model()            # the trained network, in eval mode\n"

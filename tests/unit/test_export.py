@@ -511,3 +511,132 @@ def test_each_module_example_exports_exactly(cls, hparams, shape, tmp_path):
         str(write_onnx(chain, tmp_path / "m.onnx")), providers=["CPUExecutionProvider"]
     )
     np.testing.assert_allclose(sess.run(None, {"input": x})[0], want, rtol=1e-4, atol=1e-5)
+
+
+# -- a run trained on a table: columns chosen, missing cells filled, categories one-hot ----------------
+TABLE = {
+    "format": "nncli.tabular/1",
+    "columns": ["size", "city", "note", "age", "color", "label"],
+    "width": 6,
+    "target": {"column": "label", "index": 5},
+    "inputs": [
+        {"column": "size", "index": 0, "kind": "number", "fill": 41.5},
+        {"column": "city", "index": 1, "kind": "onehot", "categories": ["a", "b", "c"], "fill": "b"},
+        {"column": "age", "index": 3, "kind": "number", "fill": None},
+        {"column": "color", "index": 4, "kind": "onehot", "categories": ["blue", "red"], "fill": None},
+    ],
+    "n_inputs": 7,
+    "missing": "mean",
+    "missing_values": ["", "NA"],
+    "unknown_category": "ignore",
+    "rows": {"read": 10, "dropped": 0},
+}
+
+
+@pytest.fixture
+def table_run(tmp_path):
+    """A run folder of a classifier on a table (the format above), with its standardisation."""
+    from nncli.config.build import build_chain
+    from nncli.config.load import load_config
+    from nncli.runs.checkpoint import save_checkpoint
+
+    run = tmp_path / "table-20260101-000000"
+    (run / "checkpoints").mkdir(parents=True)
+    cfg = {
+        **CONFIG,
+        "model": {
+            "input_shape": [7],
+            "layers": [{"type": "MM", "out": 5}, {"type": "Tanh"}, {"type": "MM", "out": 2}],
+        },
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    stats = {"mean": [100.0, 0.3, 0.3, 0.4, 40.0, 0.5, 0.5], "std": [30.0, 0.4, 0.4, 0.5, 12.0, 0.5, 0.5]}
+    data = {"standardization": stats, "class_names": ["no", "yes"], "preprocessing": TABLE}
+    (run / "run.json").write_text(json.dumps({"status": "completed", "data": data}))
+    chain = build_chain(load_config(run / "config.yaml", []), dtype=np.float32, with_loss=False)
+    rng = np.random.default_rng(3)
+    state = {
+        k: np.asarray(v + rng.normal(0, 0.5, v.shape), dtype=np.float32)
+        for k, v in chain.state_dict().items()
+    }
+    save_checkpoint(run / "checkpoints", "best", state, {}, {"step": 10})
+    chain.load_state_dict(state)
+    return run, chain.eval(), stats
+
+
+def test_onnx_export_of_a_table_run_encodes_raw_columns(table_run, tmp_path):
+    pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
+    tabular = pytest.importorskip("nncli.training.tabular", reason="tables in the data section")
+    run, chain, stats = table_run
+    out = export_run(run, "onnx", out=tmp_path / "t.onnx")
+    numbers = np.array([[120.0, 30.0], [np.nan, 55.0], [80.0, 20.0], [150.0, 61.0], [99.0, 41.0]])
+    city = np.array(["c", "NA", "b", "zzz", "a"], dtype=object)  # NA: filled with 'b'; zzz: unknown → zeros
+    color = np.array(["red", "blue", "blue", "red", "green"], dtype=object)  # green: unknown → zeros
+    session = _onnx_session(out)
+    assert [(i.name, i.type) for i in session.get_inputs()] == [
+        ("input", "tensor(float)"),
+        ("city", "tensor(string)"),
+        ("color", "tensor(string)"),
+    ]
+    scores, pred, label = session.run(
+        None, {"input": numbers.astype(np.float32), "city": city, "color": color}
+    )
+    encoded = tabular.apply_preprocessing(TABLE, [numbers[:, 0], city, numbers[:, 1], color])
+    want = chain.forward(((encoded - stats["mean"]) / np.asarray(stats["std"])).astype(np.float32))
+    np.testing.assert_allclose(scores, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(pred, want.argmax(axis=1))
+    assert list(label) == [["no", "yes"][c] for c in pred]
+    props = _props(out)
+    assert props["inputs"][0]["columns"] == ["size", "age"]
+    assert props["inputs"][1]["categories"] == ["a", "b", "c"]
+    assert props["preprocessing"]["in_graph"] == ["select_columns", "fill_missing", "one_hot", "standardize"]
+    assert props["table_preprocessing"] == TABLE
+
+
+def test_onnx_table_unknown_category_policy_error_refuses_the_batch(table_run, tmp_path):
+    pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
+    run, _, _ = table_run
+    info = json.loads((run / "run.json").read_text())
+    info["data"]["preprocessing"] = {**TABLE, "unknown_category": "error"}
+    (run / "run.json").write_text(json.dumps(info))
+    session = _onnx_session(export_run(run, "onnx", out=tmp_path / "t.onnx"))
+    feed = {"input": np.array([[1.0, 2.0]], np.float32), "city": np.array(["a"], object)}
+    assert session.run(["prediction"], {**feed, "color": np.array(["red"], object)})[0].shape == (1,)
+    with pytest.raises(Exception, match="(?i)unknown|not found|category"):
+        session.run(None, {**feed, "color": np.array(["green"], object)})
+
+
+def test_table_run_of_an_unknown_preprocessing_format_is_refused(table_run, tmp_path):
+    run, _, _ = table_run
+    info = json.loads((run / "run.json").read_text())
+    info["data"]["preprocessing"] = {**TABLE, "format": "nncli.tabular/9"}
+    (run / "run.json").write_text(json.dumps(info))
+    pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
+    with pytest.raises(ExportError, match="nncli.tabular/9"):
+        export_run(run, "onnx", out=tmp_path / "t.onnx")
+
+
+def test_torch_export_of_a_table_run_encodes_raw_columns(table_run, tmp_path):
+    torch = pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
+    tabular = pytest.importorskip("nncli.training.tabular", reason="tables in the data section")
+    run, chain, stats = table_run
+    mod = import_file(export_run(run, "torch", out=tmp_path / "t.py"), "table_model")
+    table = {
+        "size": [120.0, None, 80.0, float("nan")],
+        "age": [30, 55, 20, 61],
+        "city": ["c", "NA", " b ", "zzz"],
+        "color": ["red", "blue", "blue", "green"],
+        "note": ["ignored"] * 4,
+    }
+    sizes = np.array([120.0, np.nan, 80.0, np.nan])
+    cities = np.array(table["city"], dtype=object)
+    encoded = tabular.apply_preprocessing(
+        TABLE, [sizes, cities, np.array(table["age"], float), np.array(table["color"], object)]
+    )
+    np.testing.assert_allclose(mod.encode(table).numpy(), encoded)
+    with torch.no_grad():
+        got = mod.load_model()(mod.encode(table)).numpy()
+    want = chain.forward(((encoded - stats["mean"]) / np.asarray(stats["std"])).astype(np.float32))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="'age': a missing value"):
+        mod.encode({**table, "age": [1, None, 2, 3]})
