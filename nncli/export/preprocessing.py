@@ -96,4 +96,41 @@ def _table(spec) -> dict | None:
         raise ExportError(
             f"run.json: data.preprocessing has format {shown!r}; this nncli exports {TABLE_FORMAT!r}"
         )
+    problem = _table_problem(spec)
+    if problem:
+        raise ExportError(f"run.json: data.preprocessing: {problem}")
     return spec
+
+
+def _table_problem(spec: dict) -> str | None:
+    """What is wrong with a table spec read from a run folder (which may come from anyone), or None."""
+    inputs = spec.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        return "'inputs' must be a non-empty list"
+    width = 0
+    for i, e in enumerate(inputs):
+        where = f"inputs[{i}]"
+        if not isinstance(e, dict) or e.get("kind") not in ("number", "onehot"):
+            return f"{where} must be an object whose kind is number or onehot"
+        if not isinstance(e.get("index"), int) or not isinstance(e.get("column"), (str, type(None))):
+            return f"{where} needs an integer 'index' and a string (or null) 'column'"
+        fill = e.get("fill")
+        if e["kind"] == "number":
+            if fill is not None and (not isinstance(fill, (int, float)) or not np.isfinite(fill)):
+                return f"{where}.fill must be a finite number or null"
+            width += 1
+            continue
+        cats = e.get("categories")
+        if not isinstance(cats, list) or not cats or not all(isinstance(c, str) for c in cats):
+            return f"{where}.categories must be a non-empty list of strings"
+        if fill is not None and fill not in cats:
+            return f"{where}.fill must be one of its categories or null"
+        width += len(cats)
+    if spec.get("n_inputs") != width:
+        return f"'n_inputs' is {spec.get('n_inputs')!r}, but the inputs encode to {width} values"
+    texts = spec.get("missing_values", [])
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return "'missing_values' must be a list of strings"
+    if spec.get("unknown_category", "error") not in ("error", "ignore"):
+        return "'unknown_category' must be error or ignore"
+    return None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.export import unsupported
+from nncli.export import ExportError, unsupported
 from nncli.export.preprocessing import Preprocessing
 
 
@@ -111,7 +111,10 @@ def _literal(value) -> str:
     """``value`` (JSON: dicts, lists, strings, finite numbers, None) as a Python literal."""
     import json
 
-    return repr(json.loads(json.dumps(value, allow_nan=False)))
+    try:
+        return repr(json.loads(json.dumps(value, allow_nan=False)))
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"run.json: data.preprocessing is not plain JSON ({exc})") from None
 
 
 _ENCODE = '''

@@ -640,3 +640,23 @@ def test_torch_export_of_a_table_run_encodes_raw_columns(table_run, tmp_path):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="'age': a missing value"):
         mod.encode({**table, "age": [1, None, 2, 3]})
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"inputs": "all"}, "'inputs' must be a non-empty list"),
+        ({"inputs": [{**TABLE["inputs"][0], "kind": "text"}]}, "inputs\\[0\\] must be an object whose kind"),
+        ({"inputs": [{**TABLE["inputs"][1], "categories": []}]}, "inputs\\[0\\].categories must be"),
+        ({"inputs": [{**TABLE["inputs"][1], "fill": "rome"}]}, "inputs\\[0\\].fill must be one of"),
+        ({"n_inputs": 9}, "'n_inputs' is 9, but the inputs encode to 7"),
+        ({"unknown_category": "guess"}, "'unknown_category' must be error or ignore"),
+    ],
+)
+def test_a_damaged_table_spec_is_one_clean_error(table_run, tmp_path, change, message):
+    run, _, _ = table_run
+    info = json.loads((run / "run.json").read_text())
+    info["data"]["preprocessing"] = {**TABLE, **change}
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(ExportError, match=f"run.json: data.preprocessing: {message}"):
+        export_run(run, "torch", out=tmp_path / "t.py")
