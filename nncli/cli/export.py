@@ -32,8 +32,9 @@ def export(
 ):
     """Export a run's model: a self-contained PyTorch file that loads the weights beside it, or an ONNX model.
 
-    The export includes the run's preprocessing (the training standardisation) and its class names,
-    so raw rows give what nncli predict gives. Needs the optional extras: pip install
+    The export includes the run's preprocessing (the training standardisation; for a table also the
+    missing-cell fills and the one-hot encoding of categorical columns) and its class names, so raw
+    rows give what nncli predict gives. Needs the optional extras: pip install
     'nncli\\[torch]' or 'nncli\\[onnx]'. Never writes over a file of a run (only into its export/
     folder) nor, without --force, over any existing file.
     """
