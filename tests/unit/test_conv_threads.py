@@ -79,10 +79,16 @@ def test_big_work_is_cut_into_an_even_number_of_blocks():
     assert conv._blocks(1, 1 << 22) == [(0, 1)]  # never an empty block
 
 
+#: backward's two layouts of the columns (by example, by channel), whatever the shape would pick
+LAYOUTS = pytest.mark.parametrize("by_example", [True, False], ids=["by_example", "by_channel"])
+
+
+@LAYOUTS
 @pytest.mark.parametrize("params_only", [False, True], ids=["backward", "backward_params"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=_id)
-def test_bit_identical_for_one_and_two_threads(case, dtype, params_only, monkeypatch):
+def test_bit_identical_for_one_and_two_threads(case, dtype, params_only, by_example, monkeypatch):
+    monkeypatch.setattr(conv, "examples_layout", lambda P: by_example)
     m, z, v = _setup(case, dtype)
     seen = []
     run_blocks = conv.run_blocks
@@ -100,8 +106,14 @@ def test_bit_identical_for_one_and_two_threads(case, dtype, params_only, monkeyp
     assert [t for _, t in seen] == [1, 1, 2, 2] and all(b >= 2 for b, _ in seen)
     _assert_same_bits(one, two)
     monkeypatch.undo()
+    monkeypatch.setattr(conv, "examples_layout", lambda P: by_example)
     with threadpool_limits(2):  # numpy's setting, as users set it
         _assert_same_bits(one, _run(m, z, v, params_only))
+
+
+def test_layout_follows_the_output_positions():
+    assert conv.examples_layout(1024) and conv.examples_layout(conv._MIN_P_BY_EXAMPLE)
+    assert not conv.examples_layout(19)  # the MNIST-1D CNN's layers: by channel
 
 
 def test_small_work_stays_on_the_calling_thread(monkeypatch):
@@ -117,10 +129,12 @@ def test_small_work_stays_on_the_calling_thread(monkeypatch):
     assert seen == [1, 1]
 
 
+@LAYOUTS
 @pytest.mark.parametrize("case", CASES, ids=_id)
-def test_threaded_matches_torch_float64(case, monkeypatch):
+def test_threaded_matches_torch_float64(case, by_example, monkeypatch):
     torch = pytest.importorskip("torch", reason="PyTorch is needed for the cross-check")
     monkeypatch.setattr(conv, "workers", lambda n: 2)
+    monkeypatch.setattr(conv, "examples_layout", lambda P: by_example)
     m, z, v = _setup(case, np.float64)
     t = m.to_torch()
     zt = torch.from_numpy(z.copy()).requires_grad_()

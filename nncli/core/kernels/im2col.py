@@ -153,6 +153,28 @@ def im2col(
     return into
 
 
+def im2col_examples(zp: np.ndarray, geom: Geometry, out: tuple[int, ...], into: np.ndarray) -> np.ndarray:
+    """The columns of each example apart: ``into`` (n, C·K, P) ← cols[n][(c, κ), p] = zp[n, c, p·s + κ·δ].
+
+    One strided copy. ``into`` may be a row range of a larger buffer (e.g. (n, C·K + 1, P) with a row
+    of ones below for the bias); its rows are split into (C, *k) and its columns into ``out`` as views.
+    """
+    w = windows(zp, geom, out)  # (n, C, *k, *out)
+    target = into.view()
+    target.shape = w.shape  # raises rather than copies if the split were not a view
+    np.copyto(target, w)
+    return into
+
+
+def col2im_examples(dcols: np.ndarray, geom: Geometry, dzp: np.ndarray, out: tuple[int, ...]) -> np.ndarray:
+    """Adjoint of ``im2col_examples``: ADD dcols (n, C·K, P) into dzp (n, C, *padded)."""
+    n, C = dzp.shape[:2]
+    d = dcols.reshape((n, C) + geom.kernel + out)
+    for kappa, sl in geom.offsets(out):
+        dzp[(slice(None), slice(None)) + sl] += d[(slice(None), slice(None)) + kappa]
+    return dzp
+
+
 def col2im(dcols: np.ndarray, geom: Geometry, dzp: np.ndarray, out: tuple[int, ...]) -> np.ndarray:
     """Adjoint of im2col: ADD dcols (C·K, n·P) into dzp (n, C, *padded), summing overlapping taps."""
     n, C = dzp.shape[:2]
