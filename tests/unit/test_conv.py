@@ -251,10 +251,36 @@ def test_backward_in_blocks_of_examples_matches_torch(monkeypatch):
     monkeypatch.setattr(conv_module, "_BLOCK", 500)  # C·K·P = 2·9·24 = 432 → one example per block
     rng = np.random.default_rng(13)
     m = Conv2D(out=3, kernel=3, stride=[2, 1], dilation=2, padding=2).build((2, 7, 6), rng)
-    z = rng.normal(size=(5, 2, 7, 6))
+    _backward_matches_torch(torch, m, rng.normal(size=(5, 2, 7, 6)), rng)
+
+
+def _backward_matches_torch(torch, m, z, rng) -> None:
+    """m's ∂J/∂z and ∂J/∂θ for a random v equal torch's to 1e-10 (float64)."""
     v = rng.normal(size=m.forward(z).shape)
     zt = torch.from_numpy(z.copy()).requires_grad_()
     t = m.to_torch()
     t(zt).backward(torch.from_numpy(v))
     assert _rel(m.backward(v), zt.grad.numpy()) <= 1e-10
-    assert _rel(m.grads["weight"], t.weight.grad.numpy()) <= 1e-10
+    for name, p in t.named_parameters():
+        assert _rel(m.grads[name], p.grad.numpy()) <= 1e-10, name
+
+
+@pytest.mark.parametrize(
+    "hp, as_conv",
+    [
+        ({"kernel": [3, 5], "dilation": [2, 1], "padding": "same"}, True),  # uneven pads, dilated
+        ({"kernel": 3, "padding": [0, 2]}, True),  # 'valid' rows, full-width columns
+        ({"kernel": 3, "padding": 3}, False),  # padding above δ(k−1): col2im
+        ({"kernel": 3, "stride": [1, 2]}, False),  # a stride > 1: col2im
+    ],
+)
+def test_input_gradient_as_a_convolution_matches_torch(hp, as_conv):
+    """At stride 1 Conv2D's ∂J/∂z is the convolution of v with the flipped kernel; elsewhere col2im."""
+    torch = pytest.importorskip("torch", reason="PyTorch is needed for the cross-check")
+    import nncli.core.kernels.conv as conv_module
+
+    rng = np.random.default_rng(14)
+    m = Conv2D(out=3, **hp).build((2, 7, 9), rng)
+    assert (conv_module.transposed_geometry(m.geom, 2, 3) is not None) == as_conv
+    assert conv_module.transposed_geometry(m.geom, 2, 5) is None  # C' > 2C: col2im
+    _backward_matches_torch(torch, m, rng.normal(size=(4, 2, 7, 9)), rng)
