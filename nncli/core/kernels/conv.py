@@ -255,8 +255,8 @@ def _input_grad_as_conv(v, W, gt: Geometry, spatial: tuple, blocks, dz: np.ndarr
     N, Co = v.shape[:2]
     C = W.shape[1]
     Wf = np.ascontiguousarray(np.flip(W, axis=tuple(range(2, 2 + nd))).swapaxes(0, 1)).reshape(C, -1)
-    dz3 = dz.reshape(N, C, -1)
-    Pin = dz3.shape[2]
+    Pin = int(np.prod(spatial))
+    dz3 = dz.reshape(N, C, Pin)
     nmax = max(n1 - n0 for n0, n1 in blocks)
     # keyed by the pads, so that a buffer of the same shape never has its border elsewhere
     name = f"conv.vpad{gt.pad_lo}{gt.pad_hi}"
