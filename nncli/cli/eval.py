@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from nncli.cli import app, err_console
@@ -27,13 +28,23 @@ def eval_cmd(
         "no best yet, e.g. it was killed before its first evaluation).",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON to stdout."),
+    metrics: list[str] | None = typer.Option(
+        None,
+        "--metrics",
+        help="Metrics to compute instead of the run's own, comma-separated or repeated "
+        "(e.g. f1_macro,roc_auc,confusion_matrix; see README 'Metrics').",
+    ),
 ) -> None:
-    """Evaluate a run's best (or last) checkpoint: mean loss and, for classifiers, accuracy."""
-    result = evaluate(run_dir, data, checkpoint)
+    """Evaluate a run's best (or last) checkpoint: the mean loss and the run's metrics (accuracy for a
+    classifier by default, what its config's metrics: lists, or --metrics)."""
+    names = [n.strip() for item in metrics for n in item.split(",") if n.strip()] if metrics else None
+    result = evaluate(run_dir, data, checkpoint, names)
     if json_out:
         sys.stdout.write(json.dumps(result) + "\n")
         return
     from rich.table import Table
+
+    from nncli.viz.progress import metric_spec, scalar_keys
 
     err_console.print(
         f"{result['run']}: {result['checkpoint']} checkpoint (step {result['step']}) on {result['split']}",
@@ -41,11 +52,24 @@ def eval_cmd(
         soft_wrap=True,
     )
     table = Table()
+    keys = scalar_keys({k: v for k, v in result.items() if k not in _IDENTITY})
     table.add_column("examples", justify="right")
-    table.add_column("loss", justify="right")
-    row = [str(result["examples"]), f"{result['loss']:.4f}"]
-    if "acc" in result:
-        table.add_column("accuracy", justify="right")
-        row.append(f"{result['acc']:.2%}")
-    table.add_row(*row)
+    for key in keys:
+        table.add_column("accuracy" if key == "acc" else key, justify="right")
+    table.add_row(str(result["examples"]), *(_cell(result[k], metric_spec(k)) for k in keys))
     err_console.print(table)
+    if "confusion_matrix" in result:
+        from nncli.viz.confusion import Confusion, class_labels, confusion_table
+
+        m = np.asarray(result["confusion_matrix"])
+        source = f"{result['split']}, {result['checkpoint']} checkpoint"
+        labels = class_labels(Path(run_dir), len(m))
+        err_console.print(confusion_table(Confusion(m, labels, source, result["run"])))
+
+
+#: fields of eval's result that say what was evaluated, not how well
+_IDENTITY = ("run", "checkpoint", "step", "split", "examples")
+
+
+def _cell(value, spec: str) -> str:
+    return "–" if value is None or value != value else format(value, spec)

@@ -26,7 +26,10 @@ def runs(
     all_keys: bool = typer.Option(False, "--all", help="diff: also list keys whose values are all equal."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout only."),
 ):
-    """List runs (name, config, status, best metric, steps, wall time, test accuracy), or diff several.
+    """List runs (name, config, status, best metric, steps, wall time, a test metric), or diff several.
+
+    The test column shows the test value of the metric in the best column (val_f1_macro → test
+    f1_macro), else the test accuracy, else the test loss.
 
     ``diff`` shows only the config keys and metrics that differ, each with its change from the first run.
     """
@@ -53,11 +56,11 @@ def _table(root: str, metric: str | None, as_json: bool) -> None:
         err_console.print(f"no runs in {root}")
         return
     table = Table(title=f"runs in {escape(root)}", title_style="bold")
-    for col in ("run", "config", "status", "best", "steps", "wall time", "test acc"):
+    for col in ("run", "config", "status", "best", "steps", "wall time", "test"):
         # on a narrow terminal the names fold; status and numbers stay whole
         table.add_column(
             col,
-            justify="right" if col in ("steps", "wall time", "test acc") else "left",
+            justify="right" if col in ("steps", "wall time", "test") else "left",
             no_wrap=col not in ("run", "config"),
             overflow="fold",
         )
@@ -72,7 +75,7 @@ def _table(root: str, metric: str | None, as_json: bool) -> None:
             best,
             fmt(r["steps"]),
             wall,
-            fmt(r["test_acc"]),
+            f"{r['test_metric']} {fmt(r['test_value'])}" if r["test_metric"] else fmt(None),
         )
     out_console.print(table)
 

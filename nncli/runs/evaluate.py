@@ -11,6 +11,7 @@ weights its last complete save left.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +21,31 @@ from nncli.core.errors import DataError
 from nncli.runs.loaded_run import load_run
 from nncli.runs.session import check_split
 from nncli.training.data import Split, load_arrays, load_dataset
-from nncli.training.loop import evaluate as metrics_of
+from nncli.training.evaluation import evaluate as metrics_of
+from nncli.training.metrics import Fit, resolve, run_metrics
 from nncli.training.userdata import coerce_targets
 
 
 def evaluate(
-    run: Path | str, data: Path | str | None = None, checkpoint: str | None = None
+    run: Path | str,
+    data: Path | str | None = None,
+    checkpoint: str | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Mean loss (and accuracy for classifiers) of checkpoint ``checkpoint`` ("best" or "last"; None:
-    best, or last when the run has no best yet) of ``run`` on ``data``, or on the run's test split
-    (its validation split when it has no test split).
+    """Mean loss and metrics of checkpoint ``checkpoint`` ("best" or "last"; None: best, or last when
+    the run has no best yet) of ``run`` on ``data``, or on the run's test split (its validation split
+    when it has no test split).
 
-    Returns ``{"run", "checkpoint", "step", "split", "examples", "loss"[, "acc"]}``.
+    ``metrics``: names as a config's ``metrics:`` takes them (``["f1_macro", "confusion_matrix"]``);
+    None: the run's own (its ``metrics:``, or accuracy for a classifier, and its best_metric's).
+    Returns ``{"run", "checkpoint", "step", "split", "examples", "loss", <metric>: value, ...}``.
     """
     loaded = load_run(run, checkpoint)
     chain, cfg = loaded.chain, loaded.config
+    fit = Fit.of(chain.loss, chain.output_shape())
+    names = (
+        run_metrics(cfg, fit, has_val=True) if metrics is None else resolve(list(metrics), "--metrics", fit)
+    )
     kind = getattr(chain.loss, "target_kind", "real")
     if data is not None:
         x, y = load_arrays(data, cfg.data)
@@ -47,18 +58,15 @@ def evaluate(
     y = np.asarray(part.y)
     if y.dtype.kind not in "iub":
         y = y.astype(chain.dtype)
-    m = metrics_of(chain, chain.loss, x, y, loaded.classifier)
-    out = {
+    m = metrics_of(chain, chain.loss, x, y, loaded.classifier, names)
+    return {
         "run": loaded.path.name,
         "checkpoint": loaded.checkpoint,
         "step": loaded.step,
         "split": split_name,
         "examples": int(len(x)),
-        "loss": m["loss"],
+        **m,
     }
-    if loaded.classifier:
-        out["acc"] = m["acc"]
-    return out
 
 
 def _held_out(loaded) -> tuple[Split, str]:

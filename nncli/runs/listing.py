@@ -26,7 +26,7 @@ from nncli.runs.folder import (
     read_metrics,
     require_run,
 )
-from nncli.training.metrics import EVAL_FIELDS, higher_is_better
+from nncli.training.metrics import EVAL_FIELDS, higher_is_better, kind
 
 #: receives one line per thing a listing skipped (``warning: …`` on stderr in the CLI)
 Warn = Callable[[str], None]
@@ -173,6 +173,10 @@ def run_row(run: Path, metric: str | None = None, warn: Warn = _quiet) -> dict[s
     if steps is None and records:
         steps = records[-1].get("step")
     name = config.get("name")
+    group = summary.get("test")
+    test = {k: _plain(v) for k, v in (group if isinstance(group, dict) else {}).items()}
+    test = {k: v for k, v in test.items() if k != "confusion_matrix"}
+    shown = test_shown(test, best[0] if best else None)
     return {
         "run": run.name,
         "path": str(run),
@@ -185,7 +189,20 @@ def run_row(run: Path, metric: str | None = None, warn: Warn = _quiet) -> dict[s
         "wall_time": _plain(lookup(summary, "wall_time")),
         "test_acc": _plain(lookup(summary, "test_acc")),
         "test_loss": _plain(lookup(summary, "test_loss")),
+        # the test value of the best column's metric (val_f1_macro → f1_macro), else accuracy, else loss
+        "test_metric": shown,
+        "test_value": test.get(shown) if shown else None,
+        "test": test,  # every scalar test metric of summary.json
     }
+
+
+def test_shown(test: dict[str, Any], best: str | None) -> str | None:
+    """Which test metric the runs table shows beside the best column's ``best`` (a ``val_`` name)."""
+    wanted = [kind(best)] if best and best.startswith("val_") else []
+    for name in [*wanted, "acc", "loss"]:
+        if test.get(name) is not None:
+            return name
+    return None
 
 
 def _plain(v: Any) -> Any:
@@ -265,7 +282,16 @@ def _delta(value: Any, base: Any) -> float | None:
 
 
 def _scalars(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in flatten(summary).items() if isinstance(v, (int, float, str, type(None)))}
+    """The summary's single values as dotted keys; matrices (a confusion matrix) left out."""
+    return {
+        k: v for k, v in flatten(_no_lists(summary)).items() if isinstance(v, (int, float, str, type(None)))
+    }
+
+
+def _no_lists(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _no_lists(v) for k, v in obj.items() if not isinstance(v, list)}
+    return obj
 
 
 def _ordered_union(*dicts: dict) -> Iterator[str]:
