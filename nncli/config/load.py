@@ -19,12 +19,12 @@ from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nncli.config.extends import load_composed
 from nncli.config.messages import describe, translate
 from nncli.config.schema import Config, LossConfig, next_node, section_keys
 from nncli.config.yaml_positions import (
     child_path,
     join_path,
-    load_yaml_file,
     parent_path,
     parse_value,
     split_path,
@@ -69,14 +69,24 @@ class LoadedConfig:
         """The position of ``field``, or of its nearest enclosing key that has one."""
         return _nearest_place(field, self.positions, self.source)
 
+    def folder_of(self, field: str) -> Path:
+        """The folder of the file that wrote ``field`` (a base's, when it came from a base); the
+        config's own folder for a value of ``--set`` or a default. Relative paths in a value (the
+        data file) are read from here."""
+        file = self.place(field).file
+        if file is None or file == COMMAND_LINE:
+            file = self.source
+        return Path(file).parent if file else Path(".")
+
     def locate(self, exc: UserError, prefix: str | None = None) -> UserError:
         """Fill in ``exc``'s place (and prefix its field with ``prefix``), then return it."""
         return locate_error(exc, prefix, self.positions, self.source, self.set_by)
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> LoadedConfig:
-    """Read ``path``, apply ``overrides`` (``'optimizer.lr=0.05'``) and validate. Raises ConfigError."""
-    data, positions = load_yaml_file(path)
+    """Read ``path`` (with the bases it ``extends``, merged: ``nncli.config.extends``), apply
+    ``overrides`` (``'optimizer.lr=0.05'``) and validate. Raises ConfigError."""
+    data, positions = load_composed(path)
     return _finish(data, positions, str(path), overrides)
 
 

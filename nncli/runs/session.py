@@ -324,7 +324,7 @@ def prepare(config_path: Path, overrides: list[str], name: str | None = None) ->
         if not NAME_RE.match(name):
             raise ConfigError(f"--name may hold only letters, digits, '_', '.' and '-', got {name!r}")
         cfg = cfg.model_copy(update={"name": name})
-    return Session(loaded, cfg, Path(config_path).parent, overrides)
+    return Session(loaded, cfg, loaded.folder_of("data.source"), overrides)
 
 
 def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]) -> Session:
