@@ -79,6 +79,8 @@ class LossConfig(Strict):
 class DataConfig(Strict):
     # a built-in name (mnist1d, digits, spirals, regression1d) or a .npz / .csv path
     source: str = Field(description="built-in dataset name or a path to .npz / .csv")
+    # the data file's SHA-256, recorded by every run in its saved config; training refuses a changed file
+    sha256: str | None = Field(None, description="the data file's SHA-256 (64 hex digits)")
     # .npz: array names; .csv: target column name or index
     x_key: str = "x"
     y_key: str = "y"
@@ -94,6 +96,13 @@ class DataConfig(Strict):
     n_samples: int = Field(1000, gt=0)
     noise: float = Field(0.1, ge=0.0)
     classes: int = Field(3, ge=2)
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, v):
+        if v is not None and not (len(v) == 64 and all(c in "0123456789abcdef" for c in v)):
+            raise ValueError(f"expected a SHA-256 as 64 lowercase hex digits, got {v[:70]!r}")
+        return v
 
 
 class OptimizerConfig(Strict):

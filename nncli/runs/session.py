@@ -18,6 +18,7 @@ import numpy as np
 
 from nncli.config.yaml_positions import dump_yaml
 from nncli.core.errors import CheckpointError, ConfigError, DataError, UserError
+from nncli.runs.datafile import check_fingerprint, data_file, pinned
 from nncli.runs.folder import (
     RunError,
     RunInfo,
@@ -110,7 +111,9 @@ class Session:
         self.loaded, self.cfg, self.base_dir, self.overrides = loaded, cfg, Path(base_dir), overrides
         # refuses a batch that cannot fit before allocating the model
         self.chain = build_chain(loaded, dtype=cfg.dtype, seed=cfg.seed, batch_size=cfg.data.batch_size)
+        self.data_path = data_file(cfg.data, self.base_dir)
         try:
+            sha = check_fingerprint(cfg.data, self.data_path)
             self.dataset = load_dataset(
                 cfg.data,
                 input_shape=tuple(cfg.model.input_shape),
@@ -124,6 +127,9 @@ class Session:
                 exc.field = exc.field or "data.source"
                 raise loaded.locate(exc) from None
             raise
+        # saved with an absolute path and the file's SHA-256: the run's config.yaml trains again
+        # from any folder, and refuses a file that changed since
+        self.cfg = cfg = pinned(cfg, self.data_path, sha)
         for split in ("train", "val", "test"):
             part = getattr(self.dataset, split, None)
             if part is not None:
@@ -146,6 +152,8 @@ class Session:
                 ds.train.x, ds.train.y, *((ds.val.x, ds.val.y) if ds.val is not None else ())
             ),
         }
+        if sha is not None:
+            self.data_info["file_sha256"] = sha
         self.folder: Path | None = None
         self.info: RunInfo | None = None
         self.resume_step: int | None = None
@@ -358,7 +366,11 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
         if changes:
             raise RunError("--set cannot change a run being resumed: " + "; ".join(changes))
     if config_path is not None:
-        changes = config_changes(stored.config, load_config(config_path, overrides).config, ignore=("name",))
+        given = load_config(config_path, overrides)
+        # the run saved its data file as an absolute path with its SHA-256; the config names it as written
+        path = data_file(given.config.data, given.folder_of("data.source")) if given.config.data else None
+        sha = stored.config.data.sha256 if stored.config.data else None
+        changes = config_changes(stored.config, pinned(given.config, path, sha), ignore=("name",))
         if changes:
             raise RunError(f"{config_path} differs from the config of {run_dir}: " + "; ".join(changes))
     session = Session(

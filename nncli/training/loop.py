@@ -238,7 +238,13 @@ class Trainer:
         self._emit("on_log", rec)
 
     def _evaluate_and_save(self, final: bool = False) -> bool:
-        """Evaluate, track the best checkpoint and early stopping; True when training should stop."""
+        """Evaluate, track the best checkpoint and early stopping; True when training should stop.
+
+        A ``final`` evaluation (the budget ended between scheduled ones) may give the best
+        checkpoint but leaves the train-loss sums and early stopping as they were, so that a run
+        extended past its budget (``--resume RUN --set train.steps=N``) continues exactly as a run
+        given N steps from the start.
+        """
         st, t = self.state, self.tcfg
         rec = {
             "event": "eval",
@@ -247,7 +253,8 @@ class Trainer:
             "lr": self.lr,
             EVAL_FIELDS["train_loss"]: st.eval_sum / st.eval_n if st.eval_n else math.nan,
         }
-        st.eval_sum, st.eval_n = 0.0, 0
+        if not final:
+            st.eval_sum, st.eval_n = 0.0, 0
         if self.val_x is not None:
             rec.update({f"val_{k}": v for k, v in self.evaluate(self.val_x, self.val_y).items()})
         rec["seconds"] = round(self.seconds, 4)
@@ -257,13 +264,13 @@ class Trainer:
             st.best, st.best_step, st.best_eval = eval_value(rec, t.best_metric), st.step, rec
         stop = False
         es = t.early_stopping
-        if es is not None:
+        if es is not None and not final:
             if better(es.metric, eval_value(rec, es.metric), st.es_best, es.min_delta):
                 st.es_best, st.es_bad = eval_value(rec, es.metric), 0
                 self._es_weights = self.chain.state_dict()
             else:
                 st.es_bad += 1
-                stop = st.es_bad >= es.patience and not final
+                stop = st.es_bad >= es.patience
         self._emit("on_eval", rec, improved)
         if stop and self._es_weights is not None:
             apply_weights(self.chain, self._es_weights, "early-stopping best weights")
