@@ -25,7 +25,17 @@ def train_cmd(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are created."),
     name: str | None = typer.Option(None, "--name", help="Run name (default: the config's name)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this folder."),
+    resume: Path | None = typer.Option(
+        None,
+        "--resume",
+        help="Continue the run in this folder; with --set train.steps=N (or train.epochs) a larger budget extends it.",
+    ),
+    init_from: str | None = typer.Option(
+        None,
+        "--init-from",
+        metavar="RUN[:best|last]",
+        help="Start from another run's weights (fine-tuning); RUN alone: its best checkpoint, else last.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print summary.json to stdout."),
     curves: bool = typer.Option(
         True,
@@ -65,7 +75,7 @@ def train_cmd(
     Killed outright (kill -9, the OOM killer): run.json still says running; --resume RUN_DIR continues from the newest complete checkpoint, exactly. See docs/reliability.md.
     """
     if print_config or dry_run:
-        _plan(config, set_ or [], name, resume, print_config, json_out)
+        _plan(config, set_ or [], name, resume, print_config, json_out, init_from)
         return
     from nncli.viz.progress import make_progress
 
@@ -82,6 +92,7 @@ def train_cmd(
                     runs_dir=runs_dir,
                     name=name,
                     resume=resume,
+                    init_from=init_from,
                     callbacks=[progress] if progress is not None else [],
                     loggers=logger or [],
                     threads=threads,
@@ -103,7 +114,7 @@ def train_cmd(
         sys.exit(outcome.exit_code)
 
 
-def _plan(config, overrides, name, resume, print_config: bool, json_out: bool) -> None:
+def _plan(config, overrides, name, resume, print_config: bool, json_out: bool, init_from=None) -> None:
     from nncli.core.errors import UserError
     from nncli.runs.plan import dry_run, resolved_config
 
@@ -113,7 +124,7 @@ def _plan(config, overrides, name, resume, print_config: bool, json_out: bool) -
     if print_config:
         sys.stdout.write(resolved_config(config, overrides, name))
         return
-    plan = dry_run(config, overrides, name)
+    plan = dry_run(config, overrides, name, init_from=init_from)
     if json_out:
         sys.stdout.write(json.dumps(plan) + "\n")
         return

@@ -461,6 +461,21 @@ RUN_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "command": ("a list of strings", _is_str_list),
     "overrides": ("a list of strings", _is_str_list),
     "resumes": ("a list of objects", lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v)),
+    "extensions": (
+        "a list of objects",
+        lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+    ),
+    "init_from": (
+        "an object with the strings run, checkpoint (best or last) and weights_sha256",
+        lambda v: (
+            isinstance(v, dict)
+            and all(
+                isinstance(v.get(k), str) and "\0" not in v[k]
+                for k in ("run", "checkpoint", "weights_sha256")
+            )
+            and v["checkpoint"] in ("best", "last")
+        ),
+    ),
     "data": (
         "an object whose standardization holds 'mean' and 'std', finite arrays of one shape (std > 0)",
         lambda v: isinstance(v, dict) and _standardization_ok(v.get("standardization")),

@@ -27,13 +27,18 @@ def resolved_config(config: Path | str, overrides: Sequence[str] = (), name: str
     return dump_yaml(config_dict(cfg))
 
 
-def dry_run(config: Path | str, overrides: Sequence[str] = (), name: str | None = None) -> dict[str, Any]:
-    """What ``train(config, overrides=...)`` would run: examples per split, steps, parameters and
-    an upper estimate of memory (parameters, gradients and optimiser state, one batch's activations,
-    the data). Raises the same UserErrors as ``train``; writes nothing."""
+def dry_run(
+    config: Path | str,
+    overrides: Sequence[str] = (),
+    name: str | None = None,
+    init_from: Path | str | None = None,
+) -> dict[str, Any]:
+    """What ``train(config, overrides=..., init_from=...)`` would run: examples per split, steps,
+    parameters and an upper estimate of memory (parameters, gradients and optimiser state, one
+    batch's activations, the data). Raises the same UserErrors as ``train``; writes nothing."""
     from nncli.config.memory import batch_bytes
 
-    session = prepare(Path(config), list(overrides), name)
+    session = prepare(Path(config), list(overrides), name, init_from=init_from)
     cfg, chain, tr = session.cfg, session.chain, session.trainer
     itemsize = np.dtype(cfg.dtype).itemsize
     params = int(chain.param_count)

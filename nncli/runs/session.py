@@ -19,6 +19,7 @@ import numpy as np
 from nncli.config.yaml_positions import dump_yaml
 from nncli.core.errors import CheckpointError, ConfigError, DataError, UserError
 from nncli.runs.datafile import check_fingerprint, data_file, pinned
+from nncli.runs.extend import Extension
 from nncli.runs.folder import (
     RunError,
     RunInfo,
@@ -98,7 +99,13 @@ def check_split(split, name: str, chain) -> None:
 
 
 class Session:
-    def __init__(self, loaded, cfg, base_dir: Path, overrides: list[str]):
+    """One training session, checked: config, model, data, optimiser and trainer (see the module).
+
+    ``pin_data``: save the data file as its absolute path with its SHA-256 (``runs/datafile.py``);
+    a resumed run keeps its config as it was saved instead.
+    """
+
+    def __init__(self, loaded, cfg, base_dir: Path, overrides: list[str], pin_data: bool = True):
         from nncli.config.build import build_chain
         from nncli.training.data import epoch_permutation, load_dataset
         from nncli.training.loop import Trainer
@@ -129,7 +136,8 @@ class Session:
             raise
         # saved with an absolute path and the file's SHA-256: the run's config.yaml trains again
         # from any folder, and refuses a file that changed since
-        self.cfg = cfg = pinned(cfg, self.data_path, sha)
+        if pin_data:
+            self.cfg = cfg = pinned(cfg, self.data_path, sha)
         for split in ("train", "val", "test"):
             part = getattr(self.dataset, split, None)
             if part is not None:
@@ -157,6 +165,10 @@ class Session:
         self.folder: Path | None = None
         self.info: RunInfo | None = None
         self.resume_step: int | None = None
+        #: the run whose weights a new run starts from (run.json's ``init_from``), and a resumed
+        #: run's larger budget (``nncli.runs.extend``)
+        self.init_from: dict[str, Any] | None = None
+        self.extension: Extension | None = None
         self._lock = None
 
     # -- the run folder --------------------------------------------------------------------------------
@@ -205,15 +217,16 @@ class Session:
             trim_metrics(folder / WATCH_FILE, step)
             self.info = info = RunInfo.load(folder)
             resumes = list(info.data.get("resumes", []))
-            resumes.append(
-                {
-                    "at": iso(utc_now()),
-                    "step": step,
-                    "command": command_line(),
-                    "previous_status": info.data.get("status"),
-                }
-            )
-            info.update(status="running", ended=None, resumes=resumes)
+            at, previous = iso(utc_now()), info.data.get("status")
+            resumes.append({"at": at, "step": step, "command": command_line(), "previous_status": previous})
+            fields: dict[str, Any] = {"status": "running", "ended": None, "resumes": resumes}
+            if self.extension is not None:  # run.json first: it says why config.yaml changes
+                extensions = list(info.data.get("extensions", []))
+                extensions.append(self.extension.record(at, command_line(), previous))
+                fields["extensions"] = extensions
+            info.update(**fields)
+            if self.extension is not None:
+                self._write_config(folder, folder.name)
         self.trainer.callbacks.insert(0, RunRecorder(folder, {"config_sha256": config_hash(self.cfg)}))
         if self.cfg.train.watch is not None:
             self.trainer.callbacks.append(WatchRecorder(folder, self.cfg.train.watch.every))
@@ -239,12 +252,26 @@ class Session:
             self._lock = lock_run(folder)  # the lock stays with the folder when it is renamed
         self._write_new_run(folder, name)
 
-    def _write_new_run(self, folder: Path, name: str) -> None:
+    def start_from(self, init) -> None:
+        """Start from the weights of another run's checkpoint (``nncli.runs.init_from.InitFrom``);
+        CheckpointError placed at the first layer whose shapes differ."""
+        from nncli.runs.init_from import apply_init
+
+        apply_init(self.chain, init, self.loaded)
+        self.init_from = init.record()
+
+    def _write_config(self, folder: Path, name: str) -> None:
         head = (
             f"# Resolved config of run {name}: defaults filled in, overrides applied.\n"
             f"# Overrides: {' '.join(self.overrides) if self.overrides else '(none)'}\n"
         )
+        ext = self.extension
+        if ext is not None:
+            head += f"# Extended from {ext.old_steps} to {ext.new_steps} steps by {' '.join(ext.overrides)}\n"
         atomic_write_text(folder / "config.yaml", head + dump_yaml(config_dict(self.cfg)))
+
+    def _write_new_run(self, folder: Path, name: str) -> None:
+        self._write_config(folder, name)
         self.info = RunInfo.start(
             folder,
             seed=self.cfg.seed,
@@ -257,6 +284,7 @@ class Session:
                 "data_base_dir": str(self.base_dir.resolve()),
                 "param_count": self.chain.param_count,
                 "config_sha256": config_hash(self.cfg),
+                **({"init_from": self.init_from} if self.init_from is not None else {}),
             },
         )
 
@@ -323,28 +351,45 @@ class Session:
             self.chain.load_state_dict(final)
 
 
-def prepare(config_path: Path, overrides: list[str], name: str | None = None) -> Session:
+def prepare(
+    config_path: Path, overrides: list[str], name: str | None = None, init_from: str | Path | None = None
+) -> Session:
+    """A session for a new run of ``config_path``; ``init_from`` (``RUN[:best|last]``): start from
+    that run's weights (``nncli.runs.init_from``)."""
     from nncli.config.load import load_config
+    from nncli.runs.init_from import read_init, split_spec
 
+    init = read_init(*split_spec(init_from)) if init_from is not None else None  # cheap checks first
     loaded = load_config(config_path, overrides)
     cfg = loaded.config
     if name is not None:
         if not NAME_RE.match(name):
             raise ConfigError(f"--name may hold only letters, digits, '_', '.' and '-', got {name!r}")
         cfg = cfg.model_copy(update={"name": name})
-    return Session(loaded, cfg, loaded.folder_of("data.source"), overrides)
+    session = Session(loaded, cfg, loaded.folder_of("data.source"), overrides)
+    if init is not None:
+        session.start_from(init)
+    return session
 
 
 def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]) -> Session:
-    """A session that continues ``run_dir`` exactly where its last checkpoint stopped."""
+    """A session that continues ``run_dir`` exactly where its last checkpoint stopped; ``overrides``
+    may only raise its budget (``nncli.runs.extend``), which a completed run needs."""
     from nncli.config.load import load_config
     from nncli.runs.checkpoint import has_checkpoint, load_checkpoint
+    from nncli.runs.extend import NEW_RUN_HINT, check_extension, only_budget
+    from nncli.runs.init_from import read_init
     from nncli.runs.preflight import check_not_training
 
     run_dir = Path(run_dir)
     info = read_run(run_dir)
-    if info.get("status") == "completed":
-        raise RunError(f"{run_dir}: this run already completed; start a new run instead")
+    completed = info.get("status") == "completed"
+    finished = (
+        f"{run_dir}: this run already completed; to train it further give it a larger budget "
+        f"(--resume RUN --set train.steps=N or train.epochs=N), or {NEW_RUN_HINT}"
+    )
+    if completed and not overrides:
+        raise RunError(finished)
     check_own_files(run_dir)
     check_not_training(run_dir)  # a live run first: its checkpoint may be changing under us
     metric_lines(run_dir / "metrics.jsonl")  # a damaged line is refused before anything is written
@@ -356,28 +401,37 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
         made_with = ckpt.state.get("config_sha256")
     else:  # stopped (kill -9) before its first checkpoint: start again from step 0
         made_with = info.get("config_sha256", config_hash(stored.config))
-    if made_with != config_hash(stored.config):
+    # a checkpoint written before the last extension carries the config of the smaller budget
+    budgets = [e.get("previous_config_sha256") for e in info.get("extensions", [])]
+    if made_with != config_hash(stored.config) and made_with not in budgets:
         raise RunError(
             f"{run_dir / 'config.yaml'}: the config was changed after the checkpoint was "
             f"written; a resumed run must use the config it started with"
         )
-    if overrides:
-        changes = config_changes(stored.config, load_config(run_dir / "config.yaml", overrides).config)
-        if changes:
-            raise RunError("--set cannot change a run being resumed: " + "; ".join(changes))
+    wanted = load_config(run_dir / "config.yaml", overrides) if overrides else stored
+    extending = only_budget(config_changes(stored.config, wanted.config), run_dir) if overrides else False
+    if completed and not extending:
+        raise RunError(finished)
     if config_path is not None:
         given = load_config(config_path, overrides)
         # the run saved its data file as an absolute path with its SHA-256; the config names it as written
         path = data_file(given.config.data, given.folder_of("data.source")) if given.config.data else None
         sha = stored.config.data.sha256 if stored.config.data else None
-        changes = config_changes(stored.config, pinned(given.config, path, sha), ignore=("name",))
+        changes = config_changes(wanted.config, pinned(given.config, path, sha), ignore=("name",))
         if changes:
             raise RunError(f"{config_path} differs from the config of {run_dir}: " + "; ".join(changes))
     session = Session(
-        stored, stored.config, Path(info.get("data_base_dir", run_dir)), list(info.get("overrides", []))
+        wanted,
+        wanted.config,
+        Path(info.get("data_base_dir", run_dir)),
+        list(info.get("overrides", [])),
+        pin_data=False,
     )
     if session.data_info["fingerprint"] != (info.get("data") or {}).get("fingerprint"):
         raise RunError(f"{run_dir}: the training data differs from the data the run started with")
+    step = int(ckpt.state["step"]) if ckpt is not None else 0
+    if extending:
+        session.extension = check_extension(run_dir, info, stored.config, session, step, overrides)
     if ckpt is not None:
         where = ckpt.path.with_name("last.state.safetensors")
         if ckpt.state["step"] > session.trainer.total_steps:
@@ -389,5 +443,9 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
             session.trainer.restore(ckpt)
         except (ValueError, TypeError, KeyError, IndexError) as exc:  # values of the wrong kind
             raise CheckpointError(f"{where}: the training state does not fit this run ({exc})") from None
-    session.folder, session.resume_step = run_dir, int(ckpt.state["step"]) if ckpt is not None else 0
+    elif info.get("init_from") is not None:  # no checkpoint yet: start again from the same weights
+        source = info["init_from"]
+        init = read_init(source["run"], source["checkpoint"], expect_sha256=source["weights_sha256"])
+        session.start_from(init)
+    session.folder, session.resume_step = run_dir, step
     return session

@@ -110,6 +110,7 @@ def train(
     runs_dir: Path | str = "runs",
     name: str | None = None,
     resume: Path | str | None = None,
+    init_from: Path | str | None = None,
     callbacks: Iterable[Any] = (),
     loggers: Iterable[str] = (),
     threads: int | None = 1,
@@ -117,7 +118,10 @@ def train(
 ) -> TrainOutcome:
     """Train ``config`` (a YAML file) into a new run folder in ``runs_dir``, or continue the run
     ``resume`` exactly where its last checkpoint stopped (``config`` may then be omitted; if given
-    it must match the run's).
+    it must match the run's). ``overrides`` may raise a resumed run's budget
+    (``train.steps=N`` or ``train.epochs=N``, nothing else): a completed run then continues exactly
+    as a run given N steps from the start would (``nncli.runs.extend``). ``init_from``
+    (``"RUN[:best|last]"``) starts a new run from that run's weights (``nncli.runs.init_from``).
 
     ``overrides`` are ``path=value`` strings as ``--set`` takes; ``callbacks`` are trainer callbacks
     (``nncli.training.loop``) such as a progress display; ``loggers`` trackers to log to as well
@@ -126,12 +130,16 @@ def train(
     a crash is raised when ``raise_errors``, else returned as a failed outcome.
     """
     overrides = list(overrides)
+    if resume is not None and init_from is not None:
+        raise UserError(
+            "--init-from starts a new run from another run's weights; it cannot be combined with --resume"
+        )
     if resume is not None:
         session = prepare_resume(Path(resume), None if config is None else Path(config), overrides)
     elif config is None:
         raise UserError("give a CONFIG file to train, or --resume RUN_DIR to continue a run")
     else:
-        session = prepare(Path(config), overrides, name)
+        session = prepare(Path(config), overrides, name, init_from=init_from)
     return run_session(
         session, runs_dir, callbacks=callbacks, loggers=loggers, threads=threads, raise_errors=raise_errors
     )
