@@ -80,7 +80,7 @@ def load_batch(loaded, chain, n: int, path: str | None = None) -> tuple[np.ndarr
         data_cfg, base_dir = DataConfig(**{**base, "source": path, "val_split": 0.0, "test_split": 0.0}), None
     elif cfg.data is not None:
         data_cfg = cfg.data
-        base_dir = Path(loaded.source).parent if loaded.source else None
+        base_dir = loaded.folder_of("data.source")  # a base config's folder when a base wrote it
     else:
         raise ValueError("the config has no data section")
     ds = load_dataset(

@@ -47,18 +47,25 @@ def file_sha256(path: Path) -> str | None:
     return h.hexdigest()
 
 
-def check_fingerprint(data_cfg, path: Path | None) -> str | None:
+def check_fingerprint(data_cfg, path: Path | None, resuming: bool = False) -> str | None:
     """The SHA-256 of the data file ``path`` (None when there is none); a DataError on
-    ``data.sha256`` (the caller places it) when the config records another one."""
+    ``data.sha256`` (the caller places it) when the config records another one. ``resuming``: the
+    config is a run's being resumed, which must continue on the data it started with."""
     if path is None:
         return None
     sha = file_sha256(path)
     want = data_cfg.sha256
     if want is not None and sha is not None and sha != want:
+        accept = (
+            "a resumed run continues on the data it started with: put the file back, or start a new "
+            "run from this one's weights (--init-from RUN)"
+            if resuming
+            else "to train on the file as it is now, remove data.sha256 from the config or add "
+            "--set data.sha256=null"
+        )
         raise DataError(
             f"{path}: the data file changed since its fingerprint was recorded (sha256 {want[:12]}…, "
-            f"now {sha[:12]}…); to train on the file as it is now, remove data.sha256 from the "
-            f"config or add --set data.sha256=null",
+            f"now {sha[:12]}…); {accept}",
             field="data.sha256",
         )
     return sha

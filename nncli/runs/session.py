@@ -101,11 +101,11 @@ def check_split(split, name: str, chain) -> None:
 class Session:
     """One training session, checked: config, model, data, optimiser and trainer (see the module).
 
-    ``pin_data``: save the data file as its absolute path with its SHA-256 (``runs/datafile.py``);
-    a resumed run keeps its config as it was saved instead.
+    A new run saves its data file as its absolute path with its SHA-256 (``runs/datafile.py``);
+    a ``resuming`` one keeps its config as it was saved, and must train on the same data.
     """
 
-    def __init__(self, loaded, cfg, base_dir: Path, overrides: list[str], pin_data: bool = True):
+    def __init__(self, loaded, cfg, base_dir: Path, overrides: list[str], resuming: bool = False):
         from nncli.config.build import build_chain
         from nncli.training.data import epoch_permutation, load_dataset
         from nncli.training.loop import Trainer
@@ -120,7 +120,7 @@ class Session:
         self.chain = build_chain(loaded, dtype=cfg.dtype, seed=cfg.seed, batch_size=cfg.data.batch_size)
         self.data_path = data_file(cfg.data, self.base_dir)
         try:
-            sha = check_fingerprint(cfg.data, self.data_path)
+            sha = check_fingerprint(cfg.data, self.data_path, resuming)
             self.dataset = load_dataset(
                 cfg.data,
                 input_shape=tuple(cfg.model.input_shape),
@@ -136,7 +136,7 @@ class Session:
             raise
         # saved with an absolute path and the file's SHA-256: the run's config.yaml trains again
         # from any folder, and refuses a file that changed since
-        if pin_data:
+        if not resuming:
             self.cfg = cfg = pinned(cfg, self.data_path, sha)
         for split in ("train", "val", "test"):
             part = getattr(self.dataset, split, None)
@@ -425,7 +425,7 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
         wanted.config,
         Path(info.get("data_base_dir", run_dir)),
         list(info.get("overrides", [])),
-        pin_data=False,
+        resuming=True,
     )
     if session.data_info["fingerprint"] != (info.get("data") or {}).get("fingerprint"):
         raise RunError(f"{run_dir}: the training data differs from the data the run started with")

@@ -113,7 +113,7 @@ def test_a_resume_on_changed_data_is_refused_before_anything_is_written(project)
     )
     assert folder_listing(session.folder) == before
     res = run_main("train", "--resume", session.folder)
-    assert_refused(res, "the data file changed")
+    assert_refused(res, "the data file changed", "a resumed run continues on the data it started with")
 
 
 def test_a_malformed_fingerprint_is_a_placed_config_error(project):
