@@ -256,3 +256,15 @@ def test_a_fine_tuning_run_resumed_before_its_first_checkpoint_starts_from_the_s
     )
     with pytest.raises(CheckpointError, match="changed since this run started from it"):
         prepare_resume(session.folder, None, [])
+
+
+def test_dry_run_checks_init_from_and_writes_nothing(tmp_path):
+    source = train(write_config(tmp_path, CONFIG), tmp_path / "src")
+    cfg = write_config(tmp_path, CONFIG, "fine.yaml")
+    runs = tmp_path / "fine"
+    res = run_main("train", cfg, "--dry-run", "--runs-dir", runs, "--init-from", f"{source}:last")
+    assert res.code == 0 and "valid; nothing was written" in res.err, res
+    res = run_main(
+        "train", cfg, "--dry-run", "--runs-dir", runs, "--init-from", source, "--set", "model.layers[0].out=4"
+    )
+    assert_refused(res, "layer 0 (MM) weight has shape (10, 2)", runs_dir=runs, place=f"{cfg}:")
