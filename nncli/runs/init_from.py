@@ -114,7 +114,7 @@ def apply_init(chain, init: InitFrom, loaded) -> None:
                 ),
                 _layer_field(module),
             )
-    extra = [k for k in init.weights if k not in own]
+    extra = sorted(k for k in init.weights if k not in own)
     if extra:
         raise loaded.locate(
             CheckpointError(

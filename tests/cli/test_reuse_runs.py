@@ -214,7 +214,7 @@ def test_init_from_bad_inputs_are_located_and_write_nothing(tmp_path):
         ),
         (
             ["--init-from", source, "--set", "model.layers[3]={type: ReLU}"],
-            "the checkpoint has 3.weight",
+            "the checkpoint has 3.bias (and 1 more), which this model does not have",
             None,
         ),
     ]
