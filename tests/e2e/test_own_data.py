@@ -160,6 +160,26 @@ def test_3_onnx_export_predicts_the_same_classes_on_the_raw_rows(project):
     assert [["no", "yes"][i] for i in ids] == want
 
 
+def test_3b_the_pytorch_export_moved_elsewhere_predicts_the_same(project, tmp_path):
+    torch = pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
+    import importlib.util
+    import shutil
+
+    run, folder = _need(project["run"], "train"), project["folder"]
+    want = project.get("pred") or pytest.skip("the predict stage failed")
+    res = run_main("export", run, "-o", tmp_path / "handover" / "people.py")
+    assert res.code == 0, res
+    shutil.move(str(tmp_path / "handover"), tmp_path / "moved")  # the .py and its weights, together
+    spec = importlib.util.spec_from_file_location("people_export", tmp_path / "moved" / "people.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = _read(folder / "people_new.csv")
+    table = {c: [r[c] for r in rows] for c in rows[0]}  # raw cells, as text, the comment included
+    with torch.no_grad():
+        ids = mod.load_model(dtype=torch.float64)(mod.encode(table)).argmax(dim=1).tolist()
+    assert [mod.CLASS_NAMES[i] for i in ids] == want
+
+
 def test_4_the_saved_config_trains_again_from_another_directory(project, tmp_path):
     run = _need(project["run"], "train")
     elsewhere = tmp_path / "elsewhere"
