@@ -55,6 +55,13 @@ def check_fingerprint(data_cfg, path: Path | None, resuming: bool = False) -> st
         return None
     sha = file_sha256(path)
     want = data_cfg.sha256
+    if want is not None and not path.exists() and not resuming:
+        raise DataError(
+            f"{path}: no such file; this config pins its data by SHA-256 ({want[:12]}…): if the "
+            f"file moved, give its new place with --set data.source=/absolute/path/{path.name} (the "
+            f"file there must have the same bytes)",
+            field="data.source",
+        )
     if want is not None and sha is not None and sha != want:
         accept = (
             "a resumed run continues on the data it started with: put the file back, or start a new "

@@ -120,3 +120,32 @@ def test_a_malformed_fingerprint_is_a_placed_config_error(project):
     path = write_config(project, CONFIG.replace("batch_size: 10", "batch_size: 10, sha256: abc"), "bad.yaml")
     res = run_main("train", path, "--runs-dir", project / "runs")
     assert_refused(res, "data.sha256", runs_dir=project / "runs", place=f"{path}:4:")
+
+
+def test_a_moved_data_file_can_be_named_again_and_is_still_checked(project, tmp_path):
+    run = trained(project)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (project / "data" / "h.csv").rename(moved / "h.csv")
+    again = tmp_path / "again"
+    res = run_main("train", run / "config.yaml", "--runs-dir", again)
+    assert_refused(
+        res, "no such file; this config pins its data by SHA-256", "--set data.source=", runs_dir=again
+    )
+    assert res.err.startswith(f"error: {run / 'config.yaml'}:") and "data.source:" in res.err
+    res = run_main(
+        "train",
+        run / "config.yaml",
+        "-q",
+        "--no-curves",
+        "--runs-dir",
+        again,
+        "--set",
+        f"data.source={moved / 'h.csv'}",
+    )
+    assert res.code == 0, res
+    (moved / "h.csv").write_text((moved / "h.csv").read_text() + "0,0,0,1\n")
+    res = run_main(
+        "train", run / "config.yaml", "--runs-dir", again, "--set", f"data.source={moved / 'h.csv'}"
+    )
+    assert_refused(res, "the data file changed since its fingerprint was recorded")
