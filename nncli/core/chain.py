@@ -42,6 +42,7 @@ class Chain(Module):
         """Build every module in turn, feeding each the output shape of the one before."""
         self.input_shape = tuple(input_shape)
         self.dtype = np.dtype(dtype)
+        self.flat = None  # the modules get fresh arrays
         shape = self.input_shape
         for m in self.modules:
             m.build(shape, rng, dtype)

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from nncli.core import hooks
 from nncli.core.errors import ShapeError
+from nncli.core.flat import FlatParameters
 from nncli.core.registry import modules
 from nncli.core.torch_spec import SourceWriter, TorchSpec, load_params
 
@@ -67,6 +68,8 @@ class Module(ABC):
     # instance its own dict), so a module nobody watches carries none
     _forward_hooks: dict[int, hooks.Hook] = {}
     _backward_hooks: dict[int, hooks.Hook] = {}
+    #: the flat layout of this tree's parameters once ``flatten_parameters`` made one (else None)
+    flat: FlatParameters | None = None
 
     def __init__(self, **hparams: Any):
         self.cfg = self.Config(**hparams)
@@ -88,6 +91,7 @@ class Module(ABC):
         """Check the input shape, create parameters (PyTorch's default init) and zeroed gradients."""
         self.input_shape = tuple(int(s) for s in input_shape)
         self.dtype = np.dtype(dtype)
+        self.flat = None  # fresh arrays below: any earlier flat layout no longer holds them
         self.output_shape(self.input_shape)  # raises ShapeError on a shape that does not fit
         self.params = {k: np.asarray(v, dtype=self.dtype) for k, v in self.init_params(rng).items()}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
@@ -111,8 +115,25 @@ class Module(ABC):
         """Parameters of this module and of its sub-modules."""
         return int(sum(p.size for _, p, _ in self.parameters()))
 
+    def flatten_parameters(self) -> FlatParameters:
+        """Move the parameters and gradients of this module and all below it into one buffer per
+        dtype each (``nncli.core.flat``); ``params``/``grads`` become views, values are kept.
+
+        Call it on the root of the model (the optimiser's ``make_optimizer`` does): a layout made
+        lower down would be split by this one. Idempotent while the layout holds.
+        """
+        if self.flat is None or not self.flat.intact():
+            self.flat = FlatParameters(self)
+            for m in _below(self):
+                m.flat = None  # a sub-chain's own layout (if any) no longer holds its parameters
+        return self.flat
+
     def zero_grads(self) -> None:
-        """Zero this module's gradients and those of its children (a Residual's body)."""
+        """Zero this module's gradients and those of its children (a Residual's body): one fill per
+        dtype once the parameters are flat."""
+        if self.flat is not None:
+            self.flat.zero_grads()
+            return
         for g in self.grads.values():
             g.fill(0)
         for _, child in self.children():
@@ -306,6 +327,13 @@ class Module(ABC):
     def __repr__(self) -> str:
         extra = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
         return f"{type(self).__name__}({extra})"
+
+
+def _below(module: Module) -> Iterator[Module]:
+    """Every module under ``module``, containers (nested chains) included."""
+    for _, child in module.children():
+        yield child
+        yield from _below(child)
 
 
 def require_rank(module: Module, input_shape: tuple[int, ...], rank: int, layout: str) -> None:

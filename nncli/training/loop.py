@@ -104,7 +104,7 @@ class Trainer:
         self.metrics = run_metrics(cfg, Fit.of(self.loss, chain.output_shape()), self.val_x is not None)
         self._xbuf = np.empty((self.batch_size,) + self.x.shape[1:], dtype=dtype)
         self._ybuf = np.empty((self.batch_size,) + self.y.shape[1:], dtype=self.y.dtype)
-        self._grads = [g for _, _, g in chain.parameters()]
+        self._grads = optimizer.grad_arrays()  # the gradients' few flat buffers
         self._es_weights: dict[str, np.ndarray] | None = None
         self.state = TrainState()
         self.stop_request: str | None = None
@@ -285,9 +285,7 @@ class Trainer:
     def _state_finite(self) -> bool:
         """Whether the weights and the optimiser state hold only finite values (cached per update)."""
         if self._finite is None:
-            opt = self.optimizer
-            buffers = [b for bufs in opt._buffers().values() for b in bufs]
-            self._finite = all_finite(opt.params) and all_finite(buffers)
+            self._finite = all_finite(self.optimizer.arrays())
         return self._finite
 
     def _overflow_reason(self, step: int) -> str:

@@ -15,6 +15,7 @@ kernel offsets only, never over examples or output positions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import product
@@ -55,7 +56,7 @@ class Geometry:
     @property
     def K(self) -> int:
         """Number of taps in one window, Π k."""
-        return int(np.prod(self.kernel))
+        return math.prod(self.kernel)  # not np.prod: asked several times per layer and step
 
     def out_size(self, spatial: tuple[int, ...], owner: str) -> tuple[int, ...]:
         """L' = ⌊(L + p_lo + p_hi − δ(k−1) − 1)/s⌋ + 1 per axis; ShapeError when any L' < 1."""
@@ -144,7 +145,7 @@ def im2col(
     w = windows(zp, geom, out)  # (N, C, *k, *out)
     order = (1, *range(2, 2 + nd), 0, *range(2 + nd, 2 + 2 * nd))  # (C, *k, N, *out)
     N, C = zp.shape[:2]
-    shape = (C * geom.K, N * int(np.prod(out)))
+    shape = (C * geom.K, N * math.prod(out))
     if into is None:
         return w.transpose(order).reshape(shape)
     # ``into`` may be a column block of a larger matrix; splitting its axes is still a view

@@ -22,6 +22,8 @@ copy, whose border keeps the fill. Values are otherwise uninitialised.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 Key = tuple[str, int, np.dtype]
@@ -39,9 +41,9 @@ class Workspace:
     ) -> np.ndarray:
         """A C-contiguous ``shape`` array of ``dtype`` for ``name`` and thread ``slot``."""
         dtype = np.dtype(dtype)
-        shape = tuple(int(s) for s in shape)
+        shape = tuple(map(int, shape))
         key = (name, slot, dtype)
-        n = int(np.prod(shape))
+        n = math.prod(shape)  # not np.prod: this runs several times per layer and step
         buf = self._bufs.get(key)
         fresh = buf is None or buf.size < n
         if buf is None or fresh:
