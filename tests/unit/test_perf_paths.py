@@ -313,3 +313,54 @@ def test_ln_forward_does_not_depend_on_the_blocks(affine, monkeypatch):
         outs.append(_ln_step(affine, 1, monkeypatch, shape=(13, 6), dtype=np.float32)[3])
     for u in outs[1:]:
         np.testing.assert_array_equal(u, outs[0])
+
+
+# -- activations without np.where or a scalar np.maximum -----------------------------------------------
+
+from nncli.core.registry import modules as _modules  # noqa: E402
+
+
+def _special_values(dtype, shape=(7, 3, 5), seed=4):
+    """Random values with NaN, ±inf, ±0, tiny and huge ones mixed in."""
+    rng = np.random.default_rng(seed)
+    z = (rng.normal(size=shape) * 3).astype(dtype)
+    flat = z.reshape(-1)
+    specials = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-40, 80.0, -80.0, 1e30, -1e30]
+    flat[: len(specials)] = np.array(specials, dtype=dtype)
+    rng.shuffle(flat)
+    return z
+
+
+def _plain(fn, z, v, slope):
+    """The formulas the fast paths replace: np.where and a scalar np.maximum."""
+    if fn == "relu":
+        return np.maximum(z, 0), v * (z > 0)
+    if fn == "leaky_relu":
+        s = z.dtype.type(slope)
+        return np.where(z > 0, z, z * s), np.where(z > 0, v, v * s)
+    e = np.exp(-np.abs(z))
+    u = np.where(z >= 0, z.dtype.type(1), e) / (1 + e)
+    return u, (1 - u) * u * v
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "fn, slope",
+    [("relu", 0.01), ("leaky_relu", 0.01), ("leaky_relu", 0.0), ("leaky_relu", 1.0), ("sigmoid", 0.01)],
+)
+def test_activation_fast_paths_give_the_plain_formulas_bits(fn, slope, dtype):
+    z = _special_values(dtype)
+    v = _special_values(dtype, seed=5)
+    m = _modules.create("sigma", fn=fn, negative_slope=slope).build(
+        z.shape[1:], np.random.default_rng(0), dtype
+    )
+    with np.errstate(all="ignore"):
+        want_u, want_dz = _plain(fn, z, v, slope)
+        for batch in (z, z[:4]):  # a shorter last batch reuses the kept rows
+            u = m.forward(batch)
+            dz = m.backward(v[: len(batch)])
+            np.testing.assert_array_equal(u, want_u[: len(batch)])
+            np.testing.assert_array_equal(np.signbit(u), np.signbit(want_u[: len(batch)]))
+            if fn != "sigmoid":  # sigmoid's backward is unchanged; the plain one above regroups it
+                np.testing.assert_array_equal(dz, want_dz[: len(batch)])
+            assert u.dtype == dtype and dz.dtype == dtype

@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from nncli.core.kernels.workspace import SHARED
 from nncli.core.module import HParams, Module
 from nncli.core.registry import modules
 from nncli.core.torch_spec import TorchSpec
@@ -46,22 +47,51 @@ class Sigma(Module):
     Config = SigmaConfig
     cfg: SigmaConfig
 
+    # Written without np.where and without a scalar operand of np.maximum: numpy's where (and any
+    # masked loop) branches per element, and on a random sign pattern that costs 10-50x a plain pass;
+    # np.maximum against a scalar takes a slow strided loop where against an array it is vectorised.
+    # Each replacement below gives the same bits (including NaN and the choice of branch).
+
+    def _zeros(self, z: np.ndarray) -> np.ndarray:
+        """Zeros of one example's shape, (1, *z.shape[1:]), kept: broadcast along the batch."""
+        zeros = getattr(self, "_zeros_row", None)
+        if zeros is None or zeros.shape[1:] != z.shape[1:] or zeros.dtype != z.dtype:
+            zeros = self._zeros_row = np.zeros((1,) + z.shape[1:], z.dtype)
+        return zeros
+
+    def _factor(self, z: np.ndarray) -> np.ndarray:
+        """leaky_relu's σ'(z): 1 where z > 0, the slope elsewhere, from the mask as max(mask, slope)
+        (exact for a slope in [0, 1]), in a scratch buffer."""
+        f = SHARED.get("sigma.factor", z.shape, z.dtype)
+        np.copyto(f, self._mask)
+        return np.maximum(f, self._slope_row(z), out=f)
+
+    def _slope_row(self, z: np.ndarray) -> np.ndarray:
+        row = getattr(self, "_slope", None)
+        if row is None or row.shape[1:] != z.shape[1:] or row.dtype != z.dtype:
+            row = self._slope = np.full((1,) + z.shape[1:], self.cfg.negative_slope, z.dtype)
+        return row
+
     def forward(self, z):
         fn = self.cfg.fn
         if fn == "relu":
-            # the mask (1 byte an element) is the cheapest state to keep; np.maximum is one fast loop,
-            # where z * mask would first cast the mask to floats
+            # the mask (1 byte an element) is the cheapest state to keep
             self._mask = z > 0
-            return np.maximum(z, 0)
+            return np.maximum(z, self._zeros(z))
         if fn == "leaky_relu":
             self._mask = z > 0
+            if 0.0 <= self.cfg.negative_slope <= 1.0:
+                return np.multiply(z, self._factor(z))
             return np.where(self._mask, z, z * self.dtype.type(self.cfg.negative_slope))
         if fn == "sigmoid":
             # exp of -|z| never overflows; the two branches give 1/(1+e^{-z}) for either sign
             e = np.abs(z)
             np.negative(e, out=e)
             np.exp(e, out=e)
-            u = np.where(z >= 0, z.dtype.type(1), e)  # numerator: 1 or e^{-|z|}
+            # numerator 1 (z ≥ 0) or e^{-|z|}: max(mask, e), as 0 ≤ e ≤ 1 (NaN stays NaN)
+            u = np.empty_like(z)
+            np.greater_equal(z, 0, out=u)  # 1.0 / 0.0
+            np.maximum(u, e, out=u)
             np.add(e, 1, out=e)
             u /= e  # over 1 + e^{-|z|}
             self._u = u
@@ -102,8 +132,13 @@ class Sigma(Module):
     def backward(self, v):
         fn = self.cfg.fn
         if fn == "relu":
-            return v * self._mask
+            # v · mask with the mask as floats first: multiplying by booleans casts in small buffers
+            m = SHARED.get("sigma.factor", v.shape, v.dtype)
+            np.copyto(m, self._mask)
+            return np.multiply(v, m)
         if fn == "leaky_relu":
+            if 0.0 <= self.cfg.negative_slope <= 1.0:
+                return np.multiply(v, self._factor(v))
             return np.where(self._mask, v, v * self.dtype.type(self.cfg.negative_slope))
         if fn == "sigmoid":
             t = np.subtract(1, self._u)  # u (1 − u) v, in one array
