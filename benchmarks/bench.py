@@ -1,18 +1,23 @@
-"""nncli against PyTorch: speed (median ms, ratio) and peak memory of the same float32 work.
+"""nncli against PyTorch and JAX: speed (median ms, ratios), roofline and peak memory of the same
+float32 work.
 
     python benchmarks/bench.py [--repeats 7] [--blocks 3] [--quick] [--only mlp,conv2d,...]
-                               [--e2e-steps 1000] [--unset-openblas-env] [--no-memory] [--json out.json]
+                               [--libs nncli,torch,jax] [--e2e-steps 1000] [--unset-openblas-env]
+                               [--no-memory] [--json out.json]
 
-Each library runs in its own worker process (this script again, with ``--worker nncli|torch``), in
-blocks that alternate nncli, torch, nncli, torch, …, so that numpy's OpenBLAS threads and PyTorch's
-OpenMP threads never spin against each other. PyTorch gets as many threads as numpy's BLAS has.
-Workloads: see ``specs.py``; ``e2e`` is ``nncli train configs/mnist1d_cnn.yaml`` against a torch loop.
+Each library runs in its own worker process (this script again, with ``--worker nncli|torch|jax``),
+in blocks that alternate nncli, torch, jax, nncli, …, so that numpy's OpenBLAS threads, PyTorch's
+OpenMP threads and XLA's pool never spin against each other. PyTorch and XLA get as many threads as
+numpy's BLAS has. JAX (``jax.jit`` over each whole step) is optional: without it installed the column
+says so. Workloads: see ``specs.py``; ``e2e`` is ``nncli train configs/mnist1d_cnn.yaml`` against the
+same loop in PyTorch (and in JAX).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import shlex
@@ -23,11 +28,18 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import OPENBLAS_ENV, cpu_model, numpy_blas_threads, openblas_env  # noqa: E402
+from harness import (  # noqa: E402
+    OPENBLAS_ENV,
+    cpu_model,
+    numpy_blas_threads,
+    openblas_env,
+    sgemm_peak_gflops,
+)
 from report import print_report  # noqa: E402
 from specs import ORDER  # noqa: E402
 
 ALL = ORDER + ["e2e"]
+LIBS = ("nncli", "torch", "jax")
 
 
 def parse_args(argv=None):
@@ -38,6 +50,9 @@ def parse_args(argv=None):
     ap.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
     ap.add_argument(
         "--min-time", type=float, default=0.05, help="seconds per timed repeat (loops short steps)"
+    )
+    ap.add_argument(
+        "--libs", default=",".join(LIBS), help="comma-separated libraries to run (nncli is always run)"
     )
     ap.add_argument("--e2e-steps", type=int, default=1000, help="training steps of the end-to-end run")
     ap.add_argument(
@@ -54,7 +69,7 @@ def parse_args(argv=None):
     ap.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     ap.add_argument("--json", help="also write the raw results to this file")
     # internal: run as a worker
-    ap.add_argument("--worker", choices=["nncli", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=list(LIBS), help=argparse.SUPPRESS)
     ap.add_argument("--task", default="time", choices=["time", "memory", "e2e"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
@@ -67,6 +82,11 @@ def parse_args(argv=None):
     if unknown:
         ap.error(f"unknown workload(s) {unknown}; choose from {ALL}")
     args.names = names
+    libs = ["nncli"] + [x.strip() for x in args.libs.split(",") if x.strip() and x.strip() != "nncli"]
+    bad = [x for x in libs if x not in LIBS]
+    if bad:
+        ap.error(f"unknown librar(ies) {bad}; choose from {list(LIBS)}")
+    args.libs = libs
     return args
 
 
@@ -122,11 +142,23 @@ def progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def missing_libs(libs: list[str]) -> dict[str, str]:
+    """The requested libraries that are not installed, with what to install."""
+    hint = {"torch": "pip install 'nncli[torch]'", "jax": "pip install 'nncli[bench]'"}
+    return {
+        lib: f"{lib} is not installed ({hint[lib]})"
+        for lib in libs
+        if lib != "nncli" and importlib.util.find_spec(lib) is None
+    }
+
+
 def run(args) -> dict:
     import e2e
 
     threads = args.threads or numpy_blas_threads()
     load = os.getloadavg()
+    missing = missing_libs(args.libs)
+    libs = [lib for lib in args.libs if lib not in missing]
     facts = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python benchmarks/bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
@@ -136,26 +168,34 @@ def run(args) -> dict:
         "threads": threads,
         "openblas_env": openblas_env(),
         "unset_openblas_env": args.unset_openblas_env,
+        "libs": libs,
+        "missing": missing,
     }
+    progress("SGEMM peak (numpy float32 1024×1024 products)")
+    peak_before = {1: sgemm_peak_gflops(1), threads: sgemm_peak_gflops(threads)}
     kernels = [n for n in args.names if n != "e2e"]
     # `nncli train` runs its BLAS on 1 thread unless told otherwise (small models are fastest so);
-    # the end-to-end pair uses --threads when given, else that default, for both libraries
+    # the end-to-end rows use --threads when given, else that default, for every library
     e2e_threads = args.threads or 1
     facts["e2e_threads"] = e2e_threads
-    timing = {"nncli": [], "torch": []}
-    e2e_runs = {"nncli": [], "torch": []}
+    timing: dict[str, list] = {lib: [] for lib in LIBS}
+    e2e_runs: dict[str, list] = {lib: [] for lib in LIBS}
     for b in range(args.blocks):
-        for lib in ("nncli", "torch"):
+        for lib in libs:
             if kernels:
                 progress(f"block {b + 1}/{args.blocks}: {lib} kernels")
                 timing[lib].append(spawn(args, lib, "time", kernels, threads, args.repeats))
             if "e2e" in args.names:
                 progress(f"block {b + 1}/{args.blocks}: {lib} end to end, {args.e2e_steps} steps")
                 e2e_runs[lib].append(_e2e_once(args, lib, e2e_threads, e2e))
-    memory = {"nncli": {}, "torch": {}}
+    # the peak again at the end: on a shared machine the better of the two is the closer to the truth
+    peak_after = {1: sgemm_peak_gflops(1), threads: sgemm_peak_gflops(threads)}
+    facts["sgemm_peak_gflops"] = {str(k): max(peak_before[k], peak_after[k]) for k in peak_before}
+    facts["loadavg_after"] = os.getloadavg()
+    memory: dict[str, dict] = {"nncli": {}, "torch": {}}
     if not args.no_memory:
         for name in kernels:
-            for lib in ("nncli", "torch"):
+            for lib in [x for x in ("nncli", "torch") if x in libs]:
                 progress(f"memory: {lib} {name}")
                 r = spawn(args, lib, "memory", [name], threads)
                 memory[lib][name] = r.get("memory", {}).get(name, {"error": r.get("error")})
@@ -175,7 +215,7 @@ def _e2e_once(args, lib, threads, e2e):
             return e2e.run_nncli(args.e2e_steps, worker_env(args), threads)
         except e2e.Unavailable as exc:
             return {"unavailable": str(exc)}
-    r = spawn(args, "torch", "e2e", ["e2e"], threads, repeats=1, steps=args.e2e_steps)
+    r = spawn(args, lib, "e2e", ["e2e"], threads, repeats=1, steps=args.e2e_steps)
     if "error" in r:
         return r
     out = r["e2e"]

@@ -1,11 +1,14 @@
-"""End to end: ``nncli train configs/mnist1d_cnn.yaml --set train.steps=N`` against the same loop in PyTorch.
+"""End to end: ``nncli train configs/mnist1d_cnn.yaml --set train.steps=N`` against the same loop in
+PyTorch and in JAX.
 
 nncli side: the real command in a subprocess (its own process, so it never meets torch's threads);
 the time is the training phase as the run records it in ``summary.json`` (the process's wall time,
 with imports and data loading, is kept beside it). PyTorch side (``torch_loop``, run in a torch
 worker): the same data (MNIST-1D, standardised with training statistics), the same batch, Adam with
 the config's learning rate, a fresh shuffle per epoch, N steps and one evaluation on the held-out part
-at the end — the work the nncli run does with ``train.eval_every=N``.
+at the end — the work the nncli run does with ``train.eval_every=N``. JAX side (``jax_loop``, in a
+JAX worker): the same, with the whole step (batch gather, forward, backward, Adam) one ``jax.jit``
+function; its seconds include the first step's compilation, which is also reported apart.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ import yaml
 from harness import Unavailable
 from specs import MNIST1D_CONFIG, ROOT
 
-DATA_CANDIDATES = (os.path.join(ROOT, "nncli", "datasets", "mnist1d.npz"),)
+DATA_CANDIDATES = (
+    os.path.join(ROOT, "nncli", "training", "datasets", "mnist1d.npz"),
+    os.path.join(ROOT, "nncli", "datasets", "mnist1d.npz"),
+)
 
 
 def config() -> dict:
@@ -123,3 +129,49 @@ def torch_loop(steps: int) -> dict:
         acc = model(torch.from_numpy(np.ascontiguousarray(xv))).argmax(1) == torch.from_numpy(yv)
         acc = float(acc.float().mean())
     return {"seconds": time.perf_counter() - t0, "val_acc": acc}
+
+
+def jax_loop(steps: int) -> dict:
+    """The MNIST-1D paper CNN trained for ``steps`` Adam steps with one jitted step; the loop's seconds
+    (compilation included) and the compilation alone (the first step's extra time)."""
+    import jax
+    import jax.numpy as jnp
+    import workloads_jax
+
+    cfg = config()
+    batch = int((cfg.get("data") or {}).get("batch_size", 100))
+    opt_cfg = {"type": "adam", "lr": 1e-2, **(cfg.get("optimizer") or {})}
+    xt, yt, xv, yv = _load_data(cfg)
+    shape = tuple(cfg["model"]["input_shape"])
+    xt, xv = xt.reshape((-1,) + shape), xv.reshape((-1,) + shape)
+    params, apply = workloads_jax._model(cfg["model"]["layers"], shape)
+    init, update = workloads_jax._optimizer(opt_cfg)
+    n, per_epoch = len(xt), -(-len(xt) // batch)
+
+    def step(params, state, X, Y, idx):
+        def loss(p):
+            return workloads_jax._cross_entropy(apply(p, X[idx]), Y[idx])
+
+        J, grads = jax.value_and_grad(loss)(params)
+        params, state = update(params, grads, state)
+        return params, state, J
+
+    step = jax.jit(step, donate_argnums=(0, 1))
+    t0 = time.perf_counter()
+    X, Y = jax.device_put(xt), jax.device_put(yt.astype(np.int32))
+    params = jax.device_put(params)
+    state = init(params)
+    first = None
+    for t in range(steps):
+        epoch, b = divmod(t, per_epoch)
+        if b == 0:
+            order = np.random.default_rng([0, epoch]).permutation(n).astype(np.int32)
+        params, state, J = step(params, state, X, Y, order[b * batch : (b + 1) * batch])
+        if t == 0:
+            J.block_until_ready()
+            first = time.perf_counter() - t0
+    J.block_until_ready()
+    logits = apply(params, jnp.asarray(xv))
+    acc = float(jnp.mean(jnp.argmax(logits, axis=1) == jnp.asarray(yv)))
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "val_acc": acc, "first_step": first}

@@ -157,6 +157,39 @@ def fmt_bytes(n: float | None) -> str:
     return f"{int(n)} B"
 
 
+def flops_per_step(chain, batch: int) -> int:
+    """Floating-point operations of one step: 2 × the multiply-adds each layer's ``describe()`` gives
+    for its forward and backward, × batch. A training step (the chain has a loss) runs no backward
+    before its first trainable layer and skips that layer's ∂J/∂x (half its backward, as for MM and
+    Conv: ∂J/∂W and ∂J/∂z cost the same), as nncli, PyTorch and JAX all do. The optimiser's few
+    elementwise operations per parameter are not counted."""
+    facts = [m.describe() for m in chain.modules]
+    macs = sum(f["macs_forward"] + f["macs_backward"] for f in facts)
+    first = chain._first_trainable() if chain.loss is not None else None
+    if first is not None:
+        macs -= sum(f["macs_backward"] for f in facts[:first]) + facts[first]["macs_backward"] // 2
+    return 2 * int(macs) * batch
+
+
+def sgemm_peak_gflops(threads: int, n: int = 1024, repeats: int = 7) -> float:
+    """This machine's float32 matrix-product speed on ``threads`` BLAS threads: the best of
+    ``repeats`` n×n products through numpy (OpenBLAS's SGEMM), in GFLOP/s (2n³ per product)."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    best = float("inf")
+    with threadpool_limits(limits=threads, user_api="blas"):
+        np.matmul(a, b, out=out)  # warm-up: thread start, page faults
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
 def theoretical_bytes(chain, batch: int, optimizer_slots: int) -> dict[str, int]:
     """What a training step cannot do without: parameters, their gradients, optimiser state and the
     activations the backward pass reads (each module's ``describe()['saved']`` floats per example).

@@ -1,4 +1,6 @@
-"""Turn the raw worker results into the printed report: machine facts, the speed table, the memory table."""
+"""Turn the raw worker results into the printed report: machine facts, the speed table (nncli,
+PyTorch, JAX), the roofline (FLOPs per step and GFLOP/s against the measured SGEMM peak) and the
+memory table."""
 
 from __future__ import annotations
 
@@ -34,15 +36,19 @@ def _first(blocks, key):
 def _header(res: dict) -> list[str]:
     f, t = res["facts"], res["timing"]
     vn, vt = _first(t["nncli"], "versions") or {}, _first(t["torch"], "versions") or {}
+    vj = _first(t.get("jax", []), "versions") or {}
     lines = [
         f"date        {f['date']}",
         f"command     {f['command']}",
         f"machine     {f['cpu']}, {f['cores']} logical cores, load average before "
         f"{f['loadavg_before'][0]:.2f}",
         f"versions    python {vn.get('python', '?')}, numpy {vn.get('numpy', '?')}, "
-        f"nncli {vn.get('nncli', '?')}, torch {vt.get('torch', '?')}",
+        f"nncli {vn.get('nncli', '?')}, torch {vt.get('torch', '?')}, jax {vj.get('jax', '—')}",
         f"threads     numpy BLAS {f['threads']}; torch.set_num_threads({f['threads']}) → "
         f"{vt.get('torch_threads', '?')}",
+        f"jax threads {'1 (XLA_FLAGS ' + vj['xla_flags'] + ')' if vj.get('xla_flags') else 'XLA default (one per core)'}"
+        if vj
+        else "jax         not run" + (f": {f['missing']['jax']}" if "jax" in f.get("missing", {}) else ""),
         "OpenBLAS env "
         + ", ".join(f"{k}={v if v is not None else '(unset)'}" for k, v in f["openblas_env"].items())
         + ("; unset in the workers (--unset-openblas-env)" if f["unset_openblas_env"] else ""),
@@ -68,6 +74,20 @@ def _header(res: dict) -> list[str]:
             )
     if vn.get("torch_imported"):
         lines.append("WARNING: the nncli worker imported torch")
+    if "loadavg_after" in f:
+        la, lb = f["loadavg_after"], f["loadavg_before"]
+        lines.append(
+            f"load        before {lb[0]:.2f} {lb[1]:.2f} {lb[2]:.2f}, after {la[0]:.2f} {la[1]:.2f} "
+            f"{la[2]:.2f} (1, 5, 15 min averages)"
+        )
+    if "sgemm_peak_gflops" in f:
+        lines.append(
+            "SGEMM peak  "
+            + ", ".join(
+                f"{k} thread{'s' if k != '1' else ''} {v:.1f}" for k, v in f["sgemm_peak_gflops"].items()
+            )
+            + " GFLOP/s (numpy float32 1024² products, the best of 7, start and end of the run)"
+        )
     if f["loadavg_before"][0] > 0.5:
         lines.append(
             f"WARNING: the machine was loaded before starting (load average "
@@ -79,59 +99,100 @@ def _header(res: dict) -> list[str]:
 def _speed_rows(res: dict) -> tuple[list[str], list[str]]:
     t, rows, notes = res["timing"], [], []
     head = (
-        f"{'workload':12} {'nncli ms':>9} {'torch ms':>9} {'ratio':>6} {'target':>7} {'met':>4} "
-        f"{'spread n/t':>11}  what"
+        f"{'workload':14} {'nncli ms':>9} {'torch ms':>9} {'jax ms':>9} {'n/torch':>7} {'target':>7} "
+        f"{'met':>4} {'n/jax':>6} {'spread n/t/j':>13}  what"
     )
     rows.append(head)
     rows.append("-" * len(head) + "-" * 30)
     for name in [n for n in ORDER if n in res["names"]]:
         tn, why_n, note = _gather(t["nncli"], name)
         tt, why_t, _ = _gather(t["torch"], name)
+        tj, _, _ = _gather(t.get("jax", []), name)
         what = note or (digits_spec() if name == "digits_cnn" else SPECS[name]).get("note", "")
         if not tn or not tt:
             rows.append(
-                f"{name:12} {'—':>9} {'—':>9} {'—':>6} {'≤' + str(TARGETS[name]):>7} {'—':>4} "
-                f"{'':>11}  not run: {why_n or why_t}"
+                f"{name:14} {'—':>9} {'—':>9} {'—':>9} {'—':>7} {'≤' + str(TARGETS[name]):>7} {'—':>4} "
+                f"{'—':>6} {'':>13}  not run: {why_n or why_t}"
             )
             continue
-        rows.append(_row(name, median(tn), median(tt), TARGETS[name], spread(tn), spread(tt), what, 1e3))
-        if max(spread(tn), spread(tt)) > SPREAD_WARN:
+        rows.append(_row(name, tn, tt, tj, TARGETS[name], what, 1e3))
+        spreads = [spread(x) for x in (tn, tt, tj) if x]
+        if max(spreads) > SPREAD_WARN:
             notes.append(
                 f"WARNING: {name}: high run-to-run spread "
-                f"({spread(tn):.0%} nncli, {spread(tt):.0%} torch); treat the ratio with care"
+                f"({'/'.join(f'{x:.0%}' for x in spreads)} nncli/torch/jax); treat the ratios with care"
             )
     if "e2e" in res["names"]:
         rows.append(_e2e_row(res, notes))
     return rows, notes
 
 
-def _row(name, a, b, target, sa, sb, what, scale):
+def _row(name, tn, tt, tj, target, what, scale):
+    """One table row from the repeat times of each library (tj may be empty: JAX not run)."""
+    a, b = median(tn), median(tt)
+    c = median(tj) if tj else None
     ratio = a / b
     met = "yes" if ratio <= target else "no"
+    spreads = "/".join(f"{spread(x):.0%}" for x in (tn, tt, tj) if x)
+    jax_ms = f"{c * scale:9.3f}" if c else f"{'—':>9}"
+    jax_ratio = f"{a / c:6.2f}" if c else f"{'—':>6}"
     return (
-        f"{name:12} {a * scale:9.3f} {b * scale:9.3f} {ratio:6.2f} {'≤' + str(target):>7} {met:>4} "
-        f"{f'{sa:.0%}/{sb:.0%}':>11}  {what}"
+        f"{name:14} {a * scale:9.3f} {b * scale:9.3f} {jax_ms} {ratio:7.2f} {'≤' + str(target):>7} "
+        f"{met:>4} {jax_ratio} {spreads:>13}  {what}"
     )
 
 
 def _e2e_row(res, notes) -> str:
-    runs_n = [r for r in res["e2e"]["nncli"] if "seconds" in r]
-    runs_t = [r for r in res["e2e"]["torch"] if "seconds" in r]
+    ok = {lib: [r for r in res["e2e"].get(lib, []) if "seconds" in r] for lib in ("nncli", "torch", "jax")}
     steps = res["e2e_steps"]
-    if not runs_n or not runs_t:
+    if not ok["nncli"] or not ok["torch"]:
         bad = [r for r in res["e2e"]["nncli"] + res["e2e"]["torch"] if "seconds" not in r]
         why = (bad[0].get("unavailable") or bad[0].get("error")) if bad else "not run"
-        return f"{'e2e':12} {'—':>9} {'—':>9} {'—':>6} {'≤1.0':>7} {'—':>4} {'':>11}  not run: {why}"
-    sn, st = [r["seconds"] for r in runs_n], [r["seconds"] for r in runs_t]
-    wall = median([r["process_wall"] for r in runs_n])
-    acc = median([r.get("val_acc", float("nan")) for r in runs_t])
+        return (
+            f"{'e2e':14} {'—':>9} {'—':>9} {'—':>9} {'—':>7} {'≤1.0':>7} {'—':>4} {'—':>6} {'':>13}  "
+            f"not run: {why}"
+        )
+    per_step = {lib: [r["seconds"] / steps for r in runs] for lib, runs in ok.items()}
+    wall = median([r["process_wall"] for r in ok["nncli"]])
+    acc = median([r.get("val_acc", float("nan")) for r in ok["torch"]])
     what = (
         f"nncli train mnist1d_cnn --threads {res['facts'].get('e2e_threads', '?')}, {steps} steps, "
         f"ms/step (whole process {wall:.2f} s); torch val acc {acc:.2f}"
     )
-    return _row(
-        "e2e", median(sn) / steps, median(st) / steps, TARGETS["e2e"], spread(sn), spread(st), what, 1e3
+    if ok["jax"]:
+        compile_s = median([r.get("first_step", float("nan")) for r in ok["jax"]])
+        what += f"; jax incl. {compile_s:.2f} s first step (compilation)"
+    return _row("e2e", per_step["nncli"], per_step["torch"], per_step["jax"], TARGETS["e2e"], what, 1e3)
+
+
+def _roofline_rows(res: dict) -> list[str]:
+    """FLOPs per step and each library's GFLOP/s beside this machine's measured SGEMM peak."""
+    f, t = res["facts"], res["timing"]
+    peaks = f.get("sgemm_peak_gflops")
+    if not peaks:
+        return []
+    threads = str(f["threads"])
+    peak = peaks.get(threads) or max(peaks.values())
+    head = (
+        f"{'workload':14} {'MFLOP/step':>11} {'nncli GF/s':>11} {'torch GF/s':>11} {'jax GF/s':>9} "
+        f"{'nncli % peak':>13}  peak {peak:.1f} GFLOP/s on {threads} thread(s)"
     )
+    rows = [head, "-" * len(head)]
+    for name in [n for n in ORDER if n in res["names"]]:
+        flops = next(
+            (b["results"][name].get("flops") for b in t["nncli"] if name in b.get("results", {})), None
+        )
+        if not flops:
+            continue
+        rates = []
+        for lib in ("nncli", "torch", "jax"):
+            times, _, _ = _gather(t.get(lib, []), name)
+            rates.append(flops / median(times) / 1e9 if times else None)
+        cells = [f"{r:11.2f}" if r else f"{'—':>11}" for r in rates[:2]]
+        cells.append(f"{rates[2]:9.2f}" if rates[2] else f"{'—':>9}")
+        share = f"{rates[0] / peak:13.1%}" if rates[0] else f"{'—':>13}"
+        rows.append(f"{name:14} {flops / 1e6:11.1f} {' '.join(cells)} {share}")
+    return rows
 
 
 def _memory_rows(res: dict) -> list[str]:
@@ -166,6 +227,6 @@ def _memory_rows(res: dict) -> list[str]:
 
 def print_report(res: dict) -> None:
     speed, notes = _speed_rows(res)
-    out = _header(res) + [""] + speed + [""] + _memory_rows(res)
+    out = _header(res) + [""] + speed + [""] + _roofline_rows(res) + [""] + _memory_rows(res)
     out += [""] + notes if notes else []
     print("\n".join(out))

@@ -72,6 +72,19 @@ def _three_stage_cnn() -> dict:
     }
 
 
+def _ln_mlp() -> dict:
+    """256 → (MM 512, LN per feature, ReLU) × 2 → MM 10: a LayerNorm-heavy MLP."""
+    block = [{"type": "MM", "out": 512}, {"type": "LN", "affine": "per_feature"}, RELU]
+    return {
+        "kind": "train",
+        "input_shape": [256],
+        "batch": 256,
+        "optimizer": {"type": "adam", "lr": 0.001},
+        "layers": block + block + [{"type": "MM", "out": 10}],
+        "note": "256 → (MM 512, LN per feature, ReLU) × 2 → MM 10, Adam; batch 256",
+    }
+
+
 SPECS: dict[str, dict] = {
     "mlp": {
         "kind": "train",
@@ -126,6 +139,7 @@ SPECS: dict[str, dict] = {
         "layers": [{"type": "LN", "affine": "per_feature"}],
         "note": "8192×512, per-feature affine (torch LayerNorm(512))",
     },
+    "ln_mlp": _ln_mlp(),
     "cifar_cnn_max": _cifar_cnn("MaxPool2D"),
     "cifar_cnn_avg": _cifar_cnn("AvgPool2D"),
     "cnn3_avg": _three_stage_cnn(),
@@ -146,18 +160,21 @@ ORDER = [
     "conv1d",
     "mnist1d_cnn",
     "ln",
+    "ln_mlp",
     "cifar_cnn_max",
     "cifar_cnn_avg",
     "cnn3_avg",
     "maxpool2d",
 ]
+#: nncli / PyTorch at each library's better thread count: at most 1 everywhere
 TARGETS = {
     "mlp": 1.0,
-    "conv2d": 2.0,
-    "digits_cnn": 2.0,
-    "conv1d": 1.5,
-    "mnist1d_cnn": 1.5,
-    "ln": 2.0,
+    "conv2d": 1.0,
+    "digits_cnn": 1.0,
+    "conv1d": 1.0,
+    "mnist1d_cnn": 1.0,
+    "ln": 1.0,
+    "ln_mlp": 1.0,
     "cifar_cnn_max": 1.0,
     "cifar_cnn_avg": 1.0,
     "cnn3_avg": 1.0,

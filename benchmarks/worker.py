@@ -1,14 +1,16 @@
 """One benchmark worker process: times (or measures the memory of) workloads in ONE library.
 
-Run by ``bench.py`` as ``python bench.py --worker nncli|torch --task time|memory ...``; the result is
-written as JSON to ``--out``. A worker of one library never imports the other, so numpy's OpenBLAS
-threads and PyTorch's OpenMP threads never compete for the cores inside one measurement.
+Run by ``bench.py`` as ``python bench.py --worker nncli|torch|jax --task time|memory ...``; the result
+is written as JSON to ``--out``. A worker of one library never imports another, so numpy's OpenBLAS
+threads, PyTorch's OpenMP threads and XLA's thread pool never compete for the cores inside one
+measurement.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import traceback
 
@@ -16,6 +18,7 @@ from harness import (
     Unavailable,
     blas_pools,
     calibrate,
+    flops_per_step,
     numpy_blas_threads,
     peak_rss_bytes,
     reset_peak_rss,
@@ -26,6 +29,11 @@ from harness import (
 
 
 def _maker(lib: str, threads: int):
+    if lib == "jax":
+        import workloads_jax as wj
+
+        wj.configure_threads(threads)  # before jax is imported
+        return wj.make
     if lib == "torch":
         import torch
 
@@ -48,7 +56,12 @@ def _versions(lib: str) -> dict:
     import numpy as np
 
     v = {"numpy": np.__version__, "python": sys.version.split()[0]}
-    if lib == "torch":
+    if lib == "jax":
+        import jax
+
+        v["jax"] = jax.__version__
+        v["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+    elif lib == "torch":
         import torch
 
         v["torch"] = torch.__version__
@@ -70,6 +83,8 @@ def _time_task(make, names, repeats: int, min_time: float) -> dict:
                 w.step()
             number = calibrate(w.step, min_time)
             out[name] = {"times": time_repeats(w.step, repeats, number), "number": number, "note": w.note}
+            if w.model is not None and w.batch:
+                out[name]["flops"] = flops_per_step(w.model, w.batch)
         except Unavailable as exc:
             out[name] = {"unavailable": str(exc)}
         except Exception as exc:  # a broken module must not hide the other rows
@@ -144,10 +159,11 @@ def main(
     if task == "time":
         result = {"results": _time_task(make, names, repeats, min_time)}
     elif task == "e2e":
-        from e2e import torch_loop
+        from e2e import jax_loop, torch_loop
 
+        loop = jax_loop if lib == "jax" else torch_loop
         try:
-            result = {"e2e": [torch_loop(steps) for _ in range(repeats)]}
+            result = {"e2e": [loop(steps) for _ in range(repeats)]}
         except Unavailable as exc:
             result = {"e2e": {"unavailable": str(exc)}}
     else:
