@@ -128,6 +128,13 @@ class Module(ABC):
                 m.flat = None  # a sub-chain's own layout (if any) no longer holds its parameters
         return self.flat
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy or an unpickled module gets arrays of its own, no longer views of the flat buffers:
+        # drop the layout, so that it zeroes its own gradients (flatten it again to train it fast)
+        state = self.__dict__.copy()
+        state.pop("flat", None)
+        return state
+
     def zero_grads(self) -> None:
         """Zero this module's gradients and those of its children (a Residual's body): one fill per
         dtype once the parameters are flat."""

@@ -132,3 +132,19 @@ def test_parameters_that_are_not_the_layouts_views_fall_back_to_separate_arrays(
     copies = [(k, p.copy(), g.copy()) for k, p, g in chain.parameters()]
     opt = SGD(copies, OptimizerConfig(type="sgd", lr=0.1), flat)
     assert len(opt.segments) == len(copies)
+
+
+def test_a_copied_or_unpickled_model_zeroes_its_own_gradients():
+    import copy
+    import pickle
+
+    chain = _chain()
+    chain.flatten_parameters()
+    x, y = _batch(np.float64)
+    for other in (copy.deepcopy(chain), pickle.loads(pickle.dumps(chain))):
+        assert other.flat is None
+        other.loss_and_grad(x, y)
+        first = {k: g.copy() for k, _, g in other.parameters()}
+        other.loss_and_grad(x, y)  # zeroed in between, so the same gradients again, not twice them
+        for k, _, g in other.parameters():
+            np.testing.assert_array_equal(g, first[k], err_msg=k)

@@ -40,8 +40,11 @@ class Dropout(Module):
             return z
         dt = np.dtype(z.dtype if z.dtype in (np.float32, np.float64) else np.float64)
         keep = self.rng.random(z.shape, dtype=dt) >= p
-        # the mask already holds the 1/(1−p) scale, so backward is one multiply
-        self._mask = np.where(keep, dt.type(1.0 / (1.0 - p)), dt.type(0.0))
+        # the mask already holds the 1/(1−p) scale, so backward is one multiply; built as 1.0/0.0
+        # times the scale, not with np.where, whose loop branches on every (random) element
+        self._mask = np.empty(z.shape, dt)
+        np.copyto(self._mask, keep)
+        self._mask *= dt.type(1.0 / (1.0 - p))
         return z * self._mask
 
     def backward(self, v):
