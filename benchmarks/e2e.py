@@ -148,25 +148,27 @@ def jax_loop(steps: int) -> dict:
     init, update = workloads_jax._optimizer(opt_cfg)
     n, per_epoch = len(xt), -(-len(xt) // batch)
 
-    def step(params, state, X, Y, idx):
+    def step(params, state, key, X, Y, idx):
+        key, sub = jax.random.split(key)
+
         def loss(p):
-            return workloads_jax._cross_entropy(apply(p, X[idx]), Y[idx])
+            return workloads_jax._cross_entropy(apply(p, X[idx], sub), Y[idx])
 
         J, grads = jax.value_and_grad(loss)(params)
         params, state = update(params, grads, state)
-        return params, state, J
+        return params, state, key, J
 
-    step = jax.jit(step, donate_argnums=(0, 1))
+    step = jax.jit(step, donate_argnums=(0, 1, 2))
     t0 = time.perf_counter()
     X, Y = jax.device_put(xt), jax.device_put(yt.astype(np.int32))
     params = jax.device_put(params)
-    state = init(params)
+    state, key = init(params), jax.random.key(0)
     first = None
     for t in range(steps):
         epoch, b = divmod(t, per_epoch)
         if b == 0:
             order = np.random.default_rng([0, epoch]).permutation(n).astype(np.int32)
-        params, state, J = step(params, state, X, Y, order[b * batch : (b + 1) * batch])
+        params, state, key, J = step(params, state, key, X, Y, order[b * batch : (b + 1) * batch])
         if t == 0:
             J.block_until_ready()
             first = time.perf_counter() - t0

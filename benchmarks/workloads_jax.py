@@ -48,7 +48,8 @@ def _init(rng: np.random.Generator, shape, fan_in: int) -> np.ndarray:
 
 
 def _layer(spec: dict, shape: tuple[int, ...], rng: np.random.Generator):
-    """(parameters dict, apply(params, x), per-example output shape) for one nncli layer spec."""
+    """(parameters dict, apply(params, x, key), per-example output shape) for one nncli layer spec;
+    ``key`` is a JAX PRNG key (dropout's mask) or None (no dropout: evaluation)."""
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -60,15 +61,15 @@ def _layer(spec: dict, shape: tuple[int, ...], rng: np.random.Generator):
         if spec.get("bias", True):
             p["bias"] = _init(rng, (m,), d)
 
-        def mm(p, x):
+        def mm(p, x, key):
             u = x @ p["weight"].T
             return u + p["bias"] if "bias" in p else u
 
         return p, mm, (m,)
     if t == "relu" or (t in ("sigma", "σ") and spec.get("fn", "relu") == "relu"):
-        return {}, lambda p, x: jnp.maximum(x, 0), shape
+        return {}, lambda p, x, key: jnp.maximum(x, 0), shape
     if t == "flatten":
-        return {}, lambda p, x: x.reshape(x.shape[0], -1), (int(np.prod(shape)),)
+        return {}, lambda p, x, key: x.reshape(x.shape[0], -1), (int(np.prod(shape)),)
     if t in ("conv1d", "conv2d"):
         nd = 1 if t == "conv1d" else 2
         c_in, c_out = shape[0], spec["out"]
@@ -83,13 +84,14 @@ def _layer(spec: dict, shape: tuple[int, ...], rng: np.random.Generator):
             p["bias"] = _init(rng, (c_out,), fan_in)
         dims = ("NCH", "OIH", "NCH") if nd == 1 else ("NCHW", "OIHW", "NCHW")
 
-        def conv(p, x):
+        def conv(p, x, key):
             u = lax.conv_general_dilated(
                 x, p["weight"], stride, [(q, q) for q in pad], rhs_dilation=dil, dimension_numbers=dims
             )
             return u + p["bias"].reshape((-1,) + (1,) * nd) if "bias" in p else u
 
-        out = jax.eval_shape(conv, p, jax.ShapeDtypeStruct((1, *shape), jnp.float32)).shape[1:]
+        out = jax.eval_shape(lambda p, x: conv(p, x, None), p, jax.ShapeDtypeStruct((1, *shape), jnp.float32))
+        out = out.shape[1:]
         return p, conv, tuple(out)
     if t in ("maxpool2d", "avgpool2d", "maxpool1d", "avgpool1d"):
         nd = 2 if t.endswith("2d") else 1
@@ -102,7 +104,7 @@ def _layer(spec: dict, shape: tuple[int, ...], rng: np.random.Generator):
         scale = 1.0 if t.startswith("max") else 1.0 / float(np.prod(k))  # torch counts the padding
         tiles = s == k and not any(q) and all(n % kk == 0 for n, kk in zip(shape[1:], k))
 
-        def pool(p, x):
+        def pool(p, x, key):
             if tiles:  # windows tile the input: a reshape and one reduction, XLA's fastest form
                 split = x.shape[:2] + tuple(d for n, kk in zip(x.shape[2:], k) for d in (n // kk, kk))
                 axes = tuple(range(3, 3 + 2 * nd, 2))
@@ -111,7 +113,7 @@ def _layer(spec: dict, shape: tuple[int, ...], rng: np.random.Generator):
             init = -jnp.inf if reduce is lax.max else 0.0
             return lax.reduce_window(x, init, reduce, window, strides, padding) * scale
 
-        out = jax.eval_shape(lambda x: pool({}, x), jax.ShapeDtypeStruct((1, *shape), jnp.float32))
+        out = jax.eval_shape(lambda x: pool({}, x, None), jax.ShapeDtypeStruct((1, *shape), jnp.float32))
         return {}, pool, tuple(out.shape[1:])
     if t in ("ln", "layernorm", "layer_norm"):
         affine, eps = spec.get("affine", "scalar"), float(spec.get("eps", 1e-5))
@@ -123,18 +125,29 @@ def _layer(spec: dict, shape: tuple[int, ...], rng: np.random.Generator):
         )
         axes = tuple(range(1, len(shape) + 1))
 
-        def ln(p, x):
+        def ln(p, x, key):
             mu = x.mean(axis=axes, keepdims=True)
             var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
             y = (x - mu) * lax.rsqrt(var + eps)
             return y * p["weight"] + p["bias"] if p else y
 
         return p, ln, shape
+    if t == "dropout":
+        rate = float(spec.get("p", 0.5))
+
+        def dropout(p, x, key):
+            if key is None or rate == 0.0:
+                return x
+            keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+            return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+        return {}, dropout, shape
     raise Unavailable(f"the JAX worker does not translate layer type {spec['type']!r}")
 
 
 def _model(layers: list[dict], input_shape):
-    """(list of parameter dicts, apply(params, x)) for a list of layer specs."""
+    """(list of parameter dicts, apply(params, x, key=None)) for a list of layer specs; with a PRNG
+    ``key`` (training) each dropout layer draws its mask from a key of its own."""
     rng = np.random.default_rng(1)
     shape, params, fns = tuple(input_shape), [], []
     for spec in layers:
@@ -142,9 +155,11 @@ def _model(layers: list[dict], input_shape):
         params.append(p)
         fns.append(fn)
 
-    def apply(params, x):
-        for p, fn in zip(params, fns):
-            x = fn(p, x)
+    def apply(params, x, key=None):
+        import jax
+
+        for i, (p, fn) in enumerate(zip(params, fns)):
+            x = fn(p, x, None if key is None else jax.random.fold_in(key, i))
         return x
 
     return params, apply
@@ -217,20 +232,21 @@ def _train_workload(
     x = jax.device_put(rng.standard_normal((batch, *input_shape), dtype=np.float32))
     y = jax.device_put(rng.integers(0, classes, size=batch).astype(np.int32))
 
-    def loss(params, x, y):
-        return _cross_entropy(apply(params, x), y)
+    def loss(params, x, y, key):
+        return _cross_entropy(apply(params, x, key), y)
 
-    @jax.jit
-    def step(params, state, x, y):
-        J, grads = jax.value_and_grad(loss)(params, x, y)
+    def step(params, state, key, x, y):
+        key, sub = jax.random.split(key)  # a fresh dropout mask every step
+        J, grads = jax.value_and_grad(loss)(params, x, y, sub)
         params, state = update(params, grads, state)
-        return params, state, J
+        return params, state, key, J
 
-    step = jax.jit(step.__wrapped__, donate_argnums=(0, 1))
-    box = {"params": jax.device_put(params), "state": init(jax.device_put(params))}
+    step = jax.jit(step, donate_argnums=(0, 1, 2))
+    params = jax.device_put(params)
+    box = {"params": params, "state": init(params), "key": jax.random.key(0)}
 
     def run():
-        box["params"], box["state"], J = step(box["params"], box["state"], x, y)
+        box["params"], box["state"], box["key"], J = step(box["params"], box["state"], box["key"], x, y)
         J.block_until_ready()
 
     return Workload(run, note=note, batch=batch)
