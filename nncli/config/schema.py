@@ -76,6 +76,10 @@ class LossConfig(Strict):
     model_config = ConfigDict(extra="allow")  # loss hyper-parameters are checked by the loss
 
 
+#: cells read as missing values in tables (data.missing decides what happens to them)
+MISSING_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "?")
+
+
 class DataConfig(Strict):
     # a built-in name (mnist1d, digits, spirals, regression1d) or a .npz / .csv path
     source: str = Field(description="built-in dataset name or a path to .npz / .csv")
@@ -96,6 +100,40 @@ class DataConfig(Strict):
     n_samples: int = Field(1000, gt=0)
     noise: float = Field(0.1, ge=0.0)
     classes: int = Field(3, ge=2)
+    # tables (.csv, .parquet): which columns, labels, missing cells, categories (training/tabular.py)
+    features: list[str | int] | None = Field(None, description="input columns, by name or index")
+    drop: list[str | int] = Field(default_factory=list, description="columns left out")
+    categorical: list[str | int] = Field(default_factory=list, description="columns one-hot encoded")
+    unknown_category: Literal["error", "ignore"] = "error"  # ignore: encoded as all zeros
+    label_map: dict[str | int | float, int] | list[str | int | float] | None = None
+    missing: Literal["error", "drop", "mean", "median"] = "error"
+    missing_values: list[str] = Field(default_factory=lambda: list(MISSING_VALUES))
+    class_weights: Literal["balanced"] | list[float] | None = None  # cross_entropy only
+    engine: Literal["auto", "pyarrow", "pandas", "python"] = "auto"  # the CSV reader
+
+    @field_validator("features", "drop", "categorical", "label_map", mode="before")
+    @classmethod
+    def _no_booleans(cls, v):
+        # YAML 1.1 reads yes/no/on/off as booleans: a column or label named so must be quoted
+        items = list(v) if isinstance(v, (list, dict)) else []
+        for item in items:
+            if isinstance(item, bool):
+                word = str(item).lower()
+                raise ValueError(f"got the boolean {word} (YAML reads yes/no/on/off so); quote the name")
+        return v
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive_weights(cls, v):
+        if isinstance(v, list) and (not v or any(w < 0 for w in v) or not any(w > 0 for w in v)):
+            raise ValueError(f"class weights must be ≥ 0 and not all zero, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _features_or_drop(self):
+        if self.features is not None and self.drop:
+            raise ValueError("give either features (the columns to use) or drop (the columns to leave out)")
+        return self
 
     @field_validator("sha256")
     @classmethod

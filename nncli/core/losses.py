@@ -43,6 +43,15 @@ class Loss(ABC):
     def predict(self, h: np.ndarray) -> np.ndarray:
         return h
 
+    def batch_weight(self, y: np.ndarray) -> float:
+        """What the batch's mean loss is divided by: its size, or the sum of its class weights."""
+        return float(len(y))
+
+    def set_class_weights(self, weights: np.ndarray | None) -> None:
+        """Per-class weights (data.class_weights); only the cross-entropy takes them."""
+        if weights is not None:
+            raise DataError(f"{type(self).__name__} takes no class weights (cross_entropy does)")
+
     def trace_equations(self) -> tuple[str, str]:
         """(J from h, ∂J/∂h) for the loss row of ``inspect --trace``: where backprop starts."""
         return ("J = (1/N) Σₙ ℓ(hₙ, yₙ)", "∂J/∂h = (1/N) ∂ℓ/∂h")
@@ -78,7 +87,21 @@ class CrossEntropy(Loss):
     """J = (1/N) Σ_n [log Σ_c exp(h_nc) − h_{n,y_n}] from logits h (N, C), labels y (N,) in [0, C).
 
     ∂J/∂h = (softmax(h) − onehot(y)) / N. Stable for any finite logits (log-sum-exp shifted by the max).
+
+    With class weights w (C,) (``set_class_weights``; data.class_weights) the mean is weighted, as
+    PyTorch's ``CrossEntropyLoss(weight=w)``: J = Σ_n w_{y_n} ℓ_n / Σ_n w_{y_n} and
+    ∂J/∂h_n = w_{y_n} (softmax(h_n) − onehot(y_n)) / Σ_m w_{y_m}.
     """
+
+    weight: np.ndarray | None = None
+
+    def set_class_weights(self, weights):
+        self.weight = None if weights is None else np.asarray(weights, dtype=np.float64)
+
+    def batch_weight(self, y):
+        if self.weight is None:
+            return float(len(y))
+        return float(self.weight[np.asarray(y, dtype=np.intp)].sum())
 
     notes_name = "ℓ_ce"
     target_kind = "class"
@@ -92,6 +115,10 @@ class CrossEntropy(Loss):
 
     def check_targets(self, y, output_shape):
         _int_labels(y, 0, output_shape[0] - 1, "cross_entropy")
+        if self.weight is not None and len(self.weight) != output_shape[0]:
+            raise DataError(
+                f"cross_entropy has {len(self.weight)} class weights for {output_shape[0]} classes"
+            )
 
     def forward(self, h, y):
         y = y.astype(np.intp, copy=False)
@@ -103,7 +130,12 @@ class CrossEntropy(Loss):
         total = p.sum(axis=1, keepdims=True)
         p /= total
         self._p, self._y, self._n = p, y, n
-        return float(np.mean(np.log(total[:, 0]) - picked))
+        per_example = np.log(total[:, 0]) - picked
+        if self.weight is None:
+            return float(np.mean(per_example))
+        w = self.weight[y]
+        self._w, self._wsum = w, float(w.sum())
+        return float(np.dot(w, per_example) / self._wsum)
 
     def trace_equations(self):
         return ("J = (1/N) Σₙ [log Σ_c exp h_c − h_y]", "∂J/∂h = (softmax(h) − e_y) / N")
@@ -111,7 +143,10 @@ class CrossEntropy(Loss):
     def backward(self):
         g = self._p.copy()
         g[np.arange(self._n), self._y] -= 1
-        g /= self._n
+        if self.weight is None:
+            g /= self._n
+        else:
+            g *= (self._w / self._wsum).astype(g.dtype, copy=False)[:, None]
         return g
 
     def predict(self, h):

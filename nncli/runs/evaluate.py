@@ -20,10 +20,11 @@ import numpy as np
 from nncli.core.errors import DataError
 from nncli.runs.loaded_run import load_run
 from nncli.runs.session import check_split
+from nncli.training import tabular
 from nncli.training.data import Split, load_arrays, load_dataset
 from nncli.training.evaluation import evaluate as metrics_of
 from nncli.training.metrics import Fit, resolve, run_metrics
-from nncli.training.userdata import coerce_targets
+from nncli.training.userdata import _file_exists, check_inputs, coerce_targets, read_user_file
 
 
 def evaluate(
@@ -48,7 +49,7 @@ def evaluate(
     )
     kind = getattr(chain.loss, "target_kind", "real")
     if data is not None:
-        x, y = load_arrays(data, cfg.data)
+        x, y = _labelled(loaded, Path(data), kind)
         y = coerce_targets(y, kind, str(data))
         part, split_name = Split(loaded.preprocess(x, where=str(data)), y), str(data)
     else:
@@ -67,6 +68,30 @@ def evaluate(
         "examples": int(len(x)),
         **m,
     }
+
+
+def _labelled(loaded, path: Path, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """A labelled file's raw inputs and labels, read as the run's training file was: a table with
+    the run's preprocessing and class names (a label it never saw is an error)."""
+    cfg = loaded.config.data
+    if tabular.is_table(path) and loaded.preprocessing is not None:
+        _file_exists(path, str(path))
+        return tabular.read_for_run(path, loaded.preprocessing, loaded.class_names, cfg, kind, str(path))
+    if loaded.class_names is not None and not tabular.is_table(path):
+        raw = read_user_file(path, cfg, str(path))
+        x = check_inputs(raw["x"], raw["y"], str(path))
+        lookup = {n: i for i, n in enumerate(loaded.class_names)}
+        texts = np.asarray(raw["y"]).astype(str).astype(object)
+        y = tabular.encode_labels(
+            texts,
+            lookup,
+            loaded.class_names,
+            str(path),
+            lambda i: f" (example {i})",
+            "classes the run was trained on",
+        )
+        return x, y
+    return load_arrays(path, cfg, kind)
 
 
 def _held_out(loaded) -> tuple[Split, str]:

@@ -64,6 +64,19 @@ class LoadedRun:
         return {"mean": np.asarray(stats["mean"]), "std": np.asarray(stats["std"])}
 
     @property
+    def preprocessing(self) -> dict[str, Any] | None:
+        """How raw table columns become the model's inputs (run.json ``data.preprocessing``, the
+        format of ``nncli.training.tabular``), or None for a run trained on arrays."""
+        spec = (self.info.get("data") or {}).get("preprocessing")
+        return spec if isinstance(spec, dict) and spec.get("format") == "nncli.tabular/1" else None
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The class names the run saved (run.json ``data.class_names``), or None (class ids)."""
+        names = (self.info.get("data") or {}).get("class_names")
+        return [str(n) for n in names] if isinstance(names, list) and names else None
+
+    @property
     def classifier(self) -> bool:
         return getattr(self.chain.loss, "target_kind", "real") in ("class", "binary")
 
@@ -116,4 +129,7 @@ def load_run(
     path = weights_path(run / "checkpoints", which)
     weights, meta = load_weights(path)
     apply_weights(chain, weights, path)
+    class_weights = (info.get("data") or {}).get("class_weights")
+    if chain.loss is not None and class_weights:
+        chain.loss.set_class_weights(np.asarray(class_weights, dtype=np.float64))
     return LoadedRun(run, loaded, chain.eval(), which, int(meta.get("step", 0)), path, info)

@@ -257,9 +257,61 @@ def _npz_chunks(loaded: LoadedRun, path: Path, n_in: int, batch: int) -> Iterato
         yield part
 
 
-def _csv_chunks(loaded: LoadedRun, fh: TextIO, where: str, n_in: int, batch: int) -> Iterator[np.ndarray]:
-    from nncli.training.userdata import _all_numbers
+def _table_chunks(loaded: LoadedRun, fh: TextIO, where: str, batch: int) -> Iterator[np.ndarray]:
+    """CSV rows encoded with the run's preprocessing (run.json ``data.preprocessing``): columns
+    matched by name (or position), missing cells filled, categories one-hot encoded."""
+    from nncli.training import tabular
+    from nncli.training.tabular_read import _all_numbers, _blank
 
+    spec = loaded.preprocessing
+    assert spec is not None
+    reader = csv.reader(fh)
+    positions: list[int] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    width = first_line = yielded = 0
+    header = None
+
+    def encode() -> np.ndarray:
+        values = tabular.cells_to_values(spec, rows, positions or [], where, lines)
+        return tabular.apply_preprocessing(spec, values, where=where, line=lambda i: f":{lines[i]}")
+
+    try:
+        for cells in reader:
+            line = reader.line_num
+            if _blank(cells):
+                continue
+            if positions is None:
+                width, first_line = len(cells), line
+                if loaded.config.data.csv_header and not _all_numbers(cells):
+                    header = [c.strip() for c in cells]
+                    positions = tabular.input_positions(spec, header, width, where, line)
+                    continue
+                positions = tabular.input_positions(spec, None, width, where, line)
+            if len(cells) != width:
+                raise DataError(
+                    f"{where}:{line}: expected {width} columns (as on line {first_line}), got {len(cells)}"
+                )
+            rows.append(cells)
+            lines.append(line)
+            if len(rows) >= batch:
+                yielded += len(rows)
+                yield encode()
+                rows, lines = [], []
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise DataError(f"{where}:{reader.line_num}: not readable as CSV text ({exc})") from None
+    if not rows and not yielded:
+        raise DataError(f"{where}: no data rows" + (" after the header" if header else ""))
+    if rows:
+        yield encode()
+
+
+def _csv_chunks(loaded: LoadedRun, fh: TextIO, where: str, n_in: int, batch: int) -> Iterator[np.ndarray]:
+    from nncli.training.tabular_read import _all_numbers
+
+    if loaded.preprocessing is not None:
+        yield from _table_chunks(loaded, fh, where, batch)
+        return
     cfg = loaded.config.data
     reader = csv.reader(fh)
     header: list[str] | None = None

@@ -34,9 +34,17 @@ from nncli.config.memory import check_data_fits
 from nncli.config.schema import DataConfig
 from nncli.core.errors import ConfigError, DataError, did_you_mean
 from nncli.core.registry import data_sources
-from nncli.training import synthetic
+from nncli.training import synthetic, tabular
 from nncli.training.datasets import load_packaged
-from nncli.training.userdata import check_inputs, coerce_targets, fit_input_shape, load_arrays, read_user_file
+from nncli.training.userdata import (
+    USER_SUFFIXES,
+    _file_exists,
+    check_inputs,
+    coerce_targets,
+    fit_input_shape,
+    load_arrays,
+    read_user_file,
+)
 
 __all__ = [
     "Split",
@@ -155,8 +163,9 @@ def builtins() -> list[str]:
     return list(data_sources.canonical_classes())
 
 
-def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None):
-    """(arrays with x, y[, x_test, y_test], description for messages, info about the source)."""
+def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None, target_kind: str = "real"):
+    """(arrays with x, y[, x_test, y_test] — or ``prepared``, a table read by training/tabular.py —,
+    description for messages, info about the source)."""
     name = cfg.source.strip()
     key = data_sources.canonical(name)
     if key is not None:
@@ -169,14 +178,17 @@ def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None):
     path = Path(name).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
-    if path.suffix.lower() not in (".npz", ".csv"):
+    if path.suffix.lower() not in USER_SUFFIXES:
         raise ConfigError(
             f"unknown data source '{name}'{did_you_mean(name, builtins())}: expected one of "
-            f"{', '.join(builtins())} or a path to a .npz or .csv file",
+            f"{', '.join(builtins())} or a path to a .npz, .csv or .parquet file",
             field="data.source",
         )
-    raw = read_user_file(path, cfg, name)
-    return raw, name, {"source": name, "kind": path.suffix.lower()[1:], "path": str(path.resolve())}
+    info = {"source": name, "kind": path.suffix.lower()[1:], "path": str(path.resolve())}
+    if tabular.is_table(path):
+        _file_exists(path, name)
+        return {"prepared": tabular.read_prepared(path, cfg, name, target_kind)}, name, info
+    return read_user_file(path, cfg, name), name, info
 
 
 # -- splitting --------------------------------------------------------------------------------------
@@ -225,51 +237,81 @@ def load_dataset(
     """Read, check, split and standardise ``cfg.source`` for a model taking ``input_shape`` per example.
 
     ``loss`` decides how targets are read (``loss.target_kind``: labels → int64, else float64) and
-    whether splits are stratified; with ``output_shape`` its ``check_targets`` runs on every part.
-    Relative paths resolve against ``base_dir`` (the config's folder).
+    whether splits are stratified; with ``output_shape`` its ``check_targets`` runs on every part and
+    ``data.class_weights`` are set on it. Relative paths resolve against ``base_dir`` (the config's
+    folder). A table (.csv, .parquet) is encoded by training/tabular.py with statistics (one-hot
+    categories, fill values) from the training split only, saved in ``info["preprocessing"]``.
     """
     kind = getattr(loss, "target_kind", "real")
-    raw, where, info = _read_source(cfg, seed, base_dir)
-    x = fit_input_shape(check_inputs(raw["x"], raw["y"], where), input_shape, where)
-    y = coerce_targets(raw["y"], kind, where)
+    raw, where, info = _read_source(cfg, seed, base_dir, kind)
+    prep = raw.get("prepared")
+    _check_table_keys(cfg, prep is not None, where)
+    if prep is not None:
+        y, class_names, n = coerce_targets(prep.y, kind, where), prep.class_names, len(prep.y)
+    else:
+        x = fit_input_shape(check_inputs(raw["x"], raw.get("y"), where), input_shape, where)
+        y, class_names = _array_labels(raw["y"], cfg, kind, where)
+        n = len(x)
     labels = y.reshape(len(y)) if kind in ("class", "binary") and y.size == len(y) else None
 
-    test = None
-    idx = np.arange(len(x))
+    idx = np.arange(n)
     rng = _rng(seed, _SPLIT)
     test_from: str | None
+    test_idx = val_idx = None
     if "x_test" in raw:
-        xt = fit_input_shape(check_inputs(raw["x_test"], raw["y_test"], where, "test"), input_shape, where)
-        test = Split(xt, coerce_targets(raw["y_test"], kind, where, "test"))
         test_from, test_frac = "published", None
     else:
         test_frac = cfg.test_split or (DIGITS_TEST_SPLIT if where == "digits" else 0.0)
         test_from = "held out" if test_frac > 0 else None
-        n_test = _count(test_frac, len(x), "test_split", where)
+        n_test = _count(test_frac, n, "test_split", where)
         if n_test:
-            idx, t_idx = _holdout(n_test, labels, idx, rng)
-            test = Split(x[t_idx], y[t_idx])
-    n_val = _count(cfg.val_split, len(x), "val_split", where)
+            idx, test_idx = _holdout(n_test, labels, idx, rng)
+    n_val = _count(cfg.val_split, n, "val_split", where)
     if n_val >= len(idx):
         raise DataError(
             f"{where}: val_split {cfg.val_split:g} and test_split {test_frac:g} of "
-            f"{len(x)} examples leave none for training"
+            f"{n} examples leave none for training"
         )
-    val = None
     if n_val:
-        idx, v_idx = _holdout(n_val, None if labels is None else labels[idx], idx, rng)
-        val = Split(x[v_idx], y[v_idx])
-    train = Split(x[idx], y[idx])
+        idx, val_idx = _holdout(n_val, None if labels is None else labels[idx], idx, rng)
+
+    spec = None
+    if prep is not None:
+        spec = tabular.fit(prep, idx)
+
+        def part_of(rows, part: str) -> Split:
+            values = [v[rows] for v in prep.inputs]
+            xs = tabular.apply_preprocessing(
+                spec, values, where=where, line=lambda i: prep.line(int(rows[i])), part=part
+            )
+            return Split(fit_input_shape(xs, input_shape, where), y[rows])
+    else:
+
+        def part_of(rows, part: str) -> Split:
+            return Split(x[rows], y[rows])
+
+    train = part_of(idx, "")
+    val = part_of(val_idx, "validation") if val_idx is not None else None
+    test = part_of(test_idx, "test") if test_idx is not None else None
+    if "x_test" in raw:
+        xt = fit_input_shape(check_inputs(raw["x_test"], raw["y_test"], where, "test"), input_shape, where)
+        yt, _ = _array_labels(raw["y_test"], cfg, kind, where, "test", class_names)
+        test = Split(xt, yt)
     digest = hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).hexdigest()[:16]
 
     parts = {"train": train, "val": val, "test": test}
     if output_shape is not None and hasattr(loss, "check_targets"):
+        _check_class_count(class_names, kind, tuple(output_shape), where)
         for part, s in parts.items():
             if s is not None:
                 try:
                     loss.check_targets(s.y, tuple(output_shape))
                 except DataError as exc:
                     raise DataError(f"{where}: {part} targets: {exc.message}") from None
+    weights = None
+    if cfg.class_weights is not None:
+        weights = class_weights(cfg.class_weights, kind, train.y, output_shape, class_names, where)
+        loss.set_class_weights(np.asarray(weights))
 
     stats = None
     if cfg.standardize:
@@ -297,7 +339,84 @@ def load_dataset(
             "standardization": stats,
         }
     )
+    if class_names is not None:
+        info["class_names"] = class_names
+    if weights is not None:
+        info["class_weights"] = weights
+    if spec is not None:
+        info["preprocessing"] = spec
     return Dataset(train=train, val=val, test=test, info=info)
+
+
+def _check_table_keys(cfg: DataConfig, table: bool, where: str) -> None:
+    """Refuse the keys that only a table can use, for a built-in set or an .npz."""
+    if table:
+        return
+    for key in tabular.TABLE_KEYS:
+        if getattr(cfg, key):
+            raise ConfigError(
+                f"applies to a .csv or .parquet file; {where} gives whole arrays (leave it out)",
+                field=f"data.{key}",
+            )
+    if cfg.missing != "error":
+        raise ConfigError(
+            f"applies to a .csv or .parquet file; {where} gives whole arrays, which must hold no NaN",
+            field="data.missing",
+        )
+
+
+def _array_labels(y, cfg: DataConfig, kind: str, where: str, part: str = "", names: list[str] | None = None):
+    """(labels, class names or None) of an array source: text labels (or ``data.label_map``) become
+    class indices; numbers are returned as they are (``coerce_targets`` checks them)."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "US" and cfg.label_map is None:
+        return coerce_targets(y, kind, where, part), None
+    if y.ndim != 1:
+        raise DataError(f"{where}: {part + ' ' if part else ''}labels must be one per example, got {y.shape}")
+    texts = y.astype(str).astype(object)
+    if names is not None:  # the test array of an .npz: the classes of its training array
+        lookup = {n: i for i, n in enumerate(names)}
+        if isinstance(cfg.label_map, dict):
+            lookup = {tabular.label_key(k): int(v) for k, v in cfg.label_map.items()}
+        out = tabular.encode_labels(texts, lookup, names, where, lambda i: f" (test example {i})", "labels")
+        return out, names
+    out, class_names = tabular.map_labels(texts, cfg, kind, where, lambda i: f" (example {i})", "labels")
+    return coerce_targets(out, kind, where, part), class_names
+
+
+def _check_class_count(names: list[str] | None, kind: str, output_shape: tuple[int, ...], where: str) -> None:
+    if names is None:
+        return
+    want = 2 if kind == "binary" else (output_shape[0] if kind == "class" and output_shape else len(names))
+    if len(names) != want:
+        shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
+        model = "the logistic loss needs 2" if kind == "binary" else f"the model outputs {want} logits"
+        raise DataError(f"{where}: the labels name {len(names)} classes ({shown}), but {model}")
+
+
+def class_weights(setting, kind: str, y_train: np.ndarray, output_shape, names, where: str) -> list[float]:
+    """Per-class weights for the cross-entropy: a list as given, or ``balanced``: N / (C · N_c) with
+    N_c the class's examples in the training split (scikit-learn's ``balanced``)."""
+    if kind != "class":
+        raise ConfigError(
+            "applies to the cross_entropy loss (weights per class of the softmax)", field="data.class_weights"
+        )
+    n_classes = int(output_shape[0]) if output_shape else (len(names) if names else int(y_train.max()) + 1)
+    if isinstance(setting, list):
+        if len(setting) != n_classes:
+            raise ConfigError(
+                f"gives {len(setting)} weights for {n_classes} classes", field="data.class_weights"
+            )
+        return [float(w) for w in setting]
+    counts = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=n_classes)
+    if (counts == 0).any():
+        c = int(np.argmin(counts))
+        label = f"'{names[c]}'" if names else str(c)
+        raise DataError(
+            f"{where}: class {label} has no example in the training split, so 'balanced' cannot weigh it",
+            field="data.class_weights",
+        )
+    return [float(w) for w in len(y_train) / (n_classes * counts)]
 
 
 def apply_standardization(x: np.ndarray, info: dict) -> np.ndarray:

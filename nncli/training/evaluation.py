@@ -35,20 +35,22 @@ def evaluate(
     gather = any(m != "acc" for m in metrics)
     was_training = chain.training
     chain.eval()
-    total, correct, n = 0.0, 0.0, len(x)
+    total, correct, n, weight = 0.0, 0.0, len(x), 0.0
     outputs = []
     try:
         for i in range(0, n, EVAL_BATCH):
             xb, yb = x[i : i + EVAL_BATCH], y[i : i + EVAL_BATCH]
             h = chain.forward(xb)
-            total += loss.forward(h, yb) * len(xb)
+            w = loss.batch_weight(yb)  # a weighted mean's denominator (class weights), else the size
+            total += loss.forward(h, yb) * w
+            weight += w
             if "acc" in metrics:
                 correct += loss.metrics(h, yb).get("correct", 0.0)
             if gather:
                 outputs.append(np.array(h, dtype=np.float64))  # a copy: forward may reuse its buffer
     finally:
         chain.train(was_training)
-    out: dict[str, Any] = {"loss": total / n if n else math.nan}
+    out: dict[str, Any] = {"loss": total / weight if n else math.nan}
     if "acc" in metrics:
         out["acc"] = correct / n if n else math.nan
     if gather:

@@ -6,8 +6,6 @@ Pickled (object) arrays are refused, never unpickled (the .npz reader below neve
 
 from __future__ import annotations
 
-import csv
-import math
 import zipfile
 from pathlib import Path
 from typing import cast
@@ -18,14 +16,16 @@ from nncli.config.memory import check_data_fits, check_fits
 from nncli.config.schema import DataConfig
 from nncli.core.errors import DataError, UserError, did_you_mean
 from nncli.core.files import check_regular_file
+from nncli.training import tabular
 
 #: labels above this are refused before they are cast to int64 (no model has that many classes)
 MAX_LABEL = 2**31 - 1
 #: how an .npy member starts (numpy.lib.format.MAGIC_PREFIX)
 _NPY_MAGIC = b"\x93NUMPY"
-#: a CSV file takes about this many bytes of memory per byte of text while it is parsed
-#: (Python lists of floats), so its size is checked against memory before it is read
-CSV_MEMORY_PER_BYTE = 24
+#: a table's float64 values take at most this many bytes of memory per byte of its text
+TABLE_MEMORY_PER_BYTE = 4
+#: the user files a data.source path may name
+USER_SUFFIXES = (".npz", ".csv", ".parquet")
 
 
 def _file_problem(path: Path, where: str, what: str) -> int:
@@ -130,90 +130,11 @@ def _npy_data(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, head, w
     return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
 
 
-def read_csv(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
-    """Numeric CSV → ``x`` (N, columns − 1) and ``y`` (N,) from ``cfg.target_column`` (name or index).
-
-    ``cfg.csv_header`` says whether the first line holds column names; a first line made only of
-    numbers is read as data even then, so a file without a header never loses its first example.
-    Blank lines are skipped.
-    """
-    size = _file_problem(path, where, "a CSV file")
-    check_fits(size * CSV_MEMORY_PER_BYTE, f"the {size:,} bytes of CSV text in {where}", error=DataError)
-    try:
-        fh = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 (closed by the `with` below)
-    except FileNotFoundError:
-        raise DataError(f"{where}: file not found") from None
-    except OSError as exc:
-        raise DataError(f"{where}: cannot open ({exc.strerror})") from None
-    header, rows, width, first_line = None, [], None, None
-    with fh:
-        reader = csv.reader(fh)
-        try:
-            for cells in reader:
-                line = reader.line_num
-                if not cells or all(not c.strip() for c in cells):
-                    continue
-                if cfg.csv_header and header is None and width is None and not _all_numbers(cells):
-                    header = [c.strip() for c in cells]
-                    width, first_line = len(cells), line
-                    continue
-                if width is None:
-                    width, first_line = len(cells), line
-                elif len(cells) != width:
-                    raise DataError(
-                        f"{where}:{line}: expected {width} columns (as on line {first_line}), "
-                        f"got {len(cells)}"
-                    )
-                rows.append([_number(c, line, j, header, where) for j, c in enumerate(cells)])
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise DataError(f"{where}:{reader.line_num}: not readable as CSV text ({exc})") from None
-    if not rows:
-        raise DataError(f"{where}: no data rows" + (" after the header" if header else ""))
-    table = np.array(rows, dtype=np.float64)
-    t = _target_index(cfg.target_column, header, table.shape[1], where)
-    return {"x": np.delete(table, t, axis=1), "y": table[:, t]}
-
-
-def _all_numbers(cells: list[str]) -> bool:
-    try:
-        for c in cells:
-            float(c)
-    except ValueError:
-        return False
-    return True
-
-
-def _number(cell: str, line: int, col: int, header, where: str) -> float:
-    name = f" ('{header[col]}')" if header else ""
-    text = cell.strip()
-    try:
-        value = float(text)
-    except ValueError:
-        what = "an empty cell" if not text else f"'{text}'"
-        raise DataError(f"{where}:{line}: column {col + 1}{name}: {what} is not a number") from None
-    if not math.isfinite(value):
-        raise DataError(f"{where}:{line}: column {col + 1}{name}: {text} is not a finite number")
-    return value
-
-
-def _target_index(target, header, width: int, where: str) -> int:
-    if isinstance(target, str) and not target.lstrip("-").isdigit():
-        if header is None:
-            raise DataError(
-                f"{where}: target column '{target}' is a name, but the file has no header "
-                f"(data.csv_header is false); give the column's index instead"
-            )
-        if target not in header:
-            raise DataError(
-                f"{where}: no column named '{target}'; the header has {header}{did_you_mean(target, header)}"
-            )
-        return header.index(target)
-    t = int(target)
-    if not -width <= t < width:
-        raise DataError(f"{where}: target column index {t} is out of range for {width} columns")
-    if width < 2:
-        raise DataError(f"{where}: needs at least two columns (inputs and a target), got {width}")
-    return t % width
+def _file_exists(path: Path, where: str) -> None:
+    """DataError for a missing file or a device; a table whose numbers cannot fit in memory is refused
+    before it is read (each value takes at least two bytes of text: a digit and a comma)."""
+    size = _file_problem(path, where, "a data file")
+    check_fits(size * TABLE_MEMORY_PER_BYTE, f"the {size:,} bytes of {where}", error=DataError)
 
 
 # -- checks shared by every source ------------------------------------------------------------------
@@ -224,7 +145,7 @@ def check_inputs(x: np.ndarray, y: np.ndarray, where: str, part: str = "") -> np
     label = f"{part} " if part else ""
     if x.dtype.kind not in "biuf":
         raise DataError(f"{where}: {label}inputs must be numeric, got dtype {x.dtype}")
-    if y.dtype.kind not in "biuf":
+    if y.dtype.kind not in "biufUS":  # text labels are mapped to classes (training/tabular.py)
         raise DataError(f"{where}: {label}targets must be numeric, got dtype {y.dtype}")
     if x.ndim == 0 or len(x) == 0:
         raise DataError(f"{where}: {label}inputs are empty (shape {x.shape})")
@@ -290,18 +211,25 @@ def fit_input_shape(x: np.ndarray, input_shape: tuple[int, ...], where: str) -> 
     )
 
 
-def load_arrays(path, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The user file ``path`` (.npz or .csv) → (x float64 (N, ...), y (N, ...)), checked; else DataError."""
+def load_arrays(path, cfg: DataConfig, target_kind: str = "real") -> tuple[np.ndarray, np.ndarray]:
+    """The user file ``path`` (.npz, .csv, .parquet) → (x float64 (N, ...), y (N, ...)), checked; else
+    DataError. A table is encoded with statistics from all its rows (no split)."""
     path = Path(path)
     where = str(path)
+    if tabular.is_table(path):
+        _file_exists(path, where)
+        prep = tabular.read_prepared(path, cfg, where, target_kind)
+        spec = tabular.fit(prep, np.arange(len(prep.y)))
+        return tabular.apply_preprocessing(spec, prep.inputs, where=where, line=prep.line), prep.y
     raw = read_user_file(path, cfg, where)
     return check_inputs(raw["x"], raw["y"], where), raw["y"]
 
 
 def read_user_file(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
+    """An .npz's arrays (tables are read by training/tabular.py)."""
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return read_npz(path, cfg, where)
-    if suffix == ".csv":
-        return read_csv(path, cfg, where)
-    raise DataError(f"{where}: unsupported file type '{suffix or path.name}'; expected .npz or .csv")
+    raise DataError(
+        f"{where}: unsupported file type '{suffix or path.name}'; expected .npz, .csv or .parquet"
+    )

@@ -146,6 +146,7 @@ def test_chunks_are_read_lazily_in_bounded_batches(trained):
 def test_bad_inputs_are_located_and_leave_no_output(trained, tmp_path):
     folder, run, _ = trained
     (tmp_path / "narrow.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "headless.csv").write_text("1,2\n")
     (tmp_path / "cell.csv").write_text("a,b,c\n1,2,3\n1,x,3\n")
     (tmp_path / "empty.csv").write_text("a,b,c\n")
     (tmp_path / "ragged.csv").write_text("a,b,c\n1,2,3\n1,2\n")
@@ -154,7 +155,8 @@ def test_bad_inputs_are_located_and_leave_no_output(trained, tmp_path):
     out = tmp_path / "p.csv"
     cases = {
         ("nope.csv",): ("nope.csv: file not found",),
-        ("narrow.csv",): ("narrow.csv:1:", "expected 3 columns", "got 2"),
+        ("narrow.csv",): ("narrow.csv:1:", "no column named 'c' (an input of the run)"),
+        ("headless.csv",): ("headless.csv:1:", "expected 4 columns", "or 3 without the label column, got 2"),
         ("cell.csv", "--out", out): ("cell.csv:3:2: column 2 ('b'): 'x' is not a number",),
         ("empty.csv",): ("no data rows after the header",),
         ("ragged.csv",): ("ragged.csv:3: expected 3 columns",),

@@ -182,8 +182,9 @@ def test_user_csv_header_and_target_by_name_or_index(tmp_path):
 BAD_CSV = [
     ("a,b,y\n1,2,0\n3,4\n", r"bad\.csv:3: expected 3 columns \(as on line 1\), got 2"),
     ("a,b,y\n1,2,0\n3,x,1\n", r"bad\.csv:3: column 2 \('b'\): 'x' is not a number"),
-    ("a,b,y\n1,,0\n", r"bad\.csv:2: column 2 \('b'\): an empty cell is not a number"),
-    ("a,b,y\n1,nan,0\n", r"bad\.csv:2: column 2 \('b'\): nan is not a finite number"),
+    ("a,b,y\n1,,0\n", r"bad\.csv:2: column 2 \('b'\): a missing value; data\.missing is 'error'"),
+    ("a,b,y\n1,nan,0\n", r"bad\.csv:2: column 2 \('b'\): a missing value"),
+    ("a,b,y\n1,2,0\n1,-inf,0\n", r"bad\.csv:3: column 2 \('b'\): -inf is not a finite number"),
     ("a,b,y\n", r"bad\.csv: no data rows after the header"),
     ("a,b,y\n1,2,0\n", r"no column named 'label'"),
 ]
