@@ -280,7 +280,7 @@ def load_dataset(
         spec = tabular.fit(prep, idx)
 
         def part_of(rows, part: str) -> Split:
-            values = [v[rows] for v in prep.inputs]
+            values = tabular.take(prep.inputs, rows)
             xs = tabular.apply_preprocessing(
                 spec, values, where=where, line=lambda i: prep.line(int(rows[i])), part=part
             )

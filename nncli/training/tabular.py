@@ -298,7 +298,7 @@ def read_prepared(path: Path, cfg: DataConfig, where: str, target_kind: str) -> 
                 field="data.missing",
             )
     if len(rows) != len(table):
-        raw = [v[rows] for v in raw]
+        raw = take(raw, rows)
         labels = labels[rows]
 
     def line(i: int) -> str:
@@ -393,7 +393,9 @@ def apply_preprocessing(
     """
     line = line or (lambda i: f" (row {i + 1})")
     n = len(values[0]) if len(values) else 0
-    out = np.zeros((n, n_inputs(spec)), dtype=np.float64)
+    base = block_of(values) if all(e["kind"] == "number" for e in spec["inputs"]) else None
+    # numbers only, already one float64 block (the reader's): filled in place, no copy
+    out = base if base is not None else np.zeros((n, n_inputs(spec)), dtype=np.float64)
     missing_texts = set(spec.get("missing_values", ()))
     unknown = spec.get("unknown_category", "error")
     in_part = f" (in the {part} split)" if part else ""
@@ -411,7 +413,8 @@ def apply_preprocessing(
             if np.isinf(v).any():
                 i = int(np.argmax(np.isinf(v)))
                 raise DataError(f"{where}{line(i)}: {name}: {v[i]:g} is not a finite number")
-            out[:, col] = v
+            if base is None or miss.any():
+                out[:, col] = v
             col += 1
             continue
         cats = entry["categories"]
@@ -436,6 +439,34 @@ def apply_preprocessing(
         out[np.flatnonzero(known), col + codes[known]] = 1.0
         col += len(cats)
     return out
+
+
+def block_of(values: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The float64 (N, k) array whose columns ``values`` are, in order, when they are exactly that
+    (the reader's block): then the inputs need no copy. Else None."""
+    if not len(values):
+        return None
+    base = values[0].base
+    if not isinstance(base, np.ndarray) or base.ndim != 2 or base.dtype != np.float64:
+        return None
+    if base.shape[1] != len(values) or not base.flags.c_contiguous:
+        return None
+    start = base.__array_interface__["data"][0]
+    for k, v in enumerate(values):
+        if v.base is not base or v.shape != (len(base),) or v.strides != (base.strides[0],):
+            return None
+        if v.__array_interface__["data"][0] != start + k * base.itemsize:
+            return None
+    return base
+
+
+def take(values: Sequence[np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
+    """``[v[rows] for v in values]``, as columns of one new block when ``values`` share one."""
+    base = block_of(values)
+    if base is None:
+        return [v[rows] for v in values]
+    sub = base[rows]
+    return [sub[:, k] for k in range(sub.shape[1])]
 
 
 def _no_fill(spec: dict) -> str:

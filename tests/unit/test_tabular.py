@@ -283,3 +283,58 @@ def test_weighted_cross_entropy_gradient_by_central_differences():
         hm[idx] -= eps
         num[idx] = (loss.forward(hp, y) - loss.forward(hm, y)) / (2 * eps)
     np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-9)
+
+
+# -- engines and Parquet through the data section ------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["python", "pandas", "pyarrow"])
+def test_every_engine_gives_the_same_dataset(tmp_path, engine):
+    pytest.importorskip(engine if engine != "python" else "numpy", reason=f"engine {engine} needs {engine}")
+    kw = dict(drop=["note"], categorical=["city"], missing="mean", val_split=0.2, standardize=True)
+    ref = _load(tmp_path, HOUSES, engine="python", **kw)
+    d = _load(tmp_path, HOUSES, engine=engine, **kw)
+    np.testing.assert_array_equal(d.train.x, ref.train.x)
+    np.testing.assert_array_equal(d.val.x, ref.val.x)
+    assert d.info["preprocessing"] == ref.info["preprocessing"]
+
+
+def test_a_parquet_file_through_the_data_section(tmp_path):
+    pa = pytest.importorskip("pyarrow", reason="Parquet files need pyarrow")
+    import pyarrow.parquet as pq
+
+    rows = [line.split(",") for line in HOUSES.splitlines()]
+    cols = {name: [r[j] for r in rows[1:]] for j, name in enumerate(rows[0])}
+    table = pa.table(
+        {
+            "size": [float(v) for v in cols["size"]],
+            "age": [float(v) if v else None for v in cols["age"]],
+            **{k: cols[k] for k in ("city", "note", "label")},
+        }
+    )
+    pq.write_table(table, tmp_path / "h.parquet")
+    kw = dict(drop=["note"], categorical=["city"], missing="median", val_split=0.2)
+    (tmp_path / "h.csv").write_text(HOUSES)
+    a = _load(tmp_path, HOUSES, **kw)
+    b = load_dataset(
+        DataConfig(source="h.parquet", standardize=False, **kw),
+        input_shape=(5,),
+        loss=CrossEntropy(),
+        seed=0,
+        base_dir=tmp_path,
+        output_shape=(2,),
+    )
+    np.testing.assert_array_equal(a.train.x, b.train.x)
+    assert b.info["class_names"] == ["no", "yes"] and b.info["kind"] == "parquet"
+
+
+def test_numbers_only_need_no_copy_of_the_block():
+    block = np.array([[1.0, np.nan], [3.0, 4.0]])
+    spec = {
+        "inputs": [{"column": c, "index": i, "kind": "number", "fill": 9.0} for i, c in enumerate("ab")],
+        "missing_values": [""],
+    }
+    out = tabular.apply_preprocessing(spec, [block[:, 0], block[:, 1]])
+    assert out is block and out[0, 1] == 9.0
+    copy = tabular.apply_preprocessing(spec, [block[:, 1], block[:, 0]])  # another order: a new array
+    assert copy is not block and list(copy[1]) == [4.0, 3.0]
