@@ -365,7 +365,9 @@ def _line_widths_agree(path: Path, head: Head) -> bool:
                 carry = buf[int(ends[-1]) + 1 :]
     with _open_text(path, str(path)) as text:
         reader = csv.reader(text)
-        return all(len(c) == head.width for c in reader if reader.line_num > head.skip_lines and not _blank(c))
+        return all(
+            len(c) == head.width for c in reader if reader.line_num > head.skip_lines and not _blank(c)
+        )
 
 
 def _read_pandas(path, head, numeric, text, where, missing, dtype) -> Table:
