@@ -1,4 +1,4 @@
-"""``nncli predict RUN DATA``: a run's predictions for unlabelled rows of a .csv / .npz (or stdin).
+"""``nncli predict RUN DATA``: a run's predictions for unlabelled rows of a .csv / .parquet / .npz (or stdin).
 
 The run's preprocessing (the training split's standardisation) is applied; a label column in the
 input, if present, is ignored. Output by ``--out``'s suffix: .csv, .npz or .jsonl; CSV on stdout
@@ -18,7 +18,7 @@ from nncli.runs.predict import predict_file
 @app.command("predict")
 def predict_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder made by nncli train."),
-    data: str = typer.Argument(..., help="Inputs: a .csv or .npz file, or - for CSV on stdin."),
+    data: str = typer.Argument(..., help="Inputs: a .csv, .parquet or .npz file, or - for CSV on stdin."),
     out: str | None = typer.Option(
         None, "--out", "-o", help="Write here: .csv, .npz or .jsonl (default, or -: CSV on stdout)."
     ),

@@ -54,10 +54,10 @@ def predict_file(
     CSV on ``stdout``). Returns ``{"rows", "out", "format", "checkpoint", "step"}``."""
     fmt = output_format(out)
     data_s = str(data)
-    if data_s != "-" and Path(data_s).suffix.lower() not in (".csv", ".npz"):
+    if data_s != "-" and Path(data_s).suffix.lower() not in (".csv", ".npz", ".parquet"):
         raise DataError(
             f"{data_s}: unsupported file type '{Path(data_s).suffix or Path(data_s).name}'; "
-            f"expected .csv, .npz or - (CSV on stdin)"
+            f"expected .csv, .parquet, .npz or - (CSV on stdin)"
         )
     if data_s != "-" and not Path(data_s).is_file():
         raise DataError(f"{data_s}: file not found")
@@ -205,6 +205,9 @@ def _stage(path: Path, write, binary: bool = False) -> Any:
 def read_chunks(loaded: LoadedRun, data: str, stdin: TextIO, batch: int) -> Iterator[np.ndarray]:
     """The inputs of ``data`` as float64 arrays of at most ``batch`` rows (N, n_inputs)."""
     n_in = int(np.prod(loaded.chain.input_shape))
+    if data != "-" and Path(data).suffix.lower() == ".parquet":
+        yield from _parquet_chunks(loaded, Path(data), batch)
+        return
     if data != "-" and Path(data).suffix.lower() == ".npz":
         yield from _npz_chunks(loaded, Path(data), n_in, batch)
         return
@@ -304,6 +307,59 @@ def _table_chunks(loaded: LoadedRun, fh: TextIO, where: str, batch: int) -> Iter
         raise DataError(f"{where}: no data rows" + (" after the header" if header else ""))
     if rows:
         yield encode()
+
+
+def _parquet_chunks(loaded: LoadedRun, path: Path, batch: int) -> Iterator[np.ndarray]:
+    """A Parquet file's rows, ``batch`` at a time, encoded with the run's preprocessing (columns by
+    name; a run trained on arrays takes the file's columns in order)."""
+    from nncli.training import tabular
+    from nncli.training.tabular_read import _parquet
+
+    pq = _parquet(str(path))
+    spec = loaded.preprocessing
+    try:
+        handle = pq.ParquetFile(path)
+        names = list(handle.schema_arrow.names)
+    except Exception as exc:  # pyarrow's own ArrowInvalid, OSError, ...
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    if spec is None:
+        n_in = int(np.prod(loaded.chain.input_shape))
+        spec = {
+            "columns": names,
+            "width": len(names),
+            "target": {"column": None, "index": len(names)},
+            "inputs": [
+                {"column": c, "index": j, "kind": "number", "fill": None} for j, c in enumerate(names)
+            ],
+            "missing": "error",
+            "missing_values": [],
+        }
+        if len(names) != n_in:
+            raise DataError(f"{path}: has {len(names)} columns; the run's model takes {n_in} inputs")
+    positions = tabular.input_positions(spec, names, len(names), str(path), 1)
+    start = 0
+    for part in handle.iter_batches(batch_size=batch, columns=[names[p] for p in positions]):
+        values = []
+        for entry, column in zip(spec["inputs"], part.columns, strict=True):
+            if entry["kind"] == "onehot":
+                texts = np.empty(len(column), dtype=object)
+                texts[:] = [None if v is None else str(v).strip() for v in column.to_pylist()]
+                values.append(texts)
+            else:
+                try:
+                    values.append(column.to_numpy(zero_copy_only=False).astype(np.float64))
+                except (TypeError, ValueError):
+                    raise DataError(
+                        f"{path}: column '{entry['column']}' holds {column.type} values, not numbers"
+                    ) from None
+
+        def line(i: int, start: int = start) -> str:
+            return f" (row {start + i + 1})"
+
+        yield tabular.apply_preprocessing(spec, values, where=str(path), line=line)
+        start += part.num_rows
+    if start == 0:
+        raise DataError(f"{path}: no data rows")
 
 
 def _csv_chunks(loaded: LoadedRun, fh: TextIO, where: str, n_in: int, batch: int) -> Iterator[np.ndarray]:

@@ -145,3 +145,26 @@ def test_a_policy_misspelled_on_the_command_line_exits_2(tmp_path):
     cfg = write_config(tmp_path, CONFIG, "people.yaml")
     res = run_nncli("train", cfg, "--set", "data.unknown_category=ignor", "--runs-dir", tmp_path / "runs")
     assert_refused(res, "data.unknown_category", "(did you mean 'ignore'?)", runs_dir=tmp_path / "runs")
+
+
+def test_predict_reads_parquet_like_csv(trained, tmp_path):
+    pa = pytest.importorskip("pyarrow", reason="Parquet files need pyarrow")
+    import pyarrow.parquet as pq
+
+    folder, run = trained
+    (tmp_path / "new.csv").write_text("size,age,city\n140,30,north\n60,,south\n100,50,east\n")
+    pq.write_table(
+        pa.table({"city": ["north", "south", "east"], "age": [30.0, None, 50.0], "size": [140, 60, 100]}),
+        tmp_path / "new.parquet",
+    )
+    outs = []
+    for name in ("new.csv", "new.parquet"):
+        res = run_main("predict", run, tmp_path / name, "--proba")
+        assert res.code == 0, res
+        outs.append(res.out)
+    assert outs[0] == outs[1] and len(outs[0].splitlines()) == 4
+    pq.write_table(pa.table({"city": ["west"], "age": [1.0], "size": [1.0]}), tmp_path / "west.parquet")
+    assert_refused(
+        run_main("predict", run, tmp_path / "west.parquet"),
+        "west.parquet (row 1): column 3 ('city'): category 'west' was not in the training split",
+    )
