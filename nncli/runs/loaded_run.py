@@ -3,6 +3,10 @@
     run = nncli.load_run("runs/mnist1d_cnn-20260101-120000")        # best checkpoint (else last)
     run.predict(x)                 # standardised as in training; class ids for classifiers
     run.scores(x)                  # the model's raw outputs (logits, regression values)
+    run.predict(run.encode({"size": [150], "city": ["north"]}))   # a run trained on a table
+
+For a run trained on a table (.csv, .parquet), ``x`` holds the encoded inputs (numbers, one-hot
+columns, missing cells filled: ``encode``), before standardisation, which ``predict`` applies.
 
 Weights are read through ``nncli.runs.checkpoint.load_weights`` (format marker and checksum
 verified) and applied with the architecture check of ``apply_weights``; loading only reads, so it
@@ -69,6 +73,37 @@ class LoadedRun:
         format of ``nncli.training.tabular``), or None for a run trained on arrays."""
         spec = (self.info.get("data") or {}).get("preprocessing")
         return spec if isinstance(spec, dict) and spec.get("format") == "nncli.tabular/1" else None
+
+    def encode(self, columns) -> np.ndarray:
+        """Raw table columns → the inputs ``predict`` takes (N, n_inputs), with the run's
+        preprocessing: ``columns`` maps each input column's name (its 0-based index when the
+        training file had no header) to its N raw values — numbers (NaN: missing) or texts.
+
+            run.predict(run.encode({"size": [150, 80], "age": [20, None], "city": ["north", "south"]}))
+        """
+        from nncli.core.errors import DataError, did_you_mean
+        from nncli.training import tabular
+
+        spec = self.preprocessing
+        if spec is None:
+            raise UserError(
+                f"{self.path}: the run was trained on arrays, not a table; pass predict() the array"
+            )
+        values = []
+        for entry in spec["inputs"]:
+            key = entry["column"] if entry["column"] is not None else entry["index"]
+            if key not in columns:
+                raise DataError(
+                    f"no column {key!r} (an input of the run){did_you_mean(str(key), columns)}"
+                )
+            raw = list(columns[key])
+            if entry["kind"] == "onehot":
+                texts = np.empty(len(raw), dtype=object)
+                texts[:] = [None if v is None else str(v) for v in raw]
+                values.append(texts)
+            else:
+                values.append(np.array([np.nan if v is None else v for v in raw], dtype=np.float64))
+        return tabular.apply_preprocessing(spec, values)
 
     @property
     def class_names(self) -> list[str] | None:

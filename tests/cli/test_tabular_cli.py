@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from support import assert_refused, run_main, run_nncli, write_config
 
+from nncli.core.errors import UserError
+
 CONFIG = """\
 name: people
 seed: 0
@@ -168,3 +170,15 @@ def test_predict_reads_parquet_like_csv(trained, tmp_path):
         run_main("predict", run, tmp_path / "west.parquet"),
         "west.parquet (row 1): column 3 ('city'): category 'west' was not in the training split",
     )
+
+
+def test_the_library_encodes_raw_columns(trained):
+    from nncli.runs.loaded_run import load_run
+
+    folder, run = trained
+    loaded = load_run(run)
+    x = loaded.encode({"size": [140.0, 60.0], "age": [30.0, None], "city": ["north", "south"]})
+    assert x.shape == (2, 5) and list(x[0, 2:]) == [0.0, 1.0, 0.0]
+    assert [loaded.class_names[c] for c in loaded.predict(x)] == ["yes", "no"]
+    with pytest.raises(UserError, match=r"no column 'city' \(an input of the run\)"):
+        loaded.encode({"size": [1.0], "age": [1.0], "cty": ["north"]})
