@@ -93,9 +93,7 @@ class LoadedRun:
         for entry in spec["inputs"]:
             key = entry["column"] if entry["column"] is not None else entry["index"]
             if key not in columns:
-                raise DataError(
-                    f"no column {key!r} (an input of the run){did_you_mean(str(key), columns)}"
-                )
+                raise DataError(f"no column {key!r} (an input of the run){did_you_mean(str(key), columns)}")
             raw = list(columns[key])
             if entry["kind"] == "onehot":
                 texts = np.empty(len(raw), dtype=object)
