@@ -296,6 +296,8 @@ def load_dataset(
     if "x_test" in raw:
         xt = fit_input_shape(check_inputs(raw["x_test"], raw["y_test"], where, "test"), input_shape, where)
         yt, _ = _array_labels(raw["y_test"], cfg, kind, where, "test", class_names)
+        if np.shares_memory(xt, raw["x_test"]):  # standardised in place below: never the source's array
+            xt = xt.copy()
         test = Split(xt, yt)
     digest = hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).hexdigest()[:16]
 
@@ -319,8 +321,10 @@ def load_dataset(
         std = train.x.std(axis=0)
         std = np.where(std < STD_FLOOR, 1.0, std)
         for s in parts.values():
-            if s is not None:
-                s.x = (s.x - mean) / std
+            if s is not None:  # in place: every part is this function's own copy
+                s.x = np.asarray(s.x, dtype=np.float64)
+                s.x -= mean
+                s.x /= std
         stats = {"mean": mean.tolist(), "std": std.tolist()}
 
     info.update(
