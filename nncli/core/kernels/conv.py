@@ -18,7 +18,7 @@ Two layouts of the columns, chosen per shape (``examples_layout``):
   no transposing copy of u or v and no separate bias pass.
 - by channel, (C·K, n·P): ∂J/∂W of a block is ONE GEMM whose inner dimension is n·P, at the
   price of copying v into (C', n·P). Faster where the per-example products v[n] cols[n]ᵀ are too
-  small for BLAS (P small against C·K); the forward always uses the first layout.
+  small for BLAS (P < 64 output positions); the forward always uses the first layout.
 
 The batch is cut into blocks of examples whose columns stay near the L2/L3 cache; large work is
 spread over threads (``kernels.threads``), each with BLAS on one thread. Block boundaries and the

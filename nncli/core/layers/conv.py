@@ -86,7 +86,8 @@ class ConvND(Module):
     """Shared N-d convolution: z (N, C, *S) → u (N, C', *S'), weight (C', C, *k), bias (C',).
 
     Output size per axis: S' = ⌊(S + p_lo + p_hi − δ(k−1) − 1)/s⌋ + 1. Backward with v = ∂J/∂u:
-    ∂J/∂W = v colsᵀ, ∂J/∂b = Σ_{n,p} v, ∂J/∂z = col2im(Wᵀ v) (the transpose of the banded Q of 7.49).
+    ∂J/∂W = v colsᵀ, ∂J/∂b = Σ_{n,p} v, ∂J/∂z = col2im(Wᵀ v) (the transpose of the banded Q of 7.49;
+    at stride 1 the kernel computes it as the convolution of v with the flipped kernel).
     Saved for backward: the padded input (C·Π(S + p_lo + p_hi) floats per example); the columns are
     rebuilt block by block in backward, in cache, rather than kept (K times the memory).
     """
