@@ -177,7 +177,7 @@ def _refused(tiny, address, env=None, match=""):
     started = time.monotonic()
     res = nncli(
         "sweep", "tiny.yaml", "--grid", "optimizer.lr=0.1", "--backend", "ray", "--ray-address", address,
-        "--runs-dir", "runs", cwd=tiny, env=env, timeout=60,
+        "--runs-dir", "runs", cwd=tiny, env=env, timeout=180,
     )  # fmt: skip
     took = time.monotonic() - started
     assert res.returncode == 2, res.stderr
@@ -185,7 +185,9 @@ def _refused(tiny, address, env=None, match=""):
     assert len(lines) == 1, res.stderr
     assert match in lines[0] and "Traceback" not in res.stderr
     assert not (tiny / "runs").exists()  # no folder left behind
-    assert took < 30, took
+    # a refusal, not Ray's own connection retries (minutes); the bound leaves room for a loaded
+    # 2-core machine, where starting Python with Ray imported alone takes 10-30 s
+    assert took < 90, took
     return lines[0]
 
 
