@@ -273,8 +273,11 @@ def read_prepared(path: Path, cfg: DataConfig, where: str, target_kind: str) -> 
     rows = np.arange(len(table))
     missing_label = np.array([t is None for t in labels], dtype=bool)
     missing_any = missing_label.copy()
+    if table.block.size:  # the number columns in one contiguous pass
+        missing_any |= np.isnan(table.block).any(axis=1)
     for values in raw:
-        missing_any |= _missing(values)
+        if values.dtype == object:
+            missing_any |= _missing(values)
     if cfg.missing == "drop":
         rows = np.flatnonzero(~missing_any)
         if not len(rows):
@@ -341,11 +344,11 @@ def fit(prep: Prepared, train_rows: np.ndarray) -> dict[str, Any]:
     spec = {**prep.spec, "inputs": [dict(i) for i in prep.spec["inputs"]]}
     policy = spec["missing"]
     for entry, values in zip(spec["inputs"], prep.inputs, strict=True):
-        part = values[train_rows]
         name = _entry_name(entry)
         if entry["kind"] == "number":
-            present = part[~np.isnan(part)]
             if policy in ("mean", "median"):  # kept even without a gap in training: predict may meet one
+                part = values[train_rows]
+                present = part[~np.isnan(part)]
                 if not len(present):
                     raise DataError(
                         f"{prep.where}: {name} has no value in the training split to take the {policy} of",
@@ -353,7 +356,7 @@ def fit(prep: Prepared, train_rows: np.ndarray) -> dict[str, Any]:
                     )
                 entry["fill"] = float(np.mean(present) if policy == "mean" else np.median(present))
             continue
-        present = np.array([v for v in part if v is not None], dtype=object)
+        present = np.array([v for v in values[train_rows] if v is not None], dtype=object)
         if not len(present):
             raise DataError(
                 f"{prep.where}: {name} has no category in the training split", field="data.categorical"
@@ -395,6 +398,8 @@ def apply_preprocessing(
     n = len(values[0]) if len(values) else 0
     base = block_of(values) if all(e["kind"] == "number" for e in spec["inputs"]) else None
     # numbers only, already one float64 block (the reader's): filled in place, no copy
+    if base is not None and np.isfinite(base).all():  # the common case, checked in one pass
+        return base
     out = base if base is not None else np.zeros((n, n_inputs(spec)), dtype=np.float64)
     missing_texts = set(spec.get("missing_values", ()))
     unknown = spec.get("unknown_category", "error")

@@ -32,8 +32,8 @@ from nncli.core.errors import DataError
 ENGINES = ("pyarrow", "pandas", "python")
 #: rows converted at a time by the python and pandas engines (bounds their temporary memory)
 CHUNK_ROWS = 8192
-#: bytes read at a time when counting lines; pyarrow's block size
-BLOCK_BYTES = 1 << 22
+#: bytes read at a time when counting lines; pyarrow's block size (larger blocks: more memory read ahead, little speed)
+BLOCK_BYTES = 1 << 20
 
 
 @dataclass
