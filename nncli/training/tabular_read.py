@@ -322,6 +322,8 @@ def _read_pyarrow(path, head, numeric, text, where, missing, dtype) -> Table:
         for j in text:
             texts[j].extend(s.strip() if s is not None else None for s in batch.column(names[j]).to_pylist())
         n += m
+    del opened
+    pa.default_memory_pool().release_unused()  # the read-ahead blocks, back to the system
     table = Table(where, head, block[:n], list(numeric), {}, None, path)
     table.text = {j: _clean_text(_object_array(v), missing) for j, v in texts.items()}
     return table
