@@ -142,7 +142,7 @@ class CrossEntropy(Loss):
         self._p, self._y, self._n = p, y, n
         per_example = np.log(total[:, 0]) - picked
         if self.weight is None:
-            return float(np.mean(per_example))
+            return float(per_example.sum()) / n  # np.mean costs 3 µs of Python around the sum
         w = self.weight[y]
         self._w, self._wsum = w, float(w.sum())
         return float(np.dot(w, per_example) / self._wsum)
