@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,13 +29,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import (  # noqa: E402
-    OPENBLAS_ENV,
-    cpu_model,
-    numpy_blas_threads,
-    openblas_env,
-    sgemm_peak_gflops,
-)
+from harness import OPENBLAS_ENV, cpu_model, numpy_blas_threads, openblas_env  # noqa: E402
 from report import print_report  # noqa: E402
 from specs import ORDER  # noqa: E402
 
@@ -70,7 +65,9 @@ def parse_args(argv=None):
     ap.add_argument("--json", help="also write the raw results to this file")
     # internal: run as a worker
     ap.add_argument("--worker", choices=list(LIBS), help=argparse.SUPPRESS)
-    ap.add_argument("--task", default="time", choices=["time", "memory", "e2e"], help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--task", default="time", choices=["time", "memory", "e2e", "peak"], help=argparse.SUPPRESS
+    )
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -101,6 +98,8 @@ def worker_env(args, memory: bool = False) -> dict:
         for k in OPENBLAS_ENV:
             env.pop(k, None)
     env["PYTHONPATH"] = HERE + os.pathsep + env.get("PYTHONPATH", "")
+    if getattr(args, "jax_cache", None):
+        env["NNCLI_BENCH_JAX_CACHE"] = args.jax_cache  # compiled JAX steps shared by the blocks
     return env
 
 
@@ -158,6 +157,7 @@ def run(args) -> dict:
     threads = args.threads or numpy_blas_threads()
     load = os.getloadavg()
     missing = missing_libs(args.libs)
+    args.jax_cache = tempfile.mkdtemp(prefix="nncli-bench-jax-")  # this run's own, never shared
     libs = [lib for lib in args.libs if lib not in missing]
     facts = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -171,8 +171,8 @@ def run(args) -> dict:
         "libs": libs,
         "missing": missing,
     }
-    progress("SGEMM peak (numpy float32 1024×1024 products)")
-    peak_before = {1: sgemm_peak_gflops(1), threads: sgemm_peak_gflops(threads)}
+    progress("SGEMM peak (numpy float32 1024×1024 products, in a worker: the workers' OpenBLAS kernel)")
+    peak_before = _peaks(args, threads)
     kernels = [n for n in args.names if n != "e2e"]
     # `nncli train` runs its BLAS on 1 thread unless told otherwise (small models are fastest so);
     # the end-to-end rows use --threads when given, else that default, for every library
@@ -189,9 +189,10 @@ def run(args) -> dict:
                 progress(f"block {b + 1}/{args.blocks}: {lib} end to end, {args.e2e_steps} steps")
                 e2e_runs[lib].append(_e2e_once(args, lib, e2e_threads, e2e))
     # the peak again at the end: on a shared machine the better of the two is the closer to the truth
-    peak_after = {1: sgemm_peak_gflops(1), threads: sgemm_peak_gflops(threads)}
-    facts["sgemm_peak_gflops"] = {str(k): max(peak_before[k], peak_after[k]) for k in peak_before}
+    peak_after = _peaks(args, threads)
+    facts["sgemm_peak_gflops"] = {k: max(peak_before.get(k, 0.0), v) for k, v in peak_after.items()}
     facts["loadavg_after"] = os.getloadavg()
+    shutil.rmtree(args.jax_cache, ignore_errors=True)
     memory: dict[str, dict] = {"nncli": {}, "torch": {}}
     if not args.no_memory:
         for name in kernels:
@@ -207,6 +208,13 @@ def run(args) -> dict:
         "names": args.names,
         "e2e_steps": args.e2e_steps,
     }
+
+
+def _peaks(args, threads: int) -> dict[str, float]:
+    """numpy's SGEMM GFLOP/s on 1 and on ``threads`` threads, measured in a worker process (whose
+    environment, e.g. without OPENBLAS_CORETYPE, selects the same OpenBLAS kernel as the workloads')."""
+    r = spawn(args, "nncli", "peak", [], threads)
+    return r.get("peak", {})
 
 
 def _e2e_once(args, lib, threads, e2e):

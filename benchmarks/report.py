@@ -109,6 +109,15 @@ def _speed_rows(res: dict) -> tuple[list[str], list[str]]:
         tt, why_t, _ = _gather(t["torch"], name)
         tj, _, _ = _gather(t.get("jax", []), name)
         what = note or (digits_spec() if name == "digits_cnn" else SPECS[name]).get("note", "")
+        if tn and not tt:  # PyTorch not run (--libs) or failed: nncli's time alone
+            rows.append(
+                f"{name:14} {median(tn) * 1e3:9.3f} {'—':>9} "
+                + (f"{median(tj) * 1e3:9.3f}" if tj else f"{'—':>9}")
+                + f" {'—':>7} {'≤' + str(TARGETS[name]):>7} {'—':>4} "
+                + (f"{median(tn) / median(tj):6.2f}" if tj else f"{'—':>6}")
+                + f" {'':>13}  torch not run: {why_t or 'not requested (--libs)'}"
+            )
+            continue
         if not tn or not tt:
             rows.append(
                 f"{name:14} {'—':>9} {'—':>9} {'—':>9} {'—':>7} {'≤' + str(TARGETS[name]):>7} {'—':>4} "

@@ -28,11 +28,14 @@ from harness import (
 )
 
 
-def _maker(lib: str, threads: int):
+def _maker(lib: str, threads: int, task: str = "time"):
     if lib == "jax":
         import workloads_jax as wj
 
         wj.configure_threads(threads)  # before jax is imported
+        cache = os.environ.get("NNCLI_BENCH_JAX_CACHE")
+        if cache and task != "e2e":
+            wj.use_compilation_cache(cache)
         return wj.make
     if lib == "torch":
         import torch
@@ -155,7 +158,14 @@ def main(
     out_path: str,
     steps: int = 0,
 ) -> None:
-    make = _maker(lib, threads)
+    if task == "peak":
+        from harness import sgemm_peak_gflops
+
+        peaks = {"1": sgemm_peak_gflops(1), str(threads): sgemm_peak_gflops(threads)}
+        with open(out_path, "w") as f:
+            json.dump({"peak": peaks, "pools": blas_pools()}, f)
+        return
+    make = _maker(lib, threads, task)
     if task == "time":
         result = {"results": _time_task(make, names, repeats, min_time)}
     elif task == "e2e":
