@@ -46,7 +46,7 @@ def _header(res: dict) -> list[str]:
         f"nncli {vn.get('nncli', '?')}, torch {vt.get('torch', '?')}, jax {vj.get('jax', '—')}",
         f"threads     numpy BLAS {f['threads']}; torch.set_num_threads({f['threads']}) → "
         f"{vt.get('torch_threads', '?')}",
-        f"jax threads {'1 (XLA_FLAGS ' + vj['xla_flags'] + ')' if vj.get('xla_flags') else 'XLA default (one per core)'}"
+        f"jax threads {'1 (the worker pinned to one core)' if vj.get('xla_flags') else 'XLA default (one per core)'}"
         if vj
         else "jax         not run" + (f": {f['missing']['jax']}" if "jax" in f.get("missing", {}) else ""),
         "OpenBLAS env "

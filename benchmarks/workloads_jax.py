@@ -22,11 +22,15 @@ from specs import SPECS, digits_spec
 
 
 def configure_threads(threads: int) -> None:
-    """Run XLA's CPU kernels on one thread when ``threads`` is 1 (its default is one per core).
+    """Run XLA's CPU kernels on one core when ``threads`` is 1 (its default is one thread per core).
 
-    Must run before jax is imported: XLA reads ``XLA_FLAGS`` once, when its CPU client starts.
+    XLA's CPU runtime ignores the old thread flags (still set, for older versions): measured with
+    jax 0.10.2, a jitted product kept 3-4 threads busy with them. So the worker is also pinned to one
+    core (``sched_setaffinity``), whatever threads XLA starts. Must run before jax is imported.
     """
     if threads == 1:
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = (
             f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
