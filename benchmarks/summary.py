@@ -84,6 +84,24 @@ def summary(runs: dict[int, dict]) -> list[str]:
     return rows
 
 
+def compact(runs: dict[int, dict]) -> list[str]:
+    """The README's table: each library's better median ms and the best / best ratios."""
+    rows = [
+        "| workload | nncli ms | PyTorch ms | JAX ms | nncli / PyTorch (target ≤ 1) | nncli / JAX |",
+        "|" + "---|" * 6,
+    ]
+    for name in [n for n in ORDER + ["e2e"] if any(n in r["names"] for r in runs.values())]:
+        best = [_best(runs, lib, name) for lib in LIBS]
+        ms = [f"{b[0] * 1e3:.2f} ({b[1]})" if b else "—" for b in best]
+        bn, bt, bj = best
+        r = f"{bn[0] / bt[0]:.2f}" if bn and bt else "—"
+        if bn and bt and bn[0] / bt[0] > TARGETS.get(name, 1.0):
+            r += " (missed)"
+        rj = f"{bn[0] / bj[0]:.2f}" if bn and bj else "—"
+        rows.append(f"| `{name}` | {ms[0]} | {ms[1]} | {ms[2]} | {r} | {rj} |")
+    return rows
+
+
 def roofline(runs: dict[int, dict]) -> list[str]:
     rows = [
         "| workload | MFLOP / step | nncli GFLOP/s (threads) | PyTorch GFLOP/s | JAX GFLOP/s "
@@ -129,6 +147,8 @@ def main(argv=None) -> None:
     print("\n".join(summary(runs)))
     print()
     print("\n".join(roofline(runs)))
+    print()
+    print("\n".join(compact(runs)))
 
 
 if __name__ == "__main__":
