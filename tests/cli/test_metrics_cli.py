@@ -186,3 +186,63 @@ def test_metric_names_that_do_not_fit_are_refused_where_written(tmp_path, case):
     res = run_main("train", cfg, "--runs-dir", tmp_path / "runs")
     written = Path(cfg).read_text()
     assert_refused(res, *expected, runs_dir=tmp_path / "runs", place=f"{cfg}:{line_of(written, line_text)}")
+
+
+def test_early_stopping_follows_a_metric_that_goes_up(tmp_path):
+    # F1 ≤ 1 can never improve by 2: the second evaluation without improvement stops the run
+    text = CLASSIFIER.replace(
+        "best_metric: val_f1_macro}",
+        "best_metric: val_f1_macro, early_stopping: {metric: val_f1_macro, patience: 1, min_delta: 2}}",
+    )
+    run = train(tmp_path, text)
+    assert len(evals(run)) == 2
+    assert json.loads((run / "summary.json").read_text())["reason"] == "early stopping"
+
+
+def test_directions_of_the_metrics():
+    from nncli.training.metrics import higher_is_better
+
+    up = (
+        "val_acc",
+        "val_top5",
+        "val_f1_macro",
+        "val_precision",
+        "val_recall_weighted",
+        "val_roc_auc",
+        "test_r2",
+    )
+    down = ("val_loss", "train_loss", "val_mae", "val_mse", "test_rmse", "val_something_unknown")
+    assert all(higher_is_better(m) for m in up) and not any(higher_is_better(m) for m in down)
+
+
+def test_a_logistic_model_has_the_binary_metrics(tmp_path):
+    text = (
+        CLASSIFIER.replace("{type: MM, out: 3}", "{type: MM, out: 1}")
+        .replace("loss: cross_entropy", "loss: logistic")
+        .replace(
+            "metrics: [accuracy, top2, f1_macro, precision_weighted, recall_micro, roc_auc, confusion_matrix]",
+            "metrics: [acc, f1, precision, recall, f1_macro, roc_auc, confusion_matrix]",
+        )
+        .replace("batch_size: 15,", "batch_size: 15, classes: 2,")
+    )
+    run = train(tmp_path, text)
+    test = json.loads((run / "summary.json").read_text())["test"]
+    cm = np.array(test["confusion_matrix"])
+    assert cm.shape == (2, 2) and cm.sum() == 30
+    tp, fp, fn = cm[1, 1], cm[0, 1], cm[1, 0]
+    assert test["precision"] == pytest.approx(tp / (tp + fp) if tp + fp else 0.0)
+    assert test["recall"] == pytest.approx(tp / (tp + fn) if tp + fn else 0.0)
+    assert test["acc"] == pytest.approx(np.trace(cm) / 30) and 0 <= test["roc_auc"] <= 1
+
+
+def test_without_a_validation_split_the_metrics_are_computed_on_test(tmp_path):
+    text = CLASSIFIER.replace("val_split: 0.2", "val_split: 0").replace(
+        "best_metric: val_f1_macro", "best_metric: train_loss"
+    )
+    run = train(tmp_path, text)
+    assert all("val_f1_macro" not in r for r in evals(run))
+    assert set(json.loads((run / "summary.json").read_text())["test"]) >= {
+        "f1_macro",
+        "roc_auc",
+        "confusion_matrix",
+    }
