@@ -151,7 +151,7 @@ class RichProgress:
         self._loss = rec.get("train_loss")
 
     def on_eval(self, trainer, rec, improved) -> None:
-        self._val = val_text(rec)
+        self._val = val_text(rec, trainer.tcfg.best_metric)
         self._update(trainer)
 
     def on_end(self, trainer, result) -> None:
@@ -164,9 +164,14 @@ class RichProgress:
         self.progress.stop()
 
 
-def val_text(rec: dict) -> str:
-    """What the bar shows of an evaluation: a classifier's validation accuracy, else (regression)
-    its validation loss."""
+def val_text(rec: dict, chosen: str | None = None) -> str:
+    """What the bar shows of an evaluation: the metric the best checkpoint is chosen by (``chosen``)
+    when it is another validation metric (val_f1_macro, val_r2), else a classifier's validation
+    accuracy, else (regression) its validation loss."""
+    from nncli.training.metrics import kind
+
+    if chosen and chosen.startswith("val_") and chosen != "val_loss" and rec.get(chosen) is not None:
+        return f"{kind(chosen)} {_fmt(rec[chosen], metric_spec(chosen))}"
     if rec.get("val_acc") is not None:
         return f"acc {_fmt(rec['val_acc'], '.2%')}"
     if rec.get("val_loss") is not None:

@@ -246,3 +246,13 @@ def test_without_a_validation_split_the_metrics_are_computed_on_test(tmp_path):
         "roc_auc",
         "confusion_matrix",
     }
+
+
+def test_the_progress_bar_shows_the_metric_the_best_checkpoint_follows():
+    from nncli.viz.progress import val_text
+
+    rec = {"val_loss": 0.7, "val_acc": 0.5, "val_f1_macro": 0.4}
+    assert val_text(rec, "val_f1_macro") == "f1_macro 0.4000"
+    assert val_text(rec, "val_loss") == val_text(rec, "train_loss") == "acc 50.00%"  # a classifier's default
+    assert val_text({"val_loss": 0.7, "val_r2": 0.9}, "val_r2") == "r2 0.9000"
+    assert val_text({"val_loss": 0.7}, "val_loss") == "loss 0.7000"  # regression: the validation loss

@@ -179,3 +179,24 @@ def test_plot_confusion_refuses_a_regression_run_and_several_runs(tmp_path, run)
     folder, _ = trained(tmp_path, reg)
     assert_refused(run_main("plot", folder, "--confusion", "--terminal"), "needs a classifier run", "mse")
     assert_refused(run_main("plot", folder, run[0], "--confusion"), "--confusion draws one run")
+
+
+def test_plot_confusion_without_matplotlib_draws_in_the_terminal(run, monkeypatch):
+    import nncli.viz.curves
+
+    monkeypatch.setattr(nncli.viz.curves, "have_matplotlib", lambda: False)
+    folder, _ = run
+    res = run_main("plot", folder, "--confusion")
+    assert res.code == 0 and "true \\ pred" in res.out, res
+
+
+def test_plot_confusion_png_elsewhere(run, tmp_path):
+    pytest.importorskip("matplotlib", reason="the PNG needs matplotlib (pip install 'nncli[plot]')")
+    folder, _ = run
+    res = run_main(
+        "plot", folder, "--confusion", "-o", tmp_path / "cm.png", "--width", "500", "--height", "400"
+    )
+    assert res.code == 0, res
+    from matplotlib.image import imread
+
+    assert imread(tmp_path / "cm.png").shape[:2] == (400, 500)
