@@ -85,6 +85,10 @@ def _confusion(run_dirs: list[Path], out: Path | None, terminal: bool, size: tup
         raise UserError(f"--confusion draws one run, got {len(run_dirs)} folders")
     c = find_confusion(run_dirs[0])
     if terminal or (not have_matplotlib() and out is None):
+        if not terminal:
+            err_console.print(
+                "[dim]matplotlib is not installed (pip install 'nncli\\[plot]'); drawing in the terminal[/]"
+            )
         out_console.print(confusion_table(c))
         return
     path = plot_confusion_png(c, out or run_dirs[0] / "confusion.png", size=size if out else (700, 600))

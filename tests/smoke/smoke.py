@@ -6,7 +6,8 @@ Run it with the python of the environment to test (it finds ``nncli`` beside tha
 root of the repository (it trains a shipped config). It needs only the standard library and checks
 what needs no extra: help, version, every kind of usage error (exit 2, no traceback), a short train,
 inspect (also with a non-UTF-8 stdout), gradcheck, eval, runs, export without the torch/onnx extras
-(exit 2 naming the extra) and plot without matplotlib (a chart in the terminal). Exit 0 when every
+(exit 2 naming the extra) and plot without matplotlib (a chart, or --confusion's table, in the
+terminal). Exit 0 when every
 check passes; otherwise each failure is printed with the command's output.
 """
 
@@ -146,6 +147,14 @@ def main() -> int:
             stream="stderr",
         )
         check("plot without matplotlib", run("plot", folder), 0, "pip install 'nncli[plot]'", stream="stderr")
+        check(
+            "plot --confusion without matplotlib",
+            run("plot", folder, "--confusion"),
+            0,
+            "true \\ pred",
+            stream="stdout",
+        )
+        check("eval --metrics", run("eval", folder, "--metrics", "f1_macro,roc_auc"), 0, "f1_macro")
     return report()
 
 
