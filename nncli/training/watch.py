@@ -5,7 +5,7 @@ parameters θ and hooks every module (``nncli.core.hooks.watch``); during the st
 backward pass the hooks measure what flows through each module M_i, u = M_i(z) (notes §7.4.2); after
 the optimiser's update it unhooks and hands ``sink`` one record::
 
-    {"step": t, "epoch": e, "lr": η, "grad_norm": ‖∂J/∂θ‖ over all parameters,
+    {"step": t, "epoch": e, "lr": η, "batch": N, "grad_norm": ‖∂J/∂θ‖ over all parameters,
      "modules": [{"name": "0", "type": "MM",
                   "u": ‖u‖,                 the module's output on the batch (Frobenius norm)
                   "v": ‖∂J/∂u‖,             the gradient reaching the OUTPUT u (the notes' v)
@@ -14,10 +14,13 @@ the optimiser's update it unhooks and hands ``sink`` one record::
                   "stats": {"input_mean": …, "input_std": …, …}},    normalisations only
                  ...]}
 
-All norms are over the whole batch (J is the batch mean, so ‖v‖ shrinks as 1/N with the batch).
+All norms are over the whole batch of N examples, so they depend on N (the last batch of an epoch
+may be smaller): ‖u‖/√N is the root mean square of the examples' ‖u_n‖ and, J being the batch mean
+of the losses ℓ_n, √N·‖v‖ that of their ‖∂ℓ_n/∂u_n‖; ``nncli plot --watch`` draws these.
 Δθ = θ_t − θ_{t−1} is the update the optimiser made at step t and ‖θ‖ the norm before it; a
-parameter with ‖θ‖ = 0 has no ratio (null). The gradient of the first module's input is not
-computed in training (``Chain.backward_params``), so each module's ∂J/∂z is the next one's v.
+parameter with ‖θ‖ = 0 has no ratio (null). Each module's ∂J/∂z is the next one's v, so it is not
+recorded twice; training runs no backward through the modules before the first one with parameters
+(``Chain.backward_params``), whose v is null.
 
 Activity (``Module.activity``): the share of dead ReLU units, whose input is ≤ 0 for every example
 of the batch, so their gradient is 0; the share of saturated sigmoid outputs (σ < 0.01 or > 0.99,
@@ -26,7 +29,8 @@ Statistics (``Module.statistics``): for LN, BatchNorm and GroupNorm the means, o
 normalise, of μ̂ and σ̂ (the biased standard deviation, without ε) of their input; for BatchNorm also
 the channel means of ``running_mean`` and ``running_var`` after the step's update.
 
-Unwatched steps pay one attribute test; no hook is registered between watched steps.
+Unwatched steps pay a few attribute tests; no hook is registered between watched steps, so the
+chains take their plain path (``nncli.core.hooks``).
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class Watcher:
         self._hooks: ExitStack | None = None
         self._rows: dict[str, Record] = {}
         self._before: dict[str, np.ndarray] = {}
+        self._batch = 0
 
     # -- trainer events ------------------------------------------------------------------------------
     def on_step_begin(self, trainer) -> None:
@@ -97,6 +102,7 @@ class Watcher:
     def _on_forward(self, name: str, m, z, u, _seconds) -> None:
         if not m.training:  # only the step's own forward
             return
+        self._batch = len(z)
         row = self._rows[name]
         row["u"] = _norm(u)
         activity = m.activity(z, u)
@@ -130,6 +136,7 @@ class Watcher:
             "step": st.step,
             "epoch": trainer.epoch,
             "lr": trainer.lr,
+            "batch": self._batch,
             "grad_norm": math.sqrt(total),
             "modules": list(self._rows.values()),
         }

@@ -112,6 +112,7 @@ def test_watch_records_equal_torch_recomputed_from_checkpoints(tmp_path):
         inputs, us, vs, grads, after = recompute(before, x, y)
         compared += 1
         mods = rec["modules"]
+        assert rec["batch"] == len(x) == 48
         assert [m["name"] for m in mods] == [str(i) for i in range(7)]
         total = 0.0
         for i, m in enumerate(mods):
