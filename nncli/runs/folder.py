@@ -670,9 +670,13 @@ class MetricsLog:
         self._fh = open(self.path, "a", encoding="utf-8", opener=open_for_writing)  # noqa: SIM115
 
     def write(self, record: dict[str, Any]) -> None:
+        try:  # plain Python values go straight out; numpy values and NaN/Inf through ``jsonable``
+            line = json.dumps(record, allow_nan=False)
+        except (TypeError, ValueError):
+            line = json.dumps(jsonable(record), allow_nan=False)
         # one write per line: a kill can tear at most the last line, which readers skip
         try:
-            self._fh.write(json.dumps(jsonable(record), allow_nan=False) + "\n")
+            self._fh.write(line + "\n")
             self._fh.flush()
         except OSError as exc:
             raise with_filename(exc, self.path) from None

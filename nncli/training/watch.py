@@ -53,9 +53,13 @@ def watched(step: int, every: int) -> bool:
 
 
 def _norm(a: np.ndarray | None) -> float | None:
+    """‖a‖ (Frobenius), summed in float64; √(x·x) directly, as np.linalg.norm does for a vector."""
     if a is None:
         return None
-    return float(np.linalg.norm(np.asarray(a, dtype=np.float64).reshape(-1)))
+    x = np.asarray(a).reshape(-1)
+    if x.dtype != np.float64:
+        x = x.astype(np.float64)
+    return math.sqrt(float(x @ x))
 
 
 def _ratio(num: float | None, den: float | None) -> float | None:
