@@ -77,18 +77,19 @@ def test_bad_runs_and_combinations_are_one_line_exit_2(trained, tmp_path):
     shutil.copytree(trained, broken)
     for f in (broken / "checkpoints").iterdir():
         f.unlink()
-    nodata = tmp_path / "nodata"
+    nodata = tmp_path / "nodata"  # its data file has gone (the saved config names it by absolute path)
     shutil.copytree(trained, nodata)
-    info = json.loads((nodata / "run.json").read_text())
-    info["data_base_dir"] = str(tmp_path / "elsewhere")
-    (nodata / "run.json").write_text(json.dumps(info))
+    saved = (nodata / "config.yaml").read_text()
+    data = str(trained.parent.parent / "data.npz")
+    assert data in saved
+    (nodata / "config.yaml").write_text(saved.replace(data, str(tmp_path / "gone.npz")))
     cfg = write_config(tmp_path, CONFIG)
     cases = {
         "missing": (["--run", tmp_path / "nope", "--trace"], "no such run folder"),
         "not a run": (["--run", tmp_path, "--trace"], "not a run folder"),
         "checkpoint": (["--run", trained, "--trace", "--checkpoint", "first"], "'best' or 'last'"),
         "no weights": (["--run", broken, "--trace"], "last.safetensors"),
-        "no data": (["--run", nodata, "--trace"], "data.npz"),
+        "no data": (["--run", nodata, "--trace"], "gone.npz"),
         "both": ([cfg, "--run", trained, "--trace"], "not both"),
         "set": (["--run", trained, "--trace", "--set", "seed=2"], "--set cannot change"),
         "split": (["--run", trained, "--trace", "--split", "test"], "--split"),
