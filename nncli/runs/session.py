@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from nncli.config.yaml_positions import dump_yaml
+from nncli.config.yaml_positions import dump_yaml, load_yaml_file
 from nncli.core.errors import CheckpointError, ConfigError, DataError, UserError
 from nncli.runs.datafile import check_fingerprint, data_file, pinned
 from nncli.runs.extend import Extension
@@ -45,8 +45,35 @@ def config_dict(cfg) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
+def _sha(values: Any) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
 def config_hash(cfg) -> str:
-    return hashlib.sha256(json.dumps(config_dict(cfg), sort_keys=True).encode()).hexdigest()
+    """SHA-256 of the config's values that differ from their defaults.
+
+    Defaults are left out so that a setting a later nncli adds (with a default) leaves the hash of an
+    existing run unchanged, and a run interrupted under the older version still resumes.
+    """
+    return _sha(cfg.model_dump(mode="json", exclude_defaults=True))
+
+
+def _keys_as_in(values: Any, saved: Any) -> Any:
+    """``values`` cut down to the mapping keys that ``saved`` (the same config, as written) has."""
+    if isinstance(values, dict) and isinstance(saved, dict):
+        return {k: _keys_as_in(v, saved[k]) for k, v in values.items() if k in saved}
+    if isinstance(values, list) and isinstance(saved, list) and len(values) == len(saved):
+        return [_keys_as_in(v, w) for v, w in zip(values, saved)]
+    return values
+
+
+def legacy_config_hash(cfg, saved: Any) -> str:
+    """The hash nncli 0.1 recorded: every value, defaults included, of the keys its schema had.
+
+    Those keys are the ones in the run's saved config.yaml (``saved``, parsed), which nncli wrote with
+    every default filled in; keys added since are left out, so the old hash can be recomputed.
+    """
+    return _sha(_keys_as_in(config_dict(cfg), saved))
 
 
 def flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -403,7 +430,9 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
         made_with = info.get("config_sha256", config_hash(stored.config))
     # a checkpoint written before the last extension carries the config of the smaller budget
     budgets = [e.get("previous_config_sha256") for e in info.get("extensions", [])]
-    if made_with != config_hash(stored.config) and made_with not in budgets:
+    if made_with not in (config_hash(stored.config), *budgets) and made_with != legacy_config_hash(
+        stored.config, load_yaml_file(run_dir / "config.yaml")[0]
+    ):
         raise RunError(
             f"{run_dir / 'config.yaml'}: the config was changed after the checkpoint was "
             f"written; a resumed run must use the config it started with"

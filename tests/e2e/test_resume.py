@@ -157,3 +157,43 @@ def test_sigint_to_a_real_train_process_then_resume(tmp_path):
     assert done.code == 0, done.err
     summary = json.loads(done.out)
     assert summary["status"] == "completed" and summary["steps"] == 20000
+
+
+def _as_older_nncli_left_it(run_dir: Path, added_keys: dict[str, list[str]]) -> None:
+    """Make ``run_dir`` look as an nncli without the ``added_keys`` settings left it: config.yaml
+    without them, and the checkpoint's config hash computed the old way (every value of the file)."""
+    import hashlib
+
+    import yaml
+
+    from nncli.runs.checkpoint import load_checkpoint, save_checkpoint
+
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    for section, keys in added_keys.items():
+        for key in keys:
+            (saved[section] if section else saved).pop(key)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    old_hash = hashlib.sha256(json.dumps(saved, sort_keys=True).encode()).hexdigest()
+    ckpt = load_checkpoint(run_dir / "checkpoints", "last")
+    save_checkpoint(
+        run_dir / "checkpoints", "last", ckpt.weights, ckpt.arrays, {**ckpt.state, "config_sha256": old_hash}
+    )
+
+
+def test_a_run_stopped_under_an_older_schema_resumes_and_an_edit_is_still_refused(tmp_path):
+    # settings added after a run started (with defaults) must not make it look edited
+    cfg = write_config(tmp_path, CONFIG, "res.yaml")
+    _, straight = run(cfg, tmp_path / "a")
+    _, cut = run(cfg, tmp_path / "b", stop_at=4)
+    _as_older_nncli_left_it(cut, {"": ["metrics"], "train": ["watch"]})
+    s = prepare_resume(cut, None, [])
+    assert s.trainer.state.step == 4
+    assert run_session(s, tmp_path / "b").exit_code == 0
+    assert all(np.array_equal(v, weights(straight)[k]) for k, v in weights(cut).items())
+
+    _, cut2 = run(cfg, tmp_path / "c", stop_at=4)
+    _as_older_nncli_left_it(cut2, {"": ["metrics"]})
+    text = (cut2 / "config.yaml").read_text().replace("lr: 0.01", "lr: 0.02")
+    (cut2 / "config.yaml").write_text(text)
+    with pytest.raises(UserError, match="config was changed after the checkpoint"):
+        prepare_resume(cut2, None, [])
