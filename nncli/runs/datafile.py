@@ -52,6 +52,12 @@ def check_fingerprint(data_cfg, path: Path | None, resuming: bool = False) -> st
     ``data.sha256`` (the caller places it) when the config records another one. ``resuming``: the
     config is a run's being resumed, which must continue on the data it started with."""
     if path is None:
+        if data_cfg.sha256 is not None:
+            raise DataError(
+                f"data.source '{data_cfg.source}' is a built-in dataset, not a file: there is no file to "
+                f"fingerprint; remove data.sha256",
+                field="data.sha256",
+            )
         return None
     sha = file_sha256(path)
     want = data_cfg.sha256

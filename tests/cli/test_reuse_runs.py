@@ -69,6 +69,11 @@ def test_an_extended_run_equals_one_given_the_larger_budget_bit_for_bit(tmp_path
     cfg = write_config(tmp_path, CONFIG)
     run = train(cfg, tmp_path / "ext")
     assert read_run(run)["status"] == "completed"
+    if budget == "train.steps=22":  # the config file may be given too; it must match the run's
+        (tmp_path / "other").mkdir()
+        with pytest.raises(UserError, match="differs from the config.*seed: 5 → 6"):
+            prepare_resume(run, write_config(tmp_path / "other", {**CONFIG, "seed": 6}), [budget])
+        assert prepare_resume(run, cfg, [budget]).trainer.total_steps == 22
     res = run_main("train", "--resume", run, "--set", budget, "-q", "--no-curves", "--json")
     assert res.code == 0, res
     straight = train(cfg, tmp_path / "straight", "--set", budget)

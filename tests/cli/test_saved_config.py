@@ -116,10 +116,16 @@ def test_a_resume_on_changed_data_is_refused_before_anything_is_written(project)
     assert_refused(res, "the data file changed", "a resumed run continues on the data it started with")
 
 
-def test_a_malformed_fingerprint_is_a_placed_config_error(project):
+def test_a_malformed_or_pointless_fingerprint_is_a_placed_error(project):
     path = write_config(project, CONFIG.replace("batch_size: 10", "batch_size: 10, sha256: abc"), "bad.yaml")
     res = run_main("train", path, "--runs-dir", project / "runs")
-    assert_refused(res, "data.sha256", runs_dir=project / "runs", place=f"{path}:4:")
+    assert_refused(
+        res, "data.sha256", "64 lowercase hex digits", runs_dir=project / "runs", place=f"{path}:4:"
+    )
+    pinned = CONFIG.replace("batch_size: 10", f"batch_size: 10, sha256: {'ab' * 32}")
+    path = write_config(project, pinned.replace("data/h.csv", "spirals"), "builtin.yaml")
+    res = run_main("train", path, "--runs-dir", project / "runs")
+    assert_refused(res, "is a built-in dataset, not a file", runs_dir=project / "runs", place=f"{path}:4:")
 
 
 def test_a_moved_data_file_can_be_named_again_and_is_still_checked(project, tmp_path):
