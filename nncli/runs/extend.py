@@ -82,8 +82,7 @@ def check_extension(run_dir, info: dict, stored_cfg, session, step: int, overrid
             f"{run_dir}: {asked} gives {new} steps, but the run already has a budget of {old}; a "
             f"resumed run's budget may only grow; for a shorter run, {NEW_RUN_HINT}"
         )
-    summary_reason = info.get("reason")
-    if info.get("status") == "completed" and summary_reason == "early stopping":
+    if info.get("status") == "completed" and info.get("reason") == "early stopping":
         raise RunError(
             f"{run_dir}: this run stopped early (early stopping at step {step}); more steps would stop "
             f"again at the next evaluation; {NEW_RUN_HINT}"
