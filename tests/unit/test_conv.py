@@ -169,6 +169,38 @@ def test_reused_buffers_follow_changing_batches():
         np.testing.assert_array_equal(dz, other.backward(v))
 
 
+@pytest.mark.parametrize(
+    "cls, hp, shape",
+    [
+        (Conv1D, {"out": 4, "kernel": 3}, (3, 9)),
+        (Conv1D, {"out": 4, "kernel": 3, "stride": 2, "padding": "valid"}, (3, 300)),
+        (Conv2D, {"out": 5, "kernel": 3}, (3, 8, 8)),
+        (Conv2D, {"out": 5, "kernel": 3, "padding": 1}, (3, 32, 32)),
+        (Conv2D, {"out": 2, "kernel": [3, 2], "stride": [2, 1], "padding": "valid"}, (4, 9, 8)),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_empty_batch_gives_empty_output_and_zero_gradients(cls, hp, shape, dtype):
+    """A batch of 0 examples (e.g. an empty last batch): (0, C', *out) out, (0, C, *S) back, ∂J/∂θ = 0."""
+    rng = np.random.default_rng(11)
+    m = cls(**hp).build(shape, rng, dtype=dtype)
+    z = np.zeros((0,) + shape, dtype=dtype)
+    u = m.forward(z)
+    assert u.shape == (0,) + m.output_shape(shape) and u.dtype == dtype
+    v = np.zeros(u.shape, dtype=dtype)
+    for g in m.grads.values():
+        g[...] = 1
+    dz = m.backward(v)
+    assert dz.shape == z.shape and dz.dtype == dtype
+    m.backward_params(v)
+    for k, g in m.grads.items():
+        np.testing.assert_array_equal(g, 1, err_msg=k)  # nothing added
+    ref_dz, ref_grads = m.reference_backward(z, v)
+    assert m.reference_forward(z).shape == u.shape and ref_dz.shape == z.shape
+    for k, g in ref_grads.items():
+        assert g.shape == m.params[k].shape and not g.any(), k
+
+
 def test_input_is_not_modified():
     rng = np.random.default_rng(10)
     m = Conv1D(out=2, kernel=3, padding="valid").build((1, 6), rng)

@@ -8,6 +8,7 @@ PyTorch's meaning, so a layer and its ``to_torch()`` twin compute the same funct
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -26,8 +27,8 @@ _BOTH = (slice(None), slice(None))  # the batch and channel axes, whole
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
-    """(N, C, *spatial) → (N, C, Π spatial)."""
-    return a.reshape(*a.shape[:2], -1)
+    """(N, C, *spatial) → (N, C, Π spatial); N may be 0 (an empty batch), where -1 is ambiguous."""
+    return a.reshape(*a.shape[:2], math.prod(a.shape[2:]))
 
 
 PaddingMode = Literal["notes", "same", "valid"]
