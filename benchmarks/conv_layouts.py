@@ -50,22 +50,34 @@ def _variants(against):
     import nncli.core.kernels.conv as kernel
     import nncli.core.layers.conv as layer
 
-    current = (kernel.conv_forward, kernel.conv_backward, kernel.examples_layout, kernel.transposed_geometry)
+    current = (
+        kernel.conv_forward,
+        kernel.conv_backward,
+        kernel.examples_layout,
+        kernel.transposed_geometry,
+        kernel.grid_layout,
+    )
 
-    def install(fwd, bwd, layout, transposed):
+    def install(fwd, bwd, layout, transposed, grid):
         def go():
             layer.conv_forward, layer.conv_backward = fwd, bwd
             kernel.examples_layout, kernel.transposed_geometry = layout, transposed
+            kernel.grid_layout = grid
 
         return go
 
+    def but(**changes):
+        parts = dict(zip(("fwd", "bwd", "layout", "transposed", "grid"), current)) | changes
+        return install(**parts)
+
     out = {"chosen": install(*current)}
-    out["by example"] = install(current[0], current[1], lambda P: True, current[3])
-    out["by channel"] = install(current[0], current[1], lambda P: False, current[3])
-    out["col2im"] = install(current[0], current[1], current[2], lambda *a: None)
+    out["by example"] = but(layout=lambda P: True)
+    out["by channel"] = but(layout=lambda P: False)
+    out["col2im"] = but(transposed=lambda *a: None)
+    out["no grid"] = but(grid=lambda *a: False)
     if against:
         old = _load(against)
-        out["against"] = install(old.conv_forward, old.conv_backward, current[2], current[3])
+        out["against"] = but(fwd=old.conv_forward, bwd=old.conv_backward)
     return out
 
 

@@ -36,8 +36,12 @@ from nncli.core.kernels.im2col import (
     col2im,
     col2im_examples,
     fill_rows,
+    grid_fits,
+    grid_positions,
+    grid_view,
     im2col,
     im2col_examples,
+    im2col_grid,
 )
 from nncli.core.kernels.threads import MIN_PARALLEL_ELEMENTS, run_blocks, workers
 from nncli.core.kernels.workspace import SHARED
@@ -114,6 +118,39 @@ def _columns(zp: np.ndarray, geom: Geometry, out: tuple, n0: int, n1: int, bias:
     return cols
 
 
+def grid_layout(geom: Geometry, rows: int, out_rows: int) -> bool:
+    """Whether the columns (``rows`` = C·K of them per example) are built on the padded-width grid
+    (``im2col_grid``) for a product of ``out_rows`` rows (C'): Conv2D at stride 1, and C·K ≥ 2 C'.
+
+    Each kernel offset's row is then one contiguous slice of the padded plane, copied whole, where
+    ``im2col_examples`` copies rows of W' floats one by one (8–32 for the CNN workloads' layers);
+    the price is δ(k_w − 1)/W' more GEMM columns (6–33 % there) and one copy of the product's
+    C' rows of W' floats into u (``grid_view``): it pays when the columns have many more rows than
+    u. Measured (float32, 1 thread, forward, grid / rows of W', ms, 5 rounds, load 15): 3→32 32×32
+    k3 (C·K 27, C' 32) 2.07 / 1.54; 16→32 16×16 (144, 32) 1.13 / 1.26 and full backward 2.84 / 3.55.
+    Returning u as a strided view of the grid instead (no copy) made the next pooling layer's
+    reshapes copy: whole CIFAR CNN steps were 8–17 % slower.
+    """
+    return geom.nd == 2 and all(s == 1 for s in geom.stride) and rows >= 2 * out_rows
+
+
+def _grid_columns(zp: np.ndarray, geom: Geometry, out: tuple, n0: int, n1: int, bias: bool, slot: int):
+    """The examples n0..n1 as columns on the padded-width grid (n, C·K [+ 1], P_g) (``im2col_grid``)."""
+    CK, Pg = zp.shape[1] * geom.K, grid_positions(zp.shape[2:], out)
+    cols = _rows("conv.gcols", n1 - n0, CK + bias, Pg, zp.dtype, slot)
+    im2col_grid(zp[n0:n1], geom, out, into=cols[:, :CK])
+    if bias:
+        cols[:, CK] = 1
+    return cols
+
+
+def _grid_product(Wb: np.ndarray, cols: np.ndarray, width: int, out: tuple, dest: np.ndarray, slot: int):
+    """dest (n, C', *out) ← the (H', W') positions of Wb · cols, cols on a grid ``width`` wide."""
+    ug = _rows("conv.gout", cols.shape[0], Wb.shape[0], cols.shape[2], dest.dtype, slot)
+    np.matmul(Wb, cols, out=ug)
+    np.copyto(dest, grid_view(ug, width, out))
+
+
 def _with_bias(W: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """W₂ (C', C·K), with the bias as one more column when there is one."""
     W2 = W.reshape(W.shape[0], -1)
@@ -129,15 +166,20 @@ def conv_forward(
     Co = W.shape[0]
     P, CK = int(np.prod(out)), C * geom.K
     Wb = _with_bias(W, bias)
+    blocks = _blocks(N, CK * P)
+    grid = grid_layout(geom, CK, Co) and grid_fits(zp, geom)
     u = np.empty((N, Co) + out, dtype=r_dtype(W, z))
     u3 = u.reshape(N, Co, P)
-    blocks = _blocks(N, CK * P)
 
     def block(k: int, slot: int) -> None:
         # the padding copy, im2col and one batched product straight into u's rows, one block of
         # examples at a time so that its columns are multiplied while in cache
         n0, n1 = blocks[k]
         fill_rows(zp, z, geom, n0, n1)
+        if grid:
+            cols = _grid_columns(zp, geom, out, n0, n1, bias is not None, slot)
+            _grid_product(Wb, cols, zp.shape[3], out, u[n0:n1], slot)
+            return
         np.matmul(Wb, _columns(zp, geom, out, n0, n1, bias is not None, slot), out=u3[n0:n1])
 
     run_blocks(block, len(blocks), _threads(N * CK * P))
@@ -261,11 +303,16 @@ def _input_grad_as_conv(v, W, gt: Geometry, spatial: tuple, blocks, dz: np.ndarr
     # keyed by the pads, so that a buffer of the same shape never has its border elsewhere
     name = f"conv.vpad{gt.pad_lo}{gt.pad_hi}"
     inner = (slice(None), slice(None)) + gt.interior(v.shape[2:])
+    grid = grid_layout(gt, Co * gt.K, C)
 
     def block(k: int, slot: int) -> None:
         n0, n1 = blocks[k]
         vp = SHARED.get(name, (nmax, Co) + gt.padded(v.shape[2:]), v.dtype, slot, fill=0.0)[: n1 - n0]
         vp[inner] = v[n0:n1]
+        if grid:  # columns on v's padded-width grid
+            cols = _grid_columns(vp, gt, spatial, 0, n1 - n0, False, slot)
+            _grid_product(Wf, cols, vp.shape[3], spatial, dz[n0:n1], slot)
+            return
         cols = _rows("conv.vcols", n1 - n0, Co * gt.K, Pin, v.dtype, slot)
         np.matmul(Wf, im2col_examples(vp, gt, spatial, into=cols), out=dz3[n0:n1])
 

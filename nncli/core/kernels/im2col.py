@@ -184,3 +184,44 @@ def col2im(dcols: np.ndarray, geom: Geometry, dzp: np.ndarray, out: tuple[int, .
     for kappa, sl in geom.offsets(out):
         target[(slice(None), slice(None)) + sl] += d6[(slice(None),) + kappa]
     return dzp
+
+
+def grid_positions(zp_spatial: tuple[int, ...], out: tuple[int, ...]) -> int:
+    """Columns per example on the padded-width grid (``im2col_grid``): (H' − 1)·W_pad + W'."""
+    return (out[0] - 1) * zp_spatial[1] + out[1]
+
+
+def grid_fits(zp: np.ndarray, geom: Geometry) -> bool:
+    """Whether ``im2col_grid`` applies: Conv2D, stride 1, each channel's plane contiguous."""
+    if geom.nd != 2 or any(s != 1 for s in geom.stride):
+        return False
+    item = zp.itemsize
+    return zp.strides[3] == item and zp.strides[2] == zp.shape[3] * item
+
+
+def im2col_grid(zp: np.ndarray, geom: Geometry, out: tuple[int, ...], into: np.ndarray) -> np.ndarray:
+    """The columns of each example on the padded-width grid: ``into`` (n, C·K, P_g) ←
+    cols[n][(c, κ), q] = zp_flat[n, c, q + κ_h·δ_h·W_pad + κ_w·δ_w], q < P_g = (H' − 1)·W_pad + W'.
+
+    At stride 1 the output position (y, x) is the grid column q = y·W_pad + x, and each kernel
+    offset's row is ONE contiguous slice of the channel's padded plane: the copy moves rows of P_g
+    floats, where ``im2col_examples`` moves rows of W' (8–32 floats for image-sized layers). The
+    columns q with x ≥ W' read across a row's end; their products are dropped (``grid_view``).
+    Needs ``grid_fits(zp, geom)``.
+    """
+    n, C = zp.shape[:2]
+    st = zp.strides
+    Pg = grid_positions(zp.shape[2:], out)
+    shape = (n, C) + geom.kernel + (Pg,)
+    dh, dw = geom.dilation
+    w = as_strided(zp, shape, (st[0], st[1], st[2] * dh, st[3] * dw, st[3]), writeable=False)
+    target = into.view()
+    target.shape = shape  # raises rather than copies if the split were not a view
+    np.copyto(target, w)
+    return into
+
+
+def grid_view(a: np.ndarray, width: int, out: tuple[int, ...]) -> np.ndarray:
+    """The (n, C, H', W') positions of grid rows ``a`` (n, C, P_g) whose rows are ``width`` apart."""
+    st = a.strides
+    return as_strided(a, a.shape[:2] + out, (st[0], st[1], st[2] * width, st[2]), writeable=True)
