@@ -316,3 +316,38 @@ def test_input_gradient_as_a_convolution_matches_torch(hp, as_conv):
     assert (conv_module.transposed_geometry(m.geom, 2, 3) is not None) == as_conv
     assert conv_module.transposed_geometry(m.geom, 2, 5) is None  # C' > 2C: col2im
     _backward_matches_torch(torch, m, rng.normal(size=(4, 2, 7, 9)), rng)
+
+
+@pytest.mark.parametrize("grid", [True, False], ids=["padded-width grid", "rows of W'"])
+@pytest.mark.parametrize(
+    "hp",
+    [
+        {"kernel": [3, 5], "dilation": [2, 1], "padding": "same"},
+        {"kernel": [2, 3], "dilation": [1, 2], "padding": [1, 0]},
+        {"kernel": 3, "padding": 3},
+        {"kernel": 3, "bias": False},
+    ],
+)
+def test_columns_on_the_padded_width_grid_match_torch(hp, grid, monkeypatch):
+    """Stride 1: the columns built as long slices of the padded plane give the same function."""
+    torch = pytest.importorskip("torch", reason="PyTorch is needed for the cross-check")
+    import nncli.core.kernels.conv as conv_module
+
+    monkeypatch.setattr(conv_module, "grid_layout", lambda *a: grid)
+    rng = np.random.default_rng(15)
+    m = Conv2D(out=3, **hp).build((2, 7, 9), rng)
+    z = rng.normal(size=(5, 2, 7, 9))
+    t = m.to_torch()
+    assert _rel(m.forward(z), t(torch.from_numpy(z)).detach().numpy()) <= 1e-10
+    _backward_matches_torch(torch, m, z, rng)
+
+
+def test_grid_layout_is_chosen_per_shape():
+    from nncli.core.kernels.conv import grid_layout
+
+    g3 = Conv2D(out=32, kernel=3, padding=1).build((16, 16, 16), np.random.default_rng(0)).geom
+    assert grid_layout(g3, 16 * 9, 32, 16)  # many more column rows than output rows, wide rows
+    assert not grid_layout(g3, 3 * 9, 32, 32)  # 3→32: the copy of the product would cost more
+    assert not grid_layout(g3, 32 * 9, 48, 6)  # 8×8 input: a third more GEMM columns
+    strided = Conv2D(out=4, kernel=3, stride=2).build((16, 16, 16), np.random.default_rng(0)).geom
+    assert not grid_layout(strided, 16 * 9, 4, 16)

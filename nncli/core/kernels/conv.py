@@ -118,20 +118,24 @@ def _columns(zp: np.ndarray, geom: Geometry, out: tuple, n0: int, n1: int, bias:
     return cols
 
 
-def grid_layout(geom: Geometry, rows: int, out_rows: int) -> bool:
+def grid_layout(geom: Geometry, rows: int, out_rows: int, width: int) -> bool:
     """Whether the columns (``rows`` = C·K of them per example) are built on the padded-width grid
-    (``im2col_grid``) for a product of ``out_rows`` rows (C'): Conv2D at stride 1, and C·K ≥ 2 C'.
+    (``im2col_grid``) for a product of ``out_rows`` rows (C') of ``width`` (W') positions: Conv2D at
+    stride 1, C·K ≥ 2 C' and at most W'/4 extra columns per row, δ(k_w − 1) < W'/4.
 
     Each kernel offset's row is then one contiguous slice of the padded plane, copied whole, where
     ``im2col_examples`` copies rows of W' floats one by one (8–32 for the CNN workloads' layers);
-    the price is δ(k_w − 1)/W' more GEMM columns (6–33 % there) and one copy of the product's
-    C' rows of W' floats into u (``grid_view``): it pays when the columns have many more rows than
-    u. Measured (float32, 1 thread, forward, grid / rows of W', ms, 5 rounds, load 15): 3→32 32×32
-    k3 (C·K 27, C' 32) 2.07 / 1.54; 16→32 16×16 (144, 32) 1.13 / 1.26 and full backward 2.84 / 3.55.
+    the price is δ(k_w − 1)/W' more GEMM columns and one copy of the product's C' rows of W' floats
+    into u (``grid_view``). Measured (float32, 1 thread, ms, 5 rounds at load 14–17, grid / rows of
+    W'): 16→32 16×16 k3 (C·K 144, C' 32) forward 1.37 / 1.43, full backward 3.07 / 3.53 (2.84 / 3.55
+    in another run); 16→32 28×28 5.46 / 5.93 and 14.7 / 15.2; 32→64 16×16 6.06 / 6.41; but 32→48
+    8×8 (W' 6, 33 % more columns) 0.99 / 0.90 and 2.39 / 2.24, and 3→32 32×32 (C·K 27) 2.07 / 1.54.
     Returning u as a strided view of the grid instead (no copy) made the next pooling layer's
     reshapes copy: whole CIFAR CNN steps were 8–17 % slower.
     """
-    return geom.nd == 2 and all(s == 1 for s in geom.stride) and rows >= 2 * out_rows
+    if geom.nd != 2 or any(s != 1 for s in geom.stride) or rows < 2 * out_rows:
+        return False
+    return 4 * geom.dilation[1] * (geom.kernel[1] - 1) < width
 
 
 def _grid_columns(zp: np.ndarray, geom: Geometry, out: tuple, n0: int, n1: int, bias: bool, slot: int):
@@ -167,7 +171,7 @@ def conv_forward(
     P, CK = int(np.prod(out)), C * geom.K
     Wb = _with_bias(W, bias)
     blocks = _blocks(N, CK * P)
-    grid = grid_layout(geom, CK, Co) and grid_fits(zp, geom)
+    grid = grid_layout(geom, CK, Co, out[1]) and grid_fits(zp, geom)
     u = np.empty((N, Co) + out, dtype=r_dtype(W, z))
     u3 = u.reshape(N, Co, P)
 
@@ -303,7 +307,7 @@ def _input_grad_as_conv(v, W, gt: Geometry, spatial: tuple, blocks, dz: np.ndarr
     # keyed by the pads, so that a buffer of the same shape never has its border elsewhere
     name = f"conv.vpad{gt.pad_lo}{gt.pad_hi}"
     inner = (slice(None), slice(None)) + gt.interior(v.shape[2:])
-    grid = grid_layout(gt, Co * gt.K, C)
+    grid = grid_layout(gt, Co * gt.K, C, spatial[1])
 
     def block(k: int, slot: int) -> None:
         n0, n1 = blocks[k]
