@@ -171,7 +171,7 @@ def conv_forward(
     P, CK = int(np.prod(out)), C * geom.K
     Wb = _with_bias(W, bias)
     blocks = _blocks(N, CK * P)
-    grid = grid_layout(geom, CK, Co, out[1]) and grid_fits(zp, geom)
+    grid = grid_layout(geom, CK, Co, out[-1]) and grid_fits(zp, geom)
     u = np.empty((N, Co) + out, dtype=r_dtype(W, z))
     u3 = u.reshape(N, Co, P)
 
@@ -307,7 +307,7 @@ def _input_grad_as_conv(v, W, gt: Geometry, spatial: tuple, blocks, dz: np.ndarr
     # keyed by the pads, so that a buffer of the same shape never has its border elsewhere
     name = f"conv.vpad{gt.pad_lo}{gt.pad_hi}"
     inner = (slice(None), slice(None)) + gt.interior(v.shape[2:])
-    grid = grid_layout(gt, Co * gt.K, C, spatial[1])
+    grid = grid_layout(gt, Co * gt.K, C, spatial[-1])
 
     def block(k: int, slot: int) -> None:
         n0, n1 = blocks[k]

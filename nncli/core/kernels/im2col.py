@@ -10,7 +10,9 @@ are laid out as columns:
 ``cols`` is gathered by a strided *view* of the padded input and one reshape-copy; its layout
 (C·K rows, N·P columns) makes the forward product, ∂J/∂W = v cols^T and ∂J/∂cols = W^T v each ONE
 large GEMM. col2im (the adjoint of im2col) adds K strided slices into the padded gradient — a loop over
-kernel offsets only, never over examples or output positions.
+kernel offsets only, never over examples or output positions. At stride 1 the columns can also be
+laid out on the padded-width grid (``im2col_grid``): each kernel offset's row is then one contiguous
+slice of the padded plane, and the product's extra columns are dropped through ``grid_view``.
 """
 
 from __future__ import annotations
