@@ -222,6 +222,11 @@ def encode_labels(
 def map_labels(prep_texts, cfg: DataConfig, target_kind: str, where: str, line, target_name: str):
     """(y, class names or None) from the label column's texts (no missing ones left)."""
     if cfg.label_map is not None:
+        if target_kind not in ("class", "binary"):
+            raise ConfigError(
+                "maps labels to classes, but the loss takes real-valued targets (use cross_entropy or logistic)",
+                field="data.label_map",
+            )
         names = declared_classes(cfg.label_map)
         lookup = _label_lookup(cfg.label_map, names)
         return encode_labels(prep_texts, lookup, names, where, line, "labels of data.label_map"), names

@@ -112,6 +112,14 @@ def test_minus_one_plus_one_labels_for_the_logistic_loss(tmp_path):
         _load(tmp_path, text, loss=Logistic(), output_shape=(1,), label_map={-1: 0, 1: 2})
 
 
+def test_a_label_map_needs_a_classifier(tmp_path):
+    with pytest.raises(
+        UserError, match="maps labels to classes, but the loss takes real-valued targets"
+    ) as err:
+        _load(tmp_path, "a,b,y\n1,2,3\n3,4,5\n", loss=Squared(), output_shape=(1,), label_map=[3, 5])
+    assert err.value.field == "data.label_map"
+
+
 def test_text_labels_of_a_regression_are_refused_at_their_line(tmp_path):
     with pytest.raises(DataError, match=r"h.csv:3: column 3 \('y'\): 'big' is not a number"):
         _load(tmp_path, "a,b,y\n1,2,3.5\n3,4,big\n", loss=Squared(), output_shape=(1,))
