@@ -162,6 +162,7 @@ def _run_batch(run, checkpoint: str | None, split: str, n: int):
     """(float64 chain with the checkpoint's weights in training mode, x, y, description): the first
     ``n`` examples of the run's ``split``, split and standardised as its training did."""
     from nncli.core.errors import DataError
+    from nncli.runs.datafile import check_run_data
     from nncli.runs.loaded_run import load_run
     from nncli.training.data import load_dataset
 
@@ -169,6 +170,7 @@ def _run_batch(run, checkpoint: str | None, split: str, n: int):
     cfg, chain = lr.config, lr.chain
     if cfg.data is None:
         raise DataError(f"{lr.path}: the run's config has no data section to take a batch from")
+    check_run_data(cfg.data, Path(lr.info.get("data_base_dir", lr.path)), lr.path, "trace")
     ds = load_dataset(
         cfg.data,
         input_shape=tuple(chain.input_shape),

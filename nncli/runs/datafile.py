@@ -84,6 +84,23 @@ def check_fingerprint(data_cfg, path: Path | None, resuming: bool = False) -> st
     return sha
 
 
+def check_run_data(data_cfg, base_dir: Path, run: Path, purpose: str, instead: str = "") -> None:
+    """DataError unless the data file a run trained on still has the bytes its config pinned
+    (``data.sha256``): its held-out rows, rebuilt from the file with the run's seed, would otherwise
+    be other rows than training held out. ``purpose`` says what needed them ("evaluate"), ``instead``
+    what else the user can do (", or name a labelled file with --data")."""
+    path = data_file(data_cfg, base_dir)
+    want = data_cfg.sha256
+    if path is None or want is None:
+        return
+    sha = file_sha256(path)
+    if sha is not None and sha != want:
+        raise DataError(
+            f"{path}: the data file changed since run {run.name} trained on it (sha256 {want[:12]}…, now "
+            f"{sha[:12]}…); cannot {purpose} on the run's held-out rows: put the file back{instead}"
+        )
+
+
 def pinned(cfg, path: Path | None, sha: str | None):
     """``cfg`` with ``data.source`` as ``path``'s absolute path and ``data.sha256`` = ``sha``:
     the config a run saves, which trains again from any folder on the same bytes."""

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from nncli.core.errors import DataError
+from nncli.runs.datafile import check_run_data
 from nncli.runs.loaded_run import load_run
 from nncli.runs.session import check_split
 from nncli.training import tabular
@@ -99,6 +100,13 @@ def _held_out(loaded) -> tuple[Split, str]:
     cfg, run = loaded.config, loaded.path
     if cfg.data is None:
         raise DataError(f"{run}: the run's config has no data section; pass --data")
+    check_run_data(
+        cfg.data,
+        Path(loaded.info.get("data_base_dir", run)),
+        run,
+        "evaluate",
+        ", or name a labelled file with --data",
+    )
     ds = load_dataset(
         cfg.data,
         input_shape=tuple(cfg.model.input_shape),

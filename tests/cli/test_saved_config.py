@@ -155,3 +155,16 @@ def test_a_moved_data_file_can_be_named_again_and_is_still_checked(project, tmp_
         "train", run / "config.yaml", "--runs-dir", again, "--set", f"data.source={moved / 'h.csv'}"
     )
     assert_refused(res, "the data file changed since its fingerprint was recorded")
+
+
+def test_eval_and_trace_refuse_held_out_rows_from_a_changed_file(project):
+    # the held-out rows are rebuilt from the file with the run's seed: other bytes, other rows
+    run = trained(project)
+    assert run_main("eval", run).code == 0
+    csv = project / "data" / "h.csv"
+    csv.write_text(csv.read_text() + "0.5,0.5,0.5,1\n")
+    assert_refused(run_main("eval", run), "changed since run", "cannot evaluate", "--data", place=str(csv))
+    assert_refused(run_main("inspect", "--run", run, "--trace"), "cannot trace", place=str(csv))
+    labelled = project / "other.csv"
+    labelled.write_text(csv.read_text())
+    assert run_main("eval", run, "--data", labelled).code == 0  # a file named by the user is fine
