@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 #: below this many elements the work stays on the calling thread (waking a thread costs ~50 µs)
@@ -26,26 +27,42 @@ MIN_PARALLEL_ELEMENTS = 1 << 20
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
-_blas: Any = None  # threadpoolctl controller of numpy's BLAS, found once (False: none readable)
+_blas: Any = None  # threadpoolctl controllers of the loaded BLAS libraries, numpy's first (found once)
 
 
-def _blas_threads() -> int:
-    """numpy's current BLAS thread count (1 when it cannot be read)."""
+def _is_numpys(filepath: str | None) -> bool:
+    """Whether a BLAS library file is the one numpy's wheel bundles (numpy.libs/, numpy/.dylibs)."""
+    parts = Path(filepath or "").parts
+    return len(parts) >= 2 and (parts[-2].startswith("numpy") or parts[-3:-1] == ("numpy", ".dylibs"))
+
+
+def _controllers() -> list:
+    """Every BLAS library loaded, numpy's first. Another library's BLAS (scipy's, which scikit-learn
+    loads) can be listed before numpy's; holding that one at one thread while numpy's kept two made
+    a block's GEMM run threaded now and then, and its rounding differ in the last bits."""
     global _blas
     if _blas is None:
         try:
             from threadpoolctl import ThreadpoolController
 
-            ctl = ThreadpoolController().select(user_api="blas")
-            _blas = ctl.lib_controllers[0] if ctl.lib_controllers else False
+            libs = list(ThreadpoolController().select(user_api="blas").lib_controllers)
         except Exception:  # pragma: no cover - threadpoolctl missing or unreadable
-            _blas = False
-    if _blas is False:
-        return 1
-    try:
-        return max(1, int(_blas.get_num_threads()))
-    except Exception:  # pragma: no cover
-        return 1
+            libs = []
+        _blas = sorted(libs, key=lambda c: not _is_numpys(getattr(c, "filepath", None)))
+    return _blas
+
+
+def _blas_threads() -> int:
+    """numpy's current BLAS thread count: its own library's, or where that cannot be told apart,
+    the smallest of all (a user who asked for one thread gets one); 1 when none can be read."""
+    libs = _controllers()
+    counts = []
+    for c in libs[:1] if libs and _is_numpys(getattr(libs[0], "filepath", None)) else libs:
+        try:
+            counts.append(max(1, int(c.get_num_threads())))
+        except Exception:  # pragma: no cover
+            pass
+    return min(counts, default=1)
 
 
 def workers(n_elements: int) -> int:
@@ -56,8 +73,12 @@ def workers(n_elements: int) -> int:
 
 
 def _set_blas_threads(n: int) -> None:
-    if _blas:
-        _blas.set_num_threads(n)
+    """Set every loaded BLAS library to ``n`` threads (numpy's among them, whichever it is)."""
+    for c in _controllers():
+        try:
+            c.set_num_threads(n)
+        except Exception:  # pragma: no cover
+            pass
 
 
 def _executor(size: int) -> ThreadPoolExecutor:
