@@ -255,7 +255,9 @@ class Module(ABC):
         """
         spec = self.torch_spec()
         if spec is None:
-            raise NotImplementedError(f"{type(self).__name__} has no PyTorch equivalent yet")
+            raise NotImplementedError(
+                f"{type(self).__name__} has no PyTorch equivalent (torch_spec() is None)"
+            )
         return load_params(spec.build(), {**self.params, **self.buffers}, self.dtype)
 
     def torch_source(self, writer: SourceWriter) -> str | None:

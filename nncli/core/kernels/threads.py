@@ -28,6 +28,7 @@ _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _blas: Any = None  # threadpoolctl controllers of the loaded BLAS libraries, numpy's first (found once)
+_read_from: Any = ()  # the controllers whose thread count is numpy's: numpy's own, else all of them
 
 
 def _is_numpys(filepath: str | None) -> bool:
@@ -40,7 +41,7 @@ def _controllers() -> list:
     """Every BLAS library loaded, numpy's first. Another library's BLAS (scipy's, which scikit-learn
     loads) can be listed before numpy's; holding that one at one thread while numpy's kept two made
     a block's GEMM run threaded now and then, and its rounding differ in the last bits."""
-    global _blas
+    global _blas, _read_from
     if _blas is None:
         try:
             from threadpoolctl import ThreadpoolController
@@ -49,15 +50,17 @@ def _controllers() -> list:
         except Exception:  # pragma: no cover - threadpoolctl missing or unreadable
             libs = []
         _blas = sorted(libs, key=lambda c: not _is_numpys(getattr(c, "filepath", None)))
+        # found once: run_blocks asks for the count on every call of a kernel
+        _read_from = _blas[:1] if _blas and _is_numpys(getattr(_blas[0], "filepath", None)) else _blas
     return _blas
 
 
 def _blas_threads() -> int:
     """numpy's current BLAS thread count: its own library's, or where that cannot be told apart,
     the smallest of all (a user who asked for one thread gets one); 1 when none can be read."""
-    libs = _controllers()
+    _controllers()
     counts = []
-    for c in libs[:1] if libs and _is_numpys(getattr(libs[0], "filepath", None)) else libs:
+    for c in _read_from:
         try:
             counts.append(max(1, int(c.get_num_threads())))
         except Exception:  # pragma: no cover
