@@ -159,7 +159,7 @@ def export_run(
 
 def _write_all(files: list[tuple[Path, bytes]], shown: list[Path], force: bool) -> None:
     """Write every file, the first one (the entry point) last; on a failure remove those written."""
-    from nncli.runs.folder import atomic_write_bytes
+    from nncli.runs.atomic import atomic_write_bytes
 
     written: list[Path] = []
     for (target, data), name in zip(reversed(files), reversed(shown), strict=True):

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from nncli.core.errors import CheckpointError
-from nncli.runs.folder import fsync_dir, write_staged
+from nncli.runs.atomic import fsync_dir, write_staged
 
 # re-exported: readers of a checkpoint apply what they load with these
 from nncli.training.state import apply_weights, group, grouped, rng_states, set_rng_states  # noqa: F401

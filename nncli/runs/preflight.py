@@ -114,7 +114,7 @@ def _open_lock(folder: Path, create: bool) -> int | None:
     """
     import stat
 
-    from nncli.runs.folder import open_for_writing
+    from nncli.runs.atomic import open_for_writing
 
     path = Path(folder) / ".lock"
     try:

@@ -263,7 +263,7 @@ def run_search(
     """
     from optuna.trial import TrialState
 
-    from nncli.runs.folder import atomic_write_json
+    from nncli.runs.atomic import atomic_write_json
     from nncli.runs.sweep import collect, logger_args, train_args
 
     search = search_of(sweep)
@@ -496,7 +496,8 @@ def resume_search(sweep: Sweep, *, jobs: int, backend: str, ray_address: str | N
 
 
 def _run(sweep: Sweep, config: Path, run_one, jobs: int, on_done) -> None:
-    from nncli.runs.folder import atomic_write_json, iso, utc_now
+    from nncli.runs.atomic import atomic_write_json
+    from nncli.runs.folder import iso, utc_now
 
     folder = Path(sweep.folder)
     atomic_write_json(folder / "sweep.json", sweep.to_json())

@@ -18,19 +18,17 @@ import numpy as np
 
 from nncli.config.yaml_positions import dump_yaml, load_yaml_file
 from nncli.core.errors import CheckpointError, ConfigError, DataError, UserError
+from nncli.runs.atomic import atomic_write_json, atomic_write_text, jsonable
 from nncli.runs.datafile import check_fingerprint, data_file, pinned
 from nncli.runs.extend import Extension
 from nncli.runs.folder import (
     RunError,
     RunInfo,
     RunRecorder,
-    atomic_write_json,
-    atomic_write_text,
     check_own_files,
     command_line,
     create_run_dir,
     iso,
-    jsonable,
     metric_lines,
     read_run,
     trim_metrics,

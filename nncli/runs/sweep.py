@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from nncli.core.errors import ConfigError, UserError
-from nncli.runs.folder import atomic_write_json, iso, new_folder, read_json, read_metrics, stamp, utc_now
+from nncli.runs.atomic import atomic_write_json
+from nncli.runs.folder import iso, new_folder, read_json, read_metrics, stamp, utc_now
 from nncli.runs.listing import best_of, lookup
 from nncli.training.metrics import higher_is_better
 

@@ -260,7 +260,8 @@ def save(fig, out: Path | str) -> Path:
     as a PNG beside its files, never over one of them."""
     import io
 
-    from nncli.runs.folder import atomic_write_bytes, check_output
+    from nncli.runs.atomic import atomic_write_bytes
+    from nncli.runs.folder import check_output
 
     out = Path(out)
     target = check_output(

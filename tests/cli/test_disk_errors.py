@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from support import run_main, run_nncli, write_config
 
+import nncli.runs.atomic
 import nncli.runs.folder
 import nncli.runs.preflight
 from nncli.cli import main
@@ -50,7 +51,7 @@ def train(cfg: Path, runs: Path, capsys) -> tuple[int, str]:
 
 def full_disk_after(monkeypatch, n_ok: int, persistent: bool):
     """Let ``n_ok`` whole-file writes succeed, then fail the next one half way with ENOSPC."""
-    real, calls = nncli.runs.folder.write_fully, []
+    real, calls = nncli.runs.atomic.write_fully, []
 
     def write(fh, data):
         calls.append(str(fh.name))
@@ -59,25 +60,25 @@ def full_disk_after(monkeypatch, n_ok: int, persistent: bool):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(fh, data)
 
-    monkeypatch.setattr(nncli.runs.folder, "write_fully", write)
+    monkeypatch.setattr(nncli.runs.atomic, "write_fully", write)
     return calls
 
 
 def count_writes_until_step(cfg: Path, tmp_path: Path, step: int) -> int:
     """How many whole-file writes a run makes before its checkpoint of ``step``."""
     calls = []
-    real = nncli.runs.folder.write_fully
+    real = nncli.runs.atomic.write_fully
 
     def write(fh, data):
         calls.append(str(fh.name))
         real(fh, data)
 
-    nncli.runs.folder.write_fully = write
+    nncli.runs.atomic.write_fully = write
     try:
         s = prepare(cfg, [])
         run_session(s, tmp_path / "count")
     finally:
-        nncli.runs.folder.write_fully = real
+        nncli.runs.atomic.write_fully = real
     saves = [i for i, name in enumerate(calls) if name.endswith("last.state.safetensors.pending")]
     ckpt_steps = [5, 10, 15, 20, 25, 30]  # checkpoint_every 5; evaluations at 10, 20, 30 also save
     return saves[ckpt_steps.index(step)]

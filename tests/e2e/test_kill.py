@@ -243,8 +243,8 @@ def second_ctrl_c_on_call(monkeypatch, module, name, n):
 
 @pytest.mark.parametrize("where", ["staging the sidecar", "staging the weights", "between the renames"])
 def test_second_ctrl_c_during_the_checkpoint_does_not_corrupt_it(tmp_path, monkeypatch, where):
+    import nncli.runs.atomic
     import nncli.runs.checkpoint
-    import nncli.runs.folder
 
     cfg = write_config(tmp_path, SHORT, "kill.yaml")
     straight = prepare(cfg, [])
@@ -256,7 +256,7 @@ def test_second_ctrl_c_during_the_checkpoint_does_not_corrupt_it(tmp_path, monke
         wrapper = second_ctrl_c_on_call(monkeypatch, nncli.runs.checkpoint.os, "replace", 1)
     else:
         wrapper = second_ctrl_c_on_call(
-            monkeypatch, nncli.runs.folder, "write_fully", 1 if where == "staging the sidecar" else 2
+            monkeypatch, nncli.runs.atomic, "write_fully", 1 if where == "staging the sidecar" else 2
         )
     wrapper.trainer = s.trainer
     assert run_session(s, tmp_path / "b").exit_code == 130

@@ -11,6 +11,7 @@ import pytest
 
 from nncli.config.build import build_chain
 from nncli.config.load import config_from_dict
+from nncli.runs.atomic import atomic_write_json
 from nncli.runs.checkpoint import (
     CheckpointError,
     apply_weights,
@@ -20,15 +21,7 @@ from nncli.runs.checkpoint import (
     state_path,
     weights_path,
 )
-from nncli.runs.folder import (
-    MetricsLog,
-    RunError,
-    atomic_write_json,
-    create_run_dir,
-    read_metrics,
-    read_run,
-    trim_metrics,
-)
+from nncli.runs.folder import MetricsLog, RunError, create_run_dir, read_metrics, read_run, trim_metrics
 
 MODEL = {
     "input_shape": [1, 6],
