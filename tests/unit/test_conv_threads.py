@@ -117,6 +117,9 @@ def test_layout_follows_the_output_positions():
 
 
 def test_small_work_stays_on_the_calling_thread(monkeypatch):
+    import nncli.core.layers.conv as layer
+
+    monkeypatch.setattr(layer, "small_path", lambda *sizes: False)  # this kernel, not conv_small's
     seen = []
     monkeypatch.setattr(
         conv, "run_blocks", lambda fn, nb, nt: (seen.append(nt), [fn(k, 0) for k in range(nb)])

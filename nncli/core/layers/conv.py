@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from nncli.core.errors import ConfigError
 from nncli.core.kernels.conv import conv_backward, conv_forward
+from nncli.core.kernels.conv_small import SmallPlan, small_path
 from nncli.core.kernels.im2col import Geometry, as_tuple, pad_buffer
 from nncli.core.kernels.workspace import Workspace
 from nncli.core.module import HParams, Module, require_rank
@@ -24,6 +25,7 @@ from nncli.core.torch_spec import TorchSpec
 
 IntOrList = int | list[int]
 _BOTH = (slice(None), slice(None))  # the batch and channel axes, whole
+_PLANS_KEPT = 3  # input shapes whose small-shape plans a layer keeps
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -115,6 +117,10 @@ class ConvND(Module):
         self.geom = Geometry(k, as_tuple(c.stride, nd, "stride"), d, lo, hi)
         self._ws = Workspace()  # the padded input, kept for backward
         self._zp: np.ndarray | None = None
+        # the small-shape path's plans by (input shape, dtype), None where a shape takes conv.py's
+        # path; a few kept (the training batch, the last short one, evaluation's), oldest dropped
+        self._plans: dict[tuple, SmallPlan | None] = {}
+        self._plan: SmallPlan | None = None  # the last forward's, for backward
 
     def output_shape(self, input_shape):
         require_rank(self, input_shape, self.nd + 1, self.layout)
@@ -158,7 +164,27 @@ class ConvND(Module):
     def _out_of(self, z):
         return self.geom.out_size(z.shape[2:], type(self).__name__)
 
+    def _small_plan(self, z: np.ndarray) -> SmallPlan | None:
+        """The small-shape path's plan for ``z`` (``kernels.conv_small``), or None for conv.py's."""
+        W = self.params["weight"]
+        key = (z.shape, z.dtype, W.dtype)
+        if key in self._plans:
+            return self._plans[key]
+        plan = None
+        if z.dtype == W.dtype:
+            out = self._out_of(z)
+            N, C = z.shape[:2]
+            if small_path(N, C, self.geom.K, math.prod(out)):
+                plan = SmallPlan.make(self.geom, z.shape, W.shape[0], "bias" in self.params, z.dtype)
+        if len(self._plans) >= _PLANS_KEPT:
+            del self._plans[next(iter(self._plans))]
+        self._plans[key] = plan
+        return plan
+
     def forward(self, z):
+        plan = self._plan = self._small_plan(z)
+        if plan is not None:
+            return plan.forward(z, self.params["weight"], self.params.get("bias"))
         out = self._out_of(z)
         zp = pad_buffer(self._ws, z, self.geom)  # border set; conv_forward writes the interior
         u = conv_forward(z, zp, self.params["weight"], self.params.get("bias"), self.geom, out)
@@ -175,6 +201,8 @@ class ConvND(Module):
         self._backward(v, input_grad=False)
 
     def _backward(self, v, input_grad):
+        if self._plan is not None:
+            return self._plan.backward(v, self.grads["weight"], self.grads.get("bias"), input_grad)
         return conv_backward(
             self._zp,
             v,
