@@ -59,7 +59,11 @@ def blas_pools() -> list[dict]:
         "threading_layer",
         "filepath",
     )
-    return [{k: p.get(k) for k in keep} for p in threadpool_info()]
+    pools = [{k: p.get(k) for k in keep} for p in threadpool_info()]
+    for p in pools:  # read by OpenBLAS when it loaded: how long its idle threads spin (log2 cycles)
+        if p["internal_api"] == "openblas":
+            p["spin"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT") or "28 (OpenBLAS's default)"
+    return pools
 
 
 def numpy_blas_threads() -> int:

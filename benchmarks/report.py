@@ -69,7 +69,8 @@ def _header(res: dict) -> list[str]:
             lines.append(
                 f"{lib:5} pool  {p['user_api']}: {p['internal_api']} {p['version']}, "
                 f"{p['num_threads']} threads, arch {p.get('architecture')}, "
-                f"{(p.get('filepath') or '').rsplit('/', 2)[-2:][0]}/"
+                + (f"idle spin 2^{p['spin']} cycles, " if "spin" in p else "")
+                + f"{(p.get('filepath') or '').rsplit('/', 2)[-2:][0]}/"
                 f"{(p.get('filepath') or '').rsplit('/', 1)[-1]}"
             )
     if vn.get("torch_imported"):

@@ -43,9 +43,11 @@ def _maker(lib: str, threads: int, task: str = "time"):
         torch.set_num_threads(threads)
         import workloads_torch as w
     else:
+        # nncli first, as under `nncli train`: it sets how long OpenBLAS's idle threads spin, which
+        # OpenBLAS reads once when numpy loads it (nncli/_openblas_env.py); and a memory baseline
+        # then includes it
+        import nncli  # noqa: F401, I001
         import workloads_nncli as w
-
-        import nncli  # noqa: F401  (imported up front so that a memory baseline includes it)
 
         if threads != numpy_blas_threads():
             from threadpoolctl import threadpool_limits
