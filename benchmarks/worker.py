@@ -44,7 +44,7 @@ def _maker(lib: str, threads: int, task: str = "time"):
         import workloads_torch as w
     else:
         # nncli first, as under `nncli train`: it sets how long OpenBLAS's idle threads spin, which
-        # OpenBLAS reads once when numpy loads it (nncli/_openblas_env.py); and a memory baseline
+        # OpenBLAS reads once when numpy loads it (nncli/_process.py); and a memory baseline
         # then includes it
         import nncli  # noqa: F401, I001
         import workloads_nncli as w

@@ -20,7 +20,7 @@ And the pieces underneath::
     state = chain.state_dict()                            # named like torch.nn.Sequential's
 """
 
-from nncli import _openblas_env  # noqa: F401  (first: before numpy loads OpenBLAS)
+from nncli import _process  # noqa: F401  (first: before numpy loads OpenBLAS; see the module)
 from nncli._version import __version__
 from nncli.config.build import build_chain
 from nncli.config.load import config_from_dict, load_config

@@ -103,6 +103,33 @@ def row_blocks(n_rows: int, row_elements: int, block_elements: int = 1 << 16) ->
     return [(lo, min(lo + rows, n_rows)) for lo in range(0, n_rows, rows)]
 
 
+#: elements per block of ``over_examples``: 1 MB of float32, in a core's L2 cache; smaller blocks
+#: pay numpy's per-call cost too often (ReLU on 2M elements: 0.47 ms whole, 0.64 ms in 64K blocks)
+EXAMPLE_BLOCK = 1 << 18
+
+
+def over_examples(fn: Callable[[int, int, int], None], n: int, per_example: int) -> None:
+    """Call ``fn(n0, n1, slot)`` over blocks of examples covering 0..n, ``EXAMPLE_BLOCK`` elements each,
+    for elementwise and per-window work (activations, pooling): each block's passes then run in
+    the L2 cache, and large arrays (``workers``) spread their blocks over threads. The blocks depend
+    only on the shape and each is computed the same way on any thread, so the results are the same
+    bits with 1 or many threads. BLAS is left alone: the blocks make no BLAS calls.
+
+    Measured (ReLU forward on 64×32×32×32 float32, 2 idle cores): 0.63 ms on one thread, whole
+    array or blocks alike; 0.35 ms on two.
+    """
+    if n * per_example <= EXAMPLE_BLOCK:  # one block: the per-step cost of small models stays low
+        fn(0, n, 0)
+        return
+    blocks = row_blocks(n, per_example, EXAMPLE_BLOCK)
+    threads = min(workers(n * per_example), len(blocks))
+    if threads == 1:
+        for n0, n1 in blocks:
+            fn(n0, n1, 0)
+        return
+    _run_parallel(lambda k, slot: fn(*blocks[k], slot), len(blocks), threads)
+
+
 def run_blocks(fn: Callable[[int, int], None], n_blocks: int, n_threads: int) -> None:
     """Call ``fn(block, slot)`` for every block in ``range(n_blocks)``, with BLAS on one thread.
 

@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from nncli.core.kernels.threads import over_examples
 from nncli.core.kernels.workspace import SHARED
 from nncli.core.module import HParams, Module
 from nncli.core.registry import modules
@@ -75,9 +76,18 @@ class Sigma(Module):
     def forward(self, z):
         fn = self.cfg.fn
         if fn == "relu":
-            # the mask (1 byte an element) is the cheapest state to keep
-            self._mask = z > 0
-            return np.maximum(z, self._zeros(z))
+            # the mask (1 byte an element) is the cheapest state to keep; both passes per block of
+            # examples, in cache, large arrays on threads
+            mask = self._mask = np.empty(z.shape, np.bool_)
+            u = np.empty(z.shape, z.dtype)
+            zeros = self._zeros(z)
+
+            def relu(n0: int, n1: int, slot: int) -> None:
+                np.greater(z[n0:n1], 0, out=mask[n0:n1])
+                np.maximum(z[n0:n1], zeros, out=u[n0:n1])
+
+            over_examples(relu, z.shape[0], z[:1].size)
+            return u
         if fn == "leaky_relu":
             self._mask = z > 0
             if 0.0 <= self.cfg.negative_slope <= 1.0:
@@ -133,9 +143,15 @@ class Sigma(Module):
         fn = self.cfg.fn
         if fn == "relu":
             # v · mask with the mask as floats first: multiplying by booleans casts in small buffers
-            m = SHARED.get("sigma.factor", v.shape, v.dtype)
-            np.copyto(m, self._mask)
-            return np.multiply(v, m)
+            mask, dz = self._mask, np.empty(v.shape, v.dtype)
+
+            def relu(n0: int, n1: int, slot: int) -> None:
+                m = SHARED.get("sigma.factor", (n1 - n0,) + v.shape[1:], v.dtype, slot)
+                np.copyto(m, mask[n0:n1])
+                np.multiply(v[n0:n1], m, out=dz[n0:n1])
+
+            over_examples(relu, v.shape[0], v[:1].size)
+            return dz
         if fn == "leaky_relu":
             if 0.0 <= self.cfg.negative_slope <= 1.0:
                 return np.multiply(v, self._factor(v))

@@ -22,7 +22,8 @@ from typing import ClassVar
 import numpy as np
 from pydantic import AliasChoices, Field, model_validator
 
-from nncli.core.kernels.im2col import Geometry, as_tuple, pad
+from nncli.core.kernels.im2col import Geometry, as_tuple, fill_rows, pad_buffer
+from nncli.core.kernels.threads import over_examples
 from nncli.core.kernels.workspace import Workspace
 from nncli.core.module import GENERIC_EQUATIONS, HParams, Module, require_rank
 from nncli.core.registry import modules
@@ -91,47 +92,63 @@ class PoolND(Module):
         return (input_shape[0],) + self.geom.out_size(tuple(input_shape[1:]), type(self).__name__)
 
     def _begin(self, z):
+        """The padded buffer (border set, interior not yet written: ``_fold`` fills it per block)
+        and the output size."""
         out = self.geom.out_size(z.shape[2:], type(self).__name__)
         self._zshape, self._out = z.shape, out
-        return pad(self._ws, z, self.geom, self.fill), out
+        return pad_buffer(self._ws, z, self.geom, self.fill), out
 
     def _view(self, a: np.ndarray, sl: tuple[slice, ...]) -> np.ndarray:
         return a[(slice(None), slice(None)) + sl]
 
-    def _fold(self, z, ufunc) -> tuple[list[np.ndarray], np.ndarray]:
-        """(the K offset views of the padded z, ufunc folded over them in window order): one
-        whole-array pass per offset into a fresh output, ``ufunc(x_κ, acc)`` (acc second: on ties
-        np.maximum returns it, so the first maximum's bits are kept)."""
+    def _fold(self, z, ufunc, finish=None) -> np.ndarray:
+        """ufunc folded over the K offset views of the padded z in window order, ``ufunc(x_κ, acc)``
+        (acc second: on ties np.maximum returns it, so the first maximum's bits are kept), one
+        pass per offset; then ``finish(views, acc, n0, n1, slot)``. Per block of examples, in
+        cache, large arrays on threads (``over_examples``)."""
         zp, out = self._begin(z)
-        views = [self._view(zp, sl) for _, sl in self.geom.offsets(out)]
         acc = np.empty(z.shape[:2] + out, dtype=z.dtype)
-        if len(views) == 1:
-            np.copyto(acc, views[0])
-        else:
-            ufunc(views[1], views[0], out=acc)
-            for x in views[2:]:
-                ufunc(x, acc, out=acc)
-        return views, acc
+        offsets = [sl for _, sl in self.geom.offsets(out)]
 
-    def _scatter(self, parts) -> np.ndarray:
-        """Sum per-offset gradients (each shaped like u) into ∂J/∂z: the adjoint of the slicing,
-        added offset by offset in window order. Parts must hold no −0 (the sum over zeros would
-        make it +0): when the windows tile the input exactly (stride = kernel, no padding, sizes
-        divisible), each element has one tap and the parts are written, not added, into ∂J/∂z."""
+        def block(n0: int, n1: int, slot: int) -> None:
+            fill_rows(zp, z, self.geom, n0, n1)
+            views = [self._view(zp[n0:n1], sl) for sl in offsets]
+            a = acc[n0:n1]
+            if len(views) == 1:
+                np.copyto(a, views[0])
+            else:
+                ufunc(views[1], views[0], out=a)
+                for x in views[2:]:
+                    ufunc(x, a, out=a)
+            if finish is not None:
+                finish(views, a, n0, n1, slot)
+
+        over_examples(block, z.shape[0], zp[:1].size)
+        return acc
+
+    def _scatter(self, v: np.ndarray, parts) -> np.ndarray:
+        """∂J/∂z from v = ∂J/∂u: the per-offset gradients ``parts(v_block, slot)`` (each shaped like
+        the block of u, in window order) summed into ∂J/∂z, the adjoint of the slicing, per block of
+        examples. Parts must hold no −0 (the sum over zeros would make it +0): when the windows tile
+        the input exactly (stride = kernel, no padding, sizes divisible), each element has one tap
+        and the parts are written, not added, into ∂J/∂z."""
         geom, spatial = self.geom, self._zshape[2:]
         tiled = geom.stride == geom.kernel and not any(geom.pad_lo) and not any(geom.pad_hi)
         tiled = tiled and all(o * k == n for o, k, n in zip(self._out, geom.kernel, spatial))
-        dzp = None
-        for (_, sl), g in zip(geom.offsets(self._out), parts):
-            if dzp is None:
-                make = np.empty if tiled else np.zeros
-                dzp = make(self._zshape[:2] + geom.padded(spatial), dtype=g.dtype)
-            view = self._view(dzp, sl)
-            if tiled:
-                np.copyto(view, g)
-            else:
-                np.add(view, g, out=view)
-        assert dzp is not None, "a window has at least one offset"
+        make = np.empty if tiled else np.zeros
+        dzp = make(self._zshape[:2] + geom.padded(spatial), dtype=v.dtype)
+        offsets = [sl for _, sl in geom.offsets(self._out)]
+
+        def block(n0: int, n1: int, slot: int) -> None:
+            d = dzp[n0:n1]
+            for sl, g in zip(offsets, parts(v[n0:n1], n0, n1, slot)):
+                view = self._view(d, sl)
+                if tiled:
+                    np.copyto(view, g)
+                else:
+                    np.add(view, g, out=view)
+
+        over_examples(block, v.shape[0], dzp[:1].size)
         return self._view(dzp, geom.interior(spatial))
 
     def describe(self):
@@ -185,20 +202,24 @@ class MaxPoolND(PoolND):
     equations = ("u = max of each window of z", "∂J/∂z = v routed to each window's argmax")
 
     def forward(self, z):
-        views, best = self._fold(z, np.maximum)
-        self._arg = self._argmax(views, best)
-        return best
+        out = self.geom.out_size(z.shape[2:], type(self).__name__)
+        # the argmax of each window, a small integer per output (kept for backward)
+        self._arg = arg = self._ws.get("argmax", z.shape[:2] + out, np.min_scalar_type(self.geom.K))
 
-    def _argmax(self, views, best) -> np.ndarray:
-        """Per output, the index of its window's first offset equal to the maximum (the last NaN's
-        where the window holds NaN, as PyTorch's ``val > max || isnan(val)``).
+        def argmax(views, best, n0, n1, slot):
+            self._argmax(views, best, arg[n0:n1], slot)
+
+        return self._fold(z, np.maximum, argmax)
+
+    def _argmax(self, views, best, arg, slot: int) -> None:
+        """Into ``arg``, per output of a block, the index of its window's first offset equal to the
+        maximum (the last NaN's where the window holds NaN, as PyTorch's ``val > max || isnan(val)``).
 
         Masks are applied arithmetically, never with ``where=``: on a random mask numpy's masked
         loops branch per element and run 10–50× slower than a plain pass."""
         K, ws = len(views), self._ws
-        arg = ws.get("argmax", best.shape, np.min_scalar_type(K))
-        hit = ws.get("hit", best.shape, np.bool_)
-        step = ws.get("step", best.shape, arg.dtype)
+        hit = ws.get("hit", best.shape, np.bool_, slot)
+        step = ws.get("step", best.shape, arg.dtype, slot)
         arg.fill(K - 1)
         for i in range(K - 2, -1, -1):  # backwards, so that the first equal offset writes last
             np.equal(views[i], best, out=hit)
@@ -208,20 +229,25 @@ class MaxPoolND(PoolND):
         if np.isnan(best).any():  # NaN equals nothing: route to the last NaN instead (rare)
             for i, x in enumerate(views):
                 np.copyto(arg, i, where=np.isnan(x))
-        return arg
 
     def backward(self, v):
-        v = v + v.dtype.type(0)  # −0 → +0, as a sum over zeros gives (see _scatter)
-        return self._scatter(self._routed(v, i) for i in range(self.geom.K))
+        K = self.geom.K
 
-    def _routed(self, v: np.ndarray, i: int) -> np.ndarray:
+        def routed(vb, n0, n1, slot):
+            vb = np.add(vb, vb.dtype.type(0), out=self._ws.get("v", vb.shape, vb.dtype, slot))
+            # −0 → +0 above, as a sum over zeros gives (see _scatter)
+            return (self._routed(vb, self._arg[n0:n1], i, slot) for i in range(K))
+
+        return self._scatter(v, routed)
+
+    def _routed(self, v: np.ndarray, arg: np.ndarray, i: int, slot: int) -> np.ndarray:
         """v where offset i holds the window's maximum, +0 elsewhere: ``np.where(arg == i, v, 0)``
         computed as a bitwise AND of v's bits with an all-ones/all-zeros mask (branch-free)."""
         ws, bits = self._ws, np.dtype(f"i{v.dtype.itemsize}")
-        hit = ws.get("hit", v.shape, np.bool_)
-        mask = ws.get("mask", v.shape, bits)
-        out = ws.get("routed", v.shape, v.dtype)
-        np.equal(self._arg, i, out=hit)
+        hit = ws.get("hit", v.shape, np.bool_, slot)
+        mask = ws.get("mask", v.shape, bits, slot)
+        out = ws.get("routed", v.shape, v.dtype, slot)
+        np.equal(arg, i, out=hit)
         np.negative(hit.view(np.uint8), out=mask, dtype=bits, casting="unsafe")  # 1 → −1 = all ones
         np.bitwise_and(v.view(bits), mask, out=out.view(bits))
         return out
@@ -245,14 +271,22 @@ class AvgPoolND(PoolND):
     equations = ("u = mean of each window of z", "∂J/∂z = v spread evenly over each window")
 
     def forward(self, z):
-        acc = self._fold(z, np.add)[1]
-        acc /= self.geom.K
-        return acc
+        K = self.geom.K
+
+        def mean(views, acc, n0, n1, slot):
+            acc /= K
+
+        return self._fold(z, np.add, mean)
 
     def backward(self, v):
-        g = v / self.geom.K
-        g += g.dtype.type(0)  # −0 → +0, as a sum over zeros gives (see _scatter)
-        return self._scatter(g for _ in range(self.geom.K))
+        K = self.geom.K
+
+        def spread(vb, n0, n1, slot):
+            g = np.divide(vb, K, out=self._ws.get("spread", vb.shape, vb.dtype, slot))
+            g += g.dtype.type(0)  # −0 → +0, as a sum over zeros gives (see _scatter)
+            return (g for _ in range(K))
+
+        return self._scatter(v, spread)
 
 
 def _examples(nd):
