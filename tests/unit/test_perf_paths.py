@@ -164,6 +164,35 @@ def test_ln_float32_blocks_track_float64(monkeypatch):
     )
 
 
+@pytest.mark.parametrize("affine", AFFINES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ln_long_rows_on_threads_equal_one_thread_bit_for_bit(affine, dtype, monkeypatch):
+    """Rows of ``ROW_LOOP_MIN`` features or more run with numpy's ufunc buffer cut to one row."""
+    d = norm.ROW_LOOP_MIN
+    _small_blocks(monkeypatch, 3 * d)
+    one = _ln_step(affine, 1, monkeypatch, shape=(17, d), dtype=dtype)
+    many = _ln_step(affine, 2, monkeypatch, shape=(17, d), dtype=dtype)
+    for a, b in zip(one[3:], many[3:]):
+        np.testing.assert_array_equal(a, b)
+    for k in one[0].grads:
+        np.testing.assert_array_equal(one[0].grads[k], many[0].grads[k])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ln_restores_the_ufunc_buffer_size(threads, monkeypatch):
+    before = np.getbufsize()
+    _small_blocks(monkeypatch, 4 * norm.ROW_LOOP_MIN)
+    _ln_step("per_feature", threads, monkeypatch, shape=(9, norm.ROW_LOOP_MIN))
+    assert np.getbufsize() == before
+
+    def broken(k, slot):
+        raise RuntimeError("a block failed")
+
+    with pytest.raises(RuntimeError, match="a block failed"):
+        norm._run(broken, 4, threads, norm.ROW_LOOP_MIN)
+    assert np.getbufsize() == before
+
+
 def test_ln_forward_allocates_its_output_and_row_statistics_only():
     """No x̂ copy and no per-call N×D temporaries: forward's transient memory is u plus O(N) and one block."""
     n, d = 512, 256

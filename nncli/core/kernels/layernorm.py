@@ -4,32 +4,84 @@
 (nncli.core.layers.norm) write as the notes' equations 7.42–7.43, on x = z as (N, D) rows:
 
     forward    μ̂ = Σx / D,  σ̂ = √(Σ(x − μ̂)² / D + ε),  u = β + γ (x − μ̂)/σ̂
-    backward   g = γ ⊙ v,  ∂J/∂z = (g − mean(g) − x̂ · mean(g ⊙ x̂)) / σ̂,  ∂J/∂γ = Σ v ⊙ x̂,  ∂J/∂β = Σ v
+    backward   with h = x − μ̂ = x̂ σ̂ and g = γ ⊙ v:
+               ∂J/∂z = (g − mean(g) − h · mean(g ⊙ h)/σ̂²) / σ̂,  ∂J/∂γ = Σ v ⊙ x̂,  ∂J/∂β = Σ v
 
-The rows are cut into blocks of ~64K elements, so that the passes of each direction run in cache
-instead of over the whole array, with every reduction a mat-vec over the block (faster than numpy's
-sums there); large arrays spread their blocks over threads (``kernels.threads``). Block boundaries
-depend only on the shape, and each row's arithmetic is the same in any block, so the result does not
-depend on the thread count. Forward returns μ̂ and 1/σ̂ for backward, not x̂: writing x̂ out costs
-more than recomputing x − μ̂. Temporaries come from the shared workspace, one set per thread slot.
+The rows are cut into blocks (``BLOCK`` elements), so that the passes of each direction after the
+first touch of a row run in cache instead of over the whole array, with every reduction a mat-vec
+over the block; large arrays spread their blocks over threads (``kernels.threads``). Both
+directions centre before multiplying (two-pass variance; ∂J/∂γ and mean(g ⊙ h) from h, not from
+v ⊙ x minus a mean term, which loses |μ̂|/σ̂ of float32's precision: 10× on ∂J/∂γ at |μ̂|/σ̂ = 10).
+
+Half of the passes multiply by a column (one scalar per row, ``a * r[:, None]``) or add a row. numpy
+runs such a broadcast by copying the broadcast operand into 8192-element buffers first, at half the
+speed of a same-shape product; with the ufunc buffer cut to one row (``_run``) each row is one
+unbuffered loop at nearly full speed, for rows of 512 or more (shorter rows lose: they keep the
+default, and per-feature rows repeated down the block). A scalar γ is folded into the per-row scale,
+a pass less each way.
+
+Block boundaries depend only on the shape, and each row's arithmetic is the same in any block, so the
+result does not depend on the thread count. Forward returns μ̂ and 1/σ̂ for backward, not x̂: writing
+x̂ out costs more than recomputing x − μ̂. Temporaries come from the shared workspace, one set per
+thread slot.
+
+Measured on the benchmark's 8192×512 float32 with a per-feature γ, β (forward + backward, one thread,
+thread time, medians of 40 rounds alternating with the previous kernel in one process, machine
+shared and loaded, 1-min load 1–2): 12.9 → 11.5 ms; blocks of 2¹⁶ / 2¹⁷ / 2¹⁸ elements 11.4 / 10.5 /
+10.7 ms. Scalar γ: 9.5 → 7.8 ms; no affine 9.1 → 7.7 ms.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
 from nncli.core.kernels.threads import row_blocks, run_blocks, workers
 from nncli.core.kernels.workspace import SHARED
 
+#: elements per row block when one thread runs them all (float32: 512 kB per array of a block)
+BLOCK = 1 << 17
 #: forward's block size when it runs on more than one thread (elements)
-FORWARD_BLOCK_THREADED = 1 << 18
+FORWARD_BLOCK_THREADED = 1 << 17
+#: rows at least this long get numpy's ufunc buffer cut to one row (see ``_run``)
+ROW_LOOP_MIN = 512
 
 
-def _tile(name: str, p: np.ndarray, rows: int, dtype) -> np.ndarray:
-    """Per-feature ``p`` repeated down ``rows`` rows: multiplying a block by a same-shape array runs as
-    one flat loop, about twice as fast as broadcasting a row over 512-element rows."""
-    tile = SHARED.get(name, (rows, p.size), dtype)
-    tile[...] = p.reshape(1, -1)
+def _run(fn: Callable[[int, int], None], n_blocks: int, threads: int, d: int) -> None:
+    """``run_blocks(fn, ...)`` with numpy's ufunc buffer cut to the row length on each thread.
+
+    numpy runs ``a * r[:, None]`` (a scalar per row) or ``a * w`` (a row repeated) by copying the
+    broadcast operand into 8192-element buffers first: 2× the time of a same-shape product. With
+    a buffer no longer than a row, each row runs as one unbuffered loop at the speed of a same-shape
+    product (rows of 512–4096: 1.1–1.5× instead of 2×); shorter rows lose, so they keep the default.
+    The setting is per thread (a context variable), so it is set once per run of blocks, not per
+    block (≈3 µs each time), and restored afterwards.
+    """
+    runs = max(1, min(threads, n_blocks))
+    bounds = [n_blocks * i // runs for i in range(runs + 1)]
+    size = min(d, 8192) // 16 * 16 if d >= ROW_LOOP_MIN else 0  # numpy wants a multiple of 16
+
+    def run(j: int, slot: int) -> None:
+        old = np.setbufsize(size) if size else 0
+        try:
+            for k in range(bounds[j], bounds[j + 1]):
+                fn(k, slot)
+        finally:
+            if size:
+                np.setbufsize(old)
+
+    run_blocks(run, runs, runs)
+
+
+def _row(name: str, p, rows: int, d: int, dtype):
+    """Per-feature ``p`` as the right operand of a block's product: the row itself where rows are
+    long enough for unbuffered loops, else repeated down ``rows`` rows (a same-shape product runs as
+    one flat loop, about twice as fast as broadcasting a short row)."""
+    if d >= ROW_LOOP_MIN:
+        return np.asarray(p, dtype=dtype).reshape(1, d)
+    tile = SHARED.get(name, (rows, d), dtype)
+    tile[...] = np.reshape(p, (1, d))
     return tile
 
 
@@ -41,16 +93,12 @@ def ln_forward(
     mean = np.empty(n, dtype=x.dtype)
     rstd = np.empty(n, dtype=x.dtype)
     u = np.empty_like(x)
-    # every step below is per row, so the blocks may depend on the thread count: two threads
-    # measured 4.6–4.8 ms with 256K-element blocks against 8.5 ms with 64K ones (fewer calls
-    # competing for the GIL), one thread 6.6–8.0 ms with 64K blocks against 8.5 with 256K
     threads = workers(x.size)
-    blocks = row_blocks(n, d) if threads == 1 else row_blocks(n, d, FORWARD_BLOCK_THREADED)
+    blocks = row_blocks(n, d, BLOCK if threads == 1 else FORWARD_BLOCK_THREADED)
     rows = blocks[0][1] - blocks[0][0]
     w, b = weight, bias
     if affine == "per_feature":
-        assert weight is not None and bias is not None
-        w, b = _tile("ln.w", weight, rows, x.dtype), _tile("ln.b", bias, rows, x.dtype)
+        w, b = _row("ln.w", weight, rows, d, x.dtype), _row("ln.b", bias, rows, d, x.dtype)
     ones = np.ones(d, dtype=x.dtype)
 
     def block(k, slot):
@@ -59,19 +107,21 @@ def ln_forward(
         _rowdot(xb, ones, out=m)  # μ̂ = Σz / D: summing first
         m /= d  # keeps a constant row's μ̂ exact
         np.subtract(xb, m[:, None], out=ub)
-        np.divide(_rowdot(ub, ub), d, out=r)  # σ̂²
+        np.divide(_rowdot(ub, ub), d, out=r)  # σ̂²: two passes, centred first
         r += eps
         np.sqrt(r, out=r)
         np.divide(1.0, r, out=r)
-        ub *= r[:, None]  # x̂ = LN-S(z)
         if affine == "per_feature":
+            ub *= r[:, None]  # x̂ = LN-S(z)
             ub *= w[: hi - lo]
             ub += b[: hi - lo]
         elif affine == "scalar":
-            ub *= w
+            ub *= (r * w)[:, None]  # γ x̂ in one pass
             ub += b
+        else:
+            ub *= r[:, None]
 
-    run_blocks(block, len(blocks), threads)
+    _run(block, len(blocks), threads, d)
     return u, mean, rstd
 
 
@@ -88,7 +138,7 @@ def ln_backward(
     """∂J/∂z (N, D) for v = ∂J/∂u (N, D); ADDS ∂J/∂γ and ∂J/∂β into ``grad_weight``, ``grad_bias``."""
     n, d = x.shape
     dz = np.empty_like(x)
-    blocks = row_blocks(n, d)
+    blocks = row_blocks(n, d, BLOCK)
     threads = workers(x.size)
     rows = blocks[0][1] - blocks[0][0]
     slots = range(min(threads, len(blocks)))
@@ -98,45 +148,50 @@ def ln_backward(
     if per_feature:
         assert weight is not None
         w_d = weight.reshape(-1) / d
-        w = _tile("ln.w", weight, rows, x.dtype)
+        w = _row("ln.w", weight, rows, d, x.dtype)
         ones = np.ones(rows, dtype=x.dtype)
         # column sums per block, added up in block order afterwards: deterministic for any threads
         part_w = np.empty((len(blocks), d), dtype=x.dtype)
         part_b = np.empty((len(blocks), d), dtype=x.dtype)
     else:
         gamma = weight if affine == "scalar" else x.dtype.type(1)
+        gamma_d = gamma / d
         ones_d = np.ones(d, dtype=x.dtype)
         sum_v = np.empty(n, dtype=x.dtype)  # Σ_d v and Σ_d v ⊙ x̂ for each row
-        sum_vx = np.empty(n, dtype=x.dtype)
+        sum_vh = np.empty(n, dtype=x.dtype)
 
     def block(k, slot):
         lo, hi = blocks[k]
         xb, vb, db, m, r = x[lo:hi], v[lo:hi], dz[lo:hi], mean[lo:hi], rstd[lo:hi]
         h, t = hs[slot][: hi - lo], ts[slot][: hi - lo]
         np.subtract(xb, m[:, None], out=h)  # x − μ̂ = x̂ σ̂
-        np.multiply(vb, h, out=t)  # v ⊙ x̂ σ̂
+        np.multiply(vb, h, out=t)  # v ⊙ h
         if per_feature:
             np.matmul(r, t, out=part_w[k])  # Σ_n v ⊙ x̂
             np.matmul(ones[: hi - lo], vb, out=part_b[k])  # Σ_n v
             mean_g = vb @ w_d  # mean(g), g = γ ⊙ v
-            mean_gx = t @ w_d  # mean(g ⊙ x̂) σ̂
+            mean_gh = t @ w_d  # mean(g ⊙ h)
+            # ∂J/∂z = r (g − mean(g) − h r² mean(g ⊙ h))
             np.multiply(vb, w[: hi - lo], out=db)  # g, becomes ∂J/∂z in place
+            mean_gh *= r
+            mean_gh *= r
+            np.multiply(h, mean_gh[:, None], out=t)
+            db -= t
+            db -= mean_g[:, None]
+            db *= r[:, None]
         else:
-            sv, svx = sum_v[lo:hi], sum_vx[lo:hi]
+            # γ is a scalar: ∂J/∂z = (r γ) v − (r³ mean(g ⊙ h)) h − r mean(g), a pass less
+            sv, svh = sum_v[lo:hi], sum_vh[lo:hi]
             np.matmul(vb, ones_d, out=sv)
-            np.matmul(t, ones_d, out=svx)
-            mean_g, mean_gx = sv * (gamma / d), svx * (gamma / d)  # mean(g), mean(g ⊙ x̂) σ̂
-            svx *= r
-            np.multiply(vb, gamma, out=db)
-        # ∂J/∂z = (g − mean(g) − x̂ · mean(g ⊙ x̂)) / σ̂, with x̂ · mean(g ⊙ x̂) = (x − μ̂) · r² mean_gx
-        mean_gx *= r
-        mean_gx *= r
-        np.multiply(h, mean_gx[:, None], out=t)
-        db -= t
-        db -= mean_g[:, None]
-        db *= r[:, None]
+            np.matmul(t, ones_d, out=svh)
+            coef = r * gamma_d  # r mean(·) of g = γ v
+            np.multiply(vb, (r * gamma)[:, None], out=db)
+            np.multiply(h, (coef * r * r * svh)[:, None], out=t)
+            db -= t
+            db -= (coef * sv)[:, None]
+            svh *= r  # Σ_d v ⊙ x̂
 
-    run_blocks(block, len(blocks), threads)
+    _run(block, len(blocks), threads, d)
     if affine == "none":
         return dz
     assert grad_weight is not None and grad_bias is not None  # an affine LN has both
@@ -145,7 +200,7 @@ def ln_backward(
         grad_bias += part_b.sum(axis=0).reshape(grad_bias.shape)
     else:
         # per-row sums are kept whole, so these totals do not depend on the blocks
-        grad_weight += sum_vx.sum()
+        grad_weight += sum_vh.sum()
         grad_bias += sum_v.sum()
     return dz
 
