@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 #: below this many elements the work stays on the calling thread (waking a thread costs ~50 µs)
 MIN_PARALLEL_ELEMENTS = 1 << 20
 
@@ -128,6 +130,33 @@ def over_examples(fn: Callable[[int, int, int], None], n: int, per_example: int)
             fn(n0, n1, 0)
         return
     _run_parallel(lambda k, slot: fn(*blocks[k], slot), len(blocks), threads)
+
+
+#: multiply-adds of a GEMM below which it runs on one BLAS thread. OpenBLAS threads every GEMM above
+#: 2^18 of them; with its idle threads asleep (``nncli._process``) waking them costs more than they
+#: save on small products: float32, 2 cores, (64, 4096) @ (4096, 10) took 109–144 µs on one thread,
+#: 128–586 µs on two; (128, 784) @ (784, 256) 285–314 µs on one, 206–275 µs on two.
+MIN_THREADED_GEMM = 8 << 20
+#: OpenBLAS's own limit: at or below it a GEMM runs on the calling thread anyway
+_OPENBLAS_SINGLE = 1 << 18
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for 2-D a (m, k) and b (k, n), on one BLAS thread when m·k·n is too small for the
+    second thread to pay for its wake-up (``MIN_THREADED_GEMM``). (The bits are those of numpy's
+    product on the thread count it runs on: OpenBLAS's threaded and single-threaded products may
+    round differently.)"""
+    work = a.shape[0] * a.shape[1] * b.shape[1]
+    if work <= _OPENBLAS_SINGLE or work >= MIN_THREADED_GEMM:
+        return a @ b
+    blas = _blas_threads()
+    if blas == 1:
+        return a @ b
+    _set_blas_threads(1)
+    try:
+        return a @ b
+    finally:
+        _set_blas_threads(blas)
 
 
 def run_blocks(fn: Callable[[int, int], None], n_blocks: int, n_threads: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import AliasChoices, Field
 
+from nncli.core.kernels.threads import matmul
 from nncli.core.module import HParams, Module, require_rank
 from nncli.core.registry import modules
 from nncli.core.torch_spec import TorchSpec
@@ -45,18 +46,18 @@ class MM(Module):
 
     def forward(self, z):
         self._z = z
-        u = z @ self.params["weight"].T
+        u = matmul(z, self.params["weight"].T)
         if self.cfg.bias:
             u += self.params["bias"]
         return u
 
     def backward(self, v):
         self.backward_params(v)
-        return v @ self.params["weight"]
+        return matmul(v, self.params["weight"])
 
     def backward_params(self, v):
         """Only add ∂J/∂θ, as ``backward`` does: a chain's first layer, whose ∂J/∂z nobody reads."""
-        self.grads["weight"] += v.T @ self._z
+        self.grads["weight"] += matmul(v.T, self._z)
         if self.cfg.bias:
             self.grads["bias"] += v.sum(axis=0)
 
