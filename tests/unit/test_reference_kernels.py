@@ -23,7 +23,7 @@ TOL = 1e-12
 # (class, hyper-parameters, per-example shape, batch)
 CASES = [(cls, hp, shape, 3) for cls in (LN, Conv1D, Conv2D) for hp, shape in cls.examples()]
 BIG = [  # several blocks, and two threads where the machine has two cores
-    (LN, {}, (512,), 2048),  # 1M elements: threaded forward blocks of 256K, backward of 64K
+    (LN, {}, (512,), 2048),  # 1M elements: blocks of 256K
     (LN, {"affine": "per_feature"}, (4, 128), 2050),  # a short last block
     (LN, {"affine": "none"}, (300,), 4000),
     (Conv1D, {"out": 6, "kernel": 5}, (8, 256), 64),  # 655K elements of columns
@@ -81,7 +81,7 @@ def test_big_cases_run_in_several_blocks(case):
     m = _layer(cls, hp, shape)
     if cls is LN:
         d = int(np.prod(shape))
-        assert len(row_blocks(n, d)) >= 2 and len(row_blocks(n, d, ln_kernel.FORWARD_BLOCK_THREADED)) >= 2
+        assert len(row_blocks(n, d, ln_kernel.BLOCK)) >= 2
     else:
         out = m.output_shape(shape)[1:]
         columns = n * shape[0] * m.geom.K * int(np.prod(out))

@@ -26,9 +26,14 @@ x̂ out costs more than recomputing x − μ̂. Temporaries come from the shared
 thread slot.
 
 Measured on the benchmark's 8192×512 float32 with a per-feature γ, β (forward + backward, one thread,
-thread time, medians of 40 rounds alternating with the previous kernel in one process, machine
-shared and loaded, 1-min load 1–2): 12.9 → 11.5 ms; blocks of 2¹⁶ / 2¹⁷ / 2¹⁸ elements 11.4 / 10.5 /
-10.7 ms. Scalar γ: 9.5 → 7.8 ms; no affine 9.1 → 7.7 ms.
+thread time, medians of 40–80 rounds alternating with the previous kernel in one process; the
+machine shared, 1-min load 1.5–3.5): 10.6–10.8 → 8.6–8.8 ms, PyTorch's LayerNorm 3.6 ms beside it;
+blocks of 2¹⁶ / 2¹⁷ / 2¹⁸ / 2¹⁹ elements 9.8 / 9.3 / 8.9 / 8.9 ms at one thread, 18.4 / 16.4 / 16.0 /
+16.7 ms wall at two (load 4.5–5: two threads gain only on a quieter machine). Scalar γ: 9.5 → 7.8
+ms; no affine 9.1 → 7.7 ms.
+Rows of 128–300 features, where the buffer stays, run as before (±5 %). What is left is the number
+of passes: 2 reductions and 4 broadcast passes forward, 4 and 7 backward, each a full read and write
+of a block, where a fused loop (PyTorch's) makes one read of x and v and one write each way.
 """
 
 from __future__ import annotations
@@ -40,10 +45,8 @@ import numpy as np
 from nncli.core.kernels.threads import row_blocks, run_blocks, workers
 from nncli.core.kernels.workspace import SHARED
 
-#: elements per row block when one thread runs them all (float32: 512 kB per array of a block)
-BLOCK = 1 << 17
-#: forward's block size when it runs on more than one thread (elements)
-FORWARD_BLOCK_THREADED = 1 << 17
+#: elements per row block, for any thread count (float32: 1 MB per array of a block)
+BLOCK = 1 << 18
 #: rows at least this long get numpy's ufunc buffer cut to one row (see ``_run``)
 ROW_LOOP_MIN = 512
 
@@ -94,7 +97,7 @@ def ln_forward(
     rstd = np.empty(n, dtype=x.dtype)
     u = np.empty_like(x)
     threads = workers(x.size)
-    blocks = row_blocks(n, d, BLOCK if threads == 1 else FORWARD_BLOCK_THREADED)
+    blocks = row_blocks(n, d, BLOCK)
     rows = blocks[0][1] - blocks[0][0]
     w, b = weight, bias
     if affine == "per_feature":
