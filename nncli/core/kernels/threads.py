@@ -141,14 +141,16 @@ MIN_THREADED_GEMM = 8 << 20
 _OPENBLAS_SINGLE = 1 << 18
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for 2-D a (m, k) and b (k, n), on one BLAS thread when m·k·n is too small for the
-    second thread to pay for its wake-up (``MIN_THREADED_GEMM``). (The bits are those of numpy's
-    product on the thread count it runs on: OpenBLAS's threaded and single-threaded products may
-    round differently.)"""
-    work = a.shape[0] * a.shape[1] * b.shape[1]
-    if work <= _OPENBLAS_SINGLE or work >= MIN_THREADED_GEMM:
-        return a @ b
+def small_for_threads(m: int, k: int, n: int) -> bool:
+    """Whether an (m, k) @ (k, n) product should run on one BLAS thread although more are set:
+    OpenBLAS would thread it, but waking its threads costs more than they save."""
+    return _OPENBLAS_SINGLE < m * k * n < MIN_THREADED_GEMM
+
+
+def matmul_one_thread(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` with BLAS held at one thread for the call (for ``small_for_threads`` products;
+    the bits are those of numpy's product on one thread: OpenBLAS's threaded and single-threaded
+    products may round differently)."""
     blas = _blas_threads()
     if blas == 1:
         return a @ b

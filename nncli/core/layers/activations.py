@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from nncli.core.kernels.threads import over_examples
+from nncli.core.kernels.threads import EXAMPLE_BLOCK, over_examples
 from nncli.core.kernels.workspace import SHARED
 from nncli.core.module import HParams, Module
 from nncli.core.registry import modules
@@ -76,17 +76,19 @@ class Sigma(Module):
     def forward(self, z):
         fn = self.cfg.fn
         if fn == "relu":
-            # the mask (1 byte an element) is the cheapest state to keep; both passes per block of
-            # examples, in cache, large arrays on threads
+            # the mask (1 byte an element) is the cheapest state to keep; large arrays per block of
+            # examples, on threads (small ones in one go: fewest calls)
+            zeros = self._zeros(z)
+            if z.size <= EXAMPLE_BLOCK:
+                self._mask = z > 0
+                return np.maximum(z, zeros)
             mask = self._mask = np.empty(z.shape, np.bool_)
             u = np.empty(z.shape, z.dtype)
-            zeros = self._zeros(z)
-
-            def relu(n0: int, n1: int, slot: int) -> None:
-                np.greater(z[n0:n1], 0, out=mask[n0:n1])
-                np.maximum(z[n0:n1], zeros, out=u[n0:n1])
-
-            over_examples(relu, z.shape[0], z[:1].size)
+            over_examples(
+                lambda n0, n1, slot: _relu_forward(z[n0:n1], zeros, mask[n0:n1], u[n0:n1]),
+                z.shape[0],
+                z[:1].size,
+            )
             return u
         if fn == "leaky_relu":
             self._mask = z > 0
@@ -142,15 +144,15 @@ class Sigma(Module):
     def backward(self, v):
         fn = self.cfg.fn
         if fn == "relu":
-            # v · mask with the mask as floats first: multiplying by booleans casts in small buffers
-            mask, dz = self._mask, np.empty(v.shape, v.dtype)
-
-            def relu(n0: int, n1: int, slot: int) -> None:
-                m = SHARED.get("sigma.factor", (n1 - n0,) + v.shape[1:], v.dtype, slot)
-                np.copyto(m, mask[n0:n1])
-                np.multiply(v[n0:n1], m, out=dz[n0:n1])
-
-            over_examples(relu, v.shape[0], v[:1].size)
+            mask = self._mask
+            if v.size <= EXAMPLE_BLOCK:
+                return _relu_backward(v, mask, None, 0)
+            dz = np.empty(v.shape, v.dtype)
+            over_examples(
+                lambda n0, n1, slot: _relu_backward(v[n0:n1], mask[n0:n1], dz[n0:n1], slot),
+                v.shape[0],
+                v[:1].size,
+            )
             return dz
         if fn == "leaky_relu":
             if 0.0 <= self.cfg.negative_slope <= 1.0:
@@ -247,6 +249,20 @@ class Sigma(Module):
             t = g.node("Erf", [g.node("Div", [x, g.scalar(name, "sqrt2", math.sqrt(2.0))], name)], name)
         half_x = g.node("Mul", [x, g.scalar(name, "half", 0.5)], name)
         return g.node("Mul", [half_x, g.node("Add", [t, g.scalar(name, "one", 1.0)], name)], name)
+
+
+def _relu_forward(z: np.ndarray, zeros: np.ndarray, mask: np.ndarray, u: np.ndarray) -> None:
+    """mask ← z > 0, u ← max(z, 0) (``zeros`` one example's zeros, broadcast down the batch)."""
+    np.greater(z, 0, out=mask)
+    np.maximum(z, zeros, out=u)
+
+
+def _relu_backward(v: np.ndarray, mask: np.ndarray, dz: np.ndarray | None, slot: int) -> np.ndarray:
+    """v · mask, into ``dz`` (a fresh array if None); the mask as floats first: multiplying by
+    booleans casts in small buffers."""
+    m = SHARED.get("sigma.factor", v.shape, v.dtype, slot)
+    np.copyto(m, mask)
+    return np.multiply(v, m, out=dz)
 
 
 #: fn → (forward, backward) for the trace, with z the input, u the output and v = ∂J/∂u

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import AliasChoices, Field
 
-from nncli.core.kernels.threads import matmul
+from nncli.core.kernels.threads import matmul_one_thread, small_for_threads
 from nncli.core.module import HParams, Module, require_rank
 from nncli.core.registry import modules
 from nncli.core.torch_spec import TorchSpec
@@ -44,20 +44,32 @@ class MM(Module):
             p["bias"] = rng.uniform(-bound, bound, size=(self.cfg.out,))
         return p
 
+    # Products OpenBLAS would thread but that are too small to pay for waking its threads run on
+    # one BLAS thread (``kernels.threads.small_for_threads``); decided once per batch size, as the
+    # three products of a step (u, ∂J/∂W, ∂J/∂z) all have N·d·m multiply-adds.
+    _batch = -1
+    _one_thread = False
+
+    def _matmul(self, a, b):
+        return matmul_one_thread(a, b) if self._one_thread else a @ b
+
     def forward(self, z):
         self._z = z
-        u = matmul(z, self.params["weight"].T)
+        if z.shape[0] != self._batch:
+            self._batch = z.shape[0]
+            self._one_thread = small_for_threads(z.shape[0], z.shape[1], self.cfg.out)
+        u = self._matmul(z, self.params["weight"].T)
         if self.cfg.bias:
             u += self.params["bias"]
         return u
 
     def backward(self, v):
         self.backward_params(v)
-        return matmul(v, self.params["weight"])
+        return self._matmul(v, self.params["weight"])
 
     def backward_params(self, v):
         """Only add ∂J/∂θ, as ``backward`` does: a chain's first layer, whose ∂J/∂z nobody reads."""
-        self.grads["weight"] += matmul(v.T, self._z)
+        self.grads["weight"] += self._matmul(v.T, self._z)
         if self.cfg.bias:
             self.grads["bias"] += v.sum(axis=0)
 
