@@ -18,15 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import nncli  # noqa: F401, E402  (first, as under `nncli train`: OpenBLAS's idle spin)
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
-
-from nncli.core.kernels.im2col import Geometry, im2col_examples  # noqa: E402
+# nncli before numpy, as under `nncli train`: it sets how long OpenBLAS's idle threads spin
+import nncli  # noqa: F401
 
 
 def kernels() -> dict:
     """name → (function of the half index 0 or 1, bytes one half moves)."""
+    import numpy as np
+
+    from nncli.core.kernels.im2col import Geometry, im2col_examples
+
     rng = np.random.default_rng(0)
     out = {}
     for mb in (0.5, 8, 64):
@@ -59,6 +60,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=41)
     args = ap.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
     pool = ThreadPoolExecutor(1)
     print(f"load average {os.getloadavg()[0]:.2f}; fastest of {args.repeats}; ms for both halves")
     print(f"{'kernel':32} {'one thread':>10} {'two threads':>11} {'speedup':>7}  GB/s (one)")
