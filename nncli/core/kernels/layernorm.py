@@ -25,15 +25,19 @@ result does not depend on the thread count. Forward returns μ̂ and 1/σ̂ for 
 x̂ out costs more than recomputing x − μ̂. Temporaries come from the shared workspace, one set per
 thread slot.
 
-Measured on the benchmark's 8192×512 float32 with a per-feature γ, β (forward + backward, one thread,
-thread time, medians of 40–80 rounds alternating with the previous kernel in one process; the
-machine shared, 1-min load 1.5–3.5): 10.6–10.8 → 8.6–8.8 ms, PyTorch's LayerNorm 3.6 ms beside it;
-blocks of 2¹⁶ / 2¹⁷ / 2¹⁸ / 2¹⁹ elements 9.8 / 9.3 / 8.9 / 8.9 ms at one thread, 18.4 / 16.4 / 16.0 /
-16.7 ms wall at two (load 4.5–5: two threads gain only on a quieter machine). Scalar γ: 9.5 → 7.8
-ms; no affine 9.1 → 7.7 ms.
-Rows of 128–300 features, where the buffer stays, run as before (±5 %). What is left is the number
-of passes: 2 reductions and 4 broadcast passes forward, 4 and 7 backward, each a full read and write
-of a block, where a fused loop (PyTorch's) makes one read of x and v and one write each way.
+Measured on the benchmark's 8192×512 float32 with a per-feature γ, β (forward + backward, medians of
+40–60 rounds alternating with the previous kernel in one process, 1-min load 0.9–1.0, ours
+included): one thread (thread time) 10.2 → 8.1–8.5 ms, two threads (wall) 6.8 → 5.2 ms; PyTorch's
+LayerNorm measured beside it 3.5 ms on one thread, on two a median of 5.1 and a lower quartile of
+2.6 (its OpenMP threads and our pool in one process disturb each other). Blocks of 2¹⁷ / 2¹⁸ /
+2¹⁹ elements: 8.4 / 8.1 / 8.2 ms on one thread, 7.2 / 5.6 / 6.0 ms on two (2¹⁵–2¹⁶ lose on both:
+each numpy call costs 0.5–1.4 µs, more than cache-sized blocks save). Scalar γ 9.5 → 7.8 ms, no
+affine 9.1 → 7.7 ms (one thread, load 2). Rows of 128–300 features, where the buffer stays, run as
+before (0–5 % faster). What is left is the number of passes: 2 reductions and 4 broadcast passes
+forward, 4 and 7 backward, each a full read and write of a block, where a fused loop (PyTorch's) makes
+one read of x and v and one write each way; storing h = x − μ̂ in forward for backward measured
+slower (forward +1.0 ms, backward −0.5 ms), and v ⊙ x instead of v ⊙ h would save one pass at the
+price of ∂J/∂γ's precision.
 """
 
 from __future__ import annotations
