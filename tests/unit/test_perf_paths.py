@@ -137,10 +137,12 @@ def test_ln_on_threads_equals_ln_on_one_thread_bit_for_bit(affine, monkeypatch):
 
 @pytest.mark.parametrize("affine", AFFINES)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_ln_in_many_blocks_matches_torch(affine, threads, monkeypatch):
+@pytest.mark.parametrize("shape", [(11, 2, 3), (9, 2, norm.ROW_LOOP_MIN // 2)], ids=["short", "long"])
+def test_ln_in_many_blocks_matches_torch(affine, threads, shape, monkeypatch):
+    """Short rows keep numpy's buffered broadcasts; long ones run unbuffered (``_run``)."""
     torch = pytest.importorskip("torch", reason="PyTorch cross-checks need torch installed")
-    _small_blocks(monkeypatch)
-    m, z, v, u, dz = _ln_step(affine, threads, monkeypatch)
+    _small_blocks(monkeypatch, 12 if shape[-1] < 10 else 3 * norm.ROW_LOOP_MIN)
+    m, z, v, u, dz = _ln_step(affine, threads, monkeypatch, shape=shape)
     t = m.to_torch()
     zt = torch.tensor(z, requires_grad=True)
     ut = t(zt)
