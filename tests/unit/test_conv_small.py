@@ -15,7 +15,8 @@ from threadpoolctl import threadpool_limits
 
 import nncli.core.layers.conv as layer
 from nncli.core.kernels import conv_small
-from nncli.core.kernels.conv_small import SmallPlan, small_path
+from nncli.core.kernels.conv_small import small_path
+from nncli.core.kernels.workspace import SHARED
 from nncli.core.layers.conv import Conv1D, Conv2D
 
 MNIST1D = [  # the paper CNN's three layers, batch 100
@@ -78,12 +79,22 @@ def _run(m, z, v, input_grad=True):
     return u, dz, {k: g.copy() for k, g in m.grads.items()}
 
 
+#: both layouts of a plan, whatever the example size would choose
+LAYOUTS = pytest.mark.parametrize("channels_last", [False, True], ids=["batch_last", "channels_last"])
+
+
+def _force(monkeypatch, channels_last: bool) -> None:
+    monkeypatch.setattr(conv_small, "_CL_FROM", -1 if channels_last else 1 << 62)
+
+
+@LAYOUTS
 @pytest.mark.parametrize("case", SETTINGS, ids=_id)
-def test_matches_the_notes_equations_and_the_general_kernel(case, monkeypatch):
+def test_matches_the_notes_equations_and_the_general_kernel(case, channels_last, monkeypatch):
     cls, hp, shape, n = case
+    _force(monkeypatch, channels_last)
     m, z, v = _setup(case, 1)
     u, dz, grads = _run(m, z, v)
-    assert m._plan is not None  # the small path ran
+    assert m._plan is not None and m._plan.channels_last == channels_last  # the small path ran
     ref_dz, ref_grads = m.reference_backward(z, v)
     assert _rel(u, m.reference_forward(z)) <= 1e-12
     assert dz.shape == z.shape and dz.flags.c_contiguous and _rel(dz, ref_dz) <= 1e-12
@@ -118,9 +129,11 @@ def test_matches_torch_float64(case):
     assert _rel(grads["bias"], t.bias.grad.numpy()) <= 1e-10
 
 
+@LAYOUTS
 @pytest.mark.parametrize("case", MNIST1D[:1] + DIGITS, ids=_id)
-def test_parameter_gradients_alone_are_the_same(case):
+def test_parameter_gradients_alone_are_the_same(case, channels_last, monkeypatch):
     """A chain's first layer asks only ∂J/∂θ (``backward_params``): same values, no ∂J/∂z."""
+    _force(monkeypatch, channels_last)
     m, z, v = _setup(case, 3)
     _, dz, full = _run(m, z, v)
     _, none, alone = _run(m, z, v, input_grad=False)
@@ -129,9 +142,11 @@ def test_parameter_gradients_alone_are_the_same(case):
         np.testing.assert_array_equal(alone[k], full[k], err_msg=k)
 
 
+@LAYOUTS
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", MNIST1D + DIGITS, ids=_id)
-def test_same_bits_with_one_and_two_blas_threads(case, dtype):
+def test_same_bits_with_one_and_two_blas_threads(case, dtype, channels_last, monkeypatch):
+    _force(monkeypatch, channels_last)
     m, z, v = _setup(case, 4, dtype)
     with threadpool_limits(1, user_api="blas"):
         one = _run(m, z, v)
@@ -191,9 +206,21 @@ def test_which_layers_take_the_small_path():
     assert conv_small.MAX_POSITIONS <= 64
 
 
-def test_plan_views_write_into_its_buffers():
-    """The strided views a plan keeps are views (a copy would silently be written instead)."""
-    m = _layer(*MNIST1D[1][:3])
-    plan = SmallPlan.make(m.geom, (7, 25, 19), 25, True, np.float64)
-    assert np.shares_memory(plan.cols_in, plan.cols)
-    assert plan.cols[-1].min() == plan.cols[-1].max() == 1  # the ones row for the bias
+@LAYOUTS
+def test_views_follow_the_shared_buffer_when_it_is_replaced(channels_last, monkeypatch):
+    """The scratch views are carved from ``workspace.SHARED``'s buffer; when a larger layer (or
+    anything else) replaces that buffer, the plan must carve them again, not write into the old one."""
+    _force(monkeypatch, channels_last)
+    small, big = _setup(MNIST1D[2], 7), _setup(MNIST1D[1], 8)
+    m, z, v = small
+    first = _run(m, z, v)
+    views = m._plan._views()
+    assert np.shares_memory(views["cols_in"], views["cols"])
+    _run(*big)  # a larger request: the shared buffer grows, so it is a new array
+    SHARED.clear()
+    again = _run(m, z, v)
+    assert m._plan._views()["cols"].base is not views["cols"].base
+    for a, b in zip(first[:2], again[:2]):
+        np.testing.assert_array_equal(a, b)
+    for k in first[2]:
+        np.testing.assert_array_equal(first[2][k], again[2][k], err_msg=k)

@@ -1,27 +1,30 @@
-"""The convolution for small shapes: batch-last columns, one GEMM per product, shape work done once.
+"""The convolution for small shapes: one GEMM per product over the whole batch, shape work done once.
 
 Where a layer's whole batch is small (the MNIST-1D CNN's Conv1D layers, the 8×8 digits' Conv2D),
 the cost of ``conv.py``'s path is calls, not arithmetic: per-example products of (C', C·K) by
-(C·K, P) with P = 5–20 positions, and strided copies whose inner loops run over P. Here the batch
-axis is the last one of every array the kernel builds, so each copy's inner loop runs over the N
-examples, and each product is ONE GEMM over the whole batch (notes eqs. 7.48, 7.50, 7.51; K = Πk
-taps, P = Π S' output positions, W₂ = W as (C', C·K)):
+(C·K, P) with P = 5–36 positions, and strided copies whose inner loops run over P. Here each
+product is ONE GEMM over the whole batch (notes eqs. 7.48, 7.50, 7.51; K = Πk taps, P = Π S'
+output positions, W₂ = W as (C', C·K)), shown in the batch-last layout:
 
-    zt   (C, *S_pad, N)        the padded input, batch last: one transposing copy of z
+    zt   (C, *S_pad, N)        the padded input: one transposing copy of z
     cols (C·K + 1, P·N)        cols[(c, κ), (p, n)] = zt[c, p·s + κ·δ, n]; last row ones
 
     forward    u_t = [W₂ b] cols                       (C', P·N), ONE GEMM, bias included
                u (N, C', *S') ← u_t transposed
     backward   v_t (C', P·N) ← v transposed
-               [∂J/∂W₂ ∂J/∂b] = v_t colsᵀ              ONE GEMM; ∂J/∂b is the ones row's column
-               ∂J/∂cols = W₂ᵀ v_t                      ONE GEMM (only with the input gradient)
-               ∂J/∂z = col2im(∂J/∂cols), transposed to (N, C, *S)                   (Qᵀv, 7.49)
+               [∂J/∂W₂ ∂J/∂b]ᵀ = cols v_tᵀ             ONE GEMM; ∂J/∂b is the ones row's
+               ∂J/∂z = Qᵀv (7.49) as one GEMM per phase of the input positions modulo the
+               stride (``_InputGrad``): no ∂J/∂cols, no col2im
 
-col2im adds each tap's rows of ∂J/∂cols back where forward read them: K adds, into the padded
-input's positions split by phase modulo the stride (``_Phases``), where each tap's rows are
-contiguous runs. Everything derived from the input's shape (buffers, strided views, the taps' and
-the phases' views) is made once per shape (``SmallPlan``) and reused, so a call is a dozen numpy
-calls whatever the batch.
+The channels-last layout (``SmallPlan``) is the same with zt (N, *S_pad, C), cols (N·P, K·C + 1)
+and the products transposed; it is chosen for examples of more than ``_CL_FROM`` bytes.
+
+Everything derived from the input's shape (strided views, the phases' index algebra) is made once
+per shape and reused, so a call is a dozen numpy calls whatever the batch. The padded input is
+the one array a plan keeps from forward to backward (the columns are rebuilt from it, as
+``conv.py`` does); the columns and every other temporary live in one buffer of the shared
+workspace (``workspace.SHARED``), carved into views that are made again only when that buffer has
+been replaced by a larger one.
 
 Chosen per input shape by ``small_path`` (P < 64, at most 2¹⁹ elements of columns; measured
 figures there). The GEMMs run with BLAS on one thread (``threads.run_blocks``), so the results
@@ -31,33 +34,42 @@ are the same bits with any thread setting.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import product
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from nncli.core.kernels.im2col import Geometry
 from nncli.core.kernels.threads import run_blocks
+from nncli.core.kernels.workspace import SHARED
 
 #: columns (N·P·C·K elements) up to which a layer takes this path: below it ``conv.py`` keeps the
 #: whole batch on one thread too (its ``_MIN_PARALLEL``), so nothing is lost by leaving its blocks.
 MAX_COLUMNS = 1 << 19
 #: output positions per example below which this path is taken
 MAX_POSITIONS = 64
+#: bytes per example (C·ΠS·itemsize) above which a plan lays its arrays out channels last. Measured
+#: (float32, 1 thread, µs, forward + full backward, batch last / channels last): Conv1D 25→25 k3 s2,
+#: N 100, on L 19 (1900 B) 208 / 224, on L 40 (4000 B) 377 / 422, on L 80 (8000 B) 946 / 919;
+#: Conv1D 64→32 on L 20, N 64 (5120 B) 330 / 277; Conv2D k3 s2, N 64: 4→16 on 8×8 (1024 B)
+#: 124 / 163, 8→16 (2048 B) 217 / 211, 16→32 (4096 B) 625 / 384, 32→64 (8192 B) 1696 / 1044.
+_CL_FROM = 4000
 
 
 def small_path(N: int, C: int, K: int, P: int) -> bool:
     """Whether a layer with these sizes takes this path (N examples, C channels, K taps, P positions).
 
-    Measured against ``conv.py`` (float32, 1 thread, µs, forward / full backward, medians of 15
-    alternating rounds at load 1.5–2.5): the MNIST-1D CNN's Conv1D 1→25 k5 s2 on L 40, N 100 (P 19,
-    backward ∂J/∂θ only) 35 / 47 → 25 / 22; 25→25 k3 s2 on L 19 (P 10) 106 / 246 → 62 / 134; on
-    L 10 (P 5) 87 / 190 → 28 / 83; the digits CNN's Conv2D 32→64 k3 s2 on 8×8, N 32 (P 16)
-    307 / 782 → 225 / 391, N 64 599 / 1518 → 559 / 789; Conv2D 32→48 k3 on 8×8, N 32 (P 36)
-    671 / 1634 → 564 / 995. But its first layer, Conv2D 1→32 k3 on 8×8 (P 64, ∂J/∂θ only),
-    42 / 46 → 47 / 75: from P ≈ 64 the per-example GEMMs are long enough for BLAS, and the
-    transposing copies of u and v (C'·P·N floats) cost more than they save.
+    Measured against ``conv.py`` (float32, 1 thread, µs, forward / full backward, medians of 11
+    alternating rounds at load 1.5–2): the MNIST-1D CNN's Conv1D 1→25 k5 s2 on L 40, N 100 (P 19,
+    backward ∂J/∂θ only) 56 / 81 → 34 / 42; 25→25 k3 s2 on L 19 (P 10) 114 / 292 → 68 / 141; on
+    L 10 (P 5) 148 / 319 → 40 / 93; the digits CNN's Conv2D 32→64 k3 s2 on 8×8 (P 16), N 32
+    324 / 835 → 156 / 355, N 64 639 / 1732 → 302 / 742; Conv2D 32→48 k3 on 8×8 (P 36), N 32
+    737 / 1886 → 414 / 964; Conv1D 25→25 k3 s2 on L 80 (P 40) 237 / 798 → 291 / 628. But the
+    digits CNN's first layer, Conv2D 1→32 k3 on 8×8 (P 64, ∂J/∂θ only), N 64: 65 / 72 → 126 / 154:
+    from P ≈ 64 the per-example GEMMs are long enough for BLAS, and the transposing copies of u
+    and v (C'·P·N floats) cost more than they save.
     """
     return N > 0 and P < MAX_POSITIONS and N * P * C * K <= MAX_COLUMNS
 
@@ -69,214 +81,318 @@ def _view(a: np.ndarray, shape: tuple) -> np.ndarray:
     return v
 
 
-@dataclass
-class SmallPlan:
-    """The buffers and strided views of one layer for one input shape and dtype.
+def _carve(flat: np.ndarray, shapes: list[tuple]) -> list[np.ndarray]:
+    """Consecutive C-contiguous arrays of ``shapes`` in the 1-d ``flat``."""
+    out, at = [], 0
+    for shape in shapes:
+        n = math.prod(shape)
+        out.append(flat[at : at + n].reshape(shape))
+        at += n
+    return out
 
-    Made by ``SmallPlan.make`` the first time the layer sees that shape; ``forward`` and ``backward``
-    then only copy into and multiply these arrays. ``cols`` is kept from forward to backward.
+
+@dataclass(frozen=True)
+class _AxisPhase:
+    """Along one spatial axis, the input positions x = q·s + r (q < Q) and the taps that read them.
+
+    Forward reads x + p_lo = p·s + κ·δ, so x ≡ r (mod s) is read only by the taps κ with
+    κ·δ ≡ r + p_lo (mod s), an arithmetic progression; for each, p = q − j with
+    j = (κ·δ − r − p_lo)/s. ``taps`` lists them highest first, so j falls by ``j_step`` a tap.
     """
 
-    geom: Geometry
-    N: int
-    C: int
-    Co: int
-    spatial: tuple
-    out: tuple
-    bias: bool
-    dtype: np.dtype
-    zt_in: np.ndarray  # the interior of the padded batch-last input, (C, *S, N)
-    windows: np.ndarray  # (C, *k, *out, N) strided view of the padded input
-    cols: np.ndarray  # (C·K + bias, P·N)
-    cols_in: np.ndarray  # cols[:C·K] as (C, *k, *out, N)
-    Wb: np.ndarray  # (C', C·K + bias): W₂ and b
-    u_t: np.ndarray  # (C', P·N)
-    v_t: np.ndarray  # (C', P·N)
-    dW: np.ndarray  # (C·K + bias, C'): [∂J/∂W₂ ∂J/∂b]ᵀ
-    scratch: dict = field(default_factory=dict)  # backward's ∂J/∂z buffers, made on first use
+    where: slice  # the positions x ≡ r in ∂J/∂z
+    Q: int
+    taps: slice  # the kernel offsets along this axis, highest first
+    T: int
+    j_first: int
+    j_step: int
 
     @classmethod
-    def make(cls, geom: Geometry, z_shape: tuple, Co: int, bias: bool, dtype) -> SmallPlan:
+    def all(cls, L: int, k: int, s: int, d: int, lo: int) -> list[_AxisPhase]:
+        out = []
+        for r in range(min(s, L)):
+            kappas = [kk for kk in range(k - 1, -1, -1) if (kk * d - r - lo) % s == 0]
+            js = [(kk * d - r - lo) // s for kk in kappas]
+            step = kappas[0] - kappas[1] if len(kappas) > 1 else 1
+            stop = kappas[-1] - step if kappas and kappas[-1] - step >= 0 else None
+            out.append(
+                cls(
+                    where=slice(r, L, s),
+                    Q=len(range(r, L, s)),
+                    taps=slice(kappas[0], stop, -step) if kappas else slice(0, 0),
+                    T=len(kappas),
+                    j_first=js[0] if js else 0,
+                    j_step=js[0] - js[1] if len(js) > 1 else 0,
+                )
+            )
+        return out
+
+
+@dataclass
+class _InputGrad:
+    """∂J/∂z (Qᵀv, eq. 7.49) as one GEMM per phase of the input positions modulo the stride.
+
+    For the positions x = q·s + r of each phase (per axis, ``_AxisPhase``), with T taps:
+
+        ∂J/∂z[n, c, q·s + r] = Σ_t Σ_o W[o, c, κ_t] v[n, o, q − j_t]       (v = 0 outside 0 ≤ p < P)
+        (C, Q·N)             = A (C, T·C')  B (T·C', Q·N)                  (batch last; transposed
+                                                                             with channels last)
+
+    A the taps' weights, B the rows of v shifted by each tap's j: ONE strided copy of v_pad (v with
+    zero margins so that every shift reads inside it). Each phase's product is then copied,
+    transposed, into its positions of ∂J/∂z. Against ∂J/∂cols = W₂ᵀ v and col2im, this is the same
+    multiply-adds without the K read-modify-write passes over ∂J/∂z (each a numpy ufunc call over
+    3-d strided views: 7–9 µs each for the MNIST-1D CNN's second layer, whose backward went from
+    134 to 120 µs).
+    """
+
+    margins: tuple  # zeros of v_pad before and after the P positions, per axis
+    phases: list  # per phase: one _AxisPhase per axis
+
+    @property
+    def padded(self) -> bool:
+        """Whether some shift reads outside v's P positions (then v_pad is v with zero margins)."""
+        return any(lo or hi for lo, hi in self.margins)
+
+    @classmethod
+    def make(cls, geom: Geometry, spatial: tuple, out: tuple) -> _InputGrad:
+        per_axis = [
+            _AxisPhase.all(L, k, s, d, lo)
+            for L, k, s, d, lo in zip(spatial, geom.kernel, geom.stride, geom.dilation, geom.pad_lo)
+        ]
+        margins = []
+        for ax, P in zip(per_axis, out):
+            with_taps = [a for a in ax if a.T]
+            lo = max([0] + [a.j_first for a in with_taps])
+            hi = max([0] + [a.Q - (a.j_first - (a.T - 1) * a.j_step) - P for a in with_taps])
+            margins.append((lo, hi))
+        return cls(tuple(margins), list(product(*per_axis)))
+
+
+class SmallPlan:
+    """The buffers, strided views and index algebra of one layer for one input shape and dtype.
+
+    Made the first time the layer sees that shape; ``forward`` and ``backward`` then only copy into
+    and multiply arrays. Two layouts (``channels_last``):
+
+    - batch last: zt (C, *S_pad, N), cols (C·K + 1, P·N), u_t = [W₂ b] cols (C', P·N): every
+      copy's inner loop runs over the batch. Best where an example is small (C·ΠS ≤ ``_CL_FROM``).
+    - channels last: zt (N, *S_pad, C), cols (N·P, K·C + 1) with columns (κ, c), u_rows = cols
+      [W_κc; b] (N·P, C'): the transposing copies stay within one example, whose rows are
+      contiguous, where batch last gathers each element from another example's row (a stride of
+      C·ΠS floats). Best for larger examples (the digits CNN's 32×8×8).
+
+    ``zt`` (the padded input) is kept from forward to backward, the columns rebuilt from it; the
+    temporaries (``_views``) are carved from one buffer of the shared workspace, and carved again
+    when that buffer has been replaced by a larger one.
+    """
+
+    def __init__(self, geom: Geometry, z_shape: tuple, Co: int, bias: bool, dtype) -> None:
         N, C = z_shape[:2]
-        spatial = tuple(z_shape[2:])
-        out = geom.out_size(spatial, "Conv")
-        P, CK = math.prod(out), geom.K * C
-        dtype = np.dtype(dtype)
-        zt = np.zeros((C,) + geom.padded(spatial) + (N,), dtype)  # border zero for good
-        st = zt.strides
-        windows = as_strided(
-            zt,
-            (C,) + geom.kernel + out + (N,),
-            (st[0],)
-            + tuple(x * d for x, d in zip(st[1:-1], geom.dilation))
-            + tuple(x * s for x, s in zip(st[1:-1], geom.stride))
-            + (st[-1],),
-            writeable=False,
-        )
-        cols = np.empty((CK + bias, P * N), dtype)
-        if bias:
-            cols[CK] = 1  # never overwritten: the copies write cols[:CK]
-        return cls(
-            geom=geom,
-            N=N,
-            C=C,
-            Co=Co,
-            spatial=spatial,
-            out=out,
-            bias=bias,
-            dtype=dtype,
-            zt_in=zt[(slice(None),) + geom.interior(spatial)],
-            windows=windows,
-            cols=cols,
-            cols_in=_view(cols[:CK], (C,) + geom.kernel + out + (N,)),
-            Wb=np.empty((Co, CK + bias), dtype),
-            u_t=np.empty((Co, P * N), dtype),
-            v_t=np.empty((Co, P * N), dtype),
-            dW=np.empty((CK + bias, Co), dtype),
-        )
+        self.geom, self.N, self.C, self.Co, self.bias = geom, N, C, Co, bias
+        self.spatial = tuple(z_shape[2:])
+        self.out = geom.out_size(self.spatial, "Conv")
+        self.dtype = np.dtype(dtype)
+        self.channels_last = C * math.prod(self.spatial) * self.dtype.itemsize > _CL_FROM
+        nd, cl = geom.nd, self.channels_last
+        CK, PN = C * geom.K, math.prod(self.out) * N
+        # (N, C, *S) ↔ the buffers' order (C, *S, N) or (N, *S, C)
+        self.to_buf = (0, *range(2, 2 + nd), 1) if cl else (*range(1, 2 + nd), 0)
+        self.from_buf = (0, nd + 1, *range(1, nd + 1)) if cl else (nd + 1, *range(nd + 1))
+        self.zt = np.zeros(self._buf(N, geom.padded(self.spatial), C), self.dtype)  # border stays 0
+        self.Wb = np.empty((CK + bias, Co) if cl else (Co, CK + bias), self.dtype)  # [W b], rewritten
+        self.grad = _InputGrad.make(geom, self.spatial, self.out)
+        # the columns, then u (forward) or v (backward) as rows, then backward's ∂J/∂z temporaries
+        self.scratch = [(PN, CK + bias) if cl else (CK + bias, PN), (PN, Co) if cl else (Co, PN)]
+        if self.grad.padded:
+            sizes = tuple(lo + P + hi for (lo, hi), P in zip(self.grad.margins, self.out))
+            self.scratch.append(self._buf(N, sizes, Co))
+        for combo in self.grad.phases:
+            T, Q = math.prod(a.T for a in combo), math.prod(a.Q for a in combo)
+            if T:
+                A, B, prod_ = (T * Co, C), (Q * N, T * Co), (Q * N, C)
+                self.scratch += [A, B, prod_] if cl else [A[::-1], B[::-1], prod_[::-1]]
+        self.scratch_size = sum(math.prod(shape) for shape in self.scratch)
+        self._base: object = None  # the shared buffer the views were carved from
+        self._v: dict = {}
 
-    @property
-    def _batch_last(self) -> tuple:
-        """Axis order (N, C, *S) → (C, *S, N)."""
-        return (*range(1, 2 + self.geom.nd), 0)
+    def _buf(self, N: int, spatial: tuple, C: int) -> tuple:
+        """The shape (N, *spatial, C) or (C, *spatial, N) of this layout."""
+        return (N,) + spatial + (C,) if self.channels_last else (C,) + spatial + (N,)
 
-    @property
-    def _batch_first(self) -> tuple:
-        """Axis order (C, *S, N) → (N, C, *S)."""
-        return (1 + self.geom.nd, *range(1 + self.geom.nd))
+    def _strided(self, a: np.ndarray, batch: tuple, space: tuple, chan: tuple) -> np.ndarray:
+        """A read-only view of ``a`` (one of this layout's buffers) with the axes (shape, stride)
+        of ``batch``, then ``space`` (the spatial ones), then ``chan``, in this layout's order."""
+        parts = (batch, space, chan) if self.channels_last else (chan, space, batch)
+        shape = tuple(n for part in parts for n, _ in part)
+        strides = tuple(st for part in parts for _, st in part)
+        return as_strided(a, shape, strides, writeable=False)
+
+    # -- the views, made once per shared buffer ---------------------------------------------
+    def _views(self) -> dict:
+        """The scratch views of this call: from the shared buffer, remade only if it was replaced."""
+        flat = SHARED.get("conv_small", (self.scratch_size,), self.dtype)
+        if flat.base is not self._base or not self._v:
+            self._base, self._v = flat.base, self._make_views(_carve(flat, self.scratch))
+        return self._v
+
+    def _make_views(self, arrays: list[np.ndarray]) -> dict:
+        g, N, C, Co, out, cl = (
+            self.geom,
+            self.N,
+            self.C,
+            self.Co,
+            self.out,
+            self.channels_last,
+        )
+        cols, rows, *rest = arrays
+        rows_nd = _view(rows, self._buf(N, out, Co))
+        v_pad = rest.pop(0) if self.grad.padded else rows_nd
+        st = self.zt.strides
+        sp_st = st[1:-1]
+        b_st, c_st = (st[0], st[-1]) if cl else (st[-1], st[0])
+        windows = self._strided(  # zt at p·s + κ·δ: (N, *out, *k, C) or (C, *k, *out, N)
+            self.zt,
+            ((N, b_st),),
+            tuple(zip(out, (x * s for x, s in zip(sp_st, g.stride))))
+            + tuple(zip(g.kernel, (x * d for x, d in zip(sp_st, g.dilation))))
+            if cl
+            else tuple(zip(g.kernel, (x * d for x, d in zip(sp_st, g.dilation))))
+            + tuple(zip(out, (x * s for x, s in zip(sp_st, g.stride)))),
+            ((C, c_st),),
+        )
+        CK = C * g.K
+        v: dict[str, Any] = {
+            "cols": cols,
+            "cols_in": _view(cols[:, :CK], (N,) + out + g.kernel + (C,))
+            if cl
+            else _view(cols[:CK], (C,) + g.kernel + out + (N,)),
+            "windows": windows,
+            "rows": rows,
+            "rows_nd": rows_nd,
+            "v_pad": v_pad,
+            "v_in": v_pad[
+                (slice(None),) + tuple(slice(lo, lo + P) for (lo, _), P in zip(self.grad.margins, out))
+            ],
+        }
+        v["phases"] = [self._phase_views(combo, v_pad, rest) for combo in self.grad.phases]
+        return v
+
+    def _phase_views(self, combo: tuple, v_pad: np.ndarray, rest: list) -> tuple:
+        """(∂J/∂z's index of the phase's positions, and None where no tap reads them, else the
+        weights' index and order, A, A_in, B, B_in, v_pad shifted, the product, its transpose)."""
+        nd, N, C, Co, cl = self.geom.nd, self.N, self.C, self.Co, self.channels_last
+        where = (slice(None), slice(None)) + tuple(a.where for a in combo)
+        if not all(a.T for a in combo):
+            return where, None
+        A, B, prod_ = rest[:3]
+        del rest[:3]
+        T, Q = tuple(a.T for a in combo), tuple(a.Q for a in combo)
+        sp = v_pad.strides
+        sp_st, b_st, c_st = sp[1:-1], (sp[0] if cl else sp[-1]), (sp[-1] if cl else sp[0])
+        start = tuple(lo - a.j_first for (lo, _), a in zip(self.grad.margins, combo))
+        base = v_pad[(slice(None),) + tuple(slice(s0, None) for s0 in start)]
+        # v_pad[q − j_t + margin]: (N, *Q, *T, C') or (*T, C', *Q, N)
+        taps = tuple(zip(T, (a.j_step * s for a, s in zip(combo, sp_st))))
+        space = tuple(zip(Q, sp_st))
+        if cl:
+            shifted = self._strided(base, ((N, b_st),), space, taps + ((Co, c_st),))
+        else:
+            shifted = as_strided(
+                base,
+                T + (Co,) + Q + (N,),
+                tuple(s for _, s in taps) + (c_st,) + sp_st + (b_st,),
+                writeable=False,
+            )
+        W_index = (slice(None), slice(None)) + tuple(a.taps for a in combo)
+        if cl:  # W (C', C, *T) → A (*T, C', C); product (N·Q, C) = B A
+            W_order = (*range(2, 2 + nd), 0, 1)
+            A_in, B_in = _view(A, T + (Co, C)), _view(B, (N,) + Q + T + (Co,))
+            result = _view(prod_, (N,) + Q + (C,)).transpose(0, nd + 1, *range(1, nd + 1))
+        else:  # W → A (C, *T, C'); product (C, Q·N) = A B
+            W_order = (1, *range(2, 2 + nd), 0)
+            A_in, B_in = _view(A, (C,) + T + (Co,)), _view(B, T + (Co,) + Q + (N,))
+            result = _view(prod_, (C,) + Q + (N,)).transpose(nd + 1, 0, *range(1, nd + 1))
+        return where, (W_index, W_order, A, A_in, B, B_in, shifted, prod_, result)
+
+    # -- forward and backward ------------------------------------------------------------------
+    def _interior(self) -> np.ndarray:
+        inner = self.geom.interior(self.spatial)
+        return self.zt[(slice(None),) + inner]
+
+    def _columns(self, v: dict) -> np.ndarray:
+        np.copyto(v["cols_in"], v["windows"])
+        if self.bias:  # the ones, rewritten: other layers use the shared buffer too
+            v["cols"][(slice(None), -1) if self.channels_last else -1] = 1
+        return v["cols"]
 
     def forward(self, z: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         """u (N, C', *out) = W ⋆ z + b (7.50, 7.51), as one GEMM over the batch."""
-        np.copyto(self.zt_in, z.transpose(self._batch_last))
-        np.copyto(self.cols_in, self.windows)
-        CK = self.C * self.geom.K
-        np.copyto(self.Wb[:, :CK], W.reshape(self.Co, CK))
-        if b is not None:
-            self.Wb[:, CK] = b
-        run_blocks(self._forward_product, 1, 1)
+        nd, CK, Wb = self.geom.nd, self.C * self.geom.K, self.Wb
+        np.copyto(self._interior(), z.transpose(self.to_buf))
+        v = self._views()
+        cols, rows = self._columns(v), v["rows"]
+        if self.channels_last:  # rows (κ, c): W (C', C, *k) → (*k, C, C')
+            np.copyto(
+                _view(Wb[:CK], self.geom.kernel + (self.C, self.Co)), W.transpose(*range(2, 2 + nd), 1, 0)
+            )
+            if b is not None:
+                Wb[CK] = b
+            run_blocks(lambda k, slot: np.matmul(cols, Wb, out=rows), 1, 1)
+        else:
+            np.copyto(Wb[:, :CK], W.reshape(self.Co, CK))
+            if b is not None:
+                Wb[:, CK] = b
+            run_blocks(lambda k, slot: np.matmul(Wb, cols, out=rows), 1, 1)
         u = np.empty((self.N, self.Co) + self.out, self.dtype)
-        np.copyto(u, _view(self.u_t, (self.Co,) + self.out + (self.N,)).transpose(self._batch_first))
+        np.copyto(u, v["rows_nd"].transpose(self.from_buf))
         return u
-
-    def _forward_product(self, k: int, slot: int) -> None:
-        np.matmul(self.Wb, self.cols, out=self.u_t)
 
     def backward(
         self,
         v: np.ndarray,
+        W: np.ndarray,
         grad_W: np.ndarray,
         grad_b: np.ndarray | None,
         input_grad: bool,
     ) -> np.ndarray | None:
         """ADD ∂J/∂W and ∂J/∂b (if any) for v = ∂J/∂u (N, C', *out); return ∂J/∂z or None."""
-        np.copyto(_view(self.v_t, (self.Co,) + self.out + (self.N,)), v.transpose(self._batch_last))
-        CK = self.C * self.geom.K
-        dcols = self._scratch("dcols", (CK, self.v_t.shape[1])) if input_grad else None
+        nd, CK, cl = self.geom.nd, self.C * self.geom.K, self.channels_last
+        views = self._views()
+        cols = self._columns(views)
+        np.copyto(views["rows_nd"], v.transpose(self.to_buf))
+        rows = views["rows"]
+        dW = np.empty((CK + self.bias, self.Co), self.dtype)  # [∂J/∂W ∂J/∂b]ᵀ
+        dz = np.empty((self.N, self.C) + self.spatial, self.dtype) if input_grad else None
 
         def products(k: int, slot: int) -> None:
-            np.matmul(self.cols, self.v_t.T, out=self.dW)
-            if dcols is not None:
-                np.matmul(self.Wb[:, :CK].T, self.v_t, out=dcols)
+            np.matmul(cols.T, rows, out=dW) if cl else np.matmul(cols, rows.T, out=dW)
+            if dz is not None:
+                self._input_grad(views, W, dz)
 
         run_blocks(products, 1, 1)
-        grad_W += self.dW[:CK].T.reshape(grad_W.shape)
+        if cl:  # rows (κ, c) → (C', C, *k)
+            grad_W += _view(dW[:CK], self.geom.kernel + (self.C, self.Co)).transpose(nd + 1, nd, *range(nd))
+        else:
+            grad_W += dW[:CK].T.reshape(grad_W.shape)
         if grad_b is not None:
-            grad_b += self.dW[CK]
-        if dcols is None:
-            return None
-        return self._col2im(dcols)
-
-    def _scratch(self, name: str, shape: tuple) -> np.ndarray:
-        a = self.scratch.get(name)
-        if a is None:
-            a = self.scratch[name] = np.empty(shape, self.dtype)
-        return a
-
-    def _col2im(self, dcols: np.ndarray) -> np.ndarray:
-        """∂J/∂z (N, C, *S): each tap's rows of ∂J/∂cols added back where forward read them (the
-        adjoint of the windows), then transposed to batch first.
-
-        The sums go into the padded input's positions split by phase modulo the stride
-        (``_Phases``): tap κ reads positions p·s + κ·δ, all in phase κ·δ mod s, so its rows land on
-        a contiguous run of P·N floats of that phase's buffer (1-d), where in (C, L_pad, N) they
-        would be P runs of N, s·N apart. Measured (float32, 25 channels, P 10, N 100, one add):
-        8.9 µs strided, 3.7 µs as (C, P·N) rows.
-        """
-        ph = self.scratch.get("phases")
-        if ph is None:
-            ph = self.scratch["phases"] = _Phases.make(self, dcols)
-        ph.buf.fill(0)
-        for target, tap in ph.taps:
-            np.add(target, tap, out=target)
-        dz = np.empty((self.N, self.C) + self.spatial, self.dtype)
-        for where, src in ph.copies:
-            np.copyto(dz[where], src)
+            grad_b += dW[CK]
         return dz
 
-
-@dataclass
-class _Phases:
-    """∂J/∂z_pad split by phase: buf[r, c, q, n] = ∂J/∂z_pad[n, c, q·s + r] (per spatial axis),
-    (*s, C, *Q, N); ``taps``: (target view, ∂J/∂cols rows) per kernel offset."""
-
-    buf: np.ndarray
-    taps: list
-    copies: list
-
-    @classmethod
-    def make(cls, plan: SmallPlan, dcols: np.ndarray) -> _Phases:
-        g, nd = plan.geom, plan.geom.nd
-        d = _view(dcols, (plan.C,) + g.kernel + plan.out + (plan.N,))
-        offsets = [tuple(k * dl for k, dl in zip(kappa, g.dilation)) for kappa, _ in g.offsets(plan.out)]
-        Q = tuple(
-            max(
-                max(o[a] // g.stride[a] for o in offsets) + plan.out[a],
-                -(-(plan.spatial[a] + g.pad_lo[a]) // g.stride[a]),
-            )
-            for a in range(nd)
-        )
-        buf = np.empty(g.stride + (plan.C,) + Q + (plan.N,), plan.dtype)
-        taps = []
-        for (kappa, _), off in zip(g.offsets(plan.out), offsets):
-            phase = tuple(o % s for o, s in zip(off, g.stride))
-            runs = tuple(slice(o // s, o // s + P) for o, s, P in zip(off, g.stride, plan.out))
-            taps.append(_coalesced(buf[phase + (slice(None),) + runs], d[(slice(None),) + kappa]))
-        return cls(buf, taps, cls._copies(plan, buf))
-
-    @staticmethod
-    def _copies(plan: SmallPlan, buf: np.ndarray) -> list:
-        """(dz's positions x ≡ r' mod s as an index, the phase buffer's rows holding them) per r'."""
-        g, nd = plan.geom, plan.geom.nd
-        per_axis = []
-        for a in range(nd):
-            s, L, lo = g.stride[a], plan.spatial[a], g.pad_lo[a]
-            opts = []
-            for r_out in range(min(s, L)):
-                t = r_out + lo  # padded position of x = r_out
-                count = len(range(r_out, L, s))
-                opts.append((slice(r_out, L, s), t % s, slice(t // s, t // s + count)))
-            per_axis.append(opts)
-        out = []
-        for combo in product(*per_axis):
-            where = (slice(None), slice(None)) + tuple(c[0] for c in combo)
-            src = buf[tuple(c[1] for c in combo) + (slice(None),) + tuple(c[2] for c in combo)]
-            out.append((where, src.transpose(nd + 1, *range(nd + 1))))
-        return out
-
-
-def _coalesced(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Views of same-shaped ``a`` and ``b`` with adjacent axes merged wherever both allow it.
-
-    numpy's ufuncs cost a few µs more per call on arrays of 3+ axes than on 2 (measured: an add of
-    (25, 10, 100) float32 rows 6.9 µs, of the same as (25, 1000) 3.7 µs), so the taps' adds are
-    handed the fewest axes their strides permit.
-    """
-    shape, sa, sb = list(a.shape), list(a.strides), list(b.strides)
-    i = len(shape) - 1
-    while i > 0:
-        if sa[i - 1] == sa[i] * shape[i] and sb[i - 1] == sb[i] * shape[i]:
-            shape[i - 1 : i + 1] = [shape[i - 1] * shape[i]]
-            sa[i - 1 : i + 1] = [sa[i]]
-            sb[i - 1 : i + 1] = [sb[i]]
-        i -= 1
-    return as_strided(a, shape, sa), as_strided(b, shape, sb, writeable=False)
+    def _input_grad(self, views: dict, W: np.ndarray, dz: np.ndarray) -> None:
+        """dz ← ∂J/∂z, one GEMM per phase (``_InputGrad``); BLAS is already on one thread."""
+        if self.grad.padded:  # the shared buffer held something else: zero margins, v inside
+            views["v_pad"].fill(0)
+            np.copyto(views["v_in"], views["rows_nd"])
+        for where, phase in views["phases"]:
+            if phase is None:
+                dz[where] = 0
+                continue
+            W_index, order, A, A_in, B, B_in, shifted, prod_, result = phase
+            np.copyto(A_in, W[W_index].transpose(order))
+            np.copyto(B_in, shifted)
+            if self.channels_last:
+                np.matmul(B, A, out=prod_)
+            else:
+                np.matmul(A, B, out=prod_)
+            np.copyto(dz[where], result)

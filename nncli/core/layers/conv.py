@@ -175,7 +175,7 @@ class ConvND(Module):
             out = self._out_of(z)
             N, C = z.shape[:2]
             if small_path(N, C, self.geom.K, math.prod(out)):
-                plan = SmallPlan.make(self.geom, z.shape, W.shape[0], "bias" in self.params, z.dtype)
+                plan = SmallPlan(self.geom, z.shape, W.shape[0], "bias" in self.params, z.dtype)
         if len(self._plans) >= _PLANS_KEPT:
             del self._plans[next(iter(self._plans))]
         self._plans[key] = plan
@@ -202,7 +202,8 @@ class ConvND(Module):
 
     def _backward(self, v, input_grad):
         if self._plan is not None:
-            return self._plan.backward(v, self.grads["weight"], self.grads.get("bias"), input_grad)
+            W = self.params["weight"]
+            return self._plan.backward(v, W, self.grads["weight"], self.grads.get("bias"), input_grad)
         return conv_backward(
             self._zp,
             v,
