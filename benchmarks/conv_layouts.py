@@ -8,7 +8,9 @@
 ``git show 7453457:nncli/core/kernels/conv.py > old.py``. Every variant runs in this process, one
 after the other in each of ``--rounds`` rounds, so that the machine's load drifts hit all of them; the
 figures are medians of CPU time per call (wall time with ``--threads`` > 1), in ms. Layer rows: forward,
-backward for ∂J/∂θ only (a chain's first layer), full backward. ``--steps``: whole training steps of
+backward for ∂J/∂θ only (a chain's first layer), full backward. "chosen" is what the layer does
+(``kernels/conv_small.py`` for small shapes, else ``kernels/conv.py``); "small b-last" and "small
+c-last" force the small path's two layouts (where it applies); the other rows are conv.py's layouts, small path off. ``--steps``: whole training steps of
 the named workloads (``specs.py``), with the current kernels and the older file's. No torch here.
 """
 
@@ -35,6 +37,8 @@ LAYERS = [
     ("conv2d", "Conv2D", {"out": 32, "kernel": 3, "padding": 1}, (16, 28, 28), 64),
     ("conv1d", "Conv1D", {"out": 16, "kernel": 5, "padding": 2}, (8, 256), 64),
     ("mnist1d conv 2", "Conv1D", {"out": 25, "kernel": 3, "stride": 2, "padding": 1}, (25, 19), 100),
+    ("mnist1d conv 3", "Conv1D", {"out": 25, "kernel": 3, "stride": 2, "padding": 1}, (25, 10), 100),
+    ("digits conv 2", "Conv2D", {"out": 64, "kernel": 3, "stride": 2, "padding": 1}, (32, 8, 8), 64),
 ]
 
 
@@ -48,6 +52,7 @@ def _load(path: str):
 def _variants(against):
     """name → a function that installs that variant (kernels and layout choices)."""
     import nncli.core.kernels.conv as kernel
+    import nncli.core.kernels.conv_small as small
     import nncli.core.layers.conv as layer
 
     current = (
@@ -56,29 +61,43 @@ def _variants(against):
         kernel.examples_layout,
         kernel.transposed_geometry,
         kernel.grid_layout,
+        layer.small_path,
+        small._CL_FROM,
     )
+    never = lambda *sizes: False  # noqa: E731  (conv.py's path for every shape)
 
-    def install(fwd, bwd, layout, transposed, grid):
+    def install(fwd, bwd, layout, transposed, grid, small_path, cl_from):
         def go():
             layer.conv_forward, layer.conv_backward = fwd, bwd
             kernel.examples_layout, kernel.transposed_geometry = layout, transposed
             kernel.grid_layout = grid
+            layer.small_path, small._CL_FROM = small_path, cl_from
 
         return go
 
     def but(**changes):
-        parts = dict(zip(("fwd", "bwd", "layout", "transposed", "grid"), current)) | changes
-        return install(**parts)
+        names = ("fwd", "bwd", "layout", "transposed", "grid", "small_path", "cl_from")
+        return install(**(dict(zip(names, current)) | changes))
 
+    # the rows other than "chosen" and the small path's time conv.py's layouts
     out = {"chosen": install(*current)}
-    out["by example"] = but(layout=lambda P: True)
-    out["by channel"] = but(layout=lambda P: False)
-    out["col2im"] = but(transposed=lambda *a: None)
-    out["no grid"] = but(grid=lambda *a: False)
+    out["small b-last"] = but(cl_from=1 << 62)
+    out["small c-last"] = but(cl_from=-1)
+    out["by example"] = but(layout=lambda P: True, small_path=never)
+    out["by channel"] = but(layout=lambda P: False, small_path=never)
+    out["col2im"] = but(transposed=lambda *a: None, small_path=never)
+    out["no grid"] = but(grid=lambda *a: False, small_path=never)
     if against:
         old = _load(against)
-        out["against"] = but(fwd=old.conv_forward, bwd=old.conv_backward)
+        out["against"] = but(fwd=old.conv_forward, bwd=old.conv_backward, small_path=never)
     return out
+
+
+def _forget_plans(model) -> None:
+    """Drop the conv layers' small-path plans, so that the variant just installed chooses again."""
+    for m in [model] + [m for _, m in getattr(model, "named_modules", lambda: [])()]:
+        if hasattr(m, "_plans"):
+            m._plans.clear()
 
 
 def _time(fn, clock, min_time=0.02) -> float:
@@ -105,6 +124,7 @@ def layers(variants, rounds: int, clock) -> None:
         for _ in range(rounds):
             for k, install in variants.items():
                 install()
+                _forget_plans(m)
                 m.forward(z)
                 res[k].append([_time(f, clock) for f in calls])
         macs = m.describe()["macs_forward"] * batch
@@ -127,6 +147,7 @@ def steps(variants, names: list[str], rounds: int, clock) -> None:
         for _ in range(rounds):
             for k, install in pick.items():
                 install()
+                _forget_plans(w.model)
                 res[k].append(_time(w.step, clock, 0.1))
         line = "   ".join(f"{k} {np.median(r):.2f}" for k, r in res.items())
         print(f"{name}: ms per training step: {line}")

@@ -93,6 +93,9 @@ class ConvND(Module):
     at stride 1 the kernel computes it as the convolution of v with the flipped kernel).
     Saved for backward: the padded input (C·Π(S + p_lo + p_hi) floats per example); the columns are
     rebuilt block by block in backward, in cache, rather than kept (K times the memory).
+    Small shapes (few output positions per example, ``kernels.conv_small.small_path``) take
+    ``kernels/conv_small.py``: one GEMM per product over the whole batch, with a plan of buffers and
+    views made once per input shape (the padded input kept in it, batch or channels last).
     """
 
     nd: ClassVar[int] = 1
