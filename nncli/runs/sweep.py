@@ -35,7 +35,7 @@ from nncli.core.errors import ConfigError, UserError
 from nncli.runs.atomic import atomic_write_json
 from nncli.runs.folder import iso, new_folder, read_json, read_metrics, stamp, utc_now
 from nncli.runs.listing import best_of, lookup
-from nncli.training.metrics import higher_is_better
+from nncli.training.metrics import Fit, check_metric, higher_is_better, run_metrics
 
 BACKENDS = ("local", "ray")
 
@@ -298,6 +298,26 @@ def make_sweep_dir(runs_dir: Path, name: str) -> Path:
     return new_folder(runs_dir, f"sweep-{name}-{stamp()}", what="sweep")
 
 
+def check_rank_metric(loaded, metric: str) -> None:
+    """A UserError naming ``--metric`` unless the trials log ``metric`` at each evaluation (train_loss
+    or val_<scalar metric> that fits the config's loss), before any trial runs: an unknown name
+    would otherwise leave every trial without a value to rank by."""
+    from nncli.config.build import build_chain
+
+    chain = build_chain(loaded, dtype="float32")
+    fit = Fit.of(chain.loss, chain.output_shape())
+    try:
+        name = check_metric(metric, "--metric", True, fit)
+    except ConfigError as exc:
+        raise UserError(exc.message, field="--metric") from None
+    if metric.startswith("val_") and name != "loss" and name not in run_metrics(loaded.config, fit, True):
+        raise UserError(
+            f"the trials do not log {metric}: add {name} to the config's metrics: list "
+            f"(or --set 'metrics=[..., {name}]')",
+            field="--metric",
+        )
+
+
 def run_sweep(
     config: Path | str,
     grid_items: Sequence[str],
@@ -332,10 +352,13 @@ def run_sweep(
         )
     from nncli.config.load import load_config
 
-    base = load_config(config, list(sets)).config
+    loaded = load_config(config, list(sets))
+    base = loaded.config
     seed_list = [base.seed + i for i in range(seeds)] if seeds else None
     trials = expand(grid, sets, seed_list)
     validate(config, trials)
+    if metric is not None:
+        check_rank_metric(loaded, metric)
     metric = metric or base.train.best_metric
     sweep = Sweep(
         config=str(config),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -121,6 +122,44 @@ def test_every_combination_is_validated(tiny_config, tmp_path):
     with pytest.raises(SweepError, match="unknown backend"):
         run_sweep(tiny_config, ["optimizer.lr=0.1"], backend="slurm", runs_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "metric,message",
+    [
+        ("val_accuracy", "is logged as 'val_acc'; write that"),
+        ("val_r2", "r2 is a regression metric"),
+        ("test_acc", "test metrics are computed once, at the end"),
+        ("val_confusion_matrix", "a matrix, not a number"),
+        ("val_f1_macro", "the trials do not log val_f1_macro: add f1_macro to the config's metrics"),
+    ],
+)
+def test_a_rank_metric_the_trials_cannot_log_is_refused_before_anything_runs(
+    tiny_config, tmp_path, metric, message
+):
+    from nncli.core.errors import UserError
+
+    with pytest.raises(UserError, match=re.escape(message)) as exc:
+        run_sweep(tiny_config, ["optimizer.lr=0.1,0.2"], metric=metric, runs_dir=tmp_path)
+    assert exc.value.field == "--metric"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_rank_metric_the_trials_log_is_accepted(tiny_config, tmp_path):
+    grid = ["optimizer.lr=0.1,0.2"]
+    assert (
+        run_sweep(tiny_config, grid, metric="train_loss", dry_run=True, runs_dir=tmp_path).metric
+        == "train_loss"
+    )
+    sweep = run_sweep(
+        tiny_config,
+        grid,
+        sets=["metrics=[acc,f1_macro]"],
+        metric="val_f1_macro",
+        dry_run=True,
+        runs_dir=tmp_path,
+    )
+    assert sweep.metric == "val_f1_macro"
 
 
 def test_dry_run_lists_combinations(tiny_config, tmp_path):
