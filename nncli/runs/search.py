@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from nncli.runs.folder import read_metrics
-from nncli.runs.sweep import Sweep, SweepError, Trial, _slug, split_values
+from nncli.runs.sweep import Sweep, SweepError, Trial, _slug, check_rank_metric, split_values
 from nncli.training.metrics import EVAL_FIELDS, higher_is_better
 
 SAMPLERS = ("random", "tpe")
@@ -447,8 +447,11 @@ def search_sweep(
     params = parse_params(param_items)
     if not params:
         raise SweepError("--search needs at least one --param path=distribution")
-    base = load_config(config, list(sets)).config
+    loaded = load_config(config, list(sets))
+    base = loaded.config
     validate_params(config, params, sets)
+    if metric is not None:
+        check_rank_metric(loaded, metric)
     metric = metric or base.train.best_metric
     search = {
         "sampler": sampler,

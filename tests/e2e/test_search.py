@@ -62,6 +62,13 @@ def test_a_bad_param_path_is_refused_before_any_folder(tmp_path, tiny_config):
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert res.returncode == 2 and "--dry-run" in res.stderr and not (tmp_path / "runs").exists()
+    res = subprocess.run(
+        [sys.executable, "-m", "nncli", "sweep", str(config), "--search", "tpe", "--param",
+         "optimizer.lr=loguniform(1e-3,1e-1)", "--metric", "val_acuracy", "--runs-dir", "runs"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 2 and "--metric: unknown metric 'val_acuracy'" in res.stderr
+    assert "did you mean 'val_acc'" in res.stderr and not (tmp_path / "runs").exists()
 
 
 def _study(folder: Path):
