@@ -70,6 +70,11 @@ def _blas_threads() -> int:
     return min(counts, default=1)
 
 
+def blas_threads() -> int:
+    """numpy's BLAS thread setting, at most the number of cores."""
+    return max(1, min(os.cpu_count() or 1, _blas_threads()))
+
+
 def workers(n_elements: int) -> int:
     """How many threads to use for ``n_elements`` of elementwise work (1 for small arrays)."""
     if n_elements < MIN_PARALLEL_ELEMENTS:
