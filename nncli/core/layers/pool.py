@@ -24,7 +24,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from nncli.core.kernels.im2col import Geometry, as_tuple, fill_rows, pad_buffer
 from nncli.core.kernels.threads import over_examples
-from nncli.core.kernels.workspace import Workspace
+from nncli.core.kernels.workspace import SHARED, Workspace
 from nncli.core.module import GENERIC_EQUATIONS, HParams, Module, require_rank
 from nncli.core.registry import modules
 from nncli.core.torch_spec import TorchSpec
@@ -85,7 +85,9 @@ class PoolND(Module):
         s = k if c.stride is None else as_tuple(c.stride, nd, "stride")
         p = as_tuple(c.padding, nd, "padding")
         self.geom = Geometry(k, s, (1,) * nd, p, p)
-        self._ws = Workspace()  # the padded input, its border written once per shape
+        # the padded input (its border written once per shape) and the argmax, kept from forward to
+        # backward; the per-block temporaries come from the shared workspace (every layer's in one)
+        self._ws = Workspace()
 
     def output_shape(self, input_shape):
         require_rank(self, input_shape, self.nd + 1, self.layout)
@@ -217,9 +219,9 @@ class MaxPoolND(PoolND):
 
         Masks are applied arithmetically, never with ``where=``: on a random mask numpy's masked
         loops branch per element and run 10–50× slower than a plain pass."""
-        K, ws = len(views), self._ws
-        hit = ws.get("hit", best.shape, np.bool_, slot)
-        step = ws.get("step", best.shape, arg.dtype, slot)
+        K = len(views)
+        hit = SHARED.get("pool.hit", best.shape, np.bool_, slot)
+        step = SHARED.get("pool.step", best.shape, arg.dtype, slot)
         arg.fill(K - 1)
         for i in range(K - 2, -1, -1):  # backwards, so that the first equal offset writes last
             np.equal(views[i], best, out=hit)
@@ -234,7 +236,7 @@ class MaxPoolND(PoolND):
         K = self.geom.K
 
         def routed(vb, n0, n1, slot):
-            vb = np.add(vb, vb.dtype.type(0), out=self._ws.get("v", vb.shape, vb.dtype, slot))
+            vb = np.add(vb, vb.dtype.type(0), out=SHARED.get("pool.v", vb.shape, vb.dtype, slot))
             # −0 → +0 above, as a sum over zeros gives (see _scatter)
             return (self._routed(vb, self._arg[n0:n1], i, slot) for i in range(K))
 
@@ -243,10 +245,10 @@ class MaxPoolND(PoolND):
     def _routed(self, v: np.ndarray, arg: np.ndarray, i: int, slot: int) -> np.ndarray:
         """v where offset i holds the window's maximum, +0 elsewhere: ``np.where(arg == i, v, 0)``
         computed as a bitwise AND of v's bits with an all-ones/all-zeros mask (branch-free)."""
-        ws, bits = self._ws, np.dtype(f"i{v.dtype.itemsize}")
-        hit = ws.get("hit", v.shape, np.bool_, slot)
-        mask = ws.get("mask", v.shape, bits, slot)
-        out = ws.get("routed", v.shape, v.dtype, slot)
+        bits = np.dtype(f"i{v.dtype.itemsize}")
+        hit = SHARED.get("pool.hit", v.shape, np.bool_, slot)
+        mask = SHARED.get("pool.mask", v.shape, bits, slot)
+        out = SHARED.get("pool.routed", v.shape, v.dtype, slot)
         np.equal(arg, i, out=hit)
         np.negative(hit.view(np.uint8), out=mask, dtype=bits, casting="unsafe")  # 1 → −1 = all ones
         np.bitwise_and(v.view(bits), mask, out=out.view(bits))
@@ -282,7 +284,7 @@ class AvgPoolND(PoolND):
         K = self.geom.K
 
         def spread(vb, n0, n1, slot):
-            g = np.divide(vb, K, out=self._ws.get("spread", vb.shape, vb.dtype, slot))
+            g = np.divide(vb, K, out=SHARED.get("pool.spread", vb.shape, vb.dtype, slot))
             g += g.dtype.type(0)  # −0 → +0, as a sum over zeros gives (see _scatter)
             return (g for _ in range(K))
 
