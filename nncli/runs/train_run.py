@@ -172,10 +172,10 @@ def run_session(
 
 
 #: FLOPs per training step (forward and backward) from which ``--threads auto`` uses every core numpy's
-#: BLAS may use. Measured on 2 cores (ms per step, 1 / 2 threads): the MNIST-1D CNN (19 MFLOP) 0.88 /
-#: 0.93 and the digits CNN (123 MFLOP) 1.9 / 2.1 run faster on one; the 784-256-256-10 MLP (155 MFLOP)
-#: 1.00 / 0.69, the LN-heavy MLP (614 MFLOP) 4.1 / 3.0, the three-stage CNN (560 MFLOP) 9.6 / 7.5 and
-#: the CIFAR-sized CNN (2.1 GFLOP) 29 / 19 on two.
+#: BLAS may use. Measured on 2 cores (ms per step, 1 / 2 threads): the MNIST-1D CNN (19 MFLOP) 0.45 /
+#: 0.48 and the digits CNN (123 MFLOP) 1.58 / 1.60 run faster on one; the 784-256-256-10 MLP (155
+#: MFLOP) 1.01 / 0.73, the LN-heavy MLP (550 MFLOP) 4.2 / 3.3, the three-stage CNN (560 MFLOP) 10.1 / 7.9 and
+#: the CIFAR-sized CNN (2.1 GFLOP) 30.1 / 19.9 on two (benchmarks/bench.py, docs/performance.md).
 AUTO_THREADS_MIN_FLOPS = 150e6
 
 
