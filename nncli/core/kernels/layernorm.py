@@ -65,18 +65,20 @@ def _run(fn: Callable[[int, int], None], n_blocks: int, threads: int, d: int) ->
     The setting is per thread (a context variable), so it is set once per run of blocks, not per
     block (≈3 µs each time), and restored afterwards.
     """
+    size = min(d, 8192) // 16 * 16 if d >= ROW_LOOP_MIN else 0  # numpy wants a multiple of 16
+    if not size:  # short rows keep numpy's buffer: the blocks as they are (small arrays: fewest calls)
+        run_blocks(fn, n_blocks, threads)
+        return
     runs = max(1, min(threads, n_blocks))
     bounds = [n_blocks * i // runs for i in range(runs + 1)]
-    size = min(d, 8192) // 16 * 16 if d >= ROW_LOOP_MIN else 0  # numpy wants a multiple of 16
 
     def run(j: int, slot: int) -> None:
-        old = np.setbufsize(size) if size else 0
+        old = np.setbufsize(size)
         try:
             for k in range(bounds[j], bounds[j + 1]):
                 fn(k, slot)
         finally:
-            if size:
-                np.setbufsize(old)
+            np.setbufsize(old)
 
     run_blocks(run, runs, runs)
 
