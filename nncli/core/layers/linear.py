@@ -50,26 +50,26 @@ class MM(Module):
     _batch = -1
     _one_thread = False
 
-    def _matmul(self, a, b):
-        return matmul_one_thread(a, b) if self._one_thread else a @ b
-
     def forward(self, z):
         self._z = z
         if z.shape[0] != self._batch:
             self._batch = z.shape[0]
             self._one_thread = small_for_threads(z.shape[0], z.shape[1], self.cfg.out)
-        u = self._matmul(z, self.params["weight"].T)
+        W = self.params["weight"]
+        # written out, not through a helper: the products of small models cost a few µs each
+        u = matmul_one_thread(z, W.T) if self._one_thread else z @ W.T
         if self.cfg.bias:
             u += self.params["bias"]
         return u
 
     def backward(self, v):
         self.backward_params(v)
-        return self._matmul(v, self.params["weight"])
+        W = self.params["weight"]
+        return matmul_one_thread(v, W) if self._one_thread else v @ W
 
     def backward_params(self, v):
         """Only add ∂J/∂θ, as ``backward`` does: a chain's first layer, whose ∂J/∂z nobody reads."""
-        self.grads["weight"] += self._matmul(v.T, self._z)
+        self.grads["weight"] += matmul_one_thread(v.T, self._z) if self._one_thread else v.T @ self._z
         if self.cfg.bias:
             self.grads["bias"] += v.sum(axis=0)
 
