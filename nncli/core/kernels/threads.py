@@ -1,9 +1,12 @@
-"""Row blocks of large elementwise work, run on a small persistent thread pool.
+"""Row blocks of large work, run on a small persistent thread pool; BLAS threads held where they lose.
 
-numpy's ufuncs and reductions release the GIL while they loop, so two Python threads each working on
-their own rows of an array run on two cores. Used by LN on large arrays: the work is cut into row
-blocks whose boundaries depend only on the array's shape (never on the thread count), and every block
-is computed the same way whichever thread runs it, so results are identical with 1 or many threads.
+numpy's ufuncs, copies and BLAS calls release the GIL while they loop, so two Python threads each
+working on their own rows of an array run on two cores. Used by LN (``kernels.layernorm``) and the
+convolutions (``kernels.conv``) through ``run_blocks``, and by ReLU and pooling through
+``over_examples``: the work is cut into blocks whose boundaries depend only on the array's shape
+(never on the thread count), and every block is computed the same way whichever thread runs it, so
+results are identical with 1 or many threads. ``small_for_threads`` / ``matmul_one_thread`` hold a
+GEMM too small to pay for waking OpenBLAS's threads at one BLAS thread (MM's products).
 
 The number of threads follows numpy's BLAS thread setting (``nncli train --threads``, or a
 ``threadpoolctl.threadpool_limits`` around the call), capped at ``os.cpu_count()``: a user who asks
