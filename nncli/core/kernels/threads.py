@@ -80,9 +80,7 @@ def blas_threads() -> int:
 
 def workers(n_elements: int) -> int:
     """How many threads to use for ``n_elements`` of elementwise work (1 for small arrays)."""
-    if n_elements < MIN_PARALLEL_ELEMENTS:
-        return 1
-    return max(1, min(os.cpu_count() or 1, _blas_threads()))
+    return 1 if n_elements < MIN_PARALLEL_ELEMENTS else blas_threads()
 
 
 def _set_blas_threads(n: int) -> None:

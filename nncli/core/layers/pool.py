@@ -129,7 +129,7 @@ class PoolND(Module):
         return acc
 
     def _scatter(self, v: np.ndarray, parts) -> np.ndarray:
-        """∂J/∂z from v = ∂J/∂u: the per-offset gradients ``parts(v_block, slot)`` (each shaped like
+        """∂J/∂z from v = ∂J/∂u: the per-offset gradients ``parts(v_block, n0, n1, slot)`` (each shaped like
         the block of u, in window order) summed into ∂J/∂z, the adjoint of the slicing, per block of
         examples. Parts must hold no −0 (the sum over zeros would make it +0): when the windows tile
         the input exactly (stride = kernel, no padding, sizes divisible), each element has one tap
