@@ -7,26 +7,13 @@ import json
 
 import numpy as np
 import pytest
-from support import run_main, write_config
+from support import run_main
 from threadpoolctl import threadpool_limits
 
 from nncli.core.chain import Chain
 from nncli.core.kernels.threads import blas_threads
 from nncli.core.registry import losses, modules
 from nncli.runs.train_run import AUTO_THREADS_MIN_FLOPS, auto_threads
-
-TINY = {
-    "name": "threads",
-    "seed": 0,
-    "model": {
-        "input_shape": [2],
-        "layers": [{"type": "MM", "out": 4}, {"type": "Tanh"}, {"type": "MM", "out": 3}],
-    },
-    "loss": "cross_entropy",
-    "data": {"source": "spirals", "n_samples": 60, "batch_size": 20, "val_split": 0.2},
-    "optimizer": {"type": "sgd", "lr": 0.1},
-    "train": {"steps": 3, "eval_every": 3, "log_every": 3},
-}
 
 
 def _mm(d: int, out: int):
@@ -45,18 +32,16 @@ def test_auto_is_one_thread_below_the_threshold_and_blas_own_setting_above():
 
 
 @pytest.mark.parametrize("value,saved", [("auto", 1), ("2", 2), ("1", 1)])
-def test_the_thread_count_used_is_saved(tmp_path, value, saved):
-    cfg = write_config(tmp_path, TINY, "tiny.yaml")
-    res = run_main("train", cfg, "--threads", value, "--quiet", "--runs-dir", tmp_path / "runs")
+def test_the_thread_count_used_is_saved(tmp_path, tiny_config_file, value, saved):
+    res = run_main("train", tiny_config_file, "--threads", value, "--quiet", "--runs-dir", tmp_path / "runs")
     assert res.code == 0, res.err
     (run_json,) = (tmp_path / "runs").glob("*/run.json")
     assert json.loads(run_json.read_text())["threads"] == saved  # the tiny model: auto is 1
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", ""])
-def test_a_bad_thread_count_is_one_line_and_nothing_written(tmp_path, value):
-    cfg = write_config(tmp_path, TINY, "tiny.yaml")
-    res = run_main("train", cfg, "--threads", value, "--runs-dir", tmp_path / "runs")
+def test_a_bad_thread_count_is_one_line_and_nothing_written(tmp_path, tiny_config_file, value):
+    res = run_main("train", tiny_config_file, "--threads", value, "--runs-dir", tmp_path / "runs")
     assert res.code == 2
     assert (
         res.err.strip()
