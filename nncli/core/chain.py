@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nncli.core import hooks
+from nncli.core.batch_split import SplitState
+from nncli.core.batch_split import for_step as split_for_step
 from nncli.core.module import Module
 
 if TYPE_CHECKING:
@@ -25,6 +27,9 @@ class Chain(Module):
     """
 
     container = True
+    batch_split = "yes"
+    #: the split-batch step's state (``nncli.core.batch_split``), made at the first training step
+    _split: SplitState | None = None
 
     def __init__(
         self, modules: list[Module], loss: Loss | None = None, input_shape: tuple[int, ...] | None = None
@@ -37,12 +42,18 @@ class Chain(Module):
     def children(self) -> list[tuple[str, Module]]:
         return [(str(i), m) for i, m in enumerate(self.modules)]
 
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_split", None)  # a copy makes its own split-batch copy when it needs one
+        return state
+
     # -- building ---------------------------------------------------------------------------
     def build(self, input_shape, rng: np.random.Generator, dtype=np.float64) -> Chain:
         """Build every module in turn, feeding each the output shape of the one before."""
         self.input_shape = tuple(input_shape)
         self.dtype = np.dtype(dtype)
         self.flat = None  # the modules get fresh arrays
+        self._split = None  # and a split batch's copy of them (``batch_split``) is made anew
         shape = self.input_shape
         for m in self.modules:
             m.build(shape, rng, dtype)
@@ -111,9 +122,14 @@ class Chain(Module):
         return None
 
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """Zero the gradients, run forward, the loss and backward; return (J, model output h)."""
+        """Zero the gradients, run forward, the loss and backward; return (J, model output h).
+
+        Large CNN steps run as two halves of the batch on two threads (``nncli.core.batch_split``)."""
         if self.loss is None:
             raise ValueError("loss_and_grad needs a chain with a loss")
+        split = split_for_step(self, len(x))
+        if split is not None:
+            return split.loss_and_grad(x, y)
         self.zero_grads()
         h = self.forward(x)
         J = self.loss.forward(h, y)

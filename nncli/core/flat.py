@@ -107,6 +107,21 @@ class FlatParameters:
         for seg in self.segments:
             seg.grads.fill(0)
 
+    def grads_twin(self, twin: Module) -> list[np.ndarray]:
+        """Zeroed gradient buffers laid out as this layout's (one per dtype), every module of ``twin``
+        (a copy of the tree this layout was made for, its parameters in the same order) rebound to
+        views of them as its ``grads``. A split batch's second half accumulates there
+        (``nncli.core.batch_split``): adding each buffer into its segment adds every gradient."""
+        slots = [(m, key) for m in _owners(twin) for key in m.params]
+        buffers = []
+        for seg in self.segments:
+            buf = aligned_zeros(seg.grads.size, seg.dtype)
+            for j, lo, hi, shape in seg.spans:
+                m, key = slots[j]
+                m.grads[key] = buf[lo:hi].reshape(shape)
+            buffers.append(buf)
+        return buffers
+
     def intact(self) -> bool:
         """Whether every module still holds the views made here (nothing rebuilt or rebound since)."""
         return all(getattr(m, attr).get(key) is view for m, attr, key, view in self._views)

@@ -22,6 +22,10 @@ class Loss(ABC):
     notes_name: ClassVar[str] = ""
     #: "class" (integer labels), "binary" (0/1 labels) or "real" (targets shaped like the output)
     target_kind: ClassVar[str] = "real"
+    #: whether J over a batch is (w₁J₁ + w₂J₂)/(w₁ + w₂) for any cut of it into two parts, w being
+    #: ``batch_weight``: a sum over examples divided by the batch's weight. Then a split batch's
+    #: halves (``nncli.core.batch_split``) can take their losses apart. False unless a loss says so.
+    splits_batch: ClassVar[bool] = False
 
     def __init__(self, **hparams):
         self.cfg = self.Config(**hparams)
@@ -114,6 +118,7 @@ class CrossEntropy(Loss):
         return float(self.weight[np.asarray(y, dtype=np.intp)].sum())
 
     notes_name = "ℓ_ce"
+    splits_batch = True
     target_kind = "class"
 
     def check_output(self, output_shape):
@@ -174,6 +179,7 @@ class Logistic(Loss):
     """
 
     notes_name = "ℓ_logistic"
+    splits_batch = True
     target_kind = "binary"
 
     def check_output(self, output_shape):
@@ -217,6 +223,7 @@ class Squared(Loss):
     """
 
     notes_name = "ℓ_sq"
+    splits_batch = True
     what: ClassVar[str] = "squared"  # the name in messages
 
     def check_targets(self, y, output_shape):

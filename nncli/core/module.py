@@ -70,6 +70,12 @@ class Module(ABC):
     _backward_hooks: dict[int, hooks.Hook] = {}
     #: the flat layout of this tree's parameters once ``flatten_parameters`` made one (else None)
     flat: FlatParameters | None = None
+    #: how the module takes a batch cut into parts that run apart (``nncli.core.batch_split``):
+    #: "no" where one example's output or gradient depends on the others' (batch statistics) or on
+    #: the order of random draws, and for any module that does not say; "yes" where each example
+    #: is computed on its own; "gains" as "yes", and the split pays (layers whose kernels thread
+    #: over blocks of examples less well than whole halves of the batch do: convolution, pooling)
+    batch_split: ClassVar[str] = "no"
 
     def __init__(self, **hparams: Any):
         self.cfg = self.Config(**hparams)
@@ -134,6 +140,12 @@ class Module(ABC):
         state = self.__dict__.copy()
         state.pop("flat", None)
         return state
+
+    def batch_split_mode(self) -> str:
+        """``batch_split`` for this module and everything below it: "no" if any says no, else
+        "gains" if any gains, else "yes"."""
+        modes = {self.batch_split} | {child.batch_split_mode() for _, child in self.children()}
+        return "no" if "no" in modes else "gains" if "gains" in modes else "yes"
 
     def zero_grads(self) -> None:
         """Zero this module's gradients and those of its children (a Residual's body): one fill per

@@ -17,6 +17,7 @@ the cores; the setting is restored afterwards.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from nncli.core.kernels.workspace import slots_from
 
 #: below this many elements the work stays on the calling thread (waking a thread costs ~50 µs)
 MIN_PARALLEL_ELEMENTS = 1 << 20
@@ -211,3 +214,34 @@ def _run_parallel(fn, n_blocks: int, n_threads: int) -> None:
             error = error or exc
     if error is not None:
         raise error
+
+
+def run_apart(tasks: list[Callable[[], Any]], n_threads: int) -> list[Any]:
+    """Run whole passes (a split batch's halves, ``core.batch_split``) and return their results.
+
+    With ``n_threads`` > 1 task i runs on thread i (the caller's thread runs task 0), its workspace
+    slots starting at i (``slots_from``); else the tasks run one after the other on the caller's
+    thread. Either way BLAS is held at one thread, so every kernel inside a task runs on the thread
+    that calls it, and computes the same bits whichever thread that is. An exception in any task is
+    raised here after all tasks have stopped.
+    """
+    blas = _blas_threads()
+    if blas > 1:
+        _set_blas_threads(1)
+    try:
+        if n_threads <= 1 or len(tasks) == 1:
+            return [task() for task in tasks]
+        results: list[Any] = [None] * len(tasks)
+        # each task sees the caller's context: numpy's errstate lives in a context variable, and
+        # a pool thread's own context would warn where the caller asked for silence
+        contexts = [contextvars.copy_context() for _ in tasks]
+
+        def run(i: int) -> None:
+            with slots_from(i):
+                results[i] = contexts[i].run(tasks[i])
+
+        _run_parallel(lambda i, _slot: run(i), len(tasks), len(tasks))
+        return results
+    finally:
+        if blas > 1:
+            _set_blas_threads(blas)

@@ -15,6 +15,9 @@ Two instances serve everything:
 
 Threads: a buffer is used by one thread at a time; block functions running at once on several
 threads pass their ``slot`` (``run_blocks`` gives each thread one), so each thread has its own.
+Whole passes running at once on several threads (the halves of a split batch, ``core.batch_split``)
+each start their slots at their own ``slot_base`` (a per-thread offset set by ``slots_from``), so
+that their kernels, which then run on one thread and ask for slot 0, never share a buffer.
 A buffer requested with ``fill`` is set to that value whenever its shape, dtype or fill changes (and
 when it is first made); callers then rewrite only part of it on each call — the interior of a padded
 copy, whose border keeps the fill. Values are otherwise uninitialised.
@@ -23,10 +26,31 @@ copy, whose border keeps the fill. Values are otherwise uninitialised.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
 Key = tuple[str, int, np.dtype]
+
+_local = threading.local()
+
+
+def slot_base() -> int:
+    """The first slot of the calling thread (0 unless ``slots_from`` set one)."""
+    return getattr(_local, "base", 0)
+
+
+@contextmanager
+def slots_from(base: int) -> Iterator[None]:
+    """Within the block, this thread's slot k is ``base + k`` in every workspace."""
+    before = slot_base()
+    _local.base = base
+    try:
+        yield
+    finally:
+        _local.base = before
 
 
 class Workspace:
@@ -42,7 +66,7 @@ class Workspace:
         """A C-contiguous ``shape`` array of ``dtype`` for ``name`` and thread ``slot``."""
         dtype = np.dtype(dtype)
         shape = tuple(map(int, shape))
-        key = (name, slot, dtype)
+        key = (name, slot + getattr(_local, "base", 0), dtype)
         n = math.prod(shape)  # not np.prod: this runs several times per layer and step
         buf = self._bufs.get(key)
         fresh = buf is None or buf.size < n
@@ -53,6 +77,10 @@ class Workspace:
             view.fill(fill)
             self._filled[key] = (shape, fill)
         return view
+
+    def __deepcopy__(self, memo) -> Workspace:
+        # scratch, not state: a copied layer (a split batch's second half) makes its own buffers
+        return Workspace()
 
     @property
     def nbytes(self) -> int:

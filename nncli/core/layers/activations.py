@@ -45,6 +45,7 @@ class Sigma(Module):
     """u = σ(z) elementwise; any input shape. Backward: ∂J/∂z = σ'(z) ⊙ v (eq. 7.59, diagonal Jacobian)."""
 
     notes_name = "σ"
+    batch_split = "yes"
     Config = SigmaConfig
     cfg: SigmaConfig
 

@@ -299,6 +299,7 @@ class GroupNorm(Module):
     """
 
     notes_name = "GroupNorm"
+    batch_split = "yes"
     Config = GroupNormConfig
     cfg: GroupNormConfig
     bias_keys: ClassVar[tuple[str, ...]] = ("bias",)

@@ -99,6 +99,7 @@ class ConvND(Module):
     """
 
     nd: ClassVar[int] = 1
+    batch_split = "gains"
     layout: ClassVar[str] = "(C, L)"
     #: the trace's forward equation (the notes' numbers)
     forward_equation: ClassVar[str] = "u_i = Σ_j Conv-S_ij(z_j) + b_i"

@@ -29,6 +29,7 @@ class MM(Module):
     """
 
     notes_name = "MM"
+    batch_split = "yes"
     Config = MMConfig
 
     def output_shape(self, input_shape):

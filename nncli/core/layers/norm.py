@@ -40,6 +40,7 @@ class LN(Module):
     """
 
     notes_name = "LN"
+    batch_split = "yes"
     Config = LNConfig
 
     def output_shape(self, input_shape):

@@ -67,6 +67,7 @@ class PoolND(Module):
     """Shared pooling: z (N, C, *S) → u (N, C, *S'); no parameters."""
 
     nd: ClassVar[int] = 1
+    batch_split = "gains"
     layout: ClassVar[str] = "(C, L)"
     fill: ClassVar[float] = 0.0
     torch_name: ClassVar[str] = ""  # the torch.nn class, e.g. "MaxPool1d"

@@ -49,6 +49,7 @@ class Residual(Module):
     """
 
     Config = ResidualConfig
+    batch_split = "yes"  # z + body(z) per example; the body's modules say for themselves
 
     def __init__(self, **hparams):
         super().__init__(**hparams)

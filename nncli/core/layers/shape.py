@@ -20,6 +20,8 @@ class Flatten(Module):
     Shape: z (N, *s) → u (N, prod s). Backward reshapes v back to (N, *s). As ``torch.nn.Flatten()``.
     """
 
+    batch_split = "yes"
+
     def output_shape(self, input_shape):
         return (math.prod(input_shape),)
 
@@ -69,6 +71,7 @@ class Reshape(Module):
     """
 
     Config = ReshapeConfig
+    batch_split = "yes"
 
     def output_shape(self, input_shape):
         have = math.prod(input_shape)

@@ -1,0 +1,161 @@
+"""Data parallelism inside one training step: the batch cut into two halves, each run forward,
+through the loss and backward by its own copy of the chain on its own thread; the gradients added.
+
+Why: the kernels spread a large layer over threads block by block (``kernels.threads``), so every
+layer waits for its blocks, and the many small numpy calls between them pass the GIL back and forth.
+Two halves of the batch that run a whole step each on one core, and meet only to add their
+gradients, use the second core better on image-sized CNNs. Measured (float32, 2 cores, forward +
+loss + backward, ms, medians of 20 alternating rounds): the three-stage CNN of ``benchmarks/``
+(batch 32) 9.1 layer by layer on 2 threads, 7.4 split; the CIFAR-sized CNN (batch 64) 20.5 / 17.4
+with average pooling, 21.9 / 18.5 with max pooling. An MLP's large products already use both cores
+well: the LN MLP (batch 256) 3.65 / 4.8, so only layers that gain say so (below).
+
+When a step splits (``wants_split``): every module allows it (``Module.batch_split``: BatchNorm's
+batch statistics and Dropout's random draws, whose order would depend on which half ran first, do
+not; nor does any module that does not say), at least one gains by it (convolution, pooling), the
+loss splits (``Loss.splits_batch``), the step needs at least ``SPLIT_MIN_FLOPS`` (below that it runs
+on one thread anyway: ``nncli train --threads auto``), and no hook is registered (tracing, timing
+and watching see whole batches).
+
+The same bits on any thread count: the halves depend only on the batch size; with one thread they
+run one after the other on the calling thread, with two at once; each half's kernels run on one
+thread (``threads.run_apart``); the gradient is the first half's plus the second's, in that order.
+A resumed run therefore continues exactly. Against the unsplit step the sums run in another order,
+so results agree to rounding.
+
+The loss: with w = ``batch_weight`` of each half, J = (w₁J₁ + w₂J₂)/(w₁ + w₂), and each half's
+∂J/∂h is scaled by wᵢ/(w₁ + w₂) before its backward pass.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nncli.core import hooks
+from nncli.core.kernels.threads import blas_threads, run_apart
+
+if TYPE_CHECKING:
+    from nncli.core.chain import Chain
+    from nncli.core.module import Module
+
+#: floating-point operations per step (forward and backward, whole batch) from which a step splits;
+#: the same bar as ``nncli train --threads auto``'s second thread
+SPLIT_MIN_FLOPS = 150e6
+#: the smallest batch that splits
+MIN_SPLIT_BATCH = 16
+
+
+def wants_split(chain: Chain, n: int) -> bool:
+    """Whether ``chain``'s training step on a batch of ``n`` examples splits (see the module docstring)."""
+    if chain.loss is None or not chain.loss.splits_batch or n < MIN_SPLIT_BATCH:
+        return False
+    if chain.batch_split_mode() != "gains":
+        return False
+    facts = chain.describe()
+    return 2 * (facts["macs_forward"] + facts["macs_backward"]) * n >= SPLIT_MIN_FLOPS
+
+
+@dataclass
+class SplitState:
+    """What a chain keeps between steps: ``wants_split`` per batch size, and its ``BatchSplit``."""
+
+    decisions: dict[int, bool] = field(default_factory=dict)
+    split: BatchSplit | None = None
+
+
+def for_step(chain: Chain, n: int) -> BatchSplit | None:
+    """The chain's ``BatchSplit`` when a step on ``n`` examples splits, else None. The decision is
+    kept per batch size, the copy of the chain as long as it shares the chain's parameters."""
+    if hooks.any_registered():
+        return None
+    state = chain._split
+    if state is None:
+        state = chain._split = SplitState()
+    decided = state.decisions.get(n)
+    if decided is None:
+        decided = state.decisions[n] = wants_split(chain, n)
+    if not decided:
+        return None
+    if state.split is None or not state.split.current():
+        state.split = BatchSplit(chain)
+    return state.split
+
+
+def _modules(root: Module) -> Iterator[Module]:
+    yield root
+    for _, m in root.named_modules():
+        yield m
+
+
+class BatchSplit:
+    """A chain and the copy of it that runs the second half of each split batch.
+
+    The copy shares the chain's parameters and buffers (the same arrays, so every update is seen)
+    and has its own gradients, caches and scratch buffers; with flat parameters, its gradients lie
+    in buffers laid out as the chain's (``FlatParameters.grads_twin``), added with one call per dtype.
+    """
+
+    def __init__(self, chain: Chain):
+        self.chain = chain
+        self.flat = chain.flat if chain.flat is not None and chain.flat.intact() else None
+        shared: dict[int, Any] = {}
+        for m in _modules(chain):
+            for table in (m.params, m.buffers):
+                shared[id(table)] = table
+                shared.update((id(a), a) for a in table.values())
+        self.twin: Chain = copy.deepcopy(chain, shared)
+        self.twin_grads = self.flat.grads_twin(self.twin) if self.flat is not None else None
+
+    def current(self) -> bool:
+        """Whether the copy still shares the chain's parameters and gradient layout."""
+        flat = self.chain.flat
+        if self.flat is None:
+            return flat is None
+        return flat is self.flat and flat.intact()
+
+    def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """``Chain.loss_and_grad`` on the two halves of the batch; (J, h) of the whole batch."""
+        chain, twin = self.chain, self.twin
+        assert chain.loss is not None  # wants_split asked for one
+        cut = len(x) // 2
+        x0, x1, y0, y1 = x[:cut], x[cut:], y[:cut], y[cut:]
+        w0, w1 = chain.loss.batch_weight(y0), chain.loss.batch_weight(y1)
+        total = w0 + w1
+        if twin.training != chain.training:
+            twin.train(chain.training)
+        chain.zero_grads()
+        if self.twin_grads is not None:
+            for buf in self.twin_grads:
+                buf.fill(0)
+        else:
+            twin.zero_grads()
+
+        def half(c: Chain, xs: np.ndarray, ys: np.ndarray, weight: float) -> tuple[float, np.ndarray]:
+            loss = c.loss
+            assert loss is not None  # wants_split asked for one
+            h = c.forward(xs)
+            J = loss.forward(h, ys)
+            v = loss.backward()
+            c.backward_params(v * (weight / total) if total else v)
+            return J, h
+
+        (J0, h0), (J1, h1) = run_apart(
+            [lambda: half(chain, x0, y0, w0), lambda: half(twin, x1, y1, w1)], blas_threads()
+        )
+        self._add_twin_grads()
+        J = (w0 * J0 + w1 * J1) / total if total else float("nan")
+        return J, np.concatenate([h0, h1])
+
+    def _add_twin_grads(self) -> None:
+        if self.twin_grads is not None and self.flat is not None:
+            for seg, buf in zip(self.flat.segments, self.twin_grads):
+                seg.grads += buf
+            return
+        for mine, theirs in zip(_modules(self.chain), _modules(self.twin)):
+            for key, g in mine.grads.items():
+                g += theirs.grads[key]
