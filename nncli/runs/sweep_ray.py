@@ -15,6 +15,13 @@ and the sweep folder given as absolute paths. Every node must therefore have nnc
 those paths on a shared filesystem (NFS, a cluster home); a task on a node that does not see the
 sweep folder fails at once saying so, instead of writing its run where nobody looks for it.
 
+The local instance (no ``--ray-address``) is one node that listens on the loopback address only: Ray
+replaces a node address of 127.0.0.1 by the machine's outward address (and then binds its GCS, raylet,
+object manager, workers and agents to every interface) unless ``ray_constants.ENABLE_RAY_CLUSTER`` is
+off, the switch behind ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``. ``start_local`` turns it off while the
+instance starts, and refuses to go on if Ray still chose another address. Ray's usage statistics
+(reports to usage-stats.ray.io) are off for it unless ``RAY_USAGE_STATS_ENABLED`` says otherwise.
+
 A worker process or node lost mid-trial: Ray runs the task again (``max_retries``); when that fails
 too, the trial is reported as failed with Ray's reason and ``nncli sweep --resume SWEEP_DIR`` runs it
 again later. Ctrl-C / SIGTERM cancel the tasks, which stop their trials at a checkpoint.
@@ -22,6 +29,7 @@ again later. Ctrl-C / SIGTERM cancel the tasks, which stop their trials at a che
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -34,6 +42,10 @@ from nncli.runs.sweep_workers import THREAD_VARS, run_process, sigterm_as_interr
 
 #: seconds allowed for the TCP connection and for the cluster's first answer
 CONNECT_TIMEOUT = 5.0
+#: the only address nncli's own local Ray instance listens on
+LOOPBACK = "127.0.0.1"
+#: environment variables set while the local instance starts (restored afterwards)
+LOCAL_ENV = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_USAGE_STATS_ENABLED")
 #: times Ray runs a trial again after its worker process or node died
 TASK_RETRIES = 1
 
@@ -143,14 +155,46 @@ def connect(address: str | None, jobs: int):
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise RayAddressError(f"--ray-address {address}: {first}") from None
         else:
-            ray.init(
-                num_cpus=jobs, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
-            )
+            start_local(ray, jobs)
     try:
         yield ray
     finally:
         if started:
             ray.shutdown()
+
+
+def start_local(ray, jobs: int) -> None:
+    """A new local Ray instance with ``jobs`` CPUs whose every port listens on 127.0.0.1 only."""
+    from ray._private import ray_constants
+
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    saved_env = {name: os.environ.get(name) for name in LOCAL_ENV}
+    # read at import by Ray's own processes, so set for them too; the user's usage-stats choice wins
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray_constants.ENABLE_RAY_CLUSTER = False  # this process imported Ray before the variable was set
+    try:
+        ray.init(
+            num_cpus=jobs,
+            _node_ip_address=LOOPBACK,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    node = ray.util.get_node_ip_address()
+    if not ipaddress.ip_address(node).is_loopback:  # another Ray version that resolves it differently
+        ray.shutdown()
+        raise UserError(
+            f"--backend ray: the local Ray instance chose the address {node} instead of {LOOPBACK} and "
+            "would listen beyond this machine; start a cluster yourself and pass --ray-address"
+        )
 
 
 def run_ray(

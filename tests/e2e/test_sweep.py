@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
+import listening
 import pytest
 import yaml
 from support import write_config
@@ -212,18 +214,6 @@ def test_local_sweep_with_two_jobs(local_sweep):
     assert sorted(r["run"].split("-")[0] for r in rows) == ["t00", "t01"]
 
 
-@pytest.mark.slow
-def test_ray_sweep_gives_the_same_results(local_sweep, tiny_config, tmp_path):
-    pytest.importorskip("ray", reason="--backend ray needs ray (pip install 'nncli[ray]')")
-    local, _ = local_sweep
-    sweep = run_sweep(tiny_config, GRID, jobs=2, backend="ray", runs_dir=tmp_path)
-    data = _check_sweep(sweep, tmp_path)
-    assert data["backend"] == "ray"
-    for a, b in zip(local.trials, sweep.trials):
-        assert a.best == b.best
-        assert a.summary["final"]["val_loss"] == b.summary["final"]["val_loss"]
-
-
 def test_combinations_average_the_seeds():
     from nncli.runs.sweep import Sweep
 
@@ -331,3 +321,44 @@ def test_a_sweep_stopped_with_ctrl_c_resumes_where_it_stopped(tiny_config, tmp_p
     assert all(t["summary"]["steps"] == 15000 for t in data["trials"])
     assert len([p for p in folder.iterdir() if p.is_dir()]) == 3
     assert all((Path(r) / "checkpoints" / "last.safetensors").exists() for r in stopped)
+
+
+# -- nncli's own local Ray instance (last in the module, so that it is shut down as the module ends) ----
+@pytest.fixture(scope="module")
+def local_ray():
+    """The local instance that ``--backend ray`` starts without ``--ray-address`` (2 CPUs), started once
+    through nncli's own ``connect`` for the tests below and shut down by it after them."""
+    pytest.importorskip("ray", reason="--backend ray needs ray (pip install 'nncli[ray]')")
+    from nncli.runs.sweep_ray import connect
+
+    with connect(None, 2) as ray:
+        yield ray
+
+
+def test_ray_sweep_gives_the_same_results(local_ray, local_sweep, tiny_config, tmp_path):
+    local, _ = local_sweep
+    sweep = run_sweep(tiny_config, GRID, jobs=2, backend="ray", runs_dir=tmp_path)
+    data = _check_sweep(sweep, tmp_path)
+    assert data["backend"] == "ray"
+    for a, b in zip(local.trials, sweep.trials):
+        assert a.best == b.best
+        assert a.summary["final"]["val_loss"] == b.summary["final"]["val_loss"]
+
+
+def test_the_local_ray_instance_listens_on_loopback_only(local_ray, tmp_path):
+    if not listening.available():
+        pytest.skip("reads listening sockets from Linux's /proc/net tables")
+    from nncli.runs.sweep_ray import run_ray_one
+
+    # one task through nncli's dispatch, so that Ray's worker processes are up and serving
+    code, out, err = run_ray_one(["--version"], False, 2, lambda: False, str(tmp_path))
+    assert code == 0 and out.startswith("nncli"), err
+    tree = listening.process_tree(os.getpid())  # this driver, and Ray's processes it started
+    sockets = listening.listening_sockets(tree)
+    owners = {name for _, name, _, _ in sockets}
+    # the scan does see every kind of Ray server: GCS, raylet, a worker's and this driver's gRPC servers
+    assert {"gcs_server", "raylet"} <= owners, sockets
+    assert any(name.startswith("ray::") for name in owners), sockets
+    assert os.getpid() in {pid for pid, _, _, _ in sockets}, sockets
+    exposed = [s for s in sockets if not listening.is_loopback(s[2])]
+    assert not exposed, f"listening beyond this machine (pid, process, address, port): {exposed}"

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import listening
 import pytest
 from support import merge, write_config
 
@@ -59,7 +60,8 @@ def _leftovers(marker: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """(address, env of a client holding the token): a one-node cluster with token authentication."""
+    """(address, env of a client holding the token, pid of `ray start`): a one-node cluster with token
+    authentication, listening on the loopback address only."""
     port = free_port()
     temp = tempfile.mkdtemp(prefix="nnray")  # short: Ray's socket paths live inside it
     token = secrets.token_hex(32)
@@ -68,6 +70,9 @@ def ray_cluster():
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": token,
         "RAY_USAGE_STATS_ENABLED": "0",
+        # without it Ray replaces --node-ip-address=127.0.0.1 by the machine's outward address and
+        # listens on every interface (gcs_server, raylet, workers) or on that address (agents, client server)
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
     ports = {
         "--node-manager-port": free_port(),
@@ -118,7 +123,7 @@ def ray_cluster():
             if time.monotonic() > deadline:
                 pytest.fail(f"the Ray cluster did not come up: {probe.stderr[-1000:]}")
             time.sleep(1.0)
-        yield address, env
+        yield address, env, proc.pid
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -152,7 +157,7 @@ def tiny(tmp_path, tiny_config):
 
 @pytest.mark.slow
 def test_sweep_on_a_ray_start_cluster_with_a_relative_runs_dir(ray_cluster, tiny):
-    address, env = ray_cluster
+    address, env, _ = ray_cluster
     res = nncli(
         "sweep", "tiny.yaml", "--grid", "optimizer.lr=0.05,0.5", "--seeds", "2", "--backend", "ray",
         "--ray-address", address, "--runs-dir", "runs", "-j", "2", "--json",
@@ -212,7 +217,7 @@ def test_a_port_that_never_answers_is_refused_after_the_timeout(tiny):
 
 @pytest.mark.slow
 def test_token_authentication_failure_names_ray_auth_mode(ray_cluster, tiny):
-    address, env = ray_cluster
+    address, env, _ = ray_cluster
     no_token = {k: v for k, v in env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     no_token["HOME"] = str(tiny)  # no ~/.ray/auth_token of the user's to fall back on
     _refused(tiny, address, env=no_token, match="RAY_AUTH_MODE")
@@ -223,7 +228,7 @@ def test_token_authentication_failure_names_ray_auth_mode(ray_cluster, tiny):
 @pytest.mark.slow
 def test_a_search_runs_its_trials_on_the_cluster(ray_cluster, tiny):
     pytest.importorskip("optuna", reason="searches need optuna (pip install 'nncli[search]')")
-    address, env = ray_cluster
+    address, env, _ = ray_cluster
     res = nncli(
         "sweep", "tiny.yaml", "--search", "random", "--trials", "2", "--param", "optimizer.lr=loguniform(1e-3,1)",
         "--pruner", "none", "--backend", "ray", "--ray-address", address, "--runs-dir", "runs", "-j", "2", "--json",
@@ -233,3 +238,21 @@ def test_a_search_runs_its_trials_on_the_cluster(ray_cluster, tiny):
     data = json.loads(res.stdout)
     assert [t["status"] for t in data["trials"]] == ["completed"] * 2
     assert all(Path(t["run_dir"]).parent == Path(data["folder"]) for t in data["trials"])
+
+
+@pytest.mark.slow
+def test_the_cluster_listens_on_loopback_only(ray_cluster):
+    if not listening.available():
+        pytest.skip("reads listening sockets from Linux's /proc/net tables")
+    address, _, pid = ray_cluster
+    port = int(address.rsplit(":", 1)[1])
+    deadline = time.monotonic() + 60
+    while True:  # the GCS answers first; the raylet and its agents come up a little later
+        sockets = listening.listening_sockets(listening.process_tree(pid))
+        seen = {p for _, _, _, p in sockets}, {n for _, n, _, _ in sockets}
+        if (port in seen[0] and {"gcs_server", "raylet"} <= seen[1]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert port in seen[0] and {"gcs_server", "raylet"} <= seen[1], sockets
+    exposed = [s for s in sockets if not listening.is_loopback(s[2])]
+    assert not exposed, f"listening beyond this machine (pid, process, address, port): {exposed}"
