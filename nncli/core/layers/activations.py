@@ -18,6 +18,24 @@ _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _erf_scalar = np.frompyfunc(math.erf, 1, 1)
 
 
+#: read-only (1, *shape) rows of one value (zeros, a slope), which np.maximum broadcasts along the
+#: batch: one per shape, dtype and value for every σ layer, a split batch's copies included
+_ROWS: dict[tuple, np.ndarray] = {}
+_ROWS_KEPT = 64
+
+
+def _constant_row(shape: tuple[int, ...], dtype: np.dtype, value: float) -> np.ndarray:
+    key = (shape, dtype.str, value)
+    row = _ROWS.get(key)
+    if row is None:
+        if len(_ROWS) >= _ROWS_KEPT:
+            _ROWS.clear()
+        row = np.full((1,) + shape, value, dtype)
+        row.flags.writeable = False
+        _ROWS[key] = row
+    return row
+
+
 def _erf(x: np.ndarray) -> np.ndarray:
     """erf, elementwise, exact (Python's math.erf; numpy has none). Not scipy's: importing
     scipy.special loads a second OpenBLAS beside numpy's, and nncli runs one BLAS thread pool only.
@@ -58,7 +76,7 @@ class Sigma(Module):
         """Zeros of one example's shape, (1, *z.shape[1:]), kept: broadcast along the batch."""
         zeros = getattr(self, "_zeros_row", None)
         if zeros is None or zeros.shape[1:] != z.shape[1:] or zeros.dtype != z.dtype:
-            zeros = self._zeros_row = np.zeros((1,) + z.shape[1:], z.dtype)
+            zeros = self._zeros_row = _constant_row(z.shape[1:], z.dtype, 0.0)
         return zeros
 
     def _factor(self, z: np.ndarray) -> np.ndarray:
@@ -71,7 +89,7 @@ class Sigma(Module):
     def _slope_row(self, z: np.ndarray) -> np.ndarray:
         row = getattr(self, "_slope", None)
         if row is None or row.shape[1:] != z.shape[1:] or row.dtype != z.dtype:
-            row = self._slope = np.full((1,) + z.shape[1:], self.cfg.negative_slope, z.dtype)
+            row = self._slope = _constant_row(z.shape[1:], z.dtype, self.cfg.negative_slope)
         return row
 
     def forward(self, z):
