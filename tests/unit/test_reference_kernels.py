@@ -28,6 +28,8 @@ BIG = [  # several blocks, and two threads where the machine has two cores
     (LN, {"affine": "none"}, (300,), 4000),
     (Conv1D, {"out": 6, "kernel": 5}, (8, 256), 64),  # 655K elements of columns
     (Conv2D, {"out": 4, "kernel": 3, "padding": 1}, (6, 20, 20), 32),
+    # products of more than 10⁶ multiply-adds per example, cut into blocks of columns (kernels.gemm)
+    (Conv2D, {"out": 32, "kernel": 3, "padding": 1}, (16, 16, 16), 16),
     (
         Conv2D,
         {"out": 3, "kernel": [3, 2], "stride": [2, 1], "padding": "valid", "bias": False},

@@ -43,6 +43,7 @@ from nncli.core.kernels.im2col import (
     im2col_examples,
     im2col_grid,
 )
+from nncli.core.kernels.gemm import matmul_columns
 from nncli.core.kernels.threads import MIN_PARALLEL_ELEMENTS, run_blocks, workers
 from nncli.core.kernels.workspace import SHARED
 
@@ -151,7 +152,7 @@ def _grid_columns(zp: np.ndarray, geom: Geometry, out: tuple, n0: int, n1: int, 
 def _grid_product(Wb: np.ndarray, cols: np.ndarray, width: int, out: tuple, dest: np.ndarray, slot: int):
     """dest (n, C', *out) ← the (H', W') positions of Wb · cols, cols on a grid ``width`` wide."""
     ug = _rows("conv.gout", cols.shape[0], Wb.shape[0], cols.shape[2], dest.dtype, slot)
-    np.matmul(Wb, cols, out=ug)
+    matmul_columns(Wb, cols, out=ug)
     np.copyto(dest, grid_view(ug, width, out))
 
 
@@ -184,7 +185,7 @@ def conv_forward(
             cols = _grid_columns(zp, geom, out, n0, n1, bias is not None, slot)
             _grid_product(Wb, cols, zp.shape[3], out, u[n0:n1], slot)
             return
-        np.matmul(Wb, _columns(zp, geom, out, n0, n1, bias is not None, slot), out=u3[n0:n1])
+        matmul_columns(Wb, _columns(zp, geom, out, n0, n1, bias is not None, slot), out=u3[n0:n1])
 
     run_blocks(block, len(blocks), _threads(N * CK * P))
     return u
@@ -257,7 +258,7 @@ def conv_backward(
         np.matmul(cols, vb.transpose(0, 2, 1), out=prod)
         np.sum(prod, axis=0, out=dW_parts[k])
         if dzp is not None:
-            dcols = np.matmul(Wt, vb, out=SHARED.get("conv.dcols", (n1 - n0, CK, P), dt, slot))
+            dcols = matmul_columns(Wt, vb, out=SHARED.get("conv.dcols", (n1 - n0, CK, P), dt, slot))
             dzp[n0:n1] = 0
             col2im_examples(dcols, geom, dzp[n0:n1], out)
         elif dz is not None:
@@ -275,7 +276,7 @@ def conv_backward(
         if db_parts is not None:
             vt.sum(axis=1, out=db_parts[k])
         if dzp is not None:
-            dcols = np.matmul(Wt, vt, out=SHARED.get("conv.dcols", (CK, m), dt, slot))
+            dcols = matmul_columns(Wt, vt, out=SHARED.get("conv.dcols", (CK, m), dt, slot))
             dzp[n0:n1] = 0
             col2im(dcols, geom, dzp[n0:n1], out)
         elif dz is not None:
@@ -318,6 +319,6 @@ def _input_grad_as_conv(v, W, gt: Geometry, spatial: tuple, blocks, dz: np.ndarr
             _grid_product(Wf, cols, vp.shape[3], spatial, dz[n0:n1], slot)
             return
         cols = _rows("conv.vcols", n1 - n0, Co * gt.K, Pin, v.dtype, slot)
-        np.matmul(Wf, im2col_examples(vp, gt, spatial, into=cols), out=dz3[n0:n1])
+        matmul_columns(Wf, im2col_examples(vp, gt, spatial, into=cols), out=dz3[n0:n1])
 
     return block
