@@ -42,6 +42,7 @@ from nncli.core.kernels.im2col import (
     im2col,
     im2col_examples,
     im2col_grid,
+    onto_grid,
 )
 from nncli.core.kernels.gemm import matmul_columns
 from nncli.core.kernels.threads import MIN_PARALLEL_ELEMENTS, run_blocks, workers
@@ -244,18 +245,27 @@ def conv_backward(
         dz_as_conv = _input_grad_as_conv(v, W, gt, spatial, blocks, dz)
     by_example = examples_layout(P)
     ones = bias and by_example  # ∂J/∂b as the last row of ∂J/∂W
+    # ∂J/∂W from the columns on the padded-width grid, as forward builds them, against v on the same
+    # grid with zeros in its extra columns: the copies move whole rows (``grid_layout``)
+    grid = by_example and grid_layout(geom, CK, Co, out[-1]) and grid_fits(zp, geom)
     # per-block partials of ∂J/∂W (as (C·K, C')) and ∂J/∂b, summed below in block order: the
     # sum does not depend on which thread ran which block
     dW_parts = np.empty((len(blocks), CK + ones, Co), dtype=dt)
     db_parts = np.empty((len(blocks), Co), dtype=v.dtype) if bias and not ones else None
 
     def block_by_example(k: int, slot: int) -> None:
-        # v[n] read in place; ∂J/∂b is the ones row's share of Σₙ cols[n] v[n]ᵀ
+        # v[n] read in place (or copied onto the grid); ∂J/∂b is the ones row's share of Σₙ cols[n] v[n]ᵀ
         n0, n1 = blocks[k]
-        cols = _columns(zp, geom, out, n0, n1, bias, slot)
         vb = v3[n0:n1]
+        if grid:
+            cols = _grid_columns(zp, geom, out, n0, n1, bias, slot)
+            vg = SHARED.get("conv.vgrid", (n1 - n0, Co, cols.shape[2]), v.dtype, slot)
+            onto_grid(v[n0:n1], zp.shape[3], vg)
+        else:
+            cols = _columns(zp, geom, out, n0, n1, bias, slot)
+            vg = vb
         prod = SHARED.get("conv.dW", (n1 - n0, CK + bias, Co), dt, slot)
-        np.matmul(cols, vb.transpose(0, 2, 1), out=prod)
+        np.matmul(cols, vg.transpose(0, 2, 1), out=prod)
         np.sum(prod, axis=0, out=dW_parts[k])
         if dzp is not None:
             dcols = matmul_columns(Wt, vb, out=SHARED.get("conv.dcols", (n1 - n0, CK, P), dt, slot))

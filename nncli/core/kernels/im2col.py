@@ -227,3 +227,16 @@ def grid_view(a: np.ndarray, width: int, out: tuple[int, ...]) -> np.ndarray:
     """The (n, C, H', W') positions of grid rows ``a`` (n, C, P_g) whose rows are ``width`` apart."""
     st = a.strides
     return as_strided(a, a.shape[:2] + out, (st[0], st[1], st[2] * width, st[2]), writeable=True)
+
+
+def onto_grid(a: np.ndarray, width: int, into: np.ndarray) -> np.ndarray:
+    """``a`` (n, C, H', W') written onto grid rows ``into`` (n, C, P_g) ``width`` apart, with zeros in
+    the columns between (x ≥ W'), so that a product over the grid's columns sees only ``a``."""
+    out = a.shape[2:]
+    np.copyto(grid_view(into, width, out), a)
+    gap = width - out[1]
+    if gap and out[0] > 1:
+        st = into.strides
+        shape = into.shape[:2] + (out[0] - 1, gap)
+        as_strided(into[:, :, out[1] :], shape, (st[0], st[1], st[2] * width, st[2]), writeable=True).fill(0)
+    return into

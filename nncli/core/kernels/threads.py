@@ -29,6 +29,9 @@ import numpy as np
 
 from nncli.core.kernels.workspace import slots_from
 
+#: the machine's cores, read once: os.cpu_count() reads /sys on every call (~25 µs on Linux), and the
+#: kernels ask for the thread count several times a step
+_CPUS = os.cpu_count() or 1
 #: below this many elements the work stays on the calling thread (waking a thread costs ~50 µs)
 MIN_PARALLEL_ELEMENTS = 1 << 20
 
@@ -78,7 +81,7 @@ def _blas_threads() -> int:
 
 def blas_threads() -> int:
     """numpy's BLAS thread setting, at most the number of cores."""
-    return max(1, min(os.cpu_count() or 1, _blas_threads()))
+    return max(1, min(_CPUS, _blas_threads()))
 
 
 def workers(n_elements: int) -> int:
