@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nncli.core.kernels.gemm import matmul_columns
 from nncli.core.kernels.im2col import (
     Geometry,
     col2im,
@@ -44,7 +45,6 @@ from nncli.core.kernels.im2col import (
     im2col_grid,
     onto_grid,
 )
-from nncli.core.kernels.gemm import matmul_columns
 from nncli.core.kernels.threads import MIN_PARALLEL_ELEMENTS, run_blocks, workers
 from nncli.core.kernels.workspace import SHARED
 
