@@ -25,6 +25,10 @@ MNIST1D = [  # the paper CNN's three layers, batch 100
     (Conv1D, {"out": 25, "kernel": 3, "stride": 2, "padding": 1}, (25, 10), 100),
 ]
 DIGITS = [(Conv2D, {"out": 64, "kernel": 3, "stride": 2}, (32, 8, 8), 32)]  # configs/digits_cnn.yaml
+LONG_COLUMNS = [  # Conv2D with C·K ≥ 32 on 64 to 256 positions
+    (Conv2D, {"out": 48, "kernel": 3, "padding": 1}, (32, 8, 8), 16),  # the three-stage CNN's last conv
+    (Conv2D, {"out": 6, "kernel": 3, "padding": 1}, (4, 10, 10), 3),
+]
 SETTINGS = (
     [(cls, hp, shape, 4) for cls in (Conv1D, Conv2D) for hp, shape in cls.examples()]
     + [
@@ -42,6 +46,7 @@ SETTINGS = (
     ]
     + MNIST1D
     + DIGITS
+    + LONG_COLUMNS
 )
 
 
@@ -195,15 +200,19 @@ def test_plans_are_made_once_per_shape_and_a_few_are_kept():
 
 def test_which_layers_take_the_small_path():
     # the MNIST-1D CNN's layers and the digits CNN's strided Conv2D
-    for cls, hp, shape, n in MNIST1D + DIGITS:
+    for cls, hp, shape, n in MNIST1D + DIGITS + LONG_COLUMNS:
         m = _layer(cls, hp, shape)
         out = m.output_shape(shape)
-        assert small_path(n, shape[0], m.geom.K, int(np.prod(out[1:])))
+        assert small_path(n, shape[0], m.geom.K, int(np.prod(out[1:])), m.geom.nd)
     assert not small_path(0, 25, 3, 10)  # an empty batch: conv.py's path handles it
     assert not small_path(64, 8, 5, 256)  # Conv1D 8→16 on L 256: long rows, conv.py's by-example GEMMs
     assert not small_path(64, 16, 9, 784)  # Conv2D 16→32 on 28×28
     assert not small_path(2000, 25, 3, 10)  # enough work for conv.py's blocks on two threads
     assert conv_small.MAX_POSITIONS <= 64
+    # a Conv2D with long columns up to 256 positions: the three-stage CNN's 32→48 layer on 8×8
+    assert small_path(16, 32, 9, 64, nd=2) and not small_path(16, 32, 9, 64, nd=1)
+    assert small_path(8, 16, 9, 256, nd=2) and not small_path(8, 16, 9, 257, nd=2)
+    assert not small_path(64, 1, 9, 64, nd=2)  # the digits CNN's first layer: columns of 9
 
 
 @LAYOUTS

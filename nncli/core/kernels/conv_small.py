@@ -26,8 +26,8 @@ the one array a plan keeps from forward to backward (the columns are rebuilt fro
 workspace (``workspace.SHARED``), carved into views that are made again only when that buffer has
 been replaced by a larger one.
 
-Chosen per input shape by ``small_path`` (P < 64, at most 2¹⁹ elements of columns; measured
-figures there). The GEMMs run with BLAS on one thread (``threads.run_blocks``), so the results
+Chosen per input shape by ``small_path`` (P < 64, or P ≤ 256 for a Conv2D with C·K ≥ 32; at most
+2¹⁹ elements of columns; measured figures there). The GEMMs run with BLAS on one thread (``threads.run_blocks``), so the results
 are the same bits with any thread setting.
 """
 
@@ -50,6 +50,10 @@ from nncli.core.kernels.workspace import SHARED
 MAX_COLUMNS = 1 << 19
 #: output positions per example below which this path is taken
 MAX_POSITIONS = 64
+#: a Conv2D whose columns are long (C·K ≥ MIN_COLUMN_2D) takes it up to MAX_POSITIONS_2D positions
+#: (see ``small_path``)
+MAX_POSITIONS_2D = 256
+MIN_COLUMN_2D = 32
 #: bytes per example (C·ΠS·itemsize) above which a plan lays its arrays out channels last. Measured
 #: (float32, 1 thread, µs, forward + full backward, batch last / channels last): Conv1D 25→25 k3 s2,
 #: N 100, on L 19 (1900 B) 208 / 224, on L 40 (4000 B) 377 / 422, on L 80 (8000 B) 946 / 919;
@@ -58,8 +62,9 @@ MAX_POSITIONS = 64
 _CL_FROM = 4000
 
 
-def small_path(N: int, C: int, K: int, P: int) -> bool:
-    """Whether a layer with these sizes takes this path (N examples, C channels, K taps, P positions).
+def small_path(N: int, C: int, K: int, P: int, nd: int = 1) -> bool:
+    """Whether a layer with these sizes takes this path (N examples, C channels, K taps, P positions,
+    ``nd`` spatial axes).
 
     Measured against ``conv.py`` (float32, 1 thread, µs, forward / full backward, medians of 11
     alternating rounds at load 1.5–2): the MNIST-1D CNN's Conv1D 1→25 k5 s2 on L 40, N 100 (P 19,
@@ -70,8 +75,18 @@ def small_path(N: int, C: int, K: int, P: int) -> bool:
     digits CNN's first layer, Conv2D 1→32 k3 on 8×8 (P 64, ∂J/∂θ only), N 64: 65 / 72 → 126 / 154:
     from P ≈ 64 the per-example GEMMs are long enough for BLAS, and the transposing copies of u
     and v (C'·P·N floats) cost more than they save.
+
+    A Conv2D with long columns (C·K ≥ 32) gains up to 256 positions, where ``conv.py`` copies rows
+    of W' floats one by one (float32, 1 thread, µs, forward + full backward, conv.py → this path,
+    25 alternating rounds): 32→48 k3 p1 on 8×8 (P 64), N 16: 1334 → 775; 16→16 on 8×8, N 32:
+    890 → 419; 8→16: 551 → 432; 32→48 on 10×10 (P 100), N 16: 1655 → 1212; 16→32 on 12×12
+    (P 144): 869 → 656; 4→16 on 12×12 (C·K 36): 312 → 223; 16→32 on 16×16 (P 256), N 8: 844 → 691.
+    Not a Conv1D, whose rows conv.py copies whole: 8→16 k5 on L 256, N 32: 476 → 674; 25→25 k3 on
+    L 128: 582 → 682.
     """
-    return N > 0 and P < MAX_POSITIONS and N * P * C * K <= MAX_COLUMNS
+    if N <= 0 or N * P * C * K > MAX_COLUMNS:
+        return False
+    return P < MAX_POSITIONS or (nd == 2 and P <= MAX_POSITIONS_2D and C * K >= MIN_COLUMN_2D)
 
 
 def _view(a: np.ndarray, shape: tuple) -> np.ndarray:

@@ -178,7 +178,7 @@ class ConvND(Module):
         if z.dtype == W.dtype:
             out = self._out_of(z)
             N, C = z.shape[:2]
-            if small_path(N, C, self.geom.K, math.prod(out)):
+            if small_path(N, C, self.geom.K, math.prod(out), self.geom.nd):
                 plan = SmallPlan(self.geom, z.shape, W.shape[0], "bias" in self.params, z.dtype)
         if len(self._plans) >= _PLANS_KEPT:
             del self._plans[next(iter(self._plans))]
