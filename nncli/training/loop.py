@@ -19,6 +19,8 @@ Callbacks are plain objects with any of these methods (all optional)::
                                          for each of the run's metrics (val_acc, ...), seconds
     on_checkpoint(trainer, best)         time to save ``last`` (and ``best`` when best is True)
     on_end(trainer, result)              once, with the TrainResult
+    on_error(trainer, exc)               instead of on_end when the loop raises: release what the
+                                         callback holds (the watcher's module hooks), then it propagates
 """
 
 from __future__ import annotations
@@ -145,7 +147,11 @@ class Trainer:
         # NaN/Inf are detected and reported by the loop itself (train.on_nonfinite), so numpy's
         # overflow warnings would only repeat it, less clearly
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return self._run()
+            try:
+                return self._run()
+            except BaseException as exc:
+                self._emit("on_error", exc)
+                raise
 
     def _run(self) -> TrainResult:
         st, t, chain = self.state, self.tcfg, self.chain

@@ -102,6 +102,9 @@ class Watcher:
     def on_end(self, trainer, result) -> None:
         self._unhook()  # a diverged step never reaches on_step
 
+    def on_error(self, trainer, exc) -> None:
+        self._unhook()  # hooks left on the modules would watch (and slow) whatever runs them next
+
     # -- what the hooks see --------------------------------------------------------------------------
     def _on_forward(self, name: str, m, z, u, _seconds) -> None:
         if not m.training:  # only the step's own forward
