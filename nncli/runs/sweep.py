@@ -158,12 +158,18 @@ def validate(config: Path, trials: list[Trial], build: bool = True):
 
 
 # -- running --------------------------------------------------------------------------------------------
+#: each trial's output: its summary as JSON, nothing else printed, and no curves.png (matplotlib costs
+#: about a second per trial, often more than a small trial's training; `nncli plot SWEEP_DIR` draws
+#: all the trials' curves together)
+TRIAL_OUTPUT = ("--quiet", "--json", "--no-curves")
+
+
 def train_args(config: Path, trial: Trial, sweep_dir: Path) -> list[str]:
     """The ``nncli train`` arguments of one trial (the Python executable is added where it runs)."""
     args = ["train", str(config)]
     for o in trial.overrides:
         args += ["--set", o]
-    return args + ["--runs-dir", str(sweep_dir), "--name", trial.name, "--quiet", "--json"]
+    return args + ["--runs-dir", str(sweep_dir), "--name", trial.name, *TRIAL_OUTPUT]
 
 
 def logger_args(loggers: Sequence[str]) -> list[str]:
@@ -477,7 +483,7 @@ def resume_sweep(
         if t.status in FINISHED:
             continue
         if t.run_dir and (Path(t.run_dir) / "checkpoints" / "last.safetensors").exists():
-            args[t.index] = ["train", "--resume", t.run_dir, "--quiet", "--json"]
+            args[t.index] = ["train", "--resume", t.run_dir, *TRIAL_OUTPUT]
         else:
             if not config.is_file():
                 raise SweepError(f"{config}: the sweep's config file is gone; trial {t.name} cannot start")

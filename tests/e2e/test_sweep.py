@@ -200,6 +200,7 @@ def _check_sweep(sweep, runs):
         assert yaml.safe_load((run / "config.yaml").read_text())["optimizer"]["lr"] == lr
         assert t["best"]["metric"] == "val_acc" and 0.0 <= t["best"]["value"] <= 1.0
         assert t["summary"]["steps"] == 6
+        assert not (run / "curves.png").exists()  # trials skip it; `nncli plot SWEEP_DIR` draws them all
     values = [data["trials"][i]["best"]["value"] for i in data["ranking"]]
     assert values == sorted(values, reverse=True)
     return data
