@@ -73,6 +73,8 @@ def ray_cluster():
         # without it Ray replaces --node-ip-address=127.0.0.1 by the machine's outward address and
         # listens on every interface (gcs_server, raylet, workers) or on that address (agents, client server)
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        # on SIGTERM `ray start` first asks the (already stopped) GCS to drain the node, for up to 30 s
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
     }
     ports = {
         "--node-manager-port": free_port(),
