@@ -127,12 +127,15 @@ def merge(base: dict, extra: dict) -> dict[str, Any]:
     return out
 
 
-def run_many(calls: dict[str, dict], workers: int = 4) -> dict[str, Result]:
-    """Run several ``run_nncli(**kwargs)`` at once (interpreter start-up dominates each one)."""
+def run_many(
+    calls: dict[str, dict], workers: int = 4, run: Callable[..., Result] | None = None
+) -> dict[str, Result]:
+    """Run several ``run(*args, **kwargs)`` at once: ``run_nncli`` by default (interpreter start-up
+    dominates each one), or ``forked_cli.run_forked``."""
+    run = run or run_nncli
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
-            name: pool.submit(lambda kw: run_nncli(*kw.pop("args"), **kw), dict(kw))
-            for name, kw in calls.items()
+            name: pool.submit(lambda kw: run(*kw.pop("args"), **kw), dict(kw)) for name, kw in calls.items()
         }
         return {name: f.result() for name, f in futures.items()}
 

@@ -13,6 +13,7 @@ import re
 import sys
 
 import pytest
+from forked_cli import run_forked
 from support import run_main, run_many
 
 import nncli
@@ -45,7 +46,9 @@ USAGE_ERRORS = {
 def usage_results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("usage")
     (folder / "c.yaml").write_text("name: x\n")
-    return run_many({name: {"args": args, "cwd": folder} for name, args in USAGE_ERRORS.items()})
+    return run_many(
+        {name: {"args": args, "cwd": folder} for name, args in USAGE_ERRORS.items()}, run=run_forked
+    )
 
 
 @pytest.mark.parametrize("name", list(USAGE_ERRORS))

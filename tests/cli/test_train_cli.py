@@ -1,8 +1,8 @@
 """`nncli train` / `nncli eval` through the real command line, in subprocesses.
 
 Each bad input must exit 2 with one line on stderr that names the problem and where it is, no
-traceback, and leave no run folder behind. The bad-input processes are started together and then
-checked one by one, so the interpreter start-up cost is paid in parallel.
+traceback, and leave no run folder behind. The bad-input processes are forked from one that has
+imported nncli (``forked_cli``), a few at a time, so the interpreter start-up cost is paid once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import start_nncli, write_config
+from forked_cli import run_forked
+from support import run_many, start_nncli, write_config
 
 GOOD = {
     "name": "cli",
@@ -76,7 +77,7 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bad_runs(workdir):
-    procs = {}
+    calls, folders = {}, {}
     for i, (name, change, argv, _) in enumerate(CASES):
         cfg = GOOD
         for path, value in (change or {}).items():
@@ -84,8 +85,12 @@ def bad_runs(workdir):
         cfg_file = write_config(workdir, cfg, f"bad{i}.yaml")
         runs = workdir / f"runs{i}"
         first = [] if change is None else [cfg_file]
-        procs[name] = (nncli("train", *first, "--runs-dir", runs, *argv, cwd=workdir), runs)
-    return {name: (*finish(p), runs) for name, (p, runs) in procs.items()}
+        calls[name] = dict(
+            args=["train", *first, "--runs-dir", runs, *argv], cwd=workdir, env={"COLUMNS": "200"}
+        )
+        folders[name] = runs
+    done = run_many(calls, run=run_forked)
+    return {name: (*done[name], folders[name]) for name in calls}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
