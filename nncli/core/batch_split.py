@@ -18,8 +18,9 @@ on one thread anyway: ``nncli train --threads auto``), and no hook is registered
 and watching see whole batches).
 
 The same bits on any thread count: the halves depend only on the batch size; with one thread they
-run one after the other on the calling thread, with two at once; each half's kernels run on one
-thread (``threads.run_apart``); the gradient is the first half's plus the second's, in that order.
+run one after the other on the calling thread, with two or more at once, each half's kernels on its
+share of the threads (``threads.run_apart``: two each on four cores), their blocks fixed by the
+shapes; the gradient is the first half's plus the second's, in that order.
 A resumed run therefore continues exactly. Against the unsplit step the sums run in another order,
 so results agree to rounding.
 

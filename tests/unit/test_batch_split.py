@@ -3,6 +3,8 @@ the whole batch's loss and gradient, the same bits on 1 or 2 threads, and a resu
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -226,3 +228,43 @@ def test_a_resumed_split_run_ends_where_an_uninterrupted_one_does(split_always, 
     assert run_session(resumed, tmp_path / "b").exit_code == 0
     a, b = (load_weights(weights_path(s.folder / "checkpoints", "last"))[0] for s in (straight, cut))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_with_four_threads_each_half_gets_two_for_its_kernels():
+    """On more cores than halves, each half's kernels share out the rest: 4 threads, 2 per half,
+    the halves' nested blocks in slots of their own, and the same bits as on one thread."""
+    from nncli.core.kernels import threads
+    from nncli.core.kernels.workspace import slot_base
+    from nncli.core.layers.conv import Conv2D
+
+    layer = Conv2D(out=32, kernel=3, padding=1).build((16, 16, 16), np.random.default_rng(0), np.float32)
+    rng = np.random.default_rng(1)
+    halves = [rng.normal(size=(16, 16, 16, 16)).astype(np.float32) for _ in range(2)]
+    copies = [layer, copy.deepcopy(layer)]
+    seen: list[tuple[int, int]] = []
+    nested: list[int] = []
+    real_parallel = threads._run_parallel
+
+    def spy(fn, n_blocks, n_threads):
+        nested.append(n_threads)
+        return real_parallel(fn, n_blocks, n_threads)
+
+    def task(i):
+        def run():
+            seen.append((threads.blas_threads(), slot_base()))
+            m = copies[i]
+            m.zero_grads()
+            u = m.forward(halves[i])
+            return u, m.backward(u), m.grads["weight"].copy()
+
+        return run
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(threads, "_run_parallel", spy)
+        apart = threads.run_apart([task(0), task(1)], 4)
+    assert sorted(seen) == [(2, 0), (2, 2)], "two threads each, slots 0-1 and 2-3"
+    assert nested.count(2) >= 2, "the convolution's blocks ran on two threads inside each half"
+    with threadpool_limits(1, user_api="blas"):
+        alone = [task(i)() for i in range(2)]
+    for (u, dz, dw), (u1, dz1, dw1) in zip(apart, alone):
+        assert np.array_equal(u, u1) and np.array_equal(dz, dz1) and np.array_equal(dw, dw1)

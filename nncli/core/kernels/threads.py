@@ -20,14 +20,15 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nncli.core.kernels.workspace import slots_from
+from nncli.core.kernels.workspace import slot_base, slots_from
 
 #: the machine's cores, read once: os.cpu_count() reads /sys on every call (~25 µs on Linux), and the
 #: kernels ask for the thread count several times a step
@@ -79,9 +80,27 @@ def _blas_threads() -> int:
     return min(counts, default=1)
 
 
+#: per thread: the kernels' thread budget inside a task of ``run_apart`` (None elsewhere)
+_local = threading.local()
+
+
 def blas_threads() -> int:
-    """numpy's BLAS thread setting, at most the number of cores."""
+    """The threads the kernels may use: numpy's BLAS thread setting, at most the number of cores;
+    inside a task of ``run_apart``, that task's share."""
+    budget = getattr(_local, "budget", None)
+    if budget is not None:
+        return budget
     return max(1, min(_CPUS, _blas_threads()))
+
+
+@contextmanager
+def _budget(threads: int | None) -> Iterator[None]:
+    before = getattr(_local, "budget", None)
+    _local.budget = threads
+    try:
+        yield
+    finally:
+        _local.budget = before
 
 
 def workers(n_elements: int) -> int:
@@ -199,12 +218,18 @@ def run_blocks(fn: Callable[[int, int], None], n_blocks: int, n_threads: int) ->
 
 def _run_parallel(fn, n_blocks: int, n_threads: int) -> None:
     bounds = [n_blocks * i // n_threads for i in range(n_threads + 1)]
+    # the caller's first slot and thread budget (set inside a task of run_apart) go with its runs
+    base, budget = slot_base(), getattr(_local, "budget", None)
 
     def run(slot: int) -> None:
         for k in range(bounds[slot], bounds[slot + 1]):
             fn(k, slot)
 
-    futures = [_executor(n_threads - 1).submit(run, slot) for slot in range(1, n_threads)]
+    def run_elsewhere(slot: int) -> None:
+        with slots_from(base), _budget(budget):
+            run(slot)
+
+    futures = [_executor(n_threads - 1).submit(run_elsewhere, slot) for slot in range(1, n_threads)]
     error = None
     try:
         run(0)
@@ -222,25 +247,31 @@ def _run_parallel(fn, n_blocks: int, n_threads: int) -> None:
 def run_apart(tasks: list[Callable[[], Any]], n_threads: int) -> list[Any]:
     """Run whole passes (a split batch's halves, ``core.batch_split``) and return their results.
 
-    With ``n_threads`` > 1 task i runs on thread i (the caller's thread runs task 0), its workspace
-    slots starting at i (``slots_from``); else the tasks run one after the other on the caller's
-    thread. Either way BLAS is held at one thread, so every kernel inside a task runs on the thread
-    that calls it, and computes the same bits whichever thread that is. An exception in any task is
-    raised here after all tasks have stopped.
+    With ``n_threads`` ≥ 2 tasks, the tasks run at once, task i on its own thread (the caller's runs
+    task 0), each with ``n_threads // len(tasks)`` threads for its kernels (``blas_threads`` inside
+    it) and its own workspace slots (``slots_from``); else one after the other on the caller's
+    thread. BLAS is held at one thread throughout: a kernel's blocks and their rounding depend only
+    on the shapes, so the results are the same bits whichever threads run them. An exception in any
+    task is raised here after all tasks have stopped.
     """
     blas = _blas_threads()
     if blas > 1:
         _set_blas_threads(1)
     try:
-        if n_threads <= 1 or len(tasks) == 1:
-            return [task() for task in tasks]
+        if n_threads < 2 or len(tasks) == 1:
+            with _budget(max(1, n_threads)):
+                return [task() for task in tasks]
+        budget = max(1, n_threads // len(tasks))
+        # every thread the tasks and their kernels' blocks will ask for, made now: a pool grown while
+        # a task waits on it could leave that task's blocks queued behind the task itself
+        _executor(len(tasks) * budget - 1)
         results: list[Any] = [None] * len(tasks)
         # each task sees the caller's context: numpy's errstate lives in a context variable, and
         # a pool thread's own context would warn where the caller asked for silence
         contexts = [contextvars.copy_context() for _ in tasks]
 
         def run(i: int) -> None:
-            with slots_from(i):
+            with slots_from(i * budget), _budget(budget):
                 results[i] = contexts[i].run(tasks[i])
 
         _run_parallel(lambda i, _slot: run(i), len(tasks), len(tasks))
