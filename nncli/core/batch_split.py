@@ -129,6 +129,9 @@ class BatchSplit:
         total = w0 + w1
         if twin.training != chain.training:
             twin.train(chain.training)
+        # the loss as the chain has it now (class weights can be set after the copy was made); its
+        # own object, since forward keeps what backward needs on it
+        twin.loss = copy.copy(chain.loss)
         chain.zero_grads()
         if self.twin_grads is not None:
             for buf in self.twin_grads:
