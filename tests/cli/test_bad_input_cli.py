@@ -1,9 +1,11 @@
 """Bad input through the real command line: every case exits 2 with one clear line and leaves nothing.
 
-Each case runs ``python -m nncli`` in a subprocess with stderr a pipe (as in a script or CI log) and
-checks: exit code 2, the message names the problem and the place (``file:line:col`` and the field
-where there is one), no traceback, nothing on stdout, no run folder under ``--runs-dir``. The
-processes run a few at a time; the models are tiny (spirals, a few steps).
+Each case runs nncli in a process of its own: the batches of refusals in processes forked from one
+that has imported nncli once (``forked_cli``), the rest as ``python -m nncli``; stderr is a file or a
+pipe, not a terminal (as in a script or CI log). Checked: exit code 2, the message names the problem
+and the place (``file:line:col`` and the field where there is one), no traceback, nothing on stdout,
+no run folder under ``--runs-dir``. The processes run a few at a time; the models are tiny (spirals,
+a few steps).
 """
 
 from __future__ import annotations

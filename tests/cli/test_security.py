@@ -1,6 +1,7 @@
 """Run folders, names and signals from someone else: nothing runs, nothing outside is written, nothing crashes.
 
-Every case goes through the real command line (``python -m nncli`` in a subprocess) on tiny runs. A
+Every case goes through the real command line on tiny runs: ``python -m nncli`` in a subprocess, or
+(batches of refusals) a process forked from one that has imported nncli (``forked_cli``). A
 run folder is untrusted input: its name may be crafted, its files may be links, damaged or edited.
 The guarantees checked here are listed, with these test names, in docs/reliability.md.
 
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from forked_cli import run_forked
 from support import Result, assert_refused, folder_listing, nncli_env, run_main, run_many, run_nncli
 
 from nncli.runs.checkpoint import digest, load_checkpoint, state_path
@@ -321,7 +323,8 @@ def test_resume_of_a_damaged_run_folder_is_one_line_naming_the_file(work, tmp_pa
         damage(run)
     before = {name: (folder_listing(run), (run / ".lock").read_bytes()) for name, run in runs.items()}
     results = run_many(
-        {name: {"args": ["train", "--resume", run, "-q", "--no-curves"]} for name, run in runs.items()}
+        {name: {"args": ["train", "--resume", run, "-q", "--no-curves"]} for name, run in runs.items()},
+        run=run_forked,
     )
     for name, res in results.items():
         _, file, text = cases[name]
