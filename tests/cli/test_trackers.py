@@ -7,33 +7,33 @@ import json
 from pathlib import Path
 
 import pytest
-from support import assert_refused, merge, run_nncli, write_config
+from support import assert_refused, merge, run_many, run_nncli, write_config
 
 #: two evaluations and three train rows
 EXTRA = {"name": "tiny", "data": {"val_split": 0.3}, "train": {"steps": 6, "eval_every": 3, "log_every": 2}}
 
 
-def _train(tmp_path, tiny_config, *loggers, env=None):
-    config = write_config(tmp_path, merge(tiny_config, EXTRA), "tiny.yaml")
+def _train_call(folder, tiny_config, *loggers, env=None) -> dict:
+    """``run_nncli`` arguments training the tiny config in ``folder`` (so that nothing the trackers
+    write lands elsewhere) with ``loggers``."""
+    config = write_config(folder, merge(tiny_config, EXTRA), "tiny.yaml")
     args = [a for name in loggers for a in ("--logger", name)]
-    res = run_nncli(  # in the test's folder, so that nothing the trackers write lands elsewhere
-        "train",
-        config,
-        *args,
-        "--runs-dir",
-        tmp_path / "runs",
-        "--quiet",
-        "--json",
-        "--no-curves",  # matplotlib's second is not what these tests are about
-        env=env,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    # matplotlib's second (curves.png) is not what these tests are about
+    args += ["--runs-dir", folder / "runs", "--quiet", "--json", "--no-curves"]
+    return dict(args=["train", config, *args], env=env, timeout=300, cwd=folder)
+
+
+def _finished(res):
+    """(run folder, metrics.jsonl rows) of a training that must have succeeded."""
     assert res.code == 0, res
-    summary = json.loads(res.out)
-    run = Path(summary["run_dir"])
+    run = Path(json.loads(res.out)["run_dir"])
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return run, rows
+
+
+def _train(folder, tiny_config, *loggers, env=None):
+    call = _train_call(folder, tiny_config, *loggers, env=env)
+    return _finished(run_nncli(*call.pop("args"), **call))
 
 
 def _check_tensorboard(run, rows):
@@ -83,12 +83,22 @@ def test_mlflow_and_tensorboard_at_once_read_back(tmp_path, tiny_config):
     )
     pytest.importorskip("mlflow", reason="--logger mlflow needs mlflow (pip install 'nncli[mlflow]')")
     uri = f"sqlite:///{tmp_path / 'tracking.db'}"
-    run, rows = _train(tmp_path, tiny_config, "mlflow", "tensorboard", env={"MLFLOW_TRACKING_URI": uri})
+    (tmp_path / "b").mkdir()
+    # the two trainings at once (each spends seconds importing MLflow and creating its store)
+    both = run_many(
+        {
+            "uri": _train_call(
+                tmp_path, tiny_config, "mlflow", "tensorboard", env={"MLFLOW_TRACKING_URI": uri}
+            ),
+            # without MLFLOW_TRACKING_URI: SQLite beside the runs, in --runs-dir
+            "default": _train_call(tmp_path / "b", tiny_config, "mlflow", env={"MLFLOW_TRACKING_URI": ""}),
+        },
+        workers=2,
+    )
+    run, rows = _finished(both["uri"])
     _check_mlflow(uri, run, rows)
     _check_tensorboard(run, rows)
-    # without MLFLOW_TRACKING_URI: SQLite beside the runs, in --runs-dir
-    (tmp_path / "b").mkdir()
-    run, rows = _train(tmp_path / "b", tiny_config, "mlflow", env={"MLFLOW_TRACKING_URI": ""})
+    run, rows = _finished(both["default"])
     _check_mlflow(f"sqlite:///{tmp_path / 'b' / 'runs' / 'mlflow.db'}", run, rows)
 
 
