@@ -210,21 +210,23 @@ def test_export_refuses_to_overwrite_files_of_a_run_or_existing_files(work, tmp_
             "new file in the run": {"args": ["export", run, "-o", run / "model.py"]},
             "link into the run": {"args": ["export", run, "-o", link, "--force"]},
             "existing file": {"args": ["export", run, "-o", mine]},
-        }
+        },
+        run=run_forked,
     )
     for name, res in results.items():
         assert_refused(res, "pass --force" if name == "existing file" else "inside the run folder")
     assert folder_listing(run) == before and mine.read_text() == "# mine\n"
     # the default <run>/export/model.py: written once, then refused without --force, replaced with it
-    assert run_nncli("export", run).code == 0
-    assert_refused(run_nncli("export", run), "already exists; pass --force")
-    assert run_nncli("export", run, "--force").code == 0
+    # (the exports that succeed run in this process, where torch is imported once, not per process)
+    assert run_main("export", run).code == 0
+    assert_refused(run_forked("export", run), "already exists; pass --force")
+    assert run_main("export", run, "--force").code == 0
     # an export/ folder that is a link out of the run is never written through
     shutil.rmtree(run / "export")
     (run / "export").symlink_to(escape)
-    assert_refused(run_nncli("export", run), "symbolic link")
+    assert_refused(run_forked("export", run), "symbolic link")
     assert list(escape.iterdir()) == []
-    assert run_nncli("export", run, "-o", mine, "--force").code == 0 and "load_model" in mine.read_text()
+    assert run_main("export", run, "-o", mine, "--force").code == 0 and "load_model" in mine.read_text()
 
 
 # -- 5. the checkpoint checksum covers the training state ---------------------------------------------------
