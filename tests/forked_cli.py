@@ -9,23 +9,27 @@ with the CLI's exit code. What differs from a fresh interpreter: the imports are
 variables read at import time (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``) keep the server's
 values, so cases that depend on those run as real subprocesses (``support.run_nncli``).
 
-    run_forked(*args, cwd=..., env=..., timeout=...)   → support.Result, as run_nncli gives
+    run_forked(*args, cwd=..., env=..., timeout=...)   → support.Result, as run_nncli gives;
+                                                         safe to call from several threads (run_many)
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import runpy
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from support import Result, nncli_env
 
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(["nncli.cli", "forked_cli"])
+_status_lock = threading.Lock()
 
 
 def _child(argv: list[str], cwd: str | None, env: dict[str, str], out_path: str, err_path: str) -> None:
@@ -52,12 +56,19 @@ def run_forked(*args, cwd: Path | str | None = None, timeout: float = 120, env: 
         proc = _context.Process(
             target=_child, args=(argv, None if cwd is None else str(cwd), nncli_env(env), out_path, err_path)
         )
-        proc.start()
-        proc.join(timeout)
-        if proc.exitcode is None:
-            proc.kill()
+        # multiprocessing reads a child's exit status from a pipe, and start() polls every earlier
+        # child: two threads reading one status at once leave one with nothing (exit code 255)
+        with _status_lock:
+            proc.start()
+        finished = multiprocessing.connection.wait([proc.sentinel], timeout)
+        with _status_lock:
+            if not finished:
+                proc.kill()
+                proc.join()
+                raise subprocess.TimeoutExpired(["nncli", *argv], timeout)
             proc.join()
-            raise subprocess.TimeoutExpired(["nncli", *argv], timeout)
+            code = proc.exitcode
+            proc.close()
         out = Path(out_path).read_text() if os.path.exists(out_path) else ""
         err = Path(err_path).read_text() if os.path.exists(err_path) else ""
-    return Result(proc.exitcode, out, err, argv)
+    return Result(code, out, err, argv)

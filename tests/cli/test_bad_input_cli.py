@@ -342,7 +342,16 @@ def trained(work):
     for name, text in cfgs.items():
         (work / f"{name}.yaml").write_text(text.replace("name: tiny", f"name: {name}"))
         calls[name] = dict(
-            args=["train", f"{name}.yaml", "--runs-dir", work / "runs_ok", "--quiet", "--json"], cwd=work
+            args=[
+                "train",
+                f"{name}.yaml",
+                "--runs-dir",
+                work / "runs_ok",
+                "--quiet",
+                "--json",
+                "--no-curves",
+            ],
+            cwd=work,
         )
     out = {}
     for name, res in run_many(calls).items():
@@ -720,7 +729,8 @@ def test_sweeps_too_large_or_too_deep_are_refused_before_any_trial(tmp_path):
                 ],
                 timeout=60,
             ),
-        }
+        },
+        run=run_forked,
     )
     assert_refused(res["seeds"], "100,000,000 trials", "1,000", runs_dir=tmp_path / "r1")
     assert_refused(res["grid"], "1,200 trials (200 × 6)", runs_dir=tmp_path / "r2")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from forked_cli import run_forked
 from support import assert_refused, folder_listing, run_many, run_nncli, write_config
 
 # no dropout, no BatchNorm: training mode computes what eval does, so the trace's J on the whole
@@ -95,6 +96,6 @@ def test_bad_runs_and_combinations_are_one_line_exit_2(trained, tmp_path):
         "split": (["--run", trained, "--trace", "--split", "test"], "--split"),
         "checkpoint alone": ([cfg, "--checkpoint", "last"], "--checkpoint needs --run"),
     }
-    results = run_many({k: {"args": ["inspect", *args]} for k, (args, _) in cases.items()})
+    results = run_many({k: {"args": ["inspect", *args]} for k, (args, _) in cases.items()}, run=run_forked)
     for key, (_, expected) in cases.items():
         assert_refused(results[key], expected)

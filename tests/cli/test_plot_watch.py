@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from forked_cli import run_forked
 from support import assert_refused, invoke, run_many, run_nncli, write_config
 
 CONFIG = {
@@ -34,7 +35,16 @@ def runs(tmp_path_factory):
     plain = {**CONFIG, "name": "plain", "train": {"steps": 5}}
     r = run_many(
         {
-            name: {"args": ["train", write_config(folder, cfg, f"{name}.yaml"), "--runs-dir", folder / name]}
+            # curves.png is not what these tests draw
+            name: {
+                "args": [
+                    "train",
+                    write_config(folder, cfg, f"{name}.yaml"),
+                    "--runs-dir",
+                    folder / name,
+                    "--no-curves",
+                ]
+            }
             for name, cfg in (("watched", CONFIG), ("plain", plain))
         }
     )
@@ -87,7 +97,8 @@ def test_plot_watch_refusals(runs, tmp_path):
             "no records": {"args": ["plot", runs["plain"], "--watch", "--terminal"]},
             "two runs": {"args": ["plot", runs["plain"], runs["watched"], "--watch"]},
             "not a run": {"args": ["plot", tmp_path, "--watch"]},
-        }
+        },
+        run=run_forked,
     )
     assert_refused(r["no records"], "no watch records", "train.watch")
     assert_refused(r["two runs"], "--watch draws one run folder")
