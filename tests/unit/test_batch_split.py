@@ -4,6 +4,8 @@ the whole batch's loss and gradient, the same bits on 1 or 2 threads, and a resu
 from __future__ import annotations
 
 import copy
+import os
+import time
 
 import numpy as np
 import pytest
@@ -269,3 +271,28 @@ def test_with_four_threads_each_half_gets_two_for_its_kernels():
         alone = [task(i)() for i in range(2)]
     for (u, dz, dw), (u1, dz1, dw1) in zip(apart, alone):
         assert np.array_equal(u, u1) and np.array_equal(dz, dz1) and np.array_equal(dw, dw1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_runs_threaded_kernels_on_threads_of_its_own():
+    """The parent's kernel thread pool does not survive fork(); the child must not wait on it."""
+    from nncli.core.kernels import threads
+
+    threads.run_apart([lambda: 1, lambda: 2], 2)  # the parent now has a pool with a live thread
+    pid = os.fork()
+    if pid == 0:  # the child: a threaded run, then report through the exit status
+        code = 1
+        try:
+            code = 0 if threads.run_apart([lambda: 1, lambda: 2], 2) == [1, 2] else 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung on the parent's thread pool")

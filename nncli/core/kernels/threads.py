@@ -128,6 +128,17 @@ def _executor(size: int) -> ThreadPoolExecutor:
         return _pool
 
 
+def _forget_pool_in_child() -> None:
+    """A forked child has none of the parent's threads: a pool it inherited would take work and never
+    run it (the first threaded kernel would wait forever). It starts its own, and a fresh lock."""
+    global _pool, _pool_size, _lock
+    _pool, _pool_size, _lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def row_blocks(n_rows: int, row_elements: int, block_elements: int = 1 << 16) -> list[tuple[int, int]]:
     """Split ``n_rows`` rows of ``row_elements`` each into (start, stop) blocks of about
     ``block_elements`` elements (256 kB of float32, so a few arrays of one block stay in L2 cache).
