@@ -55,8 +55,17 @@ BLOCK = 1 << 18
 ROW_LOOP_MIN = 512
 
 
-def _run(fn: Callable[[int, int], None], n_blocks: int, threads: int, d: int) -> None:
+#: elements below which a mat-vec runs on one thread in OpenBLAS whatever its setting (its gemv's
+#: own bar: 2304 × GEMM_MULTITHREAD_THRESHOLD, 4 by default)
+_ONE_THREAD_MATVEC = 9216
+
+
+def _run(fn: Callable[[int, int], None], n_blocks: int, threads: int, d: int, size: int = 0) -> None:
     """``run_blocks(fn, ...)`` with numpy's ufunc buffer cut to the row length on each thread.
+
+    An array of fewer than ``_ONE_THREAD_MATVEC`` elements (``size``) in short rows is one block on
+    the calling thread, whose mat-vecs OpenBLAS runs on one thread anyway: it skips ``run_blocks``
+    and its reading of BLAS's thread setting (~4 µs a call, 9 % of a step of configs/spirals_ln.yaml).
 
     numpy runs ``a * r[:, None]`` (a scalar per row) or ``a * w`` (a row repeated) by copying the
     broadcast operand into 8192-element buffers first: 2× the time of a same-shape product. With
@@ -65,15 +74,18 @@ def _run(fn: Callable[[int, int], None], n_blocks: int, threads: int, d: int) ->
     The setting is per thread (a context variable), so it is set once per run of blocks, not per
     block (≈3 µs each time), and restored afterwards.
     """
-    size = min(d, 8192) // 16 * 16 if d >= ROW_LOOP_MIN else 0  # numpy wants a multiple of 16
-    if not size:  # short rows keep numpy's buffer: the blocks as they are (small arrays: fewest calls)
+    if n_blocks == 1 and 0 < size < _ONE_THREAD_MATVEC and d < ROW_LOOP_MIN:
+        fn(0, 0)
+        return
+    buffer = min(d, 8192) // 16 * 16 if d >= ROW_LOOP_MIN else 0  # numpy wants a multiple of 16
+    if not buffer:  # short rows keep numpy's buffer: the blocks as they are (small arrays: fewest calls)
         run_blocks(fn, n_blocks, threads)
         return
     runs = max(1, min(threads, n_blocks))
     bounds = [n_blocks * i // runs for i in range(runs + 1)]
 
     def run(j: int, slot: int) -> None:
-        old = np.setbufsize(size)
+        old = np.setbufsize(buffer)
         try:
             for k in range(bounds[j], bounds[j + 1]):
                 fn(k, slot)
@@ -130,7 +142,7 @@ def ln_forward(
         else:
             ub *= r[:, None]
 
-    _run(block, len(blocks), threads, d)
+    _run(block, len(blocks), threads, d, x.size)
     return u, mean, rstd
 
 
@@ -200,7 +212,7 @@ def ln_backward(
             db -= (coef * sv)[:, None]
             svh *= r  # Σ_d v ⊙ x̂
 
-    _run(block, len(blocks), threads, d)
+    _run(block, len(blocks), threads, d, x.size)
     if affine == "none":
         return dz
     assert grad_weight is not None and grad_bias is not None  # an affine LN has both

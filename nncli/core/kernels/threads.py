@@ -70,7 +70,13 @@ def _controllers() -> list:
 def _blas_threads() -> int:
     """numpy's current BLAS thread count: its own library's, or where that cannot be told apart,
     the smallest of all (a user who asked for one thread gets one); 1 when none can be read."""
-    _controllers()
+    if _blas is None:
+        _controllers()
+    if len(_read_from) == 1:  # numpy's own library, found: one read (run on every kernel call)
+        try:
+            return max(1, int(_read_from[0].get_num_threads()))
+        except Exception:  # pragma: no cover
+            return 1
     counts = []
     for c in _read_from:
         try:
