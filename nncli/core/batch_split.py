@@ -72,15 +72,13 @@ class SplitState:
 def for_step(chain: Chain, n: int) -> BatchSplit | None:
     """The chain's ``BatchSplit`` when a step on ``n`` examples splits, else None. The decision is
     kept per batch size, the copy of the chain as long as it shares the chain's parameters."""
-    if hooks.any_registered():
-        return None
     state = chain._split
     if state is None:
         state = chain._split = SplitState()
     decided = state.decisions.get(n)
     if decided is None:
         decided = state.decisions[n] = wants_split(chain, n)
-    if not decided:
+    if not decided or hooks.any_registered():
         return None
     if state.split is None or not state.split.current():
         state.split = BatchSplit(chain)
