@@ -40,7 +40,8 @@ if method.startswith("nncli reader"):
 if engine in ("pyarrow", "pandas") or method.startswith("pandas"):
     import pandas, pyarrow, pyarrow.csv  # imported before the baseline, as a user's process has them
 from nncli.config.schema import DataConfig
-from nncli.training.tabular_read import read_head, read_table
+from nncli.training.tables.head import read_head
+from nncli.training.tables.read import read_table
 from nncli.training.userdata import load_arrays
 
 def rss():

@@ -100,7 +100,7 @@ class DataConfig(Strict):
     n_samples: int = Field(1000, gt=0)
     noise: float = Field(0.1, ge=0.0)
     classes: int = Field(3, ge=2)
-    # tables (.csv, .parquet): which columns, labels, missing cells, categories (training/tabular.py)
+    # tables (.csv, .parquet): which columns, labels, missing cells, categories (training/tables/)
     features: list[str | int] | None = Field(None, description="input columns, by name or index")
     drop: list[str | int] = Field(default_factory=list, description="columns left out")
     categorical: list[str | int] = Field(default_factory=list, description="columns one-hot encoded")

@@ -1,7 +1,7 @@
 """The ONNX inputs of a run trained on a table, and the nodes that encode them as nncli does.
 
 A table run's preprocessing (run.json ``data.preprocessing``, format ``nncli.tabular/1``, see
-``nncli.training.tabular``) lists the model's inputs in order: ``number`` columns (one input each)
+``nncli.training.tables.spec``) lists the model's inputs in order: ``number`` columns (one input each)
 and ``onehot`` columns (one input per training category). ONNX tensors hold one type, so the graph
 takes:
 

@@ -11,7 +11,7 @@ everything an exporter must put in front of and behind the network:
 - ``class_names``: the label of each class id (run.json ``data.class_names``), or None;
 - ``table``: for a run trained on a table (.csv, .parquet), how its columns become the model's
   inputs (run.json ``data.preprocessing``, format ``nncli.tabular/1``: columns chosen, missing cells
-  filled, categories one-hot encoded; see ``nncli.training.tabular``), else None.
+  filled, categories one-hot encoded; see ``nncli.training.tables.spec``), else None.
 
     prep = Preprocessing.of_run(loaded_run)
     prep.standardize              # True when the graph must standardise its inputs

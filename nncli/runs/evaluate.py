@@ -21,10 +21,12 @@ from nncli.core.errors import DataError
 from nncli.runs.datafile import check_run_data
 from nncli.runs.loaded_run import load_run
 from nncli.runs.session import check_split
-from nncli.training import tabular
 from nncli.training.data import Split, load_arrays, load_dataset
 from nncli.training.evaluation import evaluate as metrics_of
 from nncli.training.metrics import Fit, resolve, run_metrics
+from nncli.training.tables.eval_table import read_for_run
+from nncli.training.tables.labels import encode_labels
+from nncli.training.tables.table_files import is_table
 from nncli.training.userdata import _file_exists, check_inputs, coerce_targets, read_user_file
 
 
@@ -75,15 +77,15 @@ def _labelled(loaded, path: Path, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """A labelled file's raw inputs and labels, read as the run's training file was: a table with
     the run's preprocessing and class names (a label it never saw is an error)."""
     cfg = loaded.config.data
-    if tabular.is_table(path) and loaded.preprocessing is not None:
+    if is_table(path) and loaded.preprocessing is not None:
         _file_exists(path, str(path))
-        return tabular.read_for_run(path, loaded.preprocessing, loaded.class_names, cfg, kind, str(path))
-    if loaded.class_names is not None and not tabular.is_table(path):
+        return read_for_run(path, loaded.preprocessing, loaded.class_names, cfg, kind, str(path))
+    if loaded.class_names is not None and not is_table(path):
         raw = read_user_file(path, cfg, str(path))
         x = check_inputs(raw["x"], raw["y"], str(path))
         lookup = {n: i for i, n in enumerate(loaded.class_names)}
         texts = np.asarray(raw["y"]).astype(str).astype(object)
-        y = tabular.encode_labels(
+        y = encode_labels(
             texts,
             lookup,
             loaded.class_names,

@@ -70,7 +70,7 @@ class LoadedRun:
     @property
     def preprocessing(self) -> dict[str, Any] | None:
         """How raw table columns become the model's inputs (run.json ``data.preprocessing``, the
-        format of ``nncli.training.tabular``), or None for a run trained on arrays."""
+        format of ``nncli.training.tables.spec``), or None for a run trained on arrays."""
         spec = (self.info.get("data") or {}).get("preprocessing")
         return spec if isinstance(spec, dict) and spec.get("format") == "nncli.tabular/1" else None
 
@@ -82,7 +82,7 @@ class LoadedRun:
             run.predict(run.encode({"size": [150, 80], "age": [20, None], "city": ["north", "south"]}))
         """
         from nncli.core.errors import DataError, did_you_mean
-        from nncli.training import tabular
+        from nncli.training.tables.encode import apply_preprocessing
 
         spec = self.preprocessing
         if spec is None:
@@ -101,7 +101,7 @@ class LoadedRun:
                 values.append(texts)
             else:
                 values.append(np.array([np.nan if v is None else v for v in raw], dtype=np.float64))
-        return tabular.apply_preprocessing(spec, values)
+        return apply_preprocessing(spec, values)
 
     @property
     def class_names(self) -> list[str] | None:

@@ -263,8 +263,9 @@ def _npz_chunks(loaded: LoadedRun, path: Path, n_in: int, batch: int) -> Iterato
 def _table_chunks(loaded: LoadedRun, fh: TextIO, where: str, batch: int) -> Iterator[np.ndarray]:
     """CSV rows encoded with the run's preprocessing (run.json ``data.preprocessing``): columns
     matched by name (or position), missing cells filled, categories one-hot encoded."""
-    from nncli.training import tabular
-    from nncli.training.tabular_read import _all_numbers, _blank
+    from nncli.training.tables.encode import apply_preprocessing
+    from nncli.training.tables.head import all_numbers, is_blank
+    from nncli.training.tables.raw_rows import cells_to_values, input_positions
 
     spec = loaded.preprocessing
     assert spec is not None
@@ -276,21 +277,21 @@ def _table_chunks(loaded: LoadedRun, fh: TextIO, where: str, batch: int) -> Iter
     header = None
 
     def encode() -> np.ndarray:
-        values = tabular.cells_to_values(spec, rows, positions or [], where, lines)
-        return tabular.apply_preprocessing(spec, values, where=where, line=lambda i: f":{lines[i]}")
+        values = cells_to_values(spec, rows, positions or [], where, lines)
+        return apply_preprocessing(spec, values, where=where, line=lambda i: f":{lines[i]}")
 
     try:
         for cells in reader:
             line = reader.line_num
-            if _blank(cells):
+            if is_blank(cells):
                 continue
             if positions is None:
                 width, first_line = len(cells), line
-                if loaded.config.data.csv_header and not _all_numbers(cells):
+                if loaded.config.data.csv_header and not all_numbers(cells):
                     header = [c.strip() for c in cells]
-                    positions = tabular.input_positions(spec, header, width, where, line)
+                    positions = input_positions(spec, header, width, where, line)
                     continue
-                positions = tabular.input_positions(spec, None, width, where, line)
+                positions = input_positions(spec, None, width, where, line)
             if len(cells) != width:
                 raise DataError(
                     f"{where}:{line}: expected {width} columns (as on line {first_line}), got {len(cells)}"
@@ -312,10 +313,11 @@ def _table_chunks(loaded: LoadedRun, fh: TextIO, where: str, batch: int) -> Iter
 def _parquet_chunks(loaded: LoadedRun, path: Path, batch: int) -> Iterator[np.ndarray]:
     """A Parquet file's rows, ``batch`` at a time, encoded with the run's preprocessing (columns by
     name; a run trained on arrays takes the file's columns in order)."""
-    from nncli.training import tabular
-    from nncli.training.tabular_read import _parquet
+    from nncli.training.tables.encode import apply_preprocessing
+    from nncli.training.tables.engines import import_parquet
+    from nncli.training.tables.raw_rows import input_positions
 
-    pq = _parquet(str(path))
+    pq = import_parquet(str(path))
     spec = loaded.preprocessing
     try:
         handle = pq.ParquetFile(path)
@@ -336,7 +338,7 @@ def _parquet_chunks(loaded: LoadedRun, path: Path, batch: int) -> Iterator[np.nd
         }
         if len(names) != n_in:
             raise DataError(f"{path}: has {len(names)} columns; the run's model takes {n_in} inputs")
-    positions = tabular.input_positions(spec, names, len(names), str(path), 1)
+    positions = input_positions(spec, names, len(names), str(path), 1)
     start = 0
     for part in handle.iter_batches(batch_size=batch, columns=[names[p] for p in positions]):
         values = []
@@ -356,14 +358,14 @@ def _parquet_chunks(loaded: LoadedRun, path: Path, batch: int) -> Iterator[np.nd
         def line(i: int, start: int = start) -> str:
             return f" (row {start + i + 1})"
 
-        yield tabular.apply_preprocessing(spec, values, where=str(path), line=line)
+        yield apply_preprocessing(spec, values, where=str(path), line=line)
         start += part.num_rows
     if start == 0:
         raise DataError(f"{path}: no data rows")
 
 
 def _csv_chunks(loaded: LoadedRun, fh: TextIO, where: str, n_in: int, batch: int) -> Iterator[np.ndarray]:
-    from nncli.training.tabular_read import _all_numbers
+    from nncli.training.tables.head import all_numbers
 
     if loaded.preprocessing is not None:
         yield from _table_chunks(loaded, fh, where, batch)
@@ -380,7 +382,7 @@ def _csv_chunks(loaded: LoadedRun, fh: TextIO, where: str, n_in: int, batch: int
             if not cells or all(not c.strip() for c in cells):
                 continue
             if keep is None:
-                if cfg.csv_header and not _all_numbers(cells):
+                if cfg.csv_header and not all_numbers(cells):
                     header = [c.strip() for c in cells]
                     width, first_line = len(cells), line
                     keep = _input_columns(header, width, n_in, cfg.target_column, where, line)

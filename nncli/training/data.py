@@ -34,8 +34,13 @@ from nncli.config.memory import check_data_fits
 from nncli.config.schema import DataConfig
 from nncli.core.errors import ConfigError, DataError, did_you_mean
 from nncli.core.registry import data_sources
-from nncli.training import synthetic, tabular
+from nncli.training import synthetic
 from nncli.training.datasets import load_packaged
+from nncli.training.tables import blocks, fitting
+from nncli.training.tables.encode import apply_preprocessing
+from nncli.training.tables.labels import encode_labels, label_key, map_labels
+from nncli.training.tables.prepared import read_prepared
+from nncli.training.tables.table_files import TABLE_KEYS, is_table
 from nncli.training.userdata import (
     USER_SUFFIXES,
     _file_exists,
@@ -164,7 +169,7 @@ def builtins() -> list[str]:
 
 
 def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None, target_kind: str = "real"):
-    """(arrays with x, y[, x_test, y_test] — or ``prepared``, a table read by training/tabular.py —,
+    """(arrays with x, y[, x_test, y_test] — or ``prepared``, a table read by training/tables/prepared.py —,
     description for messages, info about the source)."""
     name = cfg.source.strip()
     key = data_sources.canonical(name)
@@ -185,9 +190,9 @@ def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None, target_kind:
             field="data.source",
         )
     info = {"source": name, "kind": path.suffix.lower()[1:], "path": str(path.resolve())}
-    if tabular.is_table(path):
+    if is_table(path):
         _file_exists(path, name)
-        return {"prepared": tabular.read_prepared(path, cfg, name, target_kind)}, name, info
+        return {"prepared": read_prepared(path, cfg, name, target_kind)}, name, info
     return read_user_file(path, cfg, name), name, info
 
 
@@ -239,7 +244,7 @@ def load_dataset(
     ``loss`` decides how targets are read (``loss.target_kind``: labels → int64, else float64) and
     whether splits are stratified; with ``output_shape`` its ``check_targets`` runs on every part and
     ``data.class_weights`` are set on it. Relative paths resolve against ``base_dir`` (the config's
-    folder). A table (.csv, .parquet) is encoded by training/tabular.py with statistics (one-hot
+    folder). A table (.csv, .parquet) is encoded by training/tables/ with statistics (one-hot
     categories, fill values) from the training split only, saved in ``info["preprocessing"]``.
     """
     kind = getattr(loss, "target_kind", "real")
@@ -277,11 +282,11 @@ def load_dataset(
 
     spec = None
     if prep is not None:
-        spec = tabular.fit(prep, idx)
+        spec = fitting.fit(prep, idx)
 
         def part_of(rows, part: str) -> Split:
-            values = tabular.take(prep.inputs, rows)
-            xs = tabular.apply_preprocessing(
+            values = blocks.take(prep.inputs, rows)
+            xs = apply_preprocessing(
                 spec, values, where=where, line=lambda i: prep.line(int(rows[i])), part=part
             )
             return Split(fit_input_shape(xs, input_shape, where), y[rows])
@@ -356,7 +361,7 @@ def _check_table_keys(cfg: DataConfig, table: bool, where: str) -> None:
     """Refuse the keys that only a table can use, for a built-in set or an .npz."""
     if table:
         return
-    for key in tabular.TABLE_KEYS:
+    for key in TABLE_KEYS:
         if getattr(cfg, key):
             raise ConfigError(
                 f"applies to a .csv or .parquet file; {where} gives whole arrays (leave it out)",
@@ -381,10 +386,10 @@ def _array_labels(y, cfg: DataConfig, kind: str, where: str, part: str = "", nam
     if names is not None:  # the test array of an .npz: the classes of its training array
         lookup = {n: i for i, n in enumerate(names)}
         if isinstance(cfg.label_map, dict):
-            lookup = {tabular.label_key(k): int(v) for k, v in cfg.label_map.items()}
-        out = tabular.encode_labels(texts, lookup, names, where, lambda i: f" (test example {i})", "labels")
+            lookup = {label_key(k): int(v) for k, v in cfg.label_map.items()}
+        out = encode_labels(texts, lookup, names, where, lambda i: f" (test example {i})", "labels")
         return out, names
-    out, class_names = tabular.map_labels(texts, cfg, kind, where, lambda i: f" (example {i})", "labels")
+    out, class_names = map_labels(texts, cfg, kind, where, lambda i: f" (example {i})", "labels")
     return coerce_targets(out, kind, where, part), class_names
 
 

@@ -16,7 +16,10 @@ from nncli.config.memory import check_data_fits, check_fits
 from nncli.config.schema import DataConfig
 from nncli.core.errors import DataError, UserError, did_you_mean
 from nncli.core.files import check_regular_file
-from nncli.training import tabular
+from nncli.training.tables import fitting
+from nncli.training.tables.encode import apply_preprocessing
+from nncli.training.tables.prepared import read_prepared
+from nncli.training.tables.table_files import is_table
 
 #: labels above this are refused before they are cast to int64 (no model has that many classes)
 MAX_LABEL = 2**31 - 1
@@ -145,7 +148,7 @@ def check_inputs(x: np.ndarray, y: np.ndarray, where: str, part: str = "") -> np
     label = f"{part} " if part else ""
     if x.dtype.kind not in "biuf":
         raise DataError(f"{where}: {label}inputs must be numeric, got dtype {x.dtype}")
-    if y.dtype.kind not in "biufUS":  # text labels are mapped to classes (training/tabular.py)
+    if y.dtype.kind not in "biufUS":  # text labels are mapped to classes (training/tables/labels.py)
         raise DataError(f"{where}: {label}targets must be numeric, got dtype {y.dtype}")
     if x.ndim == 0 or len(x) == 0:
         raise DataError(f"{where}: {label}inputs are empty (shape {x.shape})")
@@ -216,17 +219,17 @@ def load_arrays(path, cfg: DataConfig, target_kind: str = "real") -> tuple[np.nd
     DataError. A table is encoded with statistics from all its rows (no split)."""
     path = Path(path)
     where = str(path)
-    if tabular.is_table(path):
+    if is_table(path):
         _file_exists(path, where)
-        prep = tabular.read_prepared(path, cfg, where, target_kind)
-        spec = tabular.fit(prep, np.arange(len(prep.y)))
-        return tabular.apply_preprocessing(spec, prep.inputs, where=where, line=prep.line), prep.y
+        prep = read_prepared(path, cfg, where, target_kind)
+        spec = fitting.fit(prep, np.arange(len(prep.y)))
+        return apply_preprocessing(spec, prep.inputs, where=where, line=prep.line), prep.y
     raw = read_user_file(path, cfg, where)
     return check_inputs(raw["x"], raw["y"], where), raw["y"]
 
 
 def read_user_file(path: Path, cfg: DataConfig, where: str) -> dict[str, np.ndarray]:
-    """An .npz's arrays (tables are read by training/tabular.py)."""
+    """An .npz's arrays (tables are read by training/tables/)."""
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return read_npz(path, cfg, where)

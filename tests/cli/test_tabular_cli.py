@@ -72,14 +72,13 @@ def test_train_saves_the_preprocessing_and_predict_applies_it(trained, tmp_path)
     assert rows[1].split(",")[0] == "yes" and rows[2].split(",")[0] == "no"
     # the library call on the same rows agrees with the file
     from nncli.runs.loaded_run import load_run
-    from nncli.training import tabular
+    from nncli.training.tables.encode import apply_preprocessing
+    from nncli.training.tables.raw_rows import cells_to_values, input_positions
 
     loaded = load_run(run)
     cells = [r.split(",") for r in new.read_text().splitlines()[1:]]
-    positions = tabular.input_positions(spec, ["city", "size", "age", "note"], 4, "new.csv", 1)
-    x = tabular.apply_preprocessing(
-        spec, tabular.cells_to_values(spec, cells, positions, "new.csv", [2, 3, 4])
-    )
+    positions = input_positions(spec, ["city", "size", "age", "note"], 4, "new.csv", 1)
+    x = apply_preprocessing(spec, cells_to_values(spec, cells, positions, "new.csv", [2, 3, 4]))
     assert [data["class_names"][c] for c in loaded.predict(x)] == [r.split(",")[0] for r in rows[1:]]
 
 

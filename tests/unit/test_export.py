@@ -566,7 +566,8 @@ def table_run(tmp_path):
 
 def test_onnx_export_of_a_table_run_encodes_raw_columns(table_run, tmp_path):
     pytest.importorskip("onnx", reason="export to ONNX needs onnx (nncli[onnx])")
-    tabular = pytest.importorskip("nncli.training.tabular", reason="tables in the data section")
+    from nncli.training.tables.encode import apply_preprocessing
+
     run, chain, stats = table_run
     out = export_run(run, "onnx", out=tmp_path / "t.onnx")
     numbers = np.array([[120.0, 30.0], [np.nan, 55.0], [80.0, 20.0], [150.0, 61.0], [99.0, 41.0]])
@@ -581,7 +582,7 @@ def test_onnx_export_of_a_table_run_encodes_raw_columns(table_run, tmp_path):
     scores, pred, label = session.run(
         None, {"input": numbers.astype(np.float32), "city": city, "color": color}
     )
-    encoded = tabular.apply_preprocessing(TABLE, [numbers[:, 0], city, numbers[:, 1], color])
+    encoded = apply_preprocessing(TABLE, [numbers[:, 0], city, numbers[:, 1], color])
     want = chain.forward(((encoded - stats["mean"]) / np.asarray(stats["std"])).astype(np.float32))
     np.testing.assert_allclose(scores, want, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(pred, want.argmax(axis=1))
@@ -618,7 +619,8 @@ def test_table_run_of_an_unknown_preprocessing_format_is_refused(table_run, tmp_
 
 def test_torch_export_of_a_table_run_encodes_raw_columns(table_run, tmp_path):
     torch = pytest.importorskip("torch", reason="export to PyTorch needs torch (nncli[torch])")
-    tabular = pytest.importorskip("nncli.training.tabular", reason="tables in the data section")
+    from nncli.training.tables.encode import apply_preprocessing
+
     run, chain, stats = table_run
     mod = import_file(export_run(run, "torch", out=tmp_path / "t.py"), "table_model")
     table = {
@@ -630,7 +632,7 @@ def test_torch_export_of_a_table_run_encodes_raw_columns(table_run, tmp_path):
     }
     sizes = np.array([120.0, np.nan, 80.0, np.nan])
     cities = np.array(table["city"], dtype=object)
-    encoded = tabular.apply_preprocessing(
+    encoded = apply_preprocessing(
         TABLE, [sizes, cities, np.array(table["age"], float), np.array(table["color"], object)]
     )
     np.testing.assert_allclose(mod.encode(table).numpy(), encoded)

@@ -9,8 +9,11 @@ import pytest
 from nncli.config.schema import DataConfig
 from nncli.core.errors import DataError, UserError
 from nncli.core.losses import CrossEntropy, Logistic, Squared
-from nncli.training import tabular
 from nncli.training.data import load_dataset
+from nncli.training.tables import fitting
+from nncli.training.tables.encode import apply_preprocessing
+from nncli.training.tables.prepared import read_prepared
+from nncli.training.tables.raw_rows import cells_to_values, input_positions
 
 HOUSES = """size,age,city,note,label
 100,10,a,one,yes
@@ -46,8 +49,8 @@ def _width(path, kw):
     cfg = DataConfig(
         source=str(path), **{k: v for k, v in kw.items() if k not in ("val_split", "standardize")}
     )
-    prep = tabular.read_prepared(path, cfg, str(path), "class")
-    return tabular.fit(prep, np.arange(len(prep.y)))["n_inputs"]
+    prep = read_prepared(path, cfg, str(path), "class")
+    return fitting.fit(prep, np.arange(len(prep.y)))["n_inputs"]
 
 
 # -- columns ---------------------------------------------------------------------------------------------
@@ -200,17 +203,15 @@ def test_apply_preprocessing_on_raw_rows_matches_training(tmp_path):
     spec = d.info["preprocessing"]
     lines = HOUSES.splitlines()
     rows = [line.split(",") for line in lines[1:]]
-    positions = tabular.input_positions(spec, lines[0].split(","), 5, "raw", 1)
-    x = tabular.apply_preprocessing(spec, tabular.cells_to_values(spec, rows, positions, "raw", range(2, 12)))
+    positions = input_positions(spec, lines[0].split(","), 5, "raw", 1)
+    x = apply_preprocessing(spec, cells_to_values(spec, rows, positions, "raw", range(2, 12)))
     got = np.concatenate([d.train.x, d.val.x])
     assert sorted(map(tuple, x)) == sorted(map(tuple, got))
     with pytest.raises(DataError, match=r"raw:3:1: column 1 \('size'\): 'big' is not a number"):
-        tabular.cells_to_values(spec, [["1", "2", "a"], ["big", "2", "a"]], [0, 1, 2], "raw", [2, 3])
+        cells_to_values(spec, [["1", "2", "a"], ["big", "2", "a"]], [0, 1, 2], "raw", [2, 3])
     spec_drop = {**spec, "missing": "drop", "inputs": [{**e, "fill": None} for e in spec["inputs"]]}
     with pytest.raises(DataError, match="left such rows out in training"):
-        tabular.apply_preprocessing(
-            spec_drop, [np.array([np.nan]), np.array([1.0]), np.array(["a"], dtype=object)]
-        )
+        apply_preprocessing(spec_drop, [np.array([np.nan]), np.array([1.0]), np.array(["a"], dtype=object)])
 
 
 # -- keys that need a table ---------------------------------------------------------------------------
@@ -342,7 +343,7 @@ def test_numbers_only_need_no_copy_of_the_block():
         "inputs": [{"column": c, "index": i, "kind": "number", "fill": 9.0} for i, c in enumerate("ab")],
         "missing_values": [""],
     }
-    out = tabular.apply_preprocessing(spec, [block[:, 0], block[:, 1]])
+    out = apply_preprocessing(spec, [block[:, 0], block[:, 1]])
     assert out is block and out[0, 1] == 9.0
-    copy = tabular.apply_preprocessing(spec, [block[:, 1], block[:, 0]])  # another order: a new array
+    copy = apply_preprocessing(spec, [block[:, 1], block[:, 0]])  # another order: a new array
     assert copy is not block and list(copy[1]) == [4.0, 3.0]

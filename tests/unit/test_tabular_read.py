@@ -8,8 +8,9 @@ import pytest
 
 from nncli.config.schema import MISSING_VALUES
 from nncli.core.errors import DataError
-from nncli.training import tabular_read
-from nncli.training.tabular_read import read_head, read_table
+from nncli.training.tables import engines
+from nncli.training.tables.head import read_head
+from nncli.training.tables.read import read_table
 
 MESSY = (
     "\ufeffx,y,city,label\r\n"
@@ -24,7 +25,7 @@ MESSY = (
 def _engines():
     out = ["python"]
     for name in ("pandas", "pyarrow"):
-        if tabular_read._importable(name):
+        if engines.importable(name):
             out.append(name)
     return out
 
@@ -107,13 +108,13 @@ def test_parquet_reads_like_the_csv(tmp_path):
 
 
 def test_a_missing_engine_says_how_to_install_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(tabular_read, "_importable", lambda name: False)
+    monkeypatch.setattr(engines, "importable", lambda name: False)
     path = tmp_path / "m.csv"
     path.write_bytes(MESSY.encode())
     with pytest.raises(DataError, match=r"pip install 'nncli\[data\]'") as err:
         _read(path, "pyarrow")
     assert err.value.field == "data.engine"
-    assert tabular_read.pick_engine("auto", "m.csv") == "python"  # auto falls back, and reads
+    assert engines.pick_engine("auto", "m.csv") == "python"  # auto falls back, and reads
     assert len(_read(path, "auto")) == 4
     monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)
     with pytest.raises(
