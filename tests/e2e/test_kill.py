@@ -52,7 +52,8 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 def launch(*args, log: Path) -> subprocess.Popen:
     with open(log, "ab") as err:
-        return start_nncli("train", *args, "--quiet", stdout=subprocess.DEVNULL, stderr=err)
+        # no curves.png: matplotlib's second per finished run is not what these tests are about
+        return start_nncli("train", *args, "--quiet", "--no-curves", stdout=subprocess.DEVNULL, stderr=err)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:

@@ -133,7 +133,7 @@ def test_sigint_to_a_real_train_process_then_resume(tmp_path):
     }
     path = write_config(tmp_path, cfg, "res.yaml")
     runs = tmp_path / "runs"
-    proc = start_nncli("train", path, "--runs-dir", runs)
+    proc = start_nncli("train", path, "--runs-dir", runs, "--no-curves")
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until training is under way
         found = list(runs.glob("*/metrics.jsonl"))
@@ -153,7 +153,7 @@ def test_sigint_to_a_real_train_process_then_resume(tmp_path):
     state_step = prepare_resume(run_dir, None, []).trainer.state.step
     assert 0 < state_step < 20000
     # finish quickly: the remaining steps of this tiny model take a few seconds at most
-    done = run_nncli("train", "--resume", run_dir, "--quiet", "--json", timeout=240)
+    done = run_nncli("train", "--resume", run_dir, "--quiet", "--json", "--no-curves", timeout=240)
     assert done.code == 0, done.err
     summary = json.loads(done.out)
     assert summary["status"] == "completed" and summary["steps"] == 20000
