@@ -34,7 +34,9 @@ def trained(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 4))
     np.savez(folder / "data.npz", x=x, y=(x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 1))
-    res = run_nncli("train", write_config(folder, CONFIG), "--runs-dir", folder / "runs", "--quiet")
+    res = run_nncli(
+        "train", write_config(folder, CONFIG), "--runs-dir", folder / "runs", "--quiet", "--no-curves"
+    )
     assert res.code == 0, res
     (run,) = (folder / "runs").iterdir()
     return run

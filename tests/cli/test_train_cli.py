@@ -151,7 +151,9 @@ def test_divergence_exits_3_and_names_a_module(workdir):
 def test_resume_with_changed_config_is_refused(workdir):
     cfg = edit(GOOD, "train", {"steps": 6, "log_every": 2, "eval_every": 2})
     write_config(workdir, cfg, "short.yaml")
-    code, out, err = finish(nncli("train", "short.yaml", "--runs-dir", "runs_rc", "--quiet", cwd=workdir))
+    code, out, err = finish(
+        nncli("train", "short.yaml", "--runs-dir", "runs_rc", "--quiet", "--no-curves", cwd=workdir)
+    )
     (run,) = (workdir / "runs_rc").iterdir()
     # pretend it was interrupted, so that only the config check can refuse it
     info = json.loads((run / "run.json").read_text())
