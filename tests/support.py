@@ -1,10 +1,12 @@
 """What the tests share: the CLI harness, config writers, and the checks every refused input must pass.
 
-The CLI harness runs ``nncli`` one of three ways:
+The CLI harness runs ``nncli`` one of four ways:
 
 - :func:`run_nncli`: ``python -m nncli ...`` in a subprocess, as a user would run it, answering a
   :class:`Result` (code, out, err);
   :func:`start_nncli` starts one without waiting (for tests that signal or kill it);
+- ``forked_cli.run_forked``: a process of its own forked from one that has imported nncli, for
+  batches of refused inputs (no interpreter start-up per case), answering the same :class:`Result`;
 - :func:`run_main`: ``nncli.cli.main`` in this process, stdout and stderr captured (fast, and
   monkeypatches apply), answering the same :class:`Result`;
 - :func:`invoke`: the typer app through click's ``CliRunner``, which keeps an uncaught exception in
