@@ -35,6 +35,9 @@ import numpy as np
 Key = tuple[str, int, np.dtype]
 
 _local = threading.local()
+#: whether any thread was ever given a first slot (until then ``get`` skips the per-thread lookup,
+#: ~0.3 µs on each of a small model's calls)
+_offsets_used = False
 
 
 def slot_base() -> int:
@@ -45,6 +48,8 @@ def slot_base() -> int:
 @contextmanager
 def slots_from(base: int) -> Iterator[None]:
     """Within the block, this thread's slot k is ``base + k`` in every workspace."""
+    global _offsets_used
+    _offsets_used = _offsets_used or base != 0
     before = slot_base()
     _local.base = base
     try:
@@ -66,7 +71,7 @@ class Workspace:
         """A C-contiguous ``shape`` array of ``dtype`` for ``name`` and thread ``slot``."""
         dtype = np.dtype(dtype)
         shape = tuple(map(int, shape))
-        key = (name, slot + getattr(_local, "base", 0), dtype)
+        key = (name, slot + getattr(_local, "base", 0) if _offsets_used else slot, dtype)
         n = math.prod(shape)  # not np.prod: this runs several times per layer and step
         buf = self._bufs.get(key)
         fresh = buf is None or buf.size < n
