@@ -147,8 +147,8 @@ def inspect(
 
 def _run_config(run, config, overrides, checkpoint) -> Path:
     """The resolved config.yaml of the run folder ``run``; RunError when it is not a run folder."""
-    from nncli.runs.folder import require_run
     from nncli.runs.loaded_run import check_checkpoint_name
+    from nncli.runs.run_dir import require_run
 
     if config is not None:
         raise UserError("give either a CONFIG file or --run RUN_DIR, not both")

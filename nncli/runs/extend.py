@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nncli.runs.folder import RunError
+from nncli.runs.run_dir import RunError
 
 #: the config keys a resumed run may change
 BUDGET_KEYS = ("train.steps", "train.epochs")

@@ -15,17 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from nncli.runs.folder import (
-    CREATING,
-    RunError,
-    check_run_info,
-    is_run_dir,
-    read_config,
-    read_json,
-    read_json_object,
-    read_metrics,
-    require_run,
-)
+from nncli.runs.metrics_log import read_metrics
+from nncli.runs.run_dir import CREATING, RunError, is_run_dir, require_run
+from nncli.runs.run_info import check_run_info
+from nncli.runs.safe_read import read_config, read_json, read_json_object
 from nncli.training.metrics import EVAL_FIELDS, higher_is_better, kind
 
 #: receives one line per thing a listing skipped (``warning: …`` on stderr in the CLI)

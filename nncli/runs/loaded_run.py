@@ -23,7 +23,8 @@ import numpy as np
 
 from nncli.core.errors import UserError
 from nncli.runs.checkpoint import apply_weights, load_weights, weights_path
-from nncli.runs.folder import read_run, require_run
+from nncli.runs.run_dir import require_run
+from nncli.runs.run_info import read_run
 
 CHECKPOINTS = ("best", "last")
 EVAL_BATCH = 1024

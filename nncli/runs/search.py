@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nncli.runs.folder import read_metrics
+from nncli.runs.metrics_log import read_metrics
 from nncli.runs.sweep import Sweep, SweepError, Trial, _slug, check_rank_metric, split_values
 from nncli.training.metrics import EVAL_FIELDS, higher_is_better
 
@@ -426,7 +426,7 @@ def search_sweep(
     """Check everything, make the sweep folder, run the search; return the Sweep (``search`` filled)."""
     from nncli.config.load import load_config
     from nncli.core.errors import ConfigError
-    from nncli.runs.folder import iso, utc_now
+    from nncli.runs.run_dir import iso, utc_now
     from nncli.runs.sweep import check_options, make_sweep_dir
 
     check_options(backend, jobs)
@@ -500,7 +500,7 @@ def resume_search(sweep: Sweep, *, jobs: int, backend: str, ray_address: str | N
 
 def _run(sweep: Sweep, config: Path, run_one, jobs: int, on_done) -> None:
     from nncli.runs.atomic import atomic_write_json
-    from nncli.runs.folder import iso, utc_now
+    from nncli.runs.run_dir import iso, utc_now
 
     folder = Path(sweep.folder)
     atomic_write_json(folder / "sweep.json", sweep.to_json())

@@ -21,19 +21,11 @@ from nncli.core.errors import CheckpointError, ConfigError, DataError, UserError
 from nncli.runs.atomic import atomic_write_json, atomic_write_text, jsonable
 from nncli.runs.datafile import check_fingerprint, data_file, pinned
 from nncli.runs.extend import Extension
-from nncli.runs.folder import (
-    RunError,
-    RunInfo,
-    RunRecorder,
-    check_own_files,
-    command_line,
-    create_run_dir,
-    iso,
-    metric_lines,
-    read_run,
-    trim_metrics,
-    utc_now,
-)
+from nncli.runs.metrics_log import metric_lines, trim_metrics
+from nncli.runs.own_files import check_own_files
+from nncli.runs.run_dir import RunError, create_run_dir, iso, utc_now
+from nncli.runs.run_info import RunInfo, command_line, read_run
+from nncli.runs.run_recorder import RunRecorder
 from nncli.runs.watch_log import WATCH_FILE, WatchRecorder
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")

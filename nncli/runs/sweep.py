@@ -33,8 +33,10 @@ from typing import Any
 
 from nncli.core.errors import ConfigError, UserError
 from nncli.runs.atomic import atomic_write_json
-from nncli.runs.folder import iso, new_folder, read_json, read_metrics, stamp, utc_now
 from nncli.runs.listing import best_of, lookup
+from nncli.runs.metrics_log import read_metrics
+from nncli.runs.run_dir import iso, new_folder, stamp, utc_now
+from nncli.runs.safe_read import read_json
 from nncli.training.metrics import Fit, check_metric, higher_is_better, run_metrics
 
 BACKENDS = ("local", "ray")

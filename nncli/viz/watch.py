@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nncli.runs.folder import require_run
+from nncli.runs.run_dir import require_run
 from nncli.runs.watch_log import WATCH_FILE, read_watch
 from nncli.viz.curves import DPI, PlotError, have_matplotlib, save
 

@@ -16,7 +16,7 @@ import pytest
 from support import run_main, run_nncli, write_config
 
 import nncli.runs.atomic
-import nncli.runs.folder
+import nncli.runs.metrics_log
 import nncli.runs.preflight
 from nncli.cli import main
 from nncli.runs.checkpoint import load_checkpoint, load_weights, state_path, weights_path
@@ -138,13 +138,13 @@ class FillsUp:
 
 
 def test_enospc_in_metrics_is_one_line_exit_1(cfg, tmp_path, monkeypatch, capsys):
-    real_init = nncli.runs.folder.MetricsLog.__init__
+    real_init = nncli.runs.metrics_log.MetricsLog.__init__
 
     def init(self, path):
         real_init(self, path)
         self._fh = FillsUp(self._fh, room=5)  # lines for steps 3, 6, 9, 10 (eval) and 12
 
-    monkeypatch.setattr(nncli.runs.folder.MetricsLog, "__init__", init)
+    monkeypatch.setattr(nncli.runs.metrics_log.MetricsLog, "__init__", init)
     code, err = train(cfg, tmp_path / "runs", capsys)
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "metrics.jsonl: No space left on device" in err and "training stopped at step 15" in err, err

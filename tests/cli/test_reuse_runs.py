@@ -14,7 +14,8 @@ from support import assert_refused, folder_listing, run_main, write_config
 import nncli
 from nncli.core.errors import CheckpointError, UserError
 from nncli.runs.checkpoint import load_checkpoint, load_weights, weights_path
-from nncli.runs.folder import read_metrics, read_run
+from nncli.runs.metrics_log import read_metrics
+from nncli.runs.run_info import read_run
 from nncli.runs.session import prepare_resume
 
 # float64; dropout (its generator state), Adam, a warm-up then step decay, clipping, shuffling, an

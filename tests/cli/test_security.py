@@ -466,7 +466,7 @@ def test_sigterm_while_the_folder_is_created_ends_interrupted_at_step_0_and_resu
 
 def test_kill_9_while_the_folder_is_created_leaves_no_half_made_run(work, tmp_path):
     runs = tmp_path / "runs"
-    hook = "import nncli.runs.folder as F; at(F, 'atomic_write_json', signal.SIGKILL, after=True)"
+    hook = "import nncli.runs.run_info as F; at(F, 'atomic_write_json', signal.SIGKILL, after=True)"
     res = hooked(hook, "train", work / "sec.yaml", "--runs-dir", runs, "-q")
     assert res.code == -9, res
     assert [p for p in runs.iterdir() if not p.name.startswith(".")] == []  # no half-made run folder

@@ -13,7 +13,7 @@ from support import run_nncli, start_nncli, write_config
 
 from nncli.core.errors import UserError
 from nncli.runs.checkpoint import load_weights, weights_path
-from nncli.runs.folder import read_metrics
+from nncli.runs.metrics_log import read_metrics
 from nncli.runs.session import prepare, prepare_resume
 from nncli.runs.train_run import run_session
 
