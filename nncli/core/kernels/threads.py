@@ -13,6 +13,11 @@ The number of threads follows numpy's BLAS thread setting (``nncli train --threa
 for one thread gets one. While the blocks run, ``run_blocks`` sets BLAS to one thread, so block
 functions may call small mat-vecs (``@``) without two thread pools (ours and BLAS's) competing for
 the cores; the setting is restored afterwards.
+
+``run_apart`` runs whole passes at once, the halves of a split batch (``core.batch_split``): each on
+its own thread with its share of the threads for its kernels (``blas_threads`` returns the share
+inside it) and its own workspace slots. A forked child forgets the parent's pool (its threads do
+not survive the fork) and starts its own.
 """
 
 from __future__ import annotations
