@@ -31,18 +31,17 @@ The loss: with w = ``batch_weight`` of each half, J = (w₁J₁ + w₂J₂)/(w�
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nncli.core import hooks
+from nncli.core.flat import owners
 from nncli.core.kernels.threads import blas_threads, run_apart
 
 if TYPE_CHECKING:
     from nncli.core.chain import Chain
-    from nncli.core.module import Module
 
 #: floating-point operations per step (forward and backward, whole batch) from which a step splits;
 #: the same bar as ``nncli train --threads auto``'s second thread
@@ -85,12 +84,6 @@ def for_step(chain: Chain, n: int) -> BatchSplit | None:
     return state.split
 
 
-def _modules(root: Module) -> Iterator[Module]:
-    yield root
-    for _, m in root.named_modules():
-        yield m
-
-
 class BatchSplit:
     """A chain and the copy of it that runs the second half of each split batch.
 
@@ -103,7 +96,7 @@ class BatchSplit:
         self.chain = chain
         self.flat = chain.flat if chain.flat is not None and chain.flat.intact() else None
         shared: dict[int, Any] = {}
-        for m in _modules(chain):
+        for m in owners(chain):
             for table in (m.params, m.buffers):
                 shared[id(table)] = table
                 shared.update((id(a), a) for a in table.values())
@@ -158,6 +151,6 @@ class BatchSplit:
             for seg, buf in zip(self.flat.segments, self.twin_grads):
                 seg.grads += buf
             return
-        for mine, theirs in zip(_modules(self.chain), _modules(self.twin)):
+        for mine, theirs in zip(owners(self.chain), owners(self.twin)):
             for key, g in mine.grads.items():
                 g += theirs.grads[key]

@@ -76,7 +76,7 @@ class FlatParameters:
     one ``Segment`` per dtype, in order of first appearance."""
 
     def __init__(self, root: Module):
-        slots = [(m, key) for m in _owners(root) for key in m.params]
+        slots = _slots(root)
         by_dtype: dict[np.dtype, list[int]] = {}
         for j, (m, key) in enumerate(slots):
             by_dtype.setdefault(m.params[key].dtype, []).append(j)
@@ -112,7 +112,7 @@ class FlatParameters:
         (a copy of the tree this layout was made for, its parameters in the same order) rebound to
         views of them as its ``grads``. A split batch's second half accumulates there
         (``nncli.core.batch_split``): adding each buffer into its segment adds every gradient."""
-        slots = [(m, key) for m in _owners(twin) for key in m.params]
+        slots = _slots(twin)
         buffers = []
         for seg in self.segments:
             buf = aligned_zeros(seg.grads.size, seg.dtype)
@@ -150,8 +150,13 @@ def _is_span(a: np.ndarray, buf: np.ndarray, start: int) -> bool:
     )
 
 
-def _owners(root: Module) -> Iterator[Module]:
+def owners(root: Module) -> Iterator[Module]:
     """``root`` and every module below it, in the order ``Module.parameters`` walks them."""
     yield root
     for _, m in root.named_modules():
         yield m
+
+
+def _slots(root: Module) -> list[tuple[Module, str]]:
+    """(module, parameter key) of every parameter below ``root``, in ``Module.parameters`` order."""
+    return [(m, key) for m in owners(root) for key in m.params]
