@@ -37,6 +37,13 @@ BIG = [  # several blocks, and two threads where the machine has two cores
         24,
     ),
 ]
+#: products too large for column blocks: columns on the grid laid out channel-major
+#: (``conv.channel_major``) in forward, ∂J/∂W and ∂J/∂z
+CHANNEL_MAJOR = [
+    (Conv2D, {"out": 64, "kernel": 3, "padding": 1}, (32, 12, 12), 16),
+    (Conv2D, {"out": 40, "kernel": [5, 3], "padding": "same", "bias": False}, (36, 10, 12), 12),
+]
+BIG += CHANNEL_MAJOR
 
 
 def _id(case):
@@ -88,6 +95,24 @@ def test_big_cases_run_in_several_blocks(case):
         out = m.output_shape(shape)[1:]
         columns = n * shape[0] * m.geom.K * int(np.prod(out))
         assert columns >= conv_kernel._MIN_PARALLEL and len(conv_kernel._blocks(n, columns // n)) >= 2
+
+
+@pytest.mark.parametrize("case", CHANNEL_MAJOR, ids=_id)
+def test_channel_major_cases_take_that_layout(case, monkeypatch):
+    # the layout the reference test above checks is the one these shapes are meant to exercise
+    cls, hp, shape, n = case
+    layouts = []
+    grid_columns = conv_kernel._grid_columns
+
+    def spy(*args):
+        layouts.append(args[-1])
+        return grid_columns(*args)
+
+    monkeypatch.setattr(conv_kernel, "_grid_columns", spy)
+    m = _layer(cls, hp, shape)
+    u = m.forward(np.ones((n, *shape)))
+    m.backward(np.ones_like(u))
+    assert len(layouts) >= 3 and all(layouts)  # forward, ∂J/∂W and ∂J/∂z, every block
 
 
 def test_workspace_reuses_bounded_buffers_and_refills_borders():
