@@ -169,7 +169,7 @@ def _grid_columns(
     when ``bias``: (C·K [+ 1], n, P_g) if ``by_channel`` (``channel_major``), else (n, C·K [+ 1], P_g)."""
     CK, Pg = zp.shape[1] * geom.K, grid_positions(zp.shape[2:], out)
     if by_channel:
-        cols = SHARED.get("conv.gcols_cm", (CK + bias, n1 - n0, Pg), zp.dtype, slot)
+        cols = SHARED.get("conv.gcols", (CK + bias, n1 - n0, Pg), zp.dtype, slot)
         im2col_grid(zp[n0:n1], geom, out, into=cols[:CK].transpose(1, 0, 2))
         if bias:
             cols[CK] = 1
@@ -188,7 +188,7 @@ def _grid_product(
     grid ``width`` wide, channel-major if ``by_channel``."""
     if by_channel:  # one product over the block
         rows, n, Pg = cols.shape
-        ug = SHARED.get("conv.gout_cm", (Wb.shape[0], n, Pg), dest.dtype, slot)
+        ug = SHARED.get("conv.gout", (Wb.shape[0], n, Pg), dest.dtype, slot)
         matmul_columns(Wb, cols.reshape(rows, n * Pg), out=ug.reshape(Wb.shape[0], n * Pg))
         np.copyto(dest, grid_view(ug.transpose(1, 0, 2), width, out))
         return
@@ -301,7 +301,7 @@ def conv_backward(
         vb = v3[n0:n1]
         if grid_by_channel:  # one product over the block: (C·K + 1, n·P_g) by (n·P_g, C')
             cols = _grid_columns(zp, geom, out, n0, n1, bias, slot, True)
-            vg = SHARED.get("conv.vgrid_cm", (Co,) + cols.shape[1:], v.dtype, slot)
+            vg = SHARED.get("conv.vgrid", (Co,) + cols.shape[1:], v.dtype, slot)
             onto_grid(v[n0:n1], zp.shape[3], vg.transpose(1, 0, 2))
             np.matmul(cols.reshape(CK + bias, -1), vg.reshape(Co, -1).T, out=dW_parts[k])
         else:
