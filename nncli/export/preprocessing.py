@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nncli.training.tables.spec import FORMAT
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -80,10 +82,6 @@ class Preprocessing:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
 
-#: the table preprocessing format the exporters understand
-TABLE_FORMAT = "nncli.tabular/1"
-
-
 def _table(spec) -> dict | None:
     """run.json ``data.preprocessing`` when it is the format the exporters understand, else None;
     a table spec of another format is refused rather than silently ignored."""
@@ -91,11 +89,9 @@ def _table(spec) -> dict | None:
         return None
     from nncli.export import ExportError
 
-    if not isinstance(spec, dict) or spec.get("format") != TABLE_FORMAT:
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         shown = spec.get("format") if isinstance(spec, dict) else type(spec).__name__
-        raise ExportError(
-            f"run.json: data.preprocessing has format {shown!r}; this nncli exports {TABLE_FORMAT!r}"
-        )
+        raise ExportError(f"run.json: data.preprocessing has format {shown!r}; this nncli exports {FORMAT!r}")
     problem = _table_problem(spec)
     if problem:
         raise ExportError(f"run.json: data.preprocessing: {problem}")

@@ -25,6 +25,7 @@ from nncli.core.errors import UserError
 from nncli.runs.checkpoint import apply_weights, load_weights, weights_path
 from nncli.runs.run_dir import require_run
 from nncli.runs.run_info import read_run
+from nncli.training.tables.spec import FORMAT
 
 CHECKPOINTS = ("best", "last")
 EVAL_BATCH = 1024
@@ -73,7 +74,7 @@ class LoadedRun:
         """How raw table columns become the model's inputs (run.json ``data.preprocessing``, the
         format of ``nncli.training.tables.spec``), or None for a run trained on arrays."""
         spec = (self.info.get("data") or {}).get("preprocessing")
-        return spec if isinstance(spec, dict) and spec.get("format") == "nncli.tabular/1" else None
+        return spec if isinstance(spec, dict) and spec.get("format") == FORMAT else None
 
     def encode(self, columns) -> np.ndarray:
         """Raw table columns → the inputs ``predict`` takes (N, n_inputs), with the run's
