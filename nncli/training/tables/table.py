@@ -33,7 +33,8 @@ class Table:
 
     def line(self, row: int) -> str:
         """``:LINE`` for data row ``row`` (0-based), found by reading the file again when the engine
-        did not keep line numbers; ``""`` for Parquet (no lines) or an unreadable file."""
+        did not keep line numbers; `` (row N)`` (N = ``row + 1``) for Parquet (no lines), a table
+        without a path, or when reading the file again fails or does not reach the row."""
         if self.lines is not None:
             return f":{int(self.lines[row])}"
         if self.path is None or self.path.suffix.lower() == ".parquet":
