@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -75,6 +76,14 @@ def run_nncli(
         preexec_fn=preexec_fn,
     )
     return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode(), argv)
+
+
+def default_sigint() -> None:
+    """A ``preexec_fn``: the child starts with SIGINT's default action. A process started with SIGINT
+    ignored (``trap '' INT``, a background job of a non-interactive shell) passes that on to its
+    children, and nncli then honours it; a test that stops nncli with SIGINT must not depend on how
+    the suite itself was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start_nncli(*args, cwd: Path | str | None = None, env: dict | None = None, **popen) -> subprocess.Popen:

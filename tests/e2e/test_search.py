@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import merge, write_config
+from support import default_sigint, merge, write_config
 
 from nncli.runs.search import parse_param, parse_params
 from nncli.runs.sweep import SweepError
@@ -88,7 +88,14 @@ def test_tpe_search_prunes_is_stored_in_sqlite_and_resumes_after_sigint(tmp_path
     config = write_config(tmp_path, merge(tiny_config, LONG), "tiny.yaml")
     cmd = [sys.executable, "-m", "nncli", "sweep", str(config), "--search", "tpe", "--trials", "12", *PARAMS,
            "--pruner", "median", "--runs-dir", "runs", "-j", "2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     try:
         deadline = time.monotonic() + 240
         while True:  # stop it once a few trials have finished

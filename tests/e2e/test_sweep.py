@@ -10,7 +10,7 @@ import re
 import listening
 import pytest
 import yaml
-from support import write_config
+from support import default_sigint, write_config
 
 from nncli.runs.sweep import SweepError, Trial, expand, parse_grid, rank, run_sweep, split_values
 
@@ -291,7 +291,7 @@ def test_a_sweep_stopped_with_ctrl_c_resumes_where_it_stopped(tiny_config, tmp_p
     cmd = [sys.executable, "-m", "nncli", "sweep", str(tiny_config), "--grid", "optimizer.lr=0.05,0.1,0.2"]
     proc = subprocess.Popen(
         [*cmd, *sets, "--runs-dir", "runs", "-j", "2"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
