@@ -159,7 +159,8 @@ def sweep(
 
 def ranked_table(result) -> Table:
     from nncli.runs.listing import fmt, lookup
-    from nncli.runs.sweep import rank, short_key
+    from nncli.runs.sweep_record import rank
+    from nncli.runs.sweep_trial import short_key
 
     table = Table(title=f"sweep ranked by {result.metric}", title_style="bold")
     table.add_column("#", justify="right")
@@ -192,7 +193,7 @@ def ranked_table(result) -> Table:
 def combination_table(result) -> Table:
     """The grid combinations ranked by their mean best metric over the seeds."""
     from nncli.runs.listing import fmt
-    from nncli.runs.sweep import short_key
+    from nncli.runs.sweep_trial import short_key
 
     table = Table(title=f"combinations over {len(result.seeds)} seeds", title_style="bold")
     table.add_column("#", justify="right")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from support import default_sigint, merge, write_config
 
-from nncli.runs.search import parse_param, parse_params
-from nncli.runs.sweep import SweepError
+from nncli.runs.search_params import parse_param, parse_params
+from nncli.runs.sweep_checks import SweepError
 
 optuna = pytest.importorskip("optuna", reason="searches need optuna (pip install 'nncli[search]')")
 

@@ -12,7 +12,11 @@ import pytest
 import yaml
 from support import default_sigint, write_config
 
-from nncli.runs.sweep import SweepError, Trial, expand, parse_grid, rank, run_sweep, split_values
+from nncli.runs.sweep import run_sweep
+from nncli.runs.sweep_checks import SweepError
+from nncli.runs.sweep_grid import expand, parse_grid, split_values
+from nncli.runs.sweep_record import rank
+from nncli.runs.sweep_trial import Trial
 
 pytestmark = pytest.mark.slow  # whole sweeps of training runs
 
@@ -216,7 +220,7 @@ def test_local_sweep_with_two_jobs(local_sweep):
 
 
 def test_combinations_average_the_seeds():
-    from nncli.runs.sweep import Sweep
+    from nncli.runs.sweep_record import Sweep
 
     def trial(i, lr, seed, value):
         return Trial(
