@@ -14,7 +14,7 @@ output positions, W₂ = W as (C', C·K)), shown in the batch-last layout:
     backward   v_t (C', P·N) ← v transposed
                [∂J/∂W₂ ∂J/∂b]ᵀ = cols v_tᵀ             ONE GEMM; ∂J/∂b is the ones row's
                ∂J/∂z = Qᵀv (7.49) as one GEMM per phase of the input positions modulo the
-               stride (``_InputGrad``): no ∂J/∂cols, no col2im
+               stride (``InputGrad``): no ∂J/∂cols, no col2im
 
 The channels-last layout (``SmallPlan``) is the same with zt (N, *S_pad, C), cols (N·P, K·C + 1)
 and the products transposed; it is chosen for examples of more than ``_CL_FROM`` bytes.
@@ -34,13 +34,12 @@ are the same bits with any thread setting.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from itertools import product
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from nncli.core.kernels.conv_phases import InputGrad
 from nncli.core.kernels.im2col import Geometry
 from nncli.core.kernels.threads import run_blocks
 from nncli.core.kernels.workspace import SHARED
@@ -106,84 +105,6 @@ def _carve(flat: np.ndarray, shapes: list[tuple]) -> list[np.ndarray]:
     return out
 
 
-@dataclass(frozen=True)
-class _AxisPhase:
-    """Along one spatial axis, the input positions x = q·s + r (q < Q) and the taps that read them.
-
-    Forward reads x + p_lo = p·s + κ·δ, so x ≡ r (mod s) is read only by the taps κ with
-    κ·δ ≡ r + p_lo (mod s), an arithmetic progression; for each, p = q − j with
-    j = (κ·δ − r − p_lo)/s. ``taps`` lists them highest first, so j falls by ``j_step`` a tap.
-    """
-
-    where: slice  # the positions x ≡ r in ∂J/∂z
-    Q: int
-    taps: slice  # the kernel offsets along this axis, highest first
-    T: int
-    j_first: int
-    j_step: int
-
-    @classmethod
-    def all(cls, L: int, k: int, s: int, d: int, lo: int) -> list[_AxisPhase]:
-        out = []
-        for r in range(min(s, L)):
-            kappas = [kk for kk in range(k - 1, -1, -1) if (kk * d - r - lo) % s == 0]
-            js = [(kk * d - r - lo) // s for kk in kappas]
-            step = kappas[0] - kappas[1] if len(kappas) > 1 else 1
-            stop = kappas[-1] - step if kappas and kappas[-1] - step >= 0 else None
-            out.append(
-                cls(
-                    where=slice(r, L, s),
-                    Q=len(range(r, L, s)),
-                    taps=slice(kappas[0], stop, -step) if kappas else slice(0, 0),
-                    T=len(kappas),
-                    j_first=js[0] if js else 0,
-                    j_step=js[0] - js[1] if len(js) > 1 else 0,
-                )
-            )
-        return out
-
-
-@dataclass
-class _InputGrad:
-    """∂J/∂z (Qᵀv, eq. 7.49) as one GEMM per phase of the input positions modulo the stride.
-
-    For the positions x = q·s + r of each phase (per axis, ``_AxisPhase``), with T taps:
-
-        ∂J/∂z[n, c, q·s + r] = Σ_t Σ_o W[o, c, κ_t] v[n, o, q − j_t]       (v = 0 outside 0 ≤ p < P)
-        (C, Q·N)             = A (C, T·C')  B (T·C', Q·N)                  (batch last; transposed
-                                                                             with channels last)
-
-    A the taps' weights, B the rows of v shifted by each tap's j: ONE strided copy of v_pad (v with
-    zero margins so that every shift reads inside it). Each phase's product is then copied,
-    transposed, into its positions of ∂J/∂z. Against ∂J/∂cols = W₂ᵀ v and col2im, this is the same
-    multiply-adds without the K read-modify-write passes over ∂J/∂z (each a numpy ufunc call over
-    3-d strided views: 7–9 µs each for the MNIST-1D CNN's second layer, whose backward went from
-    134 to 120 µs).
-    """
-
-    margins: tuple  # zeros of v_pad before and after the P positions, per axis
-    phases: list  # per phase: one _AxisPhase per axis
-
-    @property
-    def padded(self) -> bool:
-        """Whether some shift reads outside v's P positions (then v_pad is v with zero margins)."""
-        return any(lo or hi for lo, hi in self.margins)
-
-    @classmethod
-    def make(cls, geom: Geometry, spatial: tuple, out: tuple) -> _InputGrad:
-        per_axis = [
-            _AxisPhase.all(L, k, s, d, lo)
-            for L, k, s, d, lo in zip(spatial, geom.kernel, geom.stride, geom.dilation, geom.pad_lo)
-        ]
-        margins = []
-        for ax, P in zip(per_axis, out):
-            with_taps = [a for a in ax if a.T]
-            lo = max([0] + [a.j_first for a in with_taps])
-            hi = max([0] + [a.Q - (a.j_first - (a.T - 1) * a.j_step) - P for a in with_taps])
-            margins.append((lo, hi))
-        return cls(tuple(margins), list(product(*per_axis)))
-
-
 class SmallPlan:
     """The buffers, strided views and index algebra of one layer for one input shape and dtype.
 
@@ -216,7 +137,7 @@ class SmallPlan:
         self.from_buf = (0, nd + 1, *range(1, nd + 1)) if cl else (nd + 1, *range(nd + 1))
         self.zt = np.zeros(self._buf(N, geom.padded(self.spatial), C), self.dtype)  # border stays 0
         self.Wb = np.empty((CK + bias, Co) if cl else (Co, CK + bias), self.dtype)  # [W b], rewritten
-        self.grad = _InputGrad.make(geom, self.spatial, self.out)
+        self.grad = InputGrad.make(geom, self.spatial, self.out)
         # the columns, then u (forward) or v (backward) as rows, then backward's ∂J/∂z temporaries
         self.scratch = [(PN, CK + bias) if cl else (CK + bias, PN), (PN, Co) if cl else (Co, PN)]
         if self.grad.padded:
@@ -410,7 +331,7 @@ class SmallPlan:
         return dz
 
     def _input_grad(self, views: dict, W: np.ndarray, dz: np.ndarray) -> None:
-        """dz ← ∂J/∂z, one GEMM per phase (``_InputGrad``); BLAS is already on one thread.
+        """dz ← ∂J/∂z, one GEMM per phase (``InputGrad``); BLAS is already on one thread.
 
         Channels last with several phases, the products go to their positions of a buffer in
         that order (inner loops over C), transposed into dz at the end. Measured (digits CNN's
