@@ -35,7 +35,7 @@ from nncli.diagnostics.inspection import Inspection, inspect
 from nncli.runs.evaluate import evaluate
 from nncli.runs.loaded_run import LoadedRun, load_run
 from nncli.runs.train_run import TrainOutcome, train
-from nncli.training import data, optimizers, schedules  # noqa: F401  (register optimisers, schedules, data sources)
+from nncli.training import optimizers, schedules, sources  # noqa: F401  (register optimisers, schedules, data sources)
 
 __all__ = [
     "__version__",

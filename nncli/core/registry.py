@@ -104,4 +104,4 @@ modules = Registry("layer")
 losses = Registry("loss")
 optimizers = Registry("optimizer")  # nncli/training/optimizers.py
 schedules = Registry("schedule")  # nncli/training/schedules.py
-data_sources = Registry("data source")  # nncli/training/data.py: built-in and synthetic datasets
+data_sources = Registry("data source")  # nncli/training/sources.py: built-in and synthetic datasets

@@ -22,7 +22,7 @@ _CHUNK = 1 << 20
 def data_file(data_cfg, base_dir: Path) -> Path | None:
     """The file ``data.source`` names, relative paths joined to ``base_dir``; None for a registered
     data source (mnist1d, spirals, ...) or a path no file can have."""
-    import nncli.training.data  # noqa: F401  (registers the built-in sources)
+    import nncli.training.sources  # noqa: F401  (registers the built-in sources)
     from nncli.core.registry import data_sources
 
     name = data_cfg.source.strip()

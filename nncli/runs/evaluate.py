@@ -21,13 +21,14 @@ from nncli.core.errors import DataError
 from nncli.runs.datafile import check_run_data
 from nncli.runs.loaded_run import load_run
 from nncli.runs.session import check_split
-from nncli.training.data import Split, load_arrays, load_dataset
+from nncli.training.data import load_dataset
 from nncli.training.evaluation import evaluate as metrics_of
 from nncli.training.metrics import Fit, resolve, run_metrics
+from nncli.training.splits import Split
 from nncli.training.tables.eval_table import read_for_run
 from nncli.training.tables.labels import encode_labels
 from nncli.training.tables.table_files import is_table
-from nncli.training.userdata import _file_exists, check_inputs, coerce_targets, read_user_file
+from nncli.training.userdata import _file_exists, check_inputs, coerce_targets, load_arrays, read_user_file
 
 
 def evaluate(

@@ -118,7 +118,7 @@ class LoadedRun:
     def preprocess(self, x: np.ndarray, where: str = "inputs") -> np.ndarray:
         """Raw inputs (N, ...) as the model takes them: standardised with the training statistics,
         reshaped to (N, *input_shape)."""
-        from nncli.training.data import apply_standardization
+        from nncli.training.standardization import apply_standardization
         from nncli.training.userdata import fit_input_shape
 
         x = apply_standardization(x, self.info.get("data") or {})

@@ -124,7 +124,8 @@ class Session:
 
     def __init__(self, loaded, cfg, base_dir: Path, overrides: list[str], resuming: bool = False):
         from nncli.config.build import build_chain
-        from nncli.training.data import epoch_permutation, load_dataset
+        from nncli.training.data import load_dataset
+        from nncli.training.data_seeds import epoch_permutation
         from nncli.training.loop import Trainer
         from nncli.training.optimizers import make_optimizer
 

@@ -1,11 +1,9 @@
-"""Datasets for training: built-in and user data, seeded splits, standardisation and batching.
+"""Datasets for training: read a source, check it, split it with a seed and standardise it.
 
     load_dataset(cfg, input_shape=…, loss=…, seed=…)  →  Dataset(train, val, test, info)
 
-Sources: the packaged ``mnist1d`` and ``digits`` (see training/datasets/README.md), the synthetic
-``spirals`` and ``regression1d`` (training/synthetic.py), each a loader registered by name in
-``core.registry.data_sources``; any other ``data.source`` is a user ``.npz`` / ``.csv`` file
-(training/userdata.py). Splits:
+The source is read by training/sources.py (a registered name, or the user's file). Splits
+(training/holdout.py, seeded by training/data_seeds.py):
 
 - a published test set (mnist1d's, or ``x_test``/``y_test`` in a user .npz) is kept as it is;
   otherwise ``test_split`` of the examples is held out (digits: 0.2 when ``test_split`` is 0);
@@ -16,218 +14,30 @@ What is checked here: empty data, non-numeric dtypes, NaN/Inf, x/y length mismat
 sizes against the model's ``input_shape``, and fractional labels for label losses. The label *range*
 (0 ≤ y < C) is the loss's to judge: pass ``output_shape`` and this module calls
 ``loss.check_targets`` on every part; without it the caller must.
-
-Randomness: every stream is a ``SeedSequence(seed)`` child with a fixed spawn key per purpose
-(generate, split, shuffle + epoch), so a split or an epoch's order is a pure function of the seed.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from nncli.config.memory import check_data_fits
 from nncli.config.schema import DataConfig
-from nncli.core.errors import ConfigError, DataError, did_you_mean
-from nncli.core.registry import data_sources
-from nncli.training import synthetic
-from nncli.training.datasets import load_packaged
+from nncli.core.errors import ConfigError, DataError
+from nncli.training.class_labels import _array_labels, _check_class_count, class_weights
+from nncli.training.data_seeds import _SPLIT, _rng
+from nncli.training.holdout import _count, _holdout
+from nncli.training.sources import _read_source
+from nncli.training.splits import Dataset, Split
+from nncli.training.standardization import STD_FLOOR
 from nncli.training.tables import blocks, fitting
 from nncli.training.tables.encode import apply_preprocessing
-from nncli.training.tables.labels import encode_labels, label_key, map_labels
-from nncli.training.tables.prepared import read_prepared
-from nncli.training.tables.table_files import TABLE_KEYS, is_table
-from nncli.training.userdata import (
-    USER_SUFFIXES,
-    _file_exists,
-    check_inputs,
-    coerce_targets,
-    fit_input_shape,
-    load_arrays,
-    read_user_file,
-)
-
-__all__ = [
-    "Split",
-    "Dataset",
-    "load_dataset",
-    "apply_standardization",
-    "load_arrays",
-    "epoch_permutation",
-    "batches",
-]
+from nncli.training.tables.table_files import TABLE_KEYS
+from nncli.training.userdata import check_inputs, coerce_targets, fit_input_shape
 
 #: digits has no published test set; this much of it is held out when test_split is 0
 DIGITS_TEST_SPLIT = 0.2
-#: features whose training std is below this are divided by 1, not by a tiny number that would
-#: blow up the validation and test values of a feature that is constant in training
-STD_FLOOR = 1e-8
-
-# spawn keys: (_DATA, purpose[, epoch]) — far from the small keys SeedSequence.spawn() hands out
-_DATA, _GENERATE, _SPLIT, _SHUFFLE = 0x6E6E636C, 0, 1, 2
-
-
-@dataclass
-class Split:
-    x: np.ndarray  # (N, *input_shape) float64
-    y: np.ndarray  # (N,) int64 labels, or (N, *out) float64 targets
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-
-@dataclass
-class Dataset:
-    train: Split
-    val: Split | None
-    test: Split | None
-    info: dict = field(default_factory=dict)  # JSON-able: source, sizes, split, standardisation
-
-
-def _rng(seed: int, *purpose: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_DATA, *purpose)))
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The order of the n training examples in ``epoch``: a pure function of (seed, epoch)."""
-    return _rng(seed, _SHUFFLE, epoch).permutation(n)
-
-
-def batches(
-    split: Split, batch_size: int, order: np.ndarray | None = None, start: int = 0
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Minibatches (x (B, ...), y (B, ...)) in ``order`` (None: as stored), from batch index ``start``.
-
-    The last batch is smaller when batch_size does not divide N (nothing is dropped).
-    """
-    n = len(split.x)
-    for b in range(start, -(-n // batch_size)):
-        lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
-        if order is None:
-            yield split.x[lo:hi], split.y[lo:hi]
-        else:
-            idx = order[lo:hi]
-            yield split.x[idx], split.y[idx]
-
-
-# -- reading ----------------------------------------------------------------------------------------
-
-
-# A data source is a function registered by name: (data config, seed) → (arrays with x, y and
-# optionally x_test, y_test; info about the source for run.json). A name that is not registered is
-# read as a path to the user's .npz or .csv file.
-
-
-@data_sources.register("mnist1d")
-def mnist1d(cfg: DataConfig, seed: int):
-    return load_packaged("mnist1d"), {"kind": "builtin"}
-
-
-@data_sources.register("digits")
-def digits(cfg: DataConfig, seed: int):
-    return load_packaged("digits"), {"kind": "builtin"}
-
-
-def _check_synthetic_size(cfg: DataConfig, values_per_example: int) -> None:
-    """Refuse, before anything is generated, a synthetic set that cannot fit in memory."""
-    check_data_fits(
-        cfg.n_samples * values_per_example, f"{cfg.n_samples:,} synthetic examples", field="data.n_samples"
-    )
-
-
-@data_sources.register("spirals")
-def spirals(cfg: DataConfig, seed: int):
-    if cfg.classes > cfg.n_samples:
-        raise ConfigError(
-            f"{cfg.classes:,} classes need at least as many examples, but data.n_samples is "
-            f"{cfg.n_samples:,}",
-            field="data.classes",
-        )
-    _check_synthetic_size(cfg, 3)  # x (N, 2) and y (N,)
-    x, y = synthetic.spirals(cfg.n_samples, cfg.classes, cfg.noise, _rng(seed, _GENERATE))
-    params = {"n_samples": cfg.n_samples, "noise": cfg.noise, "seed": seed, "classes": cfg.classes}
-    return {"x": x, "y": y}, {"kind": "synthetic", "params": params}
-
-
-@data_sources.register("regression1d")
-def regression1d(cfg: DataConfig, seed: int):
-    _check_synthetic_size(cfg, 2)  # x (N, 1) and y (N, 1)
-    x, y = synthetic.regression1d(cfg.n_samples, cfg.noise, _rng(seed, _GENERATE))
-    return {"x": x, "y": y}, {
-        "kind": "synthetic",
-        "params": {"n_samples": cfg.n_samples, "noise": cfg.noise, "seed": seed},
-    }
-
-
-def builtins() -> list[str]:
-    """The names of the registered data sources (built-in and synthetic datasets)."""
-    return list(data_sources.canonical_classes())
-
-
-def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None, target_kind: str = "real"):
-    """(arrays with x, y[, x_test, y_test] — or ``prepared``, a table read by training/tables/prepared.py —,
-    description for messages, info about the source)."""
-    name = cfg.source.strip()
-    key = data_sources.canonical(name)
-    if key is not None:
-        raw, info = data_sources.lookup(key)(cfg, seed)
-        return raw, key, {"source": key, **info}
-    if "\0" in name:
-        raise ConfigError(
-            "the path contains a NUL byte (\\x00), which no file name can hold", field="data.source"
-        )
-    path = Path(name).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    if path.suffix.lower() not in USER_SUFFIXES:
-        raise ConfigError(
-            f"unknown data source '{name}'{did_you_mean(name, builtins())}: expected one of "
-            f"{', '.join(builtins())} or a path to a .npz, .csv or .parquet file",
-            field="data.source",
-        )
-    info = {"source": name, "kind": path.suffix.lower()[1:], "path": str(path.resolve())}
-    if is_table(path):
-        _file_exists(path, name)
-        return {"prepared": read_prepared(path, cfg, name, target_kind)}, name, info
-    return read_user_file(path, cfg, name), name, info
-
-
-# -- splitting --------------------------------------------------------------------------------------
-
-
-def _holdout(n_out: int, labels: np.ndarray | None, idx: np.ndarray, rng: np.random.Generator):
-    """Split positions ``idx`` into (kept, held out) with ``n_out`` held out, both sorted.
-
-    With ``labels`` (one per position) each class gives its exact share
-    n_c · n_out / N floored, the few left over going to the largest remainders.
-    """
-    if labels is None:
-        perm = rng.permutation(idx)
-        out = perm[:n_out]
-    else:
-        classes, inv = np.unique(labels, return_inverse=True)
-        counts = np.bincount(inv, minlength=len(classes))
-        exact = counts * n_out / len(idx)
-        take = np.floor(exact).astype(np.int64)
-        extra = np.argsort(-(exact - take), kind="stable")[: n_out - int(take.sum())]
-        take[extra] += 1
-        out = np.concatenate([rng.permutation(idx[inv == c])[:k] for c, k in enumerate(take)])
-    out = np.sort(out)
-    return np.setdiff1d(idx, out, assume_unique=True), out
-
-
-def _count(frac: float, n: int, what: str, where: str) -> int:
-    k = int(round(frac * n))
-    if k >= n:
-        raise DataError(f"{where}: {what} of {frac:g} of {n} examples leaves none for training")
-    return k
-
-
-# -- the dataset ------------------------------------------------------------------------------------
 
 
 def load_dataset(
@@ -372,74 +182,3 @@ def _check_table_keys(cfg: DataConfig, table: bool, where: str) -> None:
             f"applies to a .csv or .parquet file; {where} gives whole arrays, which must hold no NaN",
             field="data.missing",
         )
-
-
-def _array_labels(y, cfg: DataConfig, kind: str, where: str, part: str = "", names: list[str] | None = None):
-    """(labels, class names or None) of an array source: text labels (or ``data.label_map``) become
-    class indices; numbers are returned as they are (``coerce_targets`` checks them)."""
-    y = np.asarray(y)
-    if y.dtype.kind not in "US" and cfg.label_map is None:
-        return coerce_targets(y, kind, where, part), None
-    if y.ndim != 1:
-        raise DataError(f"{where}: {part + ' ' if part else ''}labels must be one per example, got {y.shape}")
-    texts = y.astype(str).astype(object)
-    if names is not None:  # the test array of an .npz: the classes of its training array
-        lookup = {n: i for i, n in enumerate(names)}
-        if isinstance(cfg.label_map, dict):
-            lookup = {label_key(k): int(v) for k, v in cfg.label_map.items()}
-        out = encode_labels(texts, lookup, names, where, lambda i: f" (test example {i})", "labels")
-        return out, names
-    out, class_names = map_labels(texts, cfg, kind, where, lambda i: f" (example {i})", "labels")
-    return coerce_targets(out, kind, where, part), class_names
-
-
-def _check_class_count(names: list[str] | None, kind: str, output_shape: tuple[int, ...], where: str) -> None:
-    if names is None:
-        return
-    want = 2 if kind == "binary" else (output_shape[0] if kind == "class" and output_shape else len(names))
-    if len(names) != want:
-        shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
-        model = "the logistic loss needs 2" if kind == "binary" else f"the model outputs {want} logits"
-        raise DataError(f"{where}: the labels name {len(names)} classes ({shown}), but {model}")
-
-
-def class_weights(setting, kind: str, y_train: np.ndarray, output_shape, names, where: str) -> list[float]:
-    """Per-class weights for the cross-entropy: a list as given, or ``balanced``: N / (C · N_c) with
-    N_c the class's examples in the training split (scikit-learn's ``balanced``)."""
-    if kind != "class":
-        raise ConfigError(
-            "applies to the cross_entropy loss (weights per class of the softmax)", field="data.class_weights"
-        )
-    n_classes = int(output_shape[0]) if output_shape else (len(names) if names else int(y_train.max()) + 1)
-    if isinstance(setting, list):
-        if len(setting) != n_classes:
-            raise ConfigError(
-                f"gives {len(setting)} weights for {n_classes} classes", field="data.class_weights"
-            )
-        return [float(w) for w in setting]
-    counts = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=n_classes)
-    if (counts == 0).any():
-        c = int(np.argmin(counts))
-        label = f"'{names[c]}'" if names else str(c)
-        raise DataError(
-            f"{where}: class {label} has no example in the training split, so 'balanced' cannot weigh it",
-            field="data.class_weights",
-        )
-    return [float(w) for w in len(y_train) / (n_classes * counts)]
-
-
-def apply_standardization(x: np.ndarray, info: dict) -> np.ndarray:
-    """x (N, *input_shape) standardised with a run's training statistics (``info`` of its Dataset)."""
-    x = np.asarray(x, dtype=np.float64)
-    stats = info.get("standardization")
-    if not stats:
-        return x
-    mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
-    if x.shape[1:] != mean.shape:
-        if x.ndim < 1 or int(np.prod(x.shape[1:])) != mean.size:
-            raise DataError(
-                f"inputs have shape {tuple(x.shape[1:])} per example, but the run was "
-                f"trained on {tuple(mean.shape)}"
-            )
-        x = x.reshape((len(x), *mean.shape))
-    return (x - mean) / std

@@ -77,7 +77,7 @@ class Trainer:
     """Trains ``chain`` on ``train`` (a split with ``.x``, ``.y``), evaluating on ``val``.
 
     ``cfg`` is the resolved ``nncli.config.schema.Config``; ``permutation(n, seed, epoch)`` gives each
-    epoch's order (``nncli.training.data.epoch_permutation``). The learning-rate schedule is built here, as
+    epoch's order (``nncli.training.data_seeds.epoch_permutation``). The learning-rate schedule is built here, as
     it needs the step count: ``train.steps``, or ``train.epochs`` × ⌈n_train / batch_size⌉.
     """
 

@@ -16,7 +16,7 @@ from nncli.cli import main
 from nncli.config.build import build_chain
 from nncli.config.load import config_from_dict
 from nncli.runs.metrics_log import read_metrics
-from nncli.training.data import epoch_permutation
+from nncli.training.data_seeds import epoch_permutation
 from nncli.training.loop import Trainer, locate_nonfinite
 from nncli.training.optimizers import make_optimizer
 

@@ -8,14 +8,11 @@ import pytest
 from nncli.config.schema import DataConfig
 from nncli.core.errors import ConfigError, DataError
 from nncli.core.losses import CrossEntropy, Logistic, Squared
-from nncli.training.data import (
-    Split,
-    apply_standardization,
-    batches,
-    epoch_permutation,
-    load_arrays,
-    load_dataset,
-)
+from nncli.training.data import load_dataset
+from nncli.training.data_seeds import epoch_permutation
+from nncli.training.splits import Split, batches
+from nncli.training.standardization import apply_standardization
+from nncli.training.userdata import load_arrays
 
 CE = CrossEntropy()
 
