@@ -70,7 +70,7 @@ def only_budget(changes: list[str], run_dir) -> bool:
 def check_extension(run_dir, info: dict, stored_cfg, session, step: int, overrides: list[str]) -> Extension:
     """The extension ``session`` (built with the larger budget) makes of the run at ``run_dir``,
     stored with ``stored_cfg`` and checkpointed at ``step``; RunError when it cannot continue exactly."""
-    from nncli.runs.session import config_hash
+    from nncli.runs.config_compare import config_hash
     from nncli.training.schedules import make_schedule
 
     trainer = session.trainer

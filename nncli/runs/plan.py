@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from nncli.config.yaml_positions import dump_yaml
-from nncli.runs.session import config_dict, prepare
+from nncli.runs.config_compare import config_dict
+from nncli.runs.session import prepare
 
 
 def resolved_config(config: Path | str, overrides: Sequence[str] = (), name: str | None = None) -> str:

@@ -1,118 +1,35 @@
 """A training session: everything checked before the run folder exists, then the folder's lifecycle.
 
-``prepare`` (new run) and ``prepare_resume`` (``--resume RUN_DIR``) load and validate the config,
-build the model, load and check the data and create the optimiser and trainer, raising a UserError
-on any problem, without touching the disk. ``Session.open`` then creates (or reopens) the run folder;
-``finish`` / ``fail`` write summary.json and the final run.json status.
+``prepare`` (new run) and ``prepare_resume`` (``--resume RUN_DIR``, in ``nncli.runs.resume``) load
+and validate the config, build the model, load and check the data and create the optimiser and
+trainer, raising a UserError on any problem, without touching the disk. ``Session.open`` then
+creates (or reopens) the run folder; ``finish`` / ``fail`` write summary.json and the final run.json
+status.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nncli.config.yaml_positions import dump_yaml, load_yaml_file
-from nncli.core.errors import CheckpointError, ConfigError, DataError, UserError
+from nncli.config.yaml_positions import dump_yaml
+from nncli.core.errors import ConfigError, UserError
 from nncli.runs.atomic import atomic_write_json, atomic_write_text, jsonable
+from nncli.runs.config_compare import config_dict, config_hash
+from nncli.runs.data_checks import check_split, fingerprint
 from nncli.runs.datafile import check_fingerprint, data_file, pinned
 from nncli.runs.extend import Extension
-from nncli.runs.metrics_log import metric_lines, trim_metrics
+from nncli.runs.metrics_log import trim_metrics
 from nncli.runs.own_files import check_own_files
-from nncli.runs.run_dir import RunError, create_run_dir, iso, utc_now
-from nncli.runs.run_info import RunInfo, command_line, read_run
+from nncli.runs.run_dir import create_run_dir, iso, utc_now
+from nncli.runs.run_info import RunInfo, command_line
 from nncli.runs.run_recorder import RunRecorder
 from nncli.runs.watch_log import WATCH_FILE, WatchRecorder
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def config_dict(cfg) -> dict[str, Any]:
-    return cfg.model_dump(mode="json")
-
-
-def _sha(values: Any) -> str:
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
-
-
-def config_hash(cfg) -> str:
-    """SHA-256 of the config's values that differ from their defaults.
-
-    Defaults are left out so that a setting a later nncli adds (with a default) leaves the hash of an
-    existing run unchanged, and a run interrupted under the older version still resumes.
-    """
-    return _sha(cfg.model_dump(mode="json", exclude_defaults=True))
-
-
-def _keys_as_in(values: Any, saved: Any) -> Any:
-    """``values`` cut down to the mapping keys that ``saved`` (the same config, as written) has."""
-    if isinstance(values, dict) and isinstance(saved, dict):
-        return {k: _keys_as_in(v, saved[k]) for k, v in values.items() if k in saved}
-    if isinstance(values, list) and isinstance(saved, list) and len(values) == len(saved):
-        return [_keys_as_in(v, w) for v, w in zip(values, saved)]
-    return values
-
-
-def legacy_config_hash(cfg, saved: Any) -> str:
-    """The hash nncli 0.1 recorded: every value, defaults included, of the keys its schema had.
-
-    Those keys are the ones in the run's saved config.yaml (``saved``, parsed), which nncli wrote with
-    every default filled in; keys added since are left out, so the old hash can be recomputed.
-    """
-    return _sha(_keys_as_in(config_dict(cfg), saved))
-
-
-def flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}."))
-        return out
-    if isinstance(d, list):
-        out = {}
-        for i, v in enumerate(d):
-            out.update(flat(v, f"{prefix[:-1]}[{i}]."))
-        return out or {prefix[:-1]: []}
-    return {prefix[:-1]: d}
-
-
-def config_changes(a, b, ignore: tuple[str, ...] = ()) -> list[str]:
-    """``key: old → new`` for every value that differs between configs ``a`` and ``b``."""
-    fa, fb = flat(config_dict(a)), flat(config_dict(b))
-    keys = [k for k in dict.fromkeys([*fa, *fb]) if k not in ignore and fa.get(k) != fb.get(k)]
-    return [f"{k}: {fa.get(k, '(unset)')!r} → {fb.get(k, '(unset)')!r}" for k in keys]
-
-
-def fingerprint(*arrays: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def check_split(split, name: str, chain) -> None:
-    """DataError unless ``split`` fits the model: per-example input shape and targets for the loss."""
-    if len(split.x) == 0:
-        return
-    want = tuple(chain.input_shape)
-    if tuple(split.x.shape[1:]) != want:
-        raise DataError(
-            f"{name} inputs have shape {tuple(split.x.shape[1:])} per example, but "
-            f"model.input_shape is {list(want)}",
-            field="model.input_shape",
-        )
-    if len(split.y) != len(split.x):
-        raise DataError(f"{name} split has {len(split.x)} inputs but {len(split.y)} targets")
-    try:
-        chain.loss.check_targets(np.asarray(split.y), chain.output_shape())
-    except DataError as exc:
-        raise DataError(f"{name} split: {exc.message}", field="data") from None
 
 
 class Session:
@@ -387,85 +304,4 @@ def prepare(
     session = Session(loaded, cfg, loaded.folder_of("data.source"), overrides)
     if init is not None:
         session.start_from(init)
-    return session
-
-
-def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]) -> Session:
-    """A session that continues ``run_dir`` exactly where its last checkpoint stopped; ``overrides``
-    may only raise its budget (``nncli.runs.extend``), which a completed run needs."""
-    from nncli.config.load import load_config
-    from nncli.runs.checkpoint import has_checkpoint, load_checkpoint
-    from nncli.runs.extend import NEW_RUN_HINT, check_extension, only_budget
-    from nncli.runs.init_from import read_init
-    from nncli.runs.preflight import check_not_training
-
-    run_dir = Path(run_dir)
-    info = read_run(run_dir)
-    completed = info.get("status") == "completed"
-    finished = (
-        f"{run_dir}: this run already completed; to train it further give it a larger budget "
-        f"(--resume RUN --set train.steps=N or train.epochs=N), or {NEW_RUN_HINT}"
-    )
-    if completed and not overrides:
-        raise RunError(finished)
-    check_own_files(run_dir)
-    check_not_training(run_dir)  # a live run first: its checkpoint may be changing under us
-    metric_lines(run_dir / "metrics.jsonl")  # a damaged line is refused before anything is written
-    metric_lines(run_dir / WATCH_FILE)
-    stored = load_config(run_dir / "config.yaml", [])
-    ckpt = None
-    if has_checkpoint(run_dir / "checkpoints", "last"):
-        ckpt = load_checkpoint(run_dir / "checkpoints", "last")
-        made_with = ckpt.state.get("config_sha256")
-    else:  # stopped (kill -9) before its first checkpoint: start again from step 0
-        made_with = info.get("config_sha256", config_hash(stored.config))
-    # a checkpoint written before the last extension carries the config of the smaller budget
-    budgets = [e.get("previous_config_sha256") for e in info.get("extensions", [])]
-    if made_with not in (config_hash(stored.config), *budgets) and made_with != legacy_config_hash(
-        stored.config, load_yaml_file(run_dir / "config.yaml")[0]
-    ):
-        raise RunError(
-            f"{run_dir / 'config.yaml'}: the config was changed after the checkpoint was "
-            f"written; a resumed run must use the config it started with"
-        )
-    wanted = load_config(run_dir / "config.yaml", overrides) if overrides else stored
-    extending = only_budget(config_changes(stored.config, wanted.config), run_dir) if overrides else False
-    if completed and not extending:
-        raise RunError(finished)
-    if config_path is not None:
-        given = load_config(config_path, overrides)
-        # the run saved its data file as an absolute path with its SHA-256; the config names it as written
-        path = data_file(given.config.data, given.folder_of("data.source")) if given.config.data else None
-        sha = stored.config.data.sha256 if stored.config.data else None
-        changes = config_changes(wanted.config, pinned(given.config, path, sha), ignore=("name",))
-        if changes:
-            raise RunError(f"{config_path} differs from the config of {run_dir}: " + "; ".join(changes))
-    session = Session(
-        wanted,
-        wanted.config,
-        Path(info.get("data_base_dir", run_dir)),
-        list(info.get("overrides", [])),
-        resuming=True,
-    )
-    if session.data_info["fingerprint"] != (info.get("data") or {}).get("fingerprint"):
-        raise RunError(f"{run_dir}: the training data differs from the data the run started with")
-    step = int(ckpt.state["step"]) if ckpt is not None else 0
-    if extending:
-        session.extension = check_extension(run_dir, info, stored.config, session, step, overrides)
-    if ckpt is not None:
-        where = ckpt.path.with_name("last.state.safetensors")
-        if ckpt.state["step"] > session.trainer.total_steps:
-            raise CheckpointError(
-                f"{where}: step {ckpt.state['step']} is past the run's "
-                f"{session.trainer.total_steps} steps; this checkpoint is not from this run"
-            )
-        try:
-            session.trainer.restore(ckpt)
-        except (ValueError, TypeError, KeyError, IndexError) as exc:  # values of the wrong kind
-            raise CheckpointError(f"{where}: the training state does not fit this run ({exc})") from None
-    elif info.get("init_from") is not None:  # no checkpoint yet: start again from the same weights
-        source = info["init_from"]
-        init = read_init(source["run"], source["checkpoint"], expect_sha256=source["weights_sha256"])
-        session.start_from(init)
-    session.folder, session.resume_step = run_dir, step
     return session

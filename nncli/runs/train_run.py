@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from nncli.core.errors import UserError
-from nncli.runs.session import Session, prepare, prepare_resume
+from nncli.runs.resume import prepare_resume
+from nncli.runs.session import Session, prepare
 from nncli.training.loop import EXIT_DIVERGED
 
 #: exit code of a run stopped by each signal (128 + its number), as shells report it

@@ -21,7 +21,8 @@ import nncli.runs.preflight
 from nncli.cli import main
 from nncli.runs.checkpoint import load_checkpoint, load_weights, state_path, weights_path
 from nncli.runs.preflight import bytes_needed
-from nncli.runs.session import prepare, prepare_resume
+from nncli.runs.resume import prepare_resume
+from nncli.runs.session import prepare
 from nncli.runs.train_run import run_session
 
 CONFIG = {

@@ -15,8 +15,8 @@ import nncli
 from nncli.core.errors import CheckpointError, UserError
 from nncli.runs.checkpoint import load_checkpoint, load_weights, weights_path
 from nncli.runs.metrics_log import read_metrics
+from nncli.runs.resume import prepare_resume
 from nncli.runs.run_info import read_run
-from nncli.runs.session import prepare_resume
 
 # float64; dropout (its generator state), Adam, a warm-up then step decay, clipping, shuffling, an
 # evaluation every 4 steps (so a 10-step run ends with an off-schedule one), early stopping armed

@@ -22,8 +22,9 @@ from nncli.runs.checkpoint import has_checkpoint, load_checkpoint, load_weights,
 from nncli.runs.evaluate import evaluate
 from nncli.runs.listing import list_runs
 from nncli.runs.metrics_log import read_metrics
+from nncli.runs.resume import prepare_resume
 from nncli.runs.run_dir import RunError
-from nncli.runs.session import prepare, prepare_resume
+from nncli.runs.session import prepare
 from nncli.runs.train_run import run_session
 
 pytestmark = pytest.mark.slow  # training processes killed with signals, then resumed

@@ -13,7 +13,8 @@ from support import merge, run_nncli, write_config
 
 from nncli.core import hooks
 from nncli.runs.checkpoint import load_weights, weights_path
-from nncli.runs.session import prepare, prepare_resume
+from nncli.runs.resume import prepare_resume
+from nncli.runs.session import prepare
 from nncli.runs.train_run import run_session
 from nncli.runs.watch_log import read_watch
 
