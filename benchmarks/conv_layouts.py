@@ -10,7 +10,8 @@ after the other in each of ``--rounds`` rounds, so that the machine's load drift
 figures are medians of CPU time per call (wall time with ``--threads`` > 1), in ms. Layer rows: forward,
 backward for ∂J/∂θ only (a chain's first layer), full backward. "chosen" is what the layer does
 (``kernels/conv_small.py`` for small shapes, else ``kernels/conv.py``); "small b-last" and "small
-c-last" force the small path's two layouts (where it applies); the other rows are conv.py's layouts, small path off. ``--steps``: whole training steps of
+c-last" force the small path's two layouts (where it applies); the other rows are conv.py's layouts,
+small path off ("grid by ex.": columns on the grid always by example, ``kernels.conv.channel_major``). ``--steps``: whole training steps of
 the named workloads (``specs.py``), with the current kernels and the older file's. No torch here.
 """
 
@@ -61,22 +62,23 @@ def _variants(against):
         kernel.examples_layout,
         kernel.transposed_geometry,
         kernel.grid_layout,
+        kernel.channel_major,
         layer.small_path,
         small._CL_FROM,
     )
     never = lambda *sizes: False  # noqa: E731  (conv.py's path for every shape)
 
-    def install(fwd, bwd, layout, transposed, grid, small_path, cl_from):
+    def install(fwd, bwd, layout, transposed, grid, grid_by_channel, small_path, cl_from):
         def go():
             layer.conv_forward, layer.conv_backward = fwd, bwd
             kernel.examples_layout, kernel.transposed_geometry = layout, transposed
-            kernel.grid_layout = grid
+            kernel.grid_layout, kernel.channel_major = grid, grid_by_channel
             layer.small_path, small._CL_FROM = small_path, cl_from
 
         return go
 
     def but(**changes):
-        names = ("fwd", "bwd", "layout", "transposed", "grid", "small_path", "cl_from")
+        names = ("fwd", "bwd", "layout", "transposed", "grid", "grid_by_channel", "small_path", "cl_from")
         return install(**(dict(zip(names, current)) | changes))
 
     # the rows other than "chosen" and the small path's time conv.py's layouts
@@ -87,6 +89,7 @@ def _variants(against):
     out["by channel"] = but(layout=lambda P: False, small_path=never)
     out["col2im"] = but(transposed=lambda *a: None, small_path=never)
     out["no grid"] = but(grid=lambda *a: False, small_path=never)
+    out["grid by ex."] = but(grid_by_channel=never, small_path=never)
     if against:
         old = _load(against)
         out["against"] = but(fwd=old.conv_forward, bwd=old.conv_backward, small_path=never)
