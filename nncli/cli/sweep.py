@@ -79,7 +79,7 @@ def sweep(
     last checkpoint; finished ones are kept.
     """
     from nncli.core.errors import UserError
-    from nncli.runs.sweep import resume_sweep, run_sweep
+    from nncli.runs.sweeps.grid_sweep import resume_sweep, run_sweep
 
     if search is not None and grid:
         raise UserError("give either --grid values or a --search with --param distributions, not both")
@@ -113,7 +113,7 @@ def sweep(
                 on_done=progress,
             )
         elif config is not None and search is not None:
-            from nncli.runs.search import search_sweep
+            from nncli.runs.sweeps.search import search_sweep
 
             result = search_sweep(
                 config,
@@ -159,8 +159,8 @@ def sweep(
 
 def ranked_table(result) -> Table:
     from nncli.runs.listing import fmt, lookup
-    from nncli.runs.sweep_record import rank
-    from nncli.runs.sweep_trial import short_key
+    from nncli.runs.sweeps.record import rank
+    from nncli.runs.sweeps.trial import short_key
 
     table = Table(title=f"sweep ranked by {result.metric}", title_style="bold")
     table.add_column("#", justify="right")
@@ -193,7 +193,7 @@ def ranked_table(result) -> Table:
 def combination_table(result) -> Table:
     """The grid combinations ranked by their mean best metric over the seeds."""
     from nncli.runs.listing import fmt
-    from nncli.runs.sweep_trial import short_key
+    from nncli.runs.sweeps.trial import short_key
 
     table = Table(title=f"combinations over {len(result.seeds)} seeds", title_style="bold")
     table.add_column("#", justify="right")

@@ -26,7 +26,7 @@ from nncli.runs.listing import find_runs, flatten, metric_names, series
 from nncli.runs.metrics_log import read_metrics
 from nncli.runs.run_dir import RunError, is_run_dir
 from nncli.runs.safe_read import read_config
-from nncli.runs.sweep_trial import short_key
+from nncli.runs.sweeps.trial import short_key
 
 LOSS_KEYS = ("train_loss", "val_loss")
 #: default PNG size in pixels (width, height) and its resolution

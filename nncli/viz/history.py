@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nncli.runs.sweep_record import load_sweep
+from nncli.runs.sweeps.record import load_sweep
 from nncli.training.metrics import higher_is_better
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from support import default_sigint, merge, write_config
 
-from nncli.runs.search_params import parse_param, parse_params
-from nncli.runs.sweep_checks import SweepError
+from nncli.runs.sweeps.checks import SweepError
+from nncli.runs.sweeps.params import parse_param, parse_params
 
 optuna = pytest.importorskip("optuna", reason="searches need optuna (pip install 'nncli[search]')")
 

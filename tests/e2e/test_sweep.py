@@ -12,11 +12,11 @@ import pytest
 import yaml
 from support import default_sigint, write_config
 
-from nncli.runs.sweep import run_sweep
-from nncli.runs.sweep_checks import SweepError
-from nncli.runs.sweep_grid import expand, parse_grid, split_values
-from nncli.runs.sweep_record import rank
-from nncli.runs.sweep_trial import Trial
+from nncli.runs.sweeps.checks import SweepError
+from nncli.runs.sweeps.grid import expand, parse_grid, split_values
+from nncli.runs.sweeps.grid_sweep import run_sweep
+from nncli.runs.sweeps.record import rank
+from nncli.runs.sweeps.trial import Trial
 
 pytestmark = pytest.mark.slow  # whole sweeps of training runs
 
@@ -220,7 +220,7 @@ def test_local_sweep_with_two_jobs(local_sweep):
 
 
 def test_combinations_average_the_seeds():
-    from nncli.runs.sweep_record import Sweep
+    from nncli.runs.sweeps.record import Sweep
 
     def trial(i, lr, seed, value):
         return Trial(
@@ -334,7 +334,7 @@ def local_ray():
     """The local instance that ``--backend ray`` starts without ``--ray-address`` (2 CPUs), started once
     through nncli's own ``connect`` for the tests below and shut down by it after them."""
     pytest.importorskip("ray", reason="--backend ray needs ray (pip install 'nncli[ray]')")
-    from nncli.runs.sweep_ray import connect
+    from nncli.runs.sweeps.ray_tasks import connect
 
     with connect(None, 2) as ray:
         yield ray
@@ -353,7 +353,7 @@ def test_ray_sweep_gives_the_same_results(local_ray, local_sweep, tiny_config, t
 def test_the_local_ray_instance_listens_on_loopback_only(local_ray, tmp_path):
     if not listening.available():
         pytest.skip("reads listening sockets from Linux's /proc/net tables")
-    from nncli.runs.sweep_ray import run_ray_one
+    from nncli.runs.sweeps.ray_tasks import run_ray_one
 
     # one task through nncli's dispatch, so that Ray's worker processes are up and serving
     code, out, err = run_ray_one(["--version"], False, 2, lambda: False, str(tmp_path))

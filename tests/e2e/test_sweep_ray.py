@@ -114,7 +114,7 @@ def ray_cluster():
                 [
                     sys.executable,
                     "-c",
-                    f"from nncli.runs.sweep_ray import check_address; check_address({address!r})",
+                    f"from nncli.runs.sweeps.ray_tasks import check_address; check_address({address!r})",
                 ],
                 env=env,
                 capture_output=True,

@@ -15,7 +15,7 @@ from nncli.core.errors import UserError
 pytest.importorskip("ray", reason="--backend ray needs ray (pip install 'nncli[ray]')")
 from ray._private import ray_constants
 
-from nncli.runs.sweep_ray import start_local
+from nncli.runs.sweeps.ray_tasks import start_local
 
 
 def fake_ray(node_ip: str):

@@ -4,8 +4,8 @@ import pytest
 
 pytest.importorskip("optuna", reason="searches need the optional 'optuna' package (nncli[search])")
 
-from nncli.runs import search_study
-from nncli.runs.sweep_checks import SweepError
+from nncli.runs.sweeps import study
+from nncli.runs.sweeps.checks import SweepError
 
 
 @pytest.mark.parametrize(
@@ -25,16 +25,16 @@ def test_a_lost_table_creation_race_is_retried(monkeypatch, race):
             raise SweepError(f"--storage {spec['storage']}: {race}")
         return "the study"
 
-    monkeypatch.setattr(search_study, "_create", create)
-    monkeypatch.setattr(search_study.time, "sleep", lambda s: None)
+    monkeypatch.setattr(study, "_create", create)
+    monkeypatch.setattr(study.time, "sleep", lambda s: None)
     spec = {"metric": "val_loss", "storage": "sqlite:///x.db"}
-    assert search_study.load_study(spec) == "the study" and len(calls) == 2
+    assert study.load_study(spec) == "the study" and len(calls) == 2
 
 
 def test_other_storage_errors_are_not_retried(monkeypatch):
     def create(optuna, spec, direction):
         raise SweepError("--storage nope://: Could not parse SQLAlchemy URL")
 
-    monkeypatch.setattr(search_study, "_create", create)
+    monkeypatch.setattr(study, "_create", create)
     with pytest.raises(SweepError, match="Could not parse"):
-        search_study.load_study({"metric": "val_acc", "storage": "nope://"})
+        study.load_study({"metric": "val_acc", "storage": "nope://"})

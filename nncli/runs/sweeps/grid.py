@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from nncli.runs.sweep_checks import SweepError
-from nncli.runs.sweep_trial import Trial, _slug
+from nncli.runs.sweeps.checks import SweepError
+from nncli.runs.sweeps.trial import Trial, _slug
 
 #: trials in one sweep; each is validated up front and gets a run folder
 MAX_TRIALS = 1000

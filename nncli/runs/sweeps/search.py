@@ -28,12 +28,12 @@ from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from nncli.runs.search_loop import run_search
-from nncli.runs.search_params import parse_params, validate_params
-from nncli.runs.search_study import PRUNERS, SAMPLERS, load_study, requeue_interrupted, require_optuna
-from nncli.runs.sweep_checks import SweepError, check_rank_metric
-from nncli.runs.sweep_record import Sweep
-from nncli.runs.sweep_trial import Trial
+from nncli.runs.sweeps.checks import SweepError, check_rank_metric
+from nncli.runs.sweeps.params import parse_params, validate_params
+from nncli.runs.sweeps.record import Sweep
+from nncli.runs.sweeps.search_loop import run_search
+from nncli.runs.sweeps.study import PRUNERS, SAMPLERS, load_study, requeue_interrupted, require_optuna
+from nncli.runs.sweeps.trial import Trial
 
 
 def search_sweep(
@@ -58,8 +58,8 @@ def search_sweep(
     from nncli.config.load import load_config
     from nncli.core.errors import ConfigError
     from nncli.runs.run_dir import iso, utc_now
-    from nncli.runs.sweep_checks import check_options
-    from nncli.runs.sweep_record import make_sweep_dir
+    from nncli.runs.sweeps.checks import check_options
+    from nncli.runs.sweeps.record import make_sweep_dir
 
     check_options(backend, jobs)
     from nncli.runs.trackers import check_trackers
@@ -146,13 +146,13 @@ def _run(sweep: Sweep, config: Path, run_one, jobs: int, on_done) -> None:
 @contextmanager
 def trial_runner(backend: str, ray_address: str | None, jobs: int):
     """``run_one(train_args, should_stop, sweep_dir)`` → (exit code, stdout, stderr) on ``backend``."""
-    from nncli.runs.sweep_workers import run_process, thread_env
+    from nncli.runs.sweeps.processes import run_process, thread_env
 
     if backend != "ray":
         env = thread_env(jobs)
         yield lambda args, should_stop, folder: run_process(args, env, should_stop=should_stop)
         return
-    from nncli.runs.sweep_ray import connect, run_ray_one
+    from nncli.runs.sweeps.ray_tasks import connect, run_ray_one
 
     with connect(ray_address, jobs):
         yield lambda args, should_stop, folder: run_ray_one(

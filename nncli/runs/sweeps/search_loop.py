@@ -7,11 +7,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from nncli.runs.search_params import parse_param, suggest
-from nncli.runs.search_pruning import Reporter
-from nncli.runs.search_study import budget_left, load_study, search_of, summarise, within_budget
-from nncli.runs.sweep_record import Sweep
-from nncli.runs.sweep_trial import Trial, _slug
+from nncli.runs.sweeps.params import parse_param, suggest
+from nncli.runs.sweeps.pruning import Reporter
+from nncli.runs.sweeps.record import Sweep
+from nncli.runs.sweeps.study import budget_left, load_study, search_of, summarise, within_budget
+from nncli.runs.sweeps.trial import Trial, _slug
 
 #: user attributes of failed trials that say why
 BUDGET, INTERRUPTED = "budget", "interrupted"
@@ -45,7 +45,7 @@ def run_search(
     from optuna.trial import TrialState
 
     from nncli.runs.atomic import atomic_write_json
-    from nncli.runs.sweep_trial import collect, logger_args, train_args
+    from nncli.runs.sweeps.trial import collect, logger_args, train_args
 
     search = search_of(sweep)
     params = [parse_param(f"{k}={v}") for k, v in search["params"].items()]

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nncli.runs.sweep_checks import SweepError
-from nncli.runs.sweep_grid import split_values
-from nncli.runs.sweep_trial import Trial
+from nncli.runs.sweeps.checks import SweepError
+from nncli.runs.sweeps.grid import split_values
+from nncli.runs.sweeps.trial import Trial
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def parse_params(items: Sequence[str]) -> list[Param]:
 
 def validate_params(config: Path, params: Sequence[Param], sets: Sequence[str]) -> None:
     """Load and build the config with each bound and each choice of every param (the others unset)."""
-    from nncli.runs.sweep_checks import validate
+    from nncli.runs.sweeps.checks import validate
 
     trials = []
     for p in params:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nncli.runs.search_params import native, parse_param
-from nncli.runs.sweep_checks import SweepError
-from nncli.runs.sweep_record import Sweep
+from nncli.runs.sweeps.checks import SweepError
+from nncli.runs.sweeps.params import native, parse_param
+from nncli.runs.sweeps.record import Sweep
 from nncli.training.metrics import higher_is_better
 
 SAMPLERS = ("random", "tpe")

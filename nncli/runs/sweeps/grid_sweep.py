@@ -4,7 +4,7 @@ Each trial is ``nncli train CONFIG --set ... --runs-dir SWEEP --name tNN-... --q
 own process, so a trial is exactly what a user would get by running that command, and a crash in one
 trial cannot take the others down. Trials run in parallel worker processes (``jobs``) on this machine,
 or as Ray tasks (``backend="ray"``) on a local Ray instance or a cluster (``ray_address``; see
-``sweep_ray`` for the address checks and the shared filesystem a multi-node cluster needs). Paths are
+``ray_tasks`` for the address checks and the shared filesystem a multi-node cluster needs). Paths are
 made absolute before anything is dispatched, so trials land in the sweep folder wherever they run.
 
     runs/sweep-<name>-<UTC stamp>/
@@ -14,7 +14,7 @@ made absolute before anything is dispatched, so trials land in the sweep folder 
 
 Every combination is validated with the config loader before anything runs, so a misspelt grid path
 fails at once with the loader's did-you-mean instead of after the first trials. How the trial
-processes run and stop (Ctrl-C, SIGTERM) is in ``sweep_workers``. ``resume_sweep(SWEEP_DIR)`` runs
+processes run and stop (Ctrl-C, SIGTERM) is in ``processes``. ``resume_sweep(SWEEP_DIR)`` runs
 again what an interrupted sweep left: trials never started, stopped (continued from their last
 checkpoint) or lost with a worker.
 """
@@ -30,10 +30,10 @@ from typing import Any
 from nncli.core.errors import ConfigError
 from nncli.runs.atomic import atomic_write_json
 from nncli.runs.run_dir import iso, utc_now
-from nncli.runs.sweep_checks import SweepError, check_options, check_rank_metric, validate
-from nncli.runs.sweep_grid import MAX_TRIALS, expand, parse_grid
-from nncli.runs.sweep_record import Sweep, load_sweep, make_sweep_dir
-from nncli.runs.sweep_trial import TRIAL_OUTPUT, Trial, adopt, collect, logger_args, train_args
+from nncli.runs.sweeps.checks import SweepError, check_options, check_rank_metric, validate
+from nncli.runs.sweeps.grid import MAX_TRIALS, expand, parse_grid
+from nncli.runs.sweeps.record import Sweep, load_sweep, make_sweep_dir
+from nncli.runs.sweeps.trial import TRIAL_OUTPUT, Trial, adopt, collect, logger_args, train_args
 
 
 def run_sweep(
@@ -104,12 +104,12 @@ Runner = Callable[[list[list[str]], Callable[[int, Any], None], Path], None]
 @contextmanager
 def runner(backend: str, ray_address: str | None, jobs: int):
     """The function that runs trials on ``backend``; for Ray, connected (and the address checked) first."""
-    from nncli.runs.sweep_workers import run_local
+    from nncli.runs.sweeps.processes import run_local
 
     if backend != "ray":
         yield lambda arg_lists, on_result, folder: run_local(arg_lists, jobs, on_result)
         return
-    from nncli.runs.sweep_ray import connect, run_ray
+    from nncli.runs.sweeps.ray_tasks import connect, run_ray
 
     with connect(ray_address, jobs):
         yield lambda arg_lists, on_result, folder: run_ray(
@@ -167,7 +167,7 @@ def resume_sweep(
     jobs, backend = jobs or sweep.jobs, (backend or sweep.backend)
     check_options(backend, jobs)
     if sweep.search:
-        from nncli.runs.search import resume_search
+        from nncli.runs.sweeps.search import resume_search
 
         return resume_search(sweep, jobs=jobs, backend=backend, ray_address=ray_address, on_done=on_done)
     folder, config = Path(sweep.folder), Path(sweep.config)

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 from nncli.core.errors import UserError
-from nncli.runs.sweep_workers import THREAD_VARS, run_process, sigterm_as_interrupt, thread_env
+from nncli.runs.sweeps.processes import THREAD_VARS, run_process, sigterm_as_interrupt, thread_env
 
 #: seconds allowed for the TCP connection and for the cluster's first answer
 CONNECT_TIMEOUT = 5.0

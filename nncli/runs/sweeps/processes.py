@@ -5,7 +5,7 @@ stops each running trial with exactly one SIGINT: a trial writes a checkpoint an
 (a second would stop it at once, without one). Trials not started yet are never started.
 
     run_local(arg_lists, jobs, on_result)            jobs worker processes on this machine
-    sweep_ray.run_ray(...)                           one Ray task (1 CPU) per trial
+    ray_tasks.run_ray(...)                           one Ray task (1 CPU) per trial
 
 ``on_result(i, (exit code, stdout, stderr))`` is called as each trial ends, in completion order.
 """

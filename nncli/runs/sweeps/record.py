@@ -10,8 +10,8 @@ from typing import Any
 from nncli.runs.listing import lookup
 from nncli.runs.run_dir import new_folder, stamp
 from nncli.runs.safe_read import read_json
-from nncli.runs.sweep_checks import SweepError
-from nncli.runs.sweep_trial import Trial
+from nncli.runs.sweeps.checks import SweepError
+from nncli.runs.sweeps.trial import Trial
 from nncli.training.metrics import higher_is_better
 
 
@@ -42,7 +42,7 @@ class Sweep:
     started: str = ""
     ended: str = ""
     trials: list[Trial] = field(default_factory=list)
-    #: a search (``nncli.runs.search``): sampler, pruner, budget, params, storage, study, results
+    #: a search (``nncli.runs.sweeps.search``): sampler, pruner, budget, params, storage, study, results
     search: dict[str, Any] | None = None
     #: trackers every trial logs to (``nncli train --logger``)
     loggers: list[str] = field(default_factory=list)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nncli.core.errors import ConfigError, UserError
-from nncli.runs.sweep_trial import Trial
+from nncli.runs.sweeps.trial import Trial
 from nncli.training.metrics import Fit, check_metric, run_metrics
 
 BACKENDS = ("local", "ray")
