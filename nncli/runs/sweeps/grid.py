@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Sequence
 
 from nncli.runs.sweeps.checks import SweepError
-from nncli.runs.sweeps.trial import Trial, _slug
+from nncli.runs.sweeps.trial import Trial, slug
 
 #: trials in one sweep; each is validated up front and gets a run folder
 MAX_TRIALS = 1000
@@ -60,7 +60,7 @@ def expand(
         for seed in seeds if seeds else [None]:
             params = dict(zip(keys, combo))
             overrides = list(base_sets) + [f"{k}={v}" for k, v in params.items()]
-            parts = [_slug(k, v) for k, v in params.items()]
+            parts = [slug(k, v) for k, v in params.items()]
             if seed is not None:
                 overrides.append(f"seed={seed}")
                 parts.append(f"seed{seed}")

@@ -11,7 +11,7 @@ from nncli.runs.sweeps.params import parse_param, suggest
 from nncli.runs.sweeps.pruning import Reporter
 from nncli.runs.sweeps.record import Sweep
 from nncli.runs.sweeps.study import budget_left, load_study, search_of, summarise, within_budget
-from nncli.runs.sweeps.trial import Trial, _slug
+from nncli.runs.sweeps.trial import Trial, slug
 
 #: user attributes of failed trials that say why
 BUDGET, INTERRUPTED = "budget", "interrupted"
@@ -26,7 +26,7 @@ def trial_name(number: int, values: dict[str, str]) -> str:
         except ValueError:
             return v
 
-    parts = [_slug(k, short(v)) for k, v in values.items()]
+    parts = [slug(k, short(v)) for k, v in values.items()]
     return "-".join([f"t{number:03d}"] + parts)[:80].rstrip("-.")
 
 

@@ -37,7 +37,8 @@ def short_key(key: str) -> str:
     return re.split(r"[.\]]", key.rstrip("]"))[-1].split("[")[0] or key
 
 
-def _slug(key: str, value: str) -> str:
+def slug(key: str, value: str) -> str:
+    """A part of a trial's name: ``model.layers[0].out``, ``64`` → ``out64`` (letters, digits, ``_.-``)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{short_key(key)}{value}").strip("_")
 
 
