@@ -25,6 +25,10 @@ from contextlib import contextmanager
 #: BLAS thread variables set for each trial when several run at once (unless the user set them)
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
+#: seconds between two asks of ``should_stop()`` while a trial runs (a search reads the trial's
+#: evaluations and asks its pruner this often)
+POLL = 0.25
+
 
 def run_process(
     args: list[str],
@@ -35,7 +39,7 @@ def run_process(
     """Run ``python -m nncli ARGS`` in a new session; (exit code, stdout, stderr). Also a Ray task's body.
 
     ``started(proc)`` lets the caller track the process to stop it. ``should_stop()`` is asked every
-    quarter second; once it is True the trial gets one SIGINT (it stops at a checkpoint): pruning.
+    ``POLL`` seconds; once it is True the trial gets one SIGINT (it stops at a checkpoint): pruning.
     """
     # a Ray worker runs tasks with SIGINT blocked, and a child inherits the mask: unblock it there
     blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
@@ -56,7 +60,7 @@ def run_process(
             stopped = False
             while True:  # short waits keep this thread in Python, where a cancelled Ray task is interrupted
                 try:
-                    proc.wait(timeout=0.5 if should_stop is None else 0.25)
+                    proc.wait(timeout=0.5 if should_stop is None else POLL)
                     break
                 except subprocess.TimeoutExpired:
                     if should_stop is not None and not stopped and should_stop():

@@ -8,9 +8,6 @@ from pathlib import Path
 from nncli.runs.metrics_log import read_metrics
 from nncli.training.metrics import EVAL_FIELDS
 
-#: seconds between two reads of a running trial's metrics
-POLL = 0.25
-
 
 class Reporter:
     """Reads a running trial's eval rows and reports them; ``__call__`` → True once it should be pruned."""

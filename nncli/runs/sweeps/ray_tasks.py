@@ -38,7 +38,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 from nncli.core.errors import UserError
-from nncli.runs.sweeps.processes import THREAD_VARS, run_process, sigterm_as_interrupt, thread_env
+from nncli.runs.sweeps.processes import POLL, THREAD_VARS, run_process, sigterm_as_interrupt, thread_env
 
 #: seconds allowed for the TCP connection and for the cluster's first answer
 CONNECT_TIMEOUT = 5.0
@@ -258,7 +258,7 @@ def run_ray_one(
     cancelled = False
     try:
         while True:
-            ready, _ = ray.wait([ref], num_returns=1, timeout=0.25)
+            ready, _ = ray.wait([ref], num_returns=1, timeout=POLL)
             if ready:
                 break
             if not cancelled and should_stop():
