@@ -4,9 +4,9 @@ a refused input) live in ``support.py`` beside this file; ``tests/`` is on ``sys
 
 Layout: ``unit/`` library-level tests, ``cli/`` tests that run commands (in this process or in a
 subprocess), ``e2e/`` long end-to-end runs (kill, resume, sweeps), marked ``slow`` where they are.
-A theme tested in several files has a folder of its own (``cli/bad_input/``, ``cli/security/``)
-whose ``conftest.py`` holds the fixtures its files share; what they import by name is a module
-beside ``support.py`` (``bad_inputs.py``, ``security_runs.py``).
+A theme tested in several files has a folder of its own (``cli/bad_input/``, ``cli/security/``,
+``unit/export/``) whose ``conftest.py`` holds the fixtures its files share; what they import by
+name is a module beside ``support.py`` (``bad_inputs.py``, ``security_runs.py``, ``export_cases.py``).
 """
 
 from __future__ import annotations
