@@ -28,7 +28,7 @@ from nncli.training.splits import Split
 from nncli.training.tables.eval_table import read_for_run
 from nncli.training.tables.labels import encode_labels
 from nncli.training.tables.table_files import is_table
-from nncli.training.userdata import _file_exists, check_inputs, coerce_targets, load_arrays, read_user_file
+from nncli.training.userdata import check_data_file, check_inputs, coerce_targets, load_arrays, read_user_file
 
 
 def evaluate(
@@ -79,7 +79,7 @@ def _labelled(loaded, path: Path, kind: str) -> tuple[np.ndarray, np.ndarray]:
     the run's preprocessing and class names (a label it never saw is an error)."""
     cfg = loaded.config.data
     if is_table(path) and loaded.preprocessing is not None:
-        _file_exists(path, str(path))
+        check_data_file(path, str(path))
         return read_for_run(path, loaded.preprocessing, loaded.class_names, cfg, kind, str(path))
     if loaded.class_names is not None and not is_table(path):
         raw = read_user_file(path, cfg, str(path))

@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from nncli.runs.config_compare import config_hash
 from nncli.runs.run_dir import RunError
+from nncli.training.schedules import make_schedule
 
 #: the config keys a resumed run may change
 BUDGET_KEYS = ("train.steps", "train.epochs")
@@ -70,9 +72,6 @@ def only_budget(changes: list[str], run_dir) -> bool:
 def check_extension(run_dir, info: dict, stored_cfg, session, step: int, overrides: list[str]) -> Extension:
     """The extension ``session`` (built with the larger budget) makes of the run at ``run_dir``,
     stored with ``stored_cfg`` and checkpointed at ``step``; RunError when it cannot continue exactly."""
-    from nncli.runs.config_compare import config_hash
-    from nncli.training.schedules import make_schedule
-
     trainer = session.trainer
     old = budget_steps(stored_cfg.train, trainer.steps_per_epoch)
     new = trainer.total_steps

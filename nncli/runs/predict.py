@@ -4,9 +4,10 @@
 
 The input is a .csv (or ``-``: CSV on stdin), a .parquet or an .npz (the run's ``data.x_key``
 array), read and predicted chunk by chunk (``BATCH`` rows at a time, ``nncli.runs.predict_inputs``),
-so memory stays bounded however long the file is. Each chunk goes through ``LoadedRun.predict`` (the
-training split's standardisation, then the model) and becomes output rows
-(``nncli.runs.predict_rows``).
+so memory stays bounded however long the file is. Each chunk goes through ``LoadedRun.scores`` (the
+training split's standardisation, then the model), whose outputs give the predictions (the loss's
+``predict``, e.g. the argmax of the logits) and, with ``proba``, the class probabilities; they
+become output rows (``nncli.runs.predict_rows``).
 
 The output format follows ``out``'s suffix: ``.csv`` (also stdout, ``-`` or None), ``.npz``
 (arrays ``prediction`` and, with ``proba``, ``proba``) or ``.jsonl`` / ``.json`` (JSON lines, one
@@ -33,7 +34,13 @@ import numpy as np
 from nncli.core.errors import DataError, UserError
 from nncli.runs.loaded_run import load_run
 from nncli.runs.predict_inputs import read_chunks
-from nncli.runs.predict_rows import _concat, _predict_chunk, _records, class_names, output_columns
+from nncli.runs.predict_rows import (
+    class_names,
+    concat_predictions,
+    output_columns,
+    output_rows,
+    predict_chunk,
+)
 
 BATCH = 1024
 OUT_FORMATS = {".csv": "csv", ".npz": "npz", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
@@ -72,11 +79,11 @@ def predict_file(
     if fmt == "npz":
         preds, probs = [], []
         for x in chunks:
-            p, q = _predict_chunk(loaded, x, proba)
+            p, q = predict_chunk(loaded, x, proba)
             preds.append(p)
             probs.append(q)
             rows += len(x)
-        arrays = {"prediction": _concat(preds, loaded)}
+        arrays = {"prediction": concat_predictions(preds, loaded)}
         if proba:
             arrays["proba"] = np.concatenate(probs) if probs else np.empty((0, len(columns) - 1))
         names = class_names(loaded)
@@ -93,7 +100,7 @@ def predict_file(
             if writer is not None:
                 writer.writerow(columns)
             for x in chunks:
-                for record in _records(loaded, x, proba):
+                for record in output_rows(loaded, x, proba):
                     if writer is not None:
                         writer.writerow(record)
                     else:

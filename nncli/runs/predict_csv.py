@@ -65,7 +65,9 @@ def _table_chunks(loaded: LoadedRun, fh: TextIO, where: str, batch: int) -> Iter
         yield encode()
 
 
-def _csv_chunks(loaded: LoadedRun, fh: TextIO, where: str, n_in: int, batch: int) -> Iterator[np.ndarray]:
+def csv_chunks(loaded: LoadedRun, fh: TextIO, where: str, n_in: int, batch: int) -> Iterator[np.ndarray]:
+    """The CSV rows of ``fh`` as float64 arrays of at most ``batch`` rows: the ``n_in`` input columns,
+    or for a run trained on a table the rows encoded with its preprocessing."""
     from nncli.training.tables.head import all_numbers
 
     if loaded.preprocessing is not None:

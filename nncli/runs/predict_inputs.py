@@ -12,7 +12,7 @@ import numpy as np
 
 from nncli.core.errors import DataError, did_you_mean
 from nncli.runs.loaded_run import LoadedRun
-from nncli.runs.predict_csv import _csv_chunks
+from nncli.runs.predict_csv import csv_chunks
 
 
 def read_chunks(loaded: LoadedRun, data: str, stdin: TextIO, batch: int) -> Iterator[np.ndarray]:
@@ -25,14 +25,14 @@ def read_chunks(loaded: LoadedRun, data: str, stdin: TextIO, batch: int) -> Iter
         yield from _npz_chunks(loaded, Path(data), n_in, batch)
         return
     if data == "-":
-        yield from _csv_chunks(loaded, stdin, "<stdin>", n_in, batch)
+        yield from csv_chunks(loaded, stdin, "<stdin>", n_in, batch)
         return
     try:
         fh = open(data, newline="", encoding="utf-8-sig")  # noqa: SIM115 (closed below)
     except OSError as exc:
         raise DataError(f"{data}: cannot open ({exc.strerror})") from None
     with fh:
-        yield from _csv_chunks(loaded, fh, data, n_in, batch)
+        yield from csv_chunks(loaded, fh, data, n_in, batch)
 
 
 def _npz_chunks(loaded: LoadedRun, path: Path, n_in: int, batch: int) -> Iterator[np.ndarray]:

@@ -42,20 +42,24 @@ def probabilities(loaded: LoadedRun, h: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-def _predict_chunk(loaded: LoadedRun, x: np.ndarray, proba: bool):
+def predict_chunk(loaded: LoadedRun, x: np.ndarray, proba: bool):
+    """(predictions, class probabilities or None) of the raw inputs ``x``: the run's ``scores`` through
+    its loss's ``predict`` (the outputs themselves without a loss)."""
     h = loaded.scores(x)
     pred = loaded.chain.loss.predict(h) if loaded.chain.loss is not None else h
     return pred, (probabilities(loaded, h) if proba else None)
 
 
-def _concat(preds: list[np.ndarray], loaded: LoadedRun) -> np.ndarray:
+def concat_predictions(preds: list[np.ndarray], loaded: LoadedRun) -> np.ndarray:
+    """The chunks' predictions as one array (an empty one of the right shape for no chunk)."""
     if preds:
         return np.concatenate(preds)
     return np.empty((0,) if loaded.classifier else (0, *loaded.chain.output_shape()))
 
 
-def _records(loaded: LoadedRun, x: np.ndarray, proba: bool) -> Iterator[list]:
-    pred, prob = _predict_chunk(loaded, x, proba)
+def output_rows(loaded: LoadedRun, x: np.ndarray, proba: bool) -> Iterator[list]:
+    """The output rows of the raw inputs ``x``, in the order of ``output_columns``."""
+    pred, prob = predict_chunk(loaded, x, proba)
     if not loaded.classifier:
         for row in np.asarray(pred, dtype=np.float64).reshape(len(x), -1):
             yield [float(v) for v in row]

@@ -11,7 +11,7 @@ from nncli.training.tables.labels import encode_labels, label_key, map_labels
 from nncli.training.userdata import coerce_targets
 
 
-def _array_labels(y, cfg: DataConfig, kind: str, where: str, part: str = "", names: list[str] | None = None):
+def array_labels(y, cfg: DataConfig, kind: str, where: str, part: str = "", names: list[str] | None = None):
     """(labels, class names or None) of an array source: text labels (or ``data.label_map``) become
     class indices; numbers are returned as they are (``coerce_targets`` checks them)."""
     y = np.asarray(y)
@@ -30,7 +30,8 @@ def _array_labels(y, cfg: DataConfig, kind: str, where: str, part: str = "", nam
     return coerce_targets(out, kind, where, part), class_names
 
 
-def _check_class_count(names: list[str] | None, kind: str, output_shape: tuple[int, ...], where: str) -> None:
+def check_class_count(names: list[str] | None, kind: str, output_shape: tuple[int, ...], where: str) -> None:
+    """DataError when the class names the labels gave are not as many as the model has classes."""
     if names is None:
         return
     want = 2 if kind == "binary" else (output_shape[0] if kind == "class" and output_shape else len(names))

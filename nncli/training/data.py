@@ -25,10 +25,10 @@ import numpy as np
 
 from nncli.config.schema import DataConfig
 from nncli.core.errors import ConfigError, DataError
-from nncli.training.class_labels import _array_labels, _check_class_count, class_weights
-from nncli.training.data_seeds import _SPLIT, _rng
-from nncli.training.holdout import _count, _holdout
-from nncli.training.sources import _read_source
+from nncli.training.class_labels import array_labels, check_class_count, class_weights
+from nncli.training.data_seeds import SPLIT, seeded_rng
+from nncli.training.holdout import hold_out, holdout_size
+from nncli.training.sources import read_source
 from nncli.training.splits import Dataset, Split
 from nncli.training.standardization import STD_FLOOR
 from nncli.training.tables import blocks, fitting
@@ -58,19 +58,19 @@ def load_dataset(
     categories, fill values) from the training split only, saved in ``info["preprocessing"]``.
     """
     kind = getattr(loss, "target_kind", "real")
-    raw, where, info = _read_source(cfg, seed, base_dir, kind)
+    raw, where, info = read_source(cfg, seed, base_dir, kind)
     prep = raw.get("prepared")
     _check_table_keys(cfg, prep is not None, where)
     if prep is not None:
         y, class_names, n = coerce_targets(prep.y, kind, where), prep.class_names, len(prep.y)
     else:
         x = fit_input_shape(check_inputs(raw["x"], raw.get("y"), where), input_shape, where)
-        y, class_names = _array_labels(raw["y"], cfg, kind, where)
+        y, class_names = array_labels(raw["y"], cfg, kind, where)
         n = len(x)
     labels = y.reshape(len(y)) if kind in ("class", "binary") and y.size == len(y) else None
 
     idx = np.arange(n)
-    rng = _rng(seed, _SPLIT)
+    rng = seeded_rng(seed, SPLIT)
     test_from: str | None
     test_idx = val_idx = None
     if "x_test" in raw:
@@ -78,17 +78,17 @@ def load_dataset(
     else:
         test_frac = cfg.test_split or (DIGITS_TEST_SPLIT if where == "digits" else 0.0)
         test_from = "held out" if test_frac > 0 else None
-        n_test = _count(test_frac, n, "test_split", where)
+        n_test = holdout_size(test_frac, n, "test_split", where)
         if n_test:
-            idx, test_idx = _holdout(n_test, labels, idx, rng)
-    n_val = _count(cfg.val_split, n, "val_split", where)
+            idx, test_idx = hold_out(n_test, labels, idx, rng)
+    n_val = holdout_size(cfg.val_split, n, "val_split", where)
     if n_val >= len(idx):
         raise DataError(
             f"{where}: val_split {cfg.val_split:g} and test_split {test_frac:g} of "
             f"{n} examples leave none for training"
         )
     if n_val:
-        idx, val_idx = _holdout(n_val, None if labels is None else labels[idx], idx, rng)
+        idx, val_idx = hold_out(n_val, None if labels is None else labels[idx], idx, rng)
 
     spec = None
     if prep is not None:
@@ -110,7 +110,7 @@ def load_dataset(
     test = part_of(test_idx, "test") if test_idx is not None else None
     if "x_test" in raw:
         xt = fit_input_shape(check_inputs(raw["x_test"], raw["y_test"], where, "test"), input_shape, where)
-        yt, _ = _array_labels(raw["y_test"], cfg, kind, where, "test", class_names)
+        yt, _ = array_labels(raw["y_test"], cfg, kind, where, "test", class_names)
         if np.shares_memory(xt, raw["x_test"]):  # standardised in place below: never the source's array
             xt = xt.copy()
         test = Split(xt, yt)
@@ -118,7 +118,7 @@ def load_dataset(
 
     parts = {"train": train, "val": val, "test": test}
     if output_shape is not None and hasattr(loss, "check_targets"):
-        _check_class_count(class_names, kind, tuple(output_shape), where)
+        check_class_count(class_names, kind, tuple(output_shape), where)
         for part, s in parts.items():
             if s is not None:
                 try:

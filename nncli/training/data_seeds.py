@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 # spawn keys: (_DATA, purpose[, epoch]) — far from the small keys SeedSequence.spawn() hands out
-_DATA, _GENERATE, _SPLIT, _SHUFFLE = 0x6E6E636C, 0, 1, 2
+_DATA, GENERATE, SPLIT, SHUFFLE = 0x6E6E636C, 0, 1, 2
 
 
-def _rng(seed: int, *purpose: int) -> np.random.Generator:
+def seeded_rng(seed: int, *purpose: int) -> np.random.Generator:
+    """The stream of ``seed`` for one purpose (``GENERATE``, ``SPLIT``, or ``SHUFFLE`` and an epoch)."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_DATA, *purpose)))
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     """The order of the n training examples in ``epoch``: a pure function of (seed, epoch)."""
-    return _rng(seed, _SHUFFLE, epoch).permutation(n)
+    return seeded_rng(seed, SHUFFLE, epoch).permutation(n)

@@ -7,7 +7,7 @@ import numpy as np
 from nncli.core.errors import DataError
 
 
-def _holdout(n_out: int, labels: np.ndarray | None, idx: np.ndarray, rng: np.random.Generator):
+def hold_out(n_out: int, labels: np.ndarray | None, idx: np.ndarray, rng: np.random.Generator):
     """Split positions ``idx`` into (kept, held out) with ``n_out`` held out, both sorted.
 
     With ``labels`` (one per position) each class gives its exact share
@@ -28,7 +28,9 @@ def _holdout(n_out: int, labels: np.ndarray | None, idx: np.ndarray, rng: np.ran
     return np.setdiff1d(idx, out, assume_unique=True), out
 
 
-def _count(frac: float, n: int, what: str, where: str) -> int:
+def holdout_size(frac: float, n: int, what: str, where: str) -> int:
+    """How many of ``n`` examples a fraction ``frac`` holds out (rounded); DataError when it leaves none
+    for training (``what``: the setting, e.g. ``test_split``)."""
     k = int(round(frac * n))
     if k >= n:
         raise DataError(f"{where}: {what} of {frac:g} of {n} examples leaves none for training")

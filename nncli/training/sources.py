@@ -15,11 +15,11 @@ from nncli.config.schema import DataConfig
 from nncli.core.errors import ConfigError, did_you_mean
 from nncli.core.registry import data_sources
 from nncli.training import synthetic
-from nncli.training.data_seeds import _GENERATE, _rng
+from nncli.training.data_seeds import GENERATE, seeded_rng
 from nncli.training.datasets import load_packaged
 from nncli.training.tables.prepared import read_prepared
 from nncli.training.tables.table_files import is_table
-from nncli.training.userdata import USER_SUFFIXES, _file_exists, read_user_file
+from nncli.training.userdata import USER_SUFFIXES, check_data_file, read_user_file
 
 # A data source is a function registered by name: (data config, seed) → (arrays with x, y and
 # optionally x_test, y_test; info about the source for run.json). A name that is not registered is
@@ -52,7 +52,7 @@ def spirals(cfg: DataConfig, seed: int):
             field="data.classes",
         )
     _check_synthetic_size(cfg, 3)  # x (N, 2) and y (N,)
-    x, y = synthetic.spirals(cfg.n_samples, cfg.classes, cfg.noise, _rng(seed, _GENERATE))
+    x, y = synthetic.spirals(cfg.n_samples, cfg.classes, cfg.noise, seeded_rng(seed, GENERATE))
     params = {"n_samples": cfg.n_samples, "noise": cfg.noise, "seed": seed, "classes": cfg.classes}
     return {"x": x, "y": y}, {"kind": "synthetic", "params": params}
 
@@ -60,7 +60,7 @@ def spirals(cfg: DataConfig, seed: int):
 @data_sources.register("regression1d")
 def regression1d(cfg: DataConfig, seed: int):
     _check_synthetic_size(cfg, 2)  # x (N, 1) and y (N, 1)
-    x, y = synthetic.regression1d(cfg.n_samples, cfg.noise, _rng(seed, _GENERATE))
+    x, y = synthetic.regression1d(cfg.n_samples, cfg.noise, seeded_rng(seed, GENERATE))
     return {"x": x, "y": y}, {
         "kind": "synthetic",
         "params": {"n_samples": cfg.n_samples, "noise": cfg.noise, "seed": seed},
@@ -72,7 +72,7 @@ def builtins() -> list[str]:
     return list(data_sources.canonical_classes())
 
 
-def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None, target_kind: str = "real"):
+def read_source(cfg: DataConfig, seed: int, base_dir: Path | None, target_kind: str = "real"):
     """(arrays with x, y[, x_test, y_test] — or ``prepared``, a table read by training/tables/prepared.py —,
     description for messages, info about the source)."""
     name = cfg.source.strip()
@@ -95,6 +95,6 @@ def _read_source(cfg: DataConfig, seed: int, base_dir: Path | None, target_kind:
         )
     info = {"source": name, "kind": path.suffix.lower()[1:], "path": str(path.resolve())}
     if is_table(path):
-        _file_exists(path, name)
+        check_data_file(path, name)
         return {"prepared": read_prepared(path, cfg, name, target_kind)}, name, info
     return read_user_file(path, cfg, name), name, info

@@ -133,7 +133,7 @@ def _npy_data(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, head, w
     return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
 
 
-def _file_exists(path: Path, where: str) -> None:
+def check_data_file(path: Path, where: str) -> None:
     """DataError for a missing file or a device; a table whose numbers cannot fit in memory is refused
     before it is read (each value takes at least two bytes of text: a digit and a comma)."""
     size = _file_problem(path, where, "a data file")
@@ -220,7 +220,7 @@ def load_arrays(path, cfg: DataConfig, target_kind: str = "real") -> tuple[np.nd
     path = Path(path)
     where = str(path)
     if is_table(path):
-        _file_exists(path, where)
+        check_data_file(path, where)
         prep = read_prepared(path, cfg, where, target_kind)
         spec = fitting.fit(prep, np.arange(len(prep.y)))
         return apply_preprocessing(spec, prep.inputs, where=where, line=prep.line), prep.y

@@ -37,10 +37,10 @@ def check_trackers(names: list[str]) -> list[str]:
                 f"--logger {name}: unknown tracker{did_you_mean(name, TRACKERS)}; choose from {', '.join(TRACKERS)}"
             )
         if name == "tensorboard":
-            from nncli.runs.trackers.tensorboard import _modules
+            from nncli.runs.trackers.tensorboard import import_tensorboard as import_package
         else:
-            from nncli.runs.trackers.mlflow import _mlflow as _modules
-        _modules()
+            from nncli.runs.trackers.mlflow import import_mlflow as import_package
+        import_package()
     return out
 
 

@@ -22,7 +22,8 @@ from nncli.runs.trackers import TrackerError, scalars
 MAX_PARAM = 6000
 
 
-def _mlflow():
+def import_mlflow():
+    """(MlflowClient, Metric, Param); TrackerError when mlflow is not installed."""
     try:
         import mlflow  # noqa: F401
         from mlflow.entities import Metric, Param
@@ -50,7 +51,7 @@ def tracking_uri(runs_dir: Path | str) -> tuple[str, str | None]:
 
 class MlflowTracker:
     def __init__(self, session, runs_dir):
-        _mlflow()
+        import_mlflow()
         self.session, self.runs_dir = session, runs_dir
         self.client = self.run_id = None
 
@@ -58,7 +59,7 @@ class MlflowTracker:
         from nncli.runs.listing import flatten
         from nncli.runs.safe_read import read_config
 
-        client_cls, _, param_cls = _mlflow()
+        client_cls, _, param_cls = import_mlflow()
         folder = Path(self.session.folder)
         uri, artifacts = tracking_uri(self.runs_dir)
         Path(self.runs_dir).mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,7 @@ class MlflowTracker:
     def _metrics(self, record: dict[str, Any]) -> None:
         if self.run_id is None:
             return
-        _, metric_cls, _ = _mlflow()
+        _, metric_cls, _ = import_mlflow()
         now, step = int(time.time() * 1000), int(record.get("step", 0))
         values = [
             metric_cls(k, v, now, step)

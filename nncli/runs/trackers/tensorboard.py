@@ -15,7 +15,9 @@ from nncli.runs.trackers import TrackerError, scalars
 DIRNAME = "tensorboard"
 
 
-def _modules():
+def import_tensorboard():
+    """(EventFileWriter, event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2); TrackerError when
+    tensorboard is not installed."""
     try:
         from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
@@ -30,21 +32,21 @@ class TensorBoardTracker:
     def __init__(self, session):
         self.session = session
         self.writer = None
-        _modules()  # refuse before the run folder exists when the package is missing
+        import_tensorboard()  # refuse before the run folder exists when the package is missing
 
     @property
     def logdir(self) -> Path:
         return Path(self.session.folder) / DIRNAME
 
     def on_begin(self, trainer) -> None:
-        writer_cls, *_ = _modules()
+        writer_cls, *_ = import_tensorboard()
         self.writer = writer_cls(str(self.logdir))
         config = Path(self.session.folder) / "config.yaml"
         if config.is_file():
             self.text("config", config.read_text(encoding="utf-8"), trainer.state.step)
 
     def _event(self, step: int, values: list) -> None:
-        _, event_pb2, summary_pb2, *_ = _modules()
+        _, event_pb2, summary_pb2, *_ = import_tensorboard()
         self.writer.add_event(
             event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values))
         )
@@ -52,7 +54,7 @@ class TensorBoardTracker:
     def scalars(self, prefix: str, record: dict[str, Any]) -> None:
         if self.writer is None:
             return
-        _, _, summary_pb2, *_ = _modules()
+        _, _, summary_pb2, *_ = import_tensorboard()
         values = []
         for k, v in scalars(record).items():
             if k == "seconds":
@@ -64,7 +66,7 @@ class TensorBoardTracker:
 
     def text(self, tag: str, text: str, step: int) -> None:
         """A text summary, as TensorBoard's text plugin reads it (a string tensor)."""
-        _, _, summary_pb2, tensor_pb2, tensor_shape_pb2 = _modules()
+        _, _, summary_pb2, tensor_pb2, tensor_shape_pb2 = import_tensorboard()
         meta = summary_pb2.SummaryMetadata(
             plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text")
         )
