@@ -244,7 +244,7 @@ class Session:
         ds_test = getattr(self.dataset, "test", None)
         if result.status == "completed" and ds_test is not None and len(ds_test.x):
             x = np.ascontiguousarray(ds_test.x, dtype=self.chain.dtype)
-            y = t._targets(ds_test.y, self.chain.dtype)
+            y = t.as_targets(ds_test.y, self.chain.dtype)
             test = evaluate(self.chain, self.chain.loss, x, y, t.classifier, t.metrics)
             test_best = self._test_with_best_weights(result, x, y)
         best = dict(result.best_eval or {})

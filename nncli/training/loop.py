@@ -92,9 +92,9 @@ class Trainer:
         dtype = chain.dtype
         # cast once: the hot loop then only gathers rows into preallocated buffers
         self.x = np.ascontiguousarray(train.x, dtype=dtype)
-        self.y = self._targets(train.y, dtype)
+        self.y = self.as_targets(train.y, dtype)
         self.val_x = None if val is None or len(val.x) == 0 else np.ascontiguousarray(val.x, dtype=dtype)
-        self.val_y = None if self.val_x is None else self._targets(val.y, dtype)
+        self.val_y = None if self.val_x is None else self.as_targets(val.y, dtype)
         self.n = len(self.x)
         if self.n == 0:
             raise ConfigError("the training split is empty", field="data")
@@ -118,7 +118,9 @@ class Trainer:
         self._t0 = time.perf_counter()
 
     @staticmethod
-    def _targets(y, dtype):
+    def as_targets(y, dtype):
+        """Targets as the loss takes them: labels (integers, booleans) as they are, real values in
+        the chain's ``dtype``; contiguous."""
         y = np.asarray(y)
         return np.ascontiguousarray(y if y.dtype.kind in "iub" else y.astype(dtype))
 
