@@ -12,8 +12,6 @@ import pytest
 from bad_inputs import GOOD, edit
 from support import assert_refused, folder_listing, run_many, run_nncli
 
-# -- checkpoints: eval on damaged or foreign checkpoints ---------------------------------------------
-
 
 @pytest.fixture(scope="module")
 def trained(work):

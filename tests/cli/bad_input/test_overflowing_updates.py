@@ -10,8 +10,6 @@ import numpy as np
 from bad_inputs import GOOD
 from support import run_many, run_nncli
 
-# -- divergence: no checkpoint ever holds NaN/Inf, and the message says which one is kept ---------------
-
 
 def checkpoint_arrays(run: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file

@@ -14,7 +14,6 @@ from nncli.core.module import Module
 from nncli.export import ExportError, checkpoint_path, export_run
 
 
-# -- errors -------------------------------------------------------------------------------------------
 class Opaque(Module):
     """A module with no export translation (the identity)."""
 

@@ -10,7 +10,6 @@ from nncli.core.chain import Chain
 from nncli.core.registry import modules
 
 
-# -- every registered module, at each of its own examples ---------------------------------------------------
 def _registry_cases():
     return [
         pytest.param(cls, hp, shape, id=f"{name}-{i}")
