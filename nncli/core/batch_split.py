@@ -71,9 +71,9 @@ class SplitState:
 def for_step(chain: Chain, n: int) -> BatchSplit | None:
     """The chain's ``BatchSplit`` when a step on ``n`` examples splits, else None. The decision is
     kept per batch size, the copy of the chain as long as it shares the chain's parameters."""
-    state = chain._split
+    state = chain.split_state
     if state is None:
-        state = chain._split = SplitState()
+        state = chain.split_state = SplitState()
     decided = state.decisions.get(n)
     if decided is None:
         decided = state.decisions[n] = wants_split(chain, n)

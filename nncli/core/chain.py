@@ -29,7 +29,7 @@ class Chain(Module):
     container = True
     batch_split = "yes"
     #: the split-batch step's state (``nncli.core.batch_split``), made at the first training step
-    _split: SplitState | None = None
+    split_state: SplitState | None = None
 
     def __init__(
         self, modules: list[Module], loss: Loss | None = None, input_shape: tuple[int, ...] | None = None
@@ -44,7 +44,7 @@ class Chain(Module):
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
-        state.pop("_split", None)  # a copy makes its own split-batch copy when it needs one
+        state.pop("split_state", None)  # a copy makes its own split-batch copy when it needs one
         return state
 
     # -- building ---------------------------------------------------------------------------
@@ -53,7 +53,7 @@ class Chain(Module):
         self.input_shape = tuple(input_shape)
         self.dtype = np.dtype(dtype)
         self.flat = None  # the modules get fresh arrays
-        self._split = None  # and a split batch's copy of them (``batch_split``) is made anew
+        self.split_state = None  # and a split batch's copy of them (``batch_split``) is made anew
         shape = self.input_shape
         for m in self.modules:
             m.build(shape, rng, dtype)

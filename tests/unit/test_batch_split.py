@@ -84,7 +84,7 @@ def test_split_step_is_the_whole_batchs_step(split_always, n, loss):
     if loss != "cross_entropy":
         y = np.random.default_rng(2).normal(size=(n, 4))
     J, h = split.loss_and_grad(x, y)
-    assert split._split.split is not None, "the step did not split"
+    assert split.split_state.split is not None, "the step did not split"
     Jw, hw = whole_batch(whole, x, y)
     assert pytest.approx(Jw, rel=1e-13) == J
     np.testing.assert_allclose(h, hw, rtol=1e-13, atol=1e-15)
@@ -135,10 +135,10 @@ def test_the_copy_follows_every_update(split_always):
             opt.step(0.1)
     for (k, p, _), (_, q, _) in zip(split.parameters(), whole.parameters()):
         np.testing.assert_allclose(p, q, rtol=1e-11, atol=1e-13, err_msg=k)
-    first = split._split.split
+    first = split.split_state.split
     split.build((2, 6, 6), np.random.default_rng(3), np.float64)  # fresh arrays: a fresh copy
     split.loss_and_grad(*batch(24))
-    assert split._split.split is not first
+    assert split.split_state.split is not first
 
 
 def test_hooks_see_the_whole_batch(split_always):
@@ -156,7 +156,7 @@ def test_an_error_in_the_second_half_is_raised_and_the_next_step_runs(split_alwa
     chain = build()
     x, y = batch(32)
     chain.loss_and_grad(x, y)
-    twin = chain._split.split.twin
+    twin = chain.split_state.split.twin
     twin.modules[0].forward = lambda z: (_ for _ in ()).throw(RuntimeError("second half failed"))
     with pytest.raises(RuntimeError, match="second half failed"):
         chain.loss_and_grad(x, y)
@@ -171,7 +171,7 @@ def test_split_gradient_matches_torch(split_always):
     seq = chain.to_torch()
     x, y = batch(32)
     J, _ = chain.loss_and_grad(x, y)
-    assert chain._split.split is not None
+    assert chain.split_state.split is not None
     Jt = torch.nn.functional.cross_entropy(seq(torch.from_numpy(x)), torch.from_numpy(y))
     Jt.backward()
     assert pytest.approx(Jt.item(), rel=1e-12) == J
