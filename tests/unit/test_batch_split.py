@@ -297,3 +297,46 @@ def test_a_forked_child_runs_threaded_kernels_on_threads_of_its_own():
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung on the parent's thread pool")
+
+
+def test_halves_run_with_quick_thread_switches_and_the_interval_comes_back():
+    """run_apart shortens Python's switch interval while its tasks run at once, and restores it
+    when the last of several concurrent callers leaves, also after an error."""
+    import sys
+    import threading
+
+    from nncli.core.kernels import threads
+
+    before = sys.getswitchinterval()
+    inside: list[float] = []
+    both_inside = threading.Barrier(2)  # two callers overlap: the first to leave must not restore
+
+    def caller():
+        def task():
+            inside.append(sys.getswitchinterval())
+            return 0
+
+        def slow_task():
+            inside.append(sys.getswitchinterval())
+            both_inside.wait(timeout=10)
+            return 0
+
+        threads.run_apart([slow_task, task], 2)
+
+    callers = [threading.Thread(target=caller) for _ in range(2)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(timeout=30)
+    assert len(inside) == 4 and all(s == pytest.approx(threads.SWITCH_INTERVAL) for s in inside)
+    assert sys.getswitchinterval() == before
+
+    def boom():
+        raise RuntimeError("second half")
+
+    with pytest.raises(RuntimeError, match="second half"):
+        threads.run_apart([lambda: 0, boom], 2)
+    assert sys.getswitchinterval() == before
+    assert (
+        threads.run_apart([lambda: sys.getswitchinterval(), lambda: 0], 1)[0] == before
+    )  # one thread: unchanged

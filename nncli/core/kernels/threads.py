@@ -16,14 +16,16 @@ the cores; the setting is restored afterwards.
 
 ``run_apart`` runs whole passes at once, the halves of a split batch (``core.batch_split``): each on
 its own thread with its share of the threads for its kernels (``blas_threads`` returns the share
-inside it) and its own workspace slots. A forked child forgets the parent's pool (its threads do
-not survive the fork) and starts its own.
+inside it) and its own workspace slots, with Python's switch interval shortened while they run
+(``SWITCH_INTERVAL``: a half waiting for the GIL gets it sooner). A forked child forgets the
+parent's pool (its threads do not survive the fork) and starts its own.
 """
 
 from __future__ import annotations
 
 import contextvars
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -296,8 +298,42 @@ def run_apart(tasks: list[Callable[[], Any]], n_threads: int) -> list[Any]:
             with slots_from(i * budget), _budget(budget):
                 results[i] = contexts[i].run(tasks[i])
 
-        _run_parallel(lambda i, _slot: run(i), len(tasks), len(tasks))
+        with _quick_switches():
+            _run_parallel(lambda i, _slot: run(i), len(tasks), len(tasks))
         return results
     finally:
         if blas > 1:
             _set_blas_threads(blas)
+
+
+#: the interpreter's switch interval while ``run_apart``'s tasks run at once (Python's default: 5 ms)
+SWITCH_INTERVAL = 20e-6
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+@contextmanager
+def _quick_switches() -> Iterator[None]:
+    """Python's switch interval at ``SWITCH_INTERVAL`` inside, restored when the last of any
+    concurrent users leaves.
+
+    Two halves of a split batch each run numpy calls that release the GIL between stretches of
+    Python that hold it; a half that finds the GIL taken waits for the other to release it, or for
+    the switch interval to run out. Measured (float32, 2 threads, medians of 40 alternating rounds
+    in one process, load 1.3, 5 ms → 20 µs): three-stage CNN 6.25 → 6.12 ms a step, CIFAR-sized
+    CNN 14.57 → 14.35 (average pooling) and 15.83 → 15.48 (max pooling).
+    """
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL))
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
