@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nncli.runs.session import prepare  # noqa: E402
-from nncli.runs.watch_log import WatchRecorder  # noqa: E402
+from nncli.runs.folder.watch_log import WatchRecorder  # noqa: E402
+from nncli.runs.session.prepare import prepare  # noqa: E402
 from nncli.training.watch import watched  # noqa: E402
 
 EVERY = 10

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from nncli.cli import app, err_console
-from nncli.runs.predict import predict_file
+from nncli.runs.predictions.predict import predict_file
 
 
 @app.command("predict")

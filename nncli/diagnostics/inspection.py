@@ -147,8 +147,8 @@ def inspect(
 
 def _run_config(run, config, overrides, checkpoint) -> Path:
     """The resolved config.yaml of the run folder ``run``; RunError when it is not a run folder."""
+    from nncli.runs.folder.run_dir import require_run
     from nncli.runs.loaded_run import check_checkpoint_name
-    from nncli.runs.run_dir import require_run
 
     if config is not None:
         raise UserError("give either a CONFIG file or --run RUN_DIR, not both")
@@ -162,8 +162,8 @@ def _run_batch(run, checkpoint: str | None, split: str, n: int):
     """(float64 chain with the checkpoint's weights in training mode, x, y, description): the first
     ``n`` examples of the run's ``split``, split and standardised as its training did."""
     from nncli.core.errors import DataError
-    from nncli.runs.datafile import check_run_data
     from nncli.runs.loaded_run import load_run
+    from nncli.runs.session.datafile import check_run_data
     from nncli.training.data import load_dataset
 
     lr = load_run(run, checkpoint, dtype="float64")

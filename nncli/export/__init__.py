@@ -68,8 +68,8 @@ def load_run(run_dir: Path | str, checkpoint: str = "best"):
     The weights go through the checkpoint reader: format marker, checksum and architecture are
     checked before anything is exported.
     """
+    from nncli.runs.folder.run_dir import require_run
     from nncli.runs.loaded_run import load_run as load
-    from nncli.runs.run_dir import require_run
 
     checkpoint_path(require_run(run_dir), checkpoint)
     return load(run_dir, checkpoint)
@@ -123,7 +123,7 @@ def export_run(
     without ``force``, any existing file; never writes through a symbolic link in a run folder.
     """
     from nncli.export.preprocessing import Preprocessing
-    from nncli.runs.own_files import check_output
+    from nncli.runs.folder.own_files import check_output
 
     fmt = choose_format(fmt, out)
     run_dir = Path(run_dir)

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from nncli.core.errors import DataError
-from nncli.runs.data_checks import check_split
-from nncli.runs.datafile import check_run_data
 from nncli.runs.loaded_run import load_run
+from nncli.runs.session.data_checks import check_split
+from nncli.runs.session.datafile import check_run_data
 from nncli.training.data import load_dataset
 from nncli.training.evaluation import evaluate as metrics_of
 from nncli.training.metrics import Fit, resolve, run_metrics

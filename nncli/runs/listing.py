@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from nncli.runs.metrics_log import read_metrics
-from nncli.runs.run_dir import CREATING, RunError, is_run_dir, require_run
-from nncli.runs.run_info import check_run_info
-from nncli.runs.safe_read import read_config, read_json, read_json_object
+from nncli.runs.folder.metrics_log import read_metrics
+from nncli.runs.folder.run_dir import CREATING, RunError, is_run_dir, require_run
+from nncli.runs.folder.run_info import check_run_info
+from nncli.runs.folder.safe_read import read_config, read_json, read_json_object
 from nncli.training.metrics import EVAL_FIELDS, higher_is_better, kind
 
 #: receives one line per thing a listing skipped (``warning: …`` on stderr in the CLI)
@@ -139,7 +139,7 @@ def lookup(summary: dict[str, Any], key: str) -> Any:
 def _status(run: Path, status: str) -> str:
     """run.json's status, except that a "running" run no process is training any more (killed,
     or the machine went down) shows as "stopped": ``nncli train --resume`` continues it."""
-    from nncli.runs.preflight import is_training
+    from nncli.runs.session.preflight import is_training
 
     return "stopped" if status == "running" and not is_training(run) else status
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from nncli.core.errors import UserError
 from nncli.runs.checkpoint import apply_weights, load_weights, weights_path
-from nncli.runs.run_dir import require_run
-from nncli.runs.run_info import read_run
+from nncli.runs.folder.run_dir import require_run
+from nncli.runs.folder.run_info import read_run
 from nncli.training.tables.spec import FORMAT
 
 CHECKPOINTS = ("best", "last")

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from nncli.config.yaml_positions import dump_yaml
-from nncli.runs.config_compare import config_dict
-from nncli.runs.session import prepare
+from nncli.runs.session.config_compare import config_dict
+from nncli.runs.session.prepare import prepare
 
 
 def resolved_config(config: Path | str, overrides: Sequence[str] = (), name: str | None = None) -> str:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from nncli.core.errors import UserError
-from nncli.runs.resume import prepare_resume
-from nncli.runs.session import Session, prepare
+from nncli.runs.session.prepare import Session, prepare
+from nncli.runs.session.resume import prepare_resume
 from nncli.training.loop import EXIT_DIVERGED
 
 #: exit code of a run stopped by each signal (128 + its number), as shells report it
@@ -121,8 +121,8 @@ def train(
     ``resume`` exactly where its last checkpoint stopped (``config`` may then be omitted; if given
     it must match the run's). ``overrides`` may raise a resumed run's budget
     (``train.steps=N`` or ``train.epochs=N``, nothing else): a completed run then continues exactly
-    as a run given N steps from the start would (``nncli.runs.extend``). ``init_from``
-    (``"RUN[:best|last]"``) starts a new run from that run's weights (``nncli.runs.init_from``).
+    as a run given N steps from the start would (``nncli.runs.session.extend``). ``init_from``
+    (``"RUN[:best|last]"``) starts a new run from that run's weights (``nncli.runs.session.init_from``).
 
     ``overrides`` are ``path=value`` strings as ``--set`` takes; ``callbacks`` are trainer callbacks
     (``nncli.training.loop``) such as a progress display; ``loggers`` trackers to log to as well

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from nncli.runs.run_dir import require_run
-from nncli.runs.run_info import read_run
-from nncli.runs.safe_read import read_config, read_json
+from nncli.runs.folder.run_dir import require_run
+from nncli.runs.folder.run_info import read_run
+from nncli.runs.folder.safe_read import read_config, read_json
 from nncli.viz.curves import PlotError, have_matplotlib, new_figure, save
 
 #: above this many classes the PNG shows no numbers in the cells (they would not fit)

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nncli.core.errors import UserError, did_you_mean
+from nncli.runs.folder.metrics_log import read_metrics
+from nncli.runs.folder.run_dir import RunError, is_run_dir
+from nncli.runs.folder.safe_read import read_config
 from nncli.runs.listing import find_runs, flatten, metric_names, series
-from nncli.runs.metrics_log import read_metrics
-from nncli.runs.run_dir import RunError, is_run_dir
-from nncli.runs.safe_read import read_config
 from nncli.runs.sweeps.trial import short_key
 
 LOSS_KEYS = ("train_loss", "val_loss")
@@ -263,7 +263,7 @@ def save(fig, out: Path | str) -> Path:
     import io
 
     from nncli.runs.atomic import atomic_write_bytes
-    from nncli.runs.own_files import check_output
+    from nncli.runs.folder.own_files import check_output
 
     out = Path(out)
     target = check_output(

@@ -15,7 +15,7 @@ from nncli.training.metrics import higher_is_better
 
 def is_search(path: Path | str) -> bool:
     """Whether ``path`` is the folder of a search sweep (its sweep.json has a "search")."""
-    from nncli.runs.safe_read import read_json
+    from nncli.runs.folder.safe_read import read_json
 
     return Path(path).is_dir() and bool(read_json(Path(path) / "sweep.json").get("search"))
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nncli.runs.run_dir import require_run
-from nncli.runs.watch_log import WATCH_FILE, read_watch
+from nncli.runs.folder.run_dir import require_run
+from nncli.runs.folder.watch_log import WATCH_FILE, read_watch
 from nncli.viz.curves import DPI, PlotError, have_matplotlib, save
 
 #: default PNG size in pixels (width, height): two rows of three panels

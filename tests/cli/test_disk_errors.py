@@ -16,13 +16,13 @@ import pytest
 from support import run_main, run_nncli, write_config
 
 import nncli.runs.atomic
-import nncli.runs.metrics_log
-import nncli.runs.preflight
+import nncli.runs.folder.metrics_log
+import nncli.runs.session.preflight
 from nncli.cli import main
 from nncli.runs.checkpoint import load_checkpoint, load_weights, state_path, weights_path
-from nncli.runs.preflight import bytes_needed
-from nncli.runs.resume import prepare_resume
-from nncli.runs.session import prepare
+from nncli.runs.session.preflight import bytes_needed
+from nncli.runs.session.prepare import prepare
+from nncli.runs.session.resume import prepare_resume
 from nncli.runs.train_run import run_session
 
 CONFIG = {
@@ -139,13 +139,13 @@ class FillsUp:
 
 
 def test_enospc_in_metrics_is_one_line_exit_1(cfg, tmp_path, monkeypatch, capsys):
-    real_init = nncli.runs.metrics_log.MetricsLog.__init__
+    real_init = nncli.runs.folder.metrics_log.MetricsLog.__init__
 
     def init(self, path):
         real_init(self, path)
         self._fh = FillsUp(self._fh, room=5)  # lines for steps 3, 6, 9, 10 (eval) and 12
 
-    monkeypatch.setattr(nncli.runs.metrics_log.MetricsLog, "__init__", init)
+    monkeypatch.setattr(nncli.runs.folder.metrics_log.MetricsLog, "__init__", init)
     code, err = train(cfg, tmp_path / "runs", capsys)
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "metrics.jsonl: No space left on device" in err and "training stopped at step 15" in err, err
@@ -158,7 +158,9 @@ def test_enospc_in_metrics_is_one_line_exit_1(cfg, tmp_path, monkeypatch, capsys
 
 def test_not_enough_free_space_is_refused_before_anything_is_written(cfg, tmp_path, monkeypatch, capsys):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(nncli.runs.preflight.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 5000, 5000))
+    monkeypatch.setattr(
+        nncli.runs.session.preflight.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 5000, 5000)
+    )
     code, err = train(cfg, tmp_path / "runs", capsys)
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1, err
     assert "not enough free disk space" in err and str(tmp_path / "runs") in err
@@ -171,7 +173,7 @@ def test_the_space_estimate_covers_the_real_checkpoints(cfg, tmp_path):
     assert run_session(s, tmp_path / "runs").exit_code == 0
     folder = s.folder / "checkpoints"
     real = weights_path(folder, "last").stat().st_size + state_path(folder, "last").stat().st_size
-    assert real <= ckpt < real + 2 * nncli.runs.preflight.HEADER_BYTES
+    assert real <= ckpt < real + 2 * nncli.runs.session.preflight.HEADER_BYTES
     used = sum(p.stat().st_size for p in s.folder.rglob("*") if p.is_file())
     assert used + 2 * real <= need  # the run's files plus the staged copies of one save
 

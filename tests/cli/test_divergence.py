@@ -20,7 +20,7 @@ from support import run_main, write_config
 from nncli.config.build import build_chain
 from nncli.config.load import config_from_dict
 from nncli.runs.checkpoint import load_checkpoint, load_weights, weights_path
-from nncli.runs.metrics_log import read_metrics
+from nncli.runs.folder.metrics_log import read_metrics
 
 POISON_ROW, BATCH, N = 25, 10, 60
 STEPS = 2 * N // BATCH  # two epochs of 6 steps; the poisoned batch is step 3 of each

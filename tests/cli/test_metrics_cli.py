@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from support import assert_refused, run_main, write_config
 
-from nncli.runs.metrics_log import read_metrics
+from nncli.runs.folder.metrics_log import read_metrics
 
 CLASSIFIER = """\
     seed: 0

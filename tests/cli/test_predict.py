@@ -12,8 +12,8 @@ import pytest
 from support import assert_refused, nncli_env, run_main, run_nncli, write_config
 
 import nncli
-from nncli.runs.predict import predict_file
-from nncli.runs.predict_inputs import read_chunks
+from nncli.runs.predictions.inputs import read_chunks
+from nncli.runs.predictions.predict import predict_file
 
 N_IN = 3
 

@@ -14,9 +14,9 @@ from support import assert_refused, folder_listing, run_main, write_config
 import nncli
 from nncli.core.errors import CheckpointError, UserError
 from nncli.runs.checkpoint import load_checkpoint, load_weights, weights_path
-from nncli.runs.metrics_log import read_metrics
-from nncli.runs.resume import prepare_resume
-from nncli.runs.run_info import read_run
+from nncli.runs.folder.metrics_log import read_metrics
+from nncli.runs.folder.run_info import read_run
+from nncli.runs.session.resume import prepare_resume
 
 # float64; dropout (its generator state), Adam, a warm-up then step decay, clipping, shuffling, an
 # evaluation every 4 steps (so a 10-step run ends with an off-schedule one), early stopping armed
@@ -243,7 +243,7 @@ def test_init_from_bad_inputs_are_located_and_write_nothing(tmp_path):
 def test_a_fine_tuning_run_resumed_before_its_first_checkpoint_starts_from_the_same_weights(tmp_path):
     source = train(write_config(tmp_path, CONFIG), tmp_path / "src")
     cfg = write_config(tmp_path, {**CONFIG, "train": {"steps": 3, "log_every": 1}}, "fine.yaml")
-    from nncli.runs.session import prepare
+    from nncli.runs.session.prepare import prepare
 
     session = prepare(cfg, [], init_from=f"{source}:last")
     session.open(tmp_path / "fine")  # killed before any step

@@ -11,9 +11,9 @@ from support import assert_refused, folder_listing, run_main, run_nncli, write_c
 
 from nncli.core.errors import DataError
 from nncli.runs.checkpoint import load_weights, weights_path
-from nncli.runs.resume import prepare_resume
-from nncli.runs.run_info import read_run
-from nncli.runs.session import prepare
+from nncli.runs.folder.run_info import read_run
+from nncli.runs.session.prepare import prepare
+from nncli.runs.session.resume import prepare_resume
 
 CONFIG = """\
 name: h

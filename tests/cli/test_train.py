@@ -15,7 +15,7 @@ from support import merge, write_config
 from nncli.cli import main
 from nncli.config.build import build_chain
 from nncli.config.load import config_from_dict
-from nncli.runs.metrics_log import read_metrics
+from nncli.runs.folder.metrics_log import read_metrics
 from nncli.training.data_seeds import epoch_permutation
 from nncli.training.loop import Trainer, locate_nonfinite
 from nncli.training.optimizers import make_optimizer
@@ -183,7 +183,7 @@ def test_best_metric_must_exist():
 
 
 def test_a_crash_marks_the_run_failed_and_exits_1(tmp_path):
-    from nncli.runs.session import prepare
+    from nncli.runs.session.prepare import prepare
     from nncli.runs.train_run import run_session
 
     class Boom:

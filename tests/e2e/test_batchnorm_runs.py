@@ -12,7 +12,7 @@ from test_resume import CONFIG, weights
 from test_resume import run as run_config
 
 from nncli.runs.loaded_run import load_run
-from nncli.runs.resume import prepare_resume
+from nncli.runs.session.resume import prepare_resume
 from nncli.runs.train_run import run_session
 
 pytestmark = pytest.mark.slow

@@ -20,11 +20,11 @@ from support import run_nncli, start_nncli, write_config
 
 from nncli.runs.checkpoint import has_checkpoint, load_checkpoint, load_weights, weights_path
 from nncli.runs.evaluate import evaluate
+from nncli.runs.folder.metrics_log import read_metrics
+from nncli.runs.folder.run_dir import RunError
 from nncli.runs.listing import list_runs
-from nncli.runs.metrics_log import read_metrics
-from nncli.runs.resume import prepare_resume
-from nncli.runs.run_dir import RunError
-from nncli.runs.session import prepare
+from nncli.runs.session.prepare import prepare
+from nncli.runs.session.resume import prepare_resume
 from nncli.runs.train_run import run_session
 
 pytestmark = pytest.mark.slow  # training processes killed with signals, then resumed

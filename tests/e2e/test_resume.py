@@ -13,9 +13,9 @@ from support import run_nncli, start_nncli, write_config
 
 from nncli.core.errors import UserError
 from nncli.runs.checkpoint import load_weights, weights_path
-from nncli.runs.metrics_log import read_metrics
-from nncli.runs.resume import prepare_resume
-from nncli.runs.session import prepare
+from nncli.runs.folder.metrics_log import read_metrics
+from nncli.runs.session.prepare import prepare
+from nncli.runs.session.resume import prepare_resume
 from nncli.runs.train_run import run_session
 
 pytestmark = pytest.mark.slow  # runs stopped part way, then resumed

@@ -13,10 +13,10 @@ from support import merge, run_nncli, write_config
 
 from nncli.core import hooks
 from nncli.runs.checkpoint import load_weights, weights_path
-from nncli.runs.resume import prepare_resume
-from nncli.runs.session import prepare
+from nncli.runs.folder.watch_log import read_watch
+from nncli.runs.session.prepare import prepare
+from nncli.runs.session.resume import prepare_resume
 from nncli.runs.train_run import run_session
-from nncli.runs.watch_log import read_watch
 
 torch = pytest.importorskip("torch", reason="the watch records are checked against torch autograd")
 

@@ -195,8 +195,8 @@ def test_a_resumed_split_run_ends_where_an_uninterrupted_one_does(split_always, 
     from support import write_config
 
     from nncli.runs.checkpoint import load_weights, weights_path
-    from nncli.runs.resume import prepare_resume
-    from nncli.runs.session import prepare
+    from nncli.runs.session.prepare import prepare
+    from nncli.runs.session.resume import prepare_resume
     from nncli.runs.train_run import run_session
 
     calls = []

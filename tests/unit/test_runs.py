@@ -21,9 +21,9 @@ from nncli.runs.checkpoint import (
     state_path,
     weights_path,
 )
-from nncli.runs.metrics_log import MetricsLog, read_metrics, trim_metrics
-from nncli.runs.run_dir import RunError, create_run_dir
-from nncli.runs.run_info import read_run
+from nncli.runs.folder.metrics_log import MetricsLog, read_metrics, trim_metrics
+from nncli.runs.folder.run_dir import RunError, create_run_dir
+from nncli.runs.folder.run_info import read_run
 
 MODEL = {
     "input_shape": [1, 6],

@@ -6,7 +6,7 @@ import pytest
 from support import write_config
 
 from nncli.core import hooks
-from nncli.runs.session import prepare
+from nncli.runs.session.prepare import prepare
 from nncli.runs.train_run import run_session
 
 

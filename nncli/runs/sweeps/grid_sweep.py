@@ -29,7 +29,7 @@ from typing import Any
 
 from nncli.core.errors import ConfigError
 from nncli.runs.atomic import atomic_write_json
-from nncli.runs.run_dir import iso, utc_now
+from nncli.runs.folder.run_dir import iso, utc_now
 from nncli.runs.sweeps.checks import SweepError, check_options, check_rank_metric, validate
 from nncli.runs.sweeps.grid import MAX_TRIALS, expand, parse_grid
 from nncli.runs.sweeps.record import Sweep, load_sweep, make_sweep_dir

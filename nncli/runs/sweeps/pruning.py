@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from nncli.runs.metrics_log import read_metrics
+from nncli.runs.folder.metrics_log import read_metrics
 from nncli.training.metrics import EVAL_FIELDS
 
 

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from nncli.runs.folder.run_dir import new_folder, stamp
+from nncli.runs.folder.safe_read import read_json
 from nncli.runs.listing import lookup
-from nncli.runs.run_dir import new_folder, stamp
-from nncli.runs.safe_read import read_json
 from nncli.runs.sweeps.checks import SweepError
 from nncli.runs.sweeps.trial import Trial
 from nncli.training.metrics import higher_is_better

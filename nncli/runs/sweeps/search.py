@@ -57,7 +57,7 @@ def search_sweep(
     """Check everything, make the sweep folder, run the search; return the Sweep (``search`` filled)."""
     from nncli.config.load import load_config
     from nncli.core.errors import ConfigError
-    from nncli.runs.run_dir import iso, utc_now
+    from nncli.runs.folder.run_dir import iso, utc_now
     from nncli.runs.sweeps.checks import check_options
     from nncli.runs.sweeps.record import make_sweep_dir
 
@@ -132,7 +132,7 @@ def resume_search(sweep: Sweep, *, jobs: int, backend: str, ray_address: str | N
 
 def _run(sweep: Sweep, config: Path, run_one, jobs: int, on_done) -> None:
     from nncli.runs.atomic import atomic_write_json
-    from nncli.runs.run_dir import iso, utc_now
+    from nncli.runs.folder.run_dir import iso, utc_now
 
     folder = Path(sweep.folder)
     atomic_write_json(folder / "sweep.json", sweep.to_json())

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nncli.runs.folder.metrics_log import read_metrics
+from nncli.runs.folder.safe_read import read_json
 from nncli.runs.listing import best_of
-from nncli.runs.metrics_log import read_metrics
-from nncli.runs.safe_read import read_json
 
 
 @dataclass

@@ -56,8 +56,8 @@ class MlflowTracker:
         self.client = self.run_id = None
 
     def on_begin(self, trainer) -> None:
+        from nncli.runs.folder.safe_read import read_config
         from nncli.runs.listing import flatten
-        from nncli.runs.safe_read import read_config
 
         client_cls, _, param_cls = import_mlflow()
         folder = Path(self.session.folder)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from security_runs import CONFIG, StopAt
 
-from nncli.runs.session import prepare
+from nncli.runs.session.prepare import prepare
 from nncli.runs.train_run import run_session
 
 

@@ -20,7 +20,7 @@ from security_runs import CONFIG, StopAt
 from support import Result, nncli_env, run_nncli
 
 from nncli.runs.checkpoint import load_checkpoint
-from nncli.runs.session import prepare
+from nncli.runs.session.prepare import prepare
 from nncli.runs.train_run import run_session
 
 #: defined in the child before ``nncli.cli.main`` runs: ``at(owner, name, sig)`` makes the function
@@ -67,7 +67,7 @@ def the_run(runs: Path) -> Path:
 def test_sigterm_during_the_final_test_evaluation_marks_the_run_interrupted_then_resume_finishes(
     work, tmp_path
 ):
-    hook = "import nncli.runs.session as S; at(S.Session, 'finish', signal.SIGTERM)"
+    hook = "import nncli.runs.session.prepare as S; at(S.Session, 'finish', signal.SIGTERM)"
     res = hooked(hook, "train", work / "sec.yaml", "--runs-dir", tmp_path / "runs", "-q", "--no-curves")
     assert res.code == 143, res
     run = the_run(tmp_path / "runs")
@@ -117,14 +117,14 @@ def test_an_in_process_session_gives_back_the_signal_handlers(work, tmp_path, st
 
 
 def test_sigterm_during_start_up_exits_143_and_writes_nothing(work, tmp_path):
-    hook = "import nncli.runs.session as S; at(S.Session, '__init__', signal.SIGTERM)"
+    hook = "import nncli.runs.session.prepare as S; at(S.Session, '__init__', signal.SIGTERM)"
     res = hooked(hook, "train", work / "sec.yaml", "--runs-dir", tmp_path / "runs", "-q")
     assert res.code == 143 and "Traceback" not in res.err, res
     assert not (tmp_path / "runs").exists()
 
 
 def test_sigterm_while_the_folder_is_created_ends_interrupted_at_step_0_and_resumes(work, tmp_path):
-    hook = "import nncli.runs.session as S; at(S.Session, '_write_new_run', signal.SIGTERM)"
+    hook = "import nncli.runs.session.prepare as S; at(S.Session, '_write_new_run', signal.SIGTERM)"
     res = hooked(hook, "train", work / "sec.yaml", "--runs-dir", tmp_path / "runs", "-q", "--no-curves")
     assert res.code == 143, res
     run = the_run(tmp_path / "runs")
@@ -134,7 +134,7 @@ def test_sigterm_while_the_folder_is_created_ends_interrupted_at_step_0_and_resu
 
 def test_kill_9_while_the_folder_is_created_leaves_no_half_made_run(work, tmp_path):
     runs = tmp_path / "runs"
-    hook = "import nncli.runs.run_info as F; at(F, 'atomic_write_json', signal.SIGKILL, after=True)"
+    hook = "import nncli.runs.folder.run_info as F; at(F, 'atomic_write_json', signal.SIGKILL, after=True)"
     res = hooked(hook, "train", work / "sec.yaml", "--runs-dir", runs, "-q")
     assert res.code == -9, res
     assert [p for p in runs.iterdir() if not p.name.startswith(".")] == []  # no half-made run folder

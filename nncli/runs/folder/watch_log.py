@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nncli.runs.metrics_log import MetricsLog, read_metrics
+from nncli.runs.folder.metrics_log import MetricsLog, read_metrics
 from nncli.training.watch import Watcher
 
 WATCH_FILE = "watch.jsonl"

@@ -3,11 +3,11 @@
     predict_file("runs/houses-…", "new.csv", out="pred.csv", proba=True)
 
 The input is a .csv (or ``-``: CSV on stdin), a .parquet or an .npz (the run's ``data.x_key``
-array), read and predicted chunk by chunk (``BATCH`` rows at a time, ``nncli.runs.predict_inputs``),
+array), read and predicted chunk by chunk (``BATCH`` rows at a time, ``nncli.runs.predictions.inputs``),
 so memory stays bounded however long the file is. Each chunk goes through ``LoadedRun.scores`` (the
 training split's standardisation, then the model), whose outputs give the predictions (the loss's
 ``predict``, e.g. the argmax of the logits) and, with ``proba``, the class probabilities; they
-become output rows (``nncli.runs.predict_rows``).
+become output rows (``nncli.runs.predictions.rows``).
 
 The output format follows ``out``'s suffix: ``.csv`` (also stdout, ``-`` or None), ``.npz``
 (arrays ``prediction`` and, with ``proba``, ``proba``) or ``.jsonl`` / ``.json`` (JSON lines, one
@@ -33,8 +33,8 @@ import numpy as np
 
 from nncli.core.errors import DataError, UserError
 from nncli.runs.loaded_run import load_run
-from nncli.runs.predict_inputs import read_chunks
-from nncli.runs.predict_rows import (
+from nncli.runs.predictions.inputs import read_chunks
+from nncli.runs.predictions.rows import (
     class_names,
     concat_predictions,
     output_columns,

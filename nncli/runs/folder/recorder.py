@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nncli.runs.metrics_log import MetricsLog
+from nncli.runs.folder.metrics_log import MetricsLog
 
 
 class RunRecorder:

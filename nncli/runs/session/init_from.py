@@ -24,9 +24,9 @@ import numpy as np
 
 from nncli.core.errors import CheckpointError, UserError
 from nncli.runs.checkpoint import load_weights, weights_path
-from nncli.runs.datafile import file_sha256
+from nncli.runs.folder.run_dir import require_run
 from nncli.runs.loaded_run import CHECKPOINTS, pick_checkpoint
-from nncli.runs.run_dir import require_run
+from nncli.runs.session.datafile import file_sha256
 
 
 @dataclass

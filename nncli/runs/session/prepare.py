@@ -1,6 +1,6 @@
 """A training session: everything checked before the run folder exists, then the folder's lifecycle.
 
-``prepare`` (new run) and ``prepare_resume`` (``--resume RUN_DIR``, in ``nncli.runs.resume``) load
+``prepare`` (new run) and ``prepare_resume`` (``--resume RUN_DIR``, in ``nncli.runs.session.resume``) load
 and validate the config, build the model, load and check the data and create the optimiser and
 trainer, raising a UserError on any problem, without touching the disk. ``Session.open`` then
 creates (or reopens) the run folder; ``finish`` / ``fail`` write summary.json and the final run.json
@@ -18,16 +18,16 @@ import numpy as np
 from nncli.config.yaml_positions import dump_yaml
 from nncli.core.errors import ConfigError, UserError
 from nncli.runs.atomic import atomic_write_json, atomic_write_text, jsonable
-from nncli.runs.config_compare import config_dict, config_hash
-from nncli.runs.data_checks import check_split, fingerprint
-from nncli.runs.datafile import check_fingerprint, data_file, pinned
-from nncli.runs.extend import Extension
-from nncli.runs.metrics_log import trim_metrics
-from nncli.runs.own_files import check_own_files
-from nncli.runs.run_dir import create_run_dir, iso, utc_now
-from nncli.runs.run_info import RunInfo, command_line
-from nncli.runs.run_recorder import RunRecorder
-from nncli.runs.watch_log import WATCH_FILE, WatchRecorder
+from nncli.runs.folder.metrics_log import trim_metrics
+from nncli.runs.folder.own_files import check_own_files
+from nncli.runs.folder.recorder import RunRecorder
+from nncli.runs.folder.run_dir import create_run_dir, iso, utc_now
+from nncli.runs.folder.run_info import RunInfo, command_line
+from nncli.runs.folder.watch_log import WATCH_FILE, WatchRecorder
+from nncli.runs.session.config_compare import config_dict, config_hash
+from nncli.runs.session.data_checks import check_split, fingerprint
+from nncli.runs.session.datafile import check_fingerprint, data_file, pinned
+from nncli.runs.session.extend import Extension
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -35,7 +35,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 class Session:
     """One training session, checked: config, model, data, optimiser and trainer (see the module).
 
-    A new run saves its data file as its absolute path with its SHA-256 (``runs/datafile.py``);
+    A new run saves its data file as its absolute path with its SHA-256 (``runs/session/datafile.py``);
     a ``resuming`` one keeps its config as it was saved, and must train on the same data.
     """
 
@@ -101,7 +101,7 @@ class Session:
         self.info: RunInfo | None = None
         self.resume_step: int | None = None
         #: the run whose weights a new run starts from (run.json's ``init_from``), and a resumed
-        #: run's larger budget (``nncli.runs.extend``)
+        #: run's larger budget (``nncli.runs.session.extend``)
         self.init_from: dict[str, Any] | None = None
         self.extension: Extension | None = None
         self._lock = None
@@ -111,9 +111,9 @@ class Session:
         """Create the run folder (new run) or reopen it (resume), and attach the run recorder.
 
         Before anything is written: the runs folder must be writable and its disk must have room
-        for the run's checkpoints (``nncli.runs.preflight``), else a RunError (exit 2) and no folder.
+        for the run's checkpoints (``nncli.runs.session.preflight``), else a RunError (exit 2) and no folder.
         """
-        from nncli.runs.preflight import (
+        from nncli.runs.session.preflight import (
             bytes_needed,
             check_free_space,
             check_runs_dir,
@@ -181,16 +181,16 @@ class Session:
 
     def _populate(self, folder: Path, name: str) -> None:
         """Lock the run being created in ``folder`` and write its first files (it will be ``name``)."""
-        from nncli.runs.preflight import lock_run
+        from nncli.runs.session.preflight import lock_run
 
         if self._lock is None:
             self._lock = lock_run(folder)  # the lock stays with the folder when it is renamed
         self._write_new_run(folder, name)
 
     def start_from(self, init) -> None:
-        """Start from the weights of another run's checkpoint (``nncli.runs.init_from.InitFrom``);
+        """Start from the weights of another run's checkpoint (``nncli.runs.session.init_from.InitFrom``);
         CheckpointError placed at the first layer whose shapes differ."""
-        from nncli.runs.init_from import apply_init
+        from nncli.runs.session.init_from import apply_init
 
         apply_init(self.chain, init, self.loaded)
         self.init_from = init.record()
@@ -290,9 +290,9 @@ def prepare(
     config_path: Path, overrides: list[str], name: str | None = None, init_from: str | Path | None = None
 ) -> Session:
     """A session for a new run of ``config_path``; ``init_from`` (``RUN[:best|last]``): start from
-    that run's weights (``nncli.runs.init_from``)."""
+    that run's weights (``nncli.runs.session.init_from``)."""
     from nncli.config.load import load_config
-    from nncli.runs.init_from import read_init, split_spec
+    from nncli.runs.session.init_from import read_init, split_spec
 
     init = read_init(*split_spec(init_from)) if init_from is not None else None  # cheap checks first
     loaded = load_config(config_path, overrides)

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from nncli.runs.run_dir import RUN_FILE, RunError
+from nncli.runs.folder.run_dir import RUN_FILE, RunError
 
 #: the files nncli writes directly in a run folder (checkpoints/ holds the checkpoint files)
 WRITTEN_FILES = (

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from nncli.runs.atomic import atomic_write_json
-from nncli.runs.run_dir import RUN_FILE, RunError, iso, require_run, utc_now
-from nncli.runs.safe_read import read_json_object
+from nncli.runs.folder.run_dir import RUN_FILE, RunError, iso, require_run, utc_now
+from nncli.runs.folder.safe_read import read_json_object
 
 STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from nncli.runs.atomic import atomic_write_text, jsonable, open_for_writing, with_filename
-from nncli.runs.run_dir import RunError
-from nncli.runs.safe_read import read_file
+from nncli.runs.folder.run_dir import RunError
+from nncli.runs.folder.safe_read import read_file
 
 
 def _quiet(msg: str) -> None:

@@ -1,5 +1,5 @@
 """Telling configs apart: a config's hash, which a checkpoint records, and the values two configs
-differ in, which a resumed run may not change (but for its budget, ``nncli.runs.extend``)."""
+differ in, which a resumed run may not change (but for its budget, ``nncli.runs.session.extend``)."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nncli.runs.config_compare import config_hash
-from nncli.runs.run_dir import RunError
+from nncli.runs.folder.run_dir import RunError
+from nncli.runs.session.config_compare import config_hash
 from nncli.training.schedules import make_schedule
 
 #: the config keys a resumed run may change

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.runs.run_dir import RunError
+from nncli.runs.folder.run_dir import RunError
 
 #: per-file header and metadata allowance of a safetensors file (JSON header, training state)
 HEADER_BYTES = 64 * 1024

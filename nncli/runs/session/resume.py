@@ -2,7 +2,7 @@
 
 Everything that would make the continuation differ from an uninterrupted run is refused before the
 folder is touched: a changed config.yaml, other training data, a checkpoint from another run, or
-overrides other than a larger budget (``nncli.runs.extend``).
+overrides other than a larger budget (``nncli.runs.session.extend``).
 """
 
 from __future__ import annotations
@@ -11,24 +11,24 @@ from pathlib import Path
 
 from nncli.config.yaml_positions import load_yaml_file
 from nncli.core.errors import CheckpointError
-from nncli.runs.config_compare import config_changes, config_hash, legacy_config_hash
-from nncli.runs.datafile import data_file, pinned
-from nncli.runs.metrics_log import metric_lines
-from nncli.runs.own_files import check_own_files
-from nncli.runs.run_dir import RunError
-from nncli.runs.run_info import read_run
-from nncli.runs.session import Session
-from nncli.runs.watch_log import WATCH_FILE
+from nncli.runs.folder.metrics_log import metric_lines
+from nncli.runs.folder.own_files import check_own_files
+from nncli.runs.folder.run_dir import RunError
+from nncli.runs.folder.run_info import read_run
+from nncli.runs.folder.watch_log import WATCH_FILE
+from nncli.runs.session.config_compare import config_changes, config_hash, legacy_config_hash
+from nncli.runs.session.datafile import data_file, pinned
+from nncli.runs.session.prepare import Session
 
 
 def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]) -> Session:
     """A session that continues ``run_dir`` exactly where its last checkpoint stopped; ``overrides``
-    may only raise its budget (``nncli.runs.extend``), which a completed run needs."""
+    may only raise its budget (``nncli.runs.session.extend``), which a completed run needs."""
     from nncli.config.load import load_config
     from nncli.runs.checkpoint import has_checkpoint, load_checkpoint
-    from nncli.runs.extend import NEW_RUN_HINT, check_extension, only_budget
-    from nncli.runs.init_from import read_init
-    from nncli.runs.preflight import check_not_training
+    from nncli.runs.session.extend import NEW_RUN_HINT, check_extension, only_budget
+    from nncli.runs.session.init_from import read_init
+    from nncli.runs.session.preflight import check_not_training
 
     run_dir = Path(run_dir)
     info = read_run(run_dir)

@@ -11,7 +11,7 @@ Layout of one run::
     checkpoints/         last.safetensors, best.safetensors and their ``.state.safetensors`` sidecars
                          (hidden ``.*.pending`` files only while a save is in progress or was cut
                          short; see ``nncli.runs.checkpoint``)
-    .lock                held (flock) by the process training the run; see ``nncli.runs.preflight.lock_run``
+    .lock                held (flock) by the process training the run; see ``nncli.runs.session.preflight.lock_run``
 
 Every whole-file write is atomic (``nncli.runs.atomic``): a crash leaves either the old file or the
 new one, never half of each.

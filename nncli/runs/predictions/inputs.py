@@ -1,4 +1,4 @@
-"""The inputs of ``nncli predict``, chunk by chunk: a CSV file or stdin (``nncli.runs.predict_csv``),
+"""The inputs of ``nncli predict``, chunk by chunk: a CSV file or stdin (``nncli.runs.predictions.csv_inputs``),
 a Parquet file (columns by name, encoded with the run's preprocessing) or an .npz (the run's
 ``data.x_key`` array). Each chunk is a float64 array of at most ``batch`` rows (N, n_inputs)."""
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from nncli.core.errors import DataError, did_you_mean
 from nncli.runs.loaded_run import LoadedRun
-from nncli.runs.predict_csv import csv_chunks
+from nncli.runs.predictions.csv_inputs import csv_chunks
 
 
 def read_chunks(loaded: LoadedRun, data: str, stdin: TextIO, batch: int) -> Iterator[np.ndarray]:

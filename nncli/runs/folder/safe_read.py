@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nncli.runs.atomic import NOFOLLOW
-from nncli.runs.run_dir import RunError
+from nncli.runs.folder.run_dir import RunError
 
 #: the largest run.json / summary.json / config.yaml nncli reads (they hold a few KiB normally)
 SMALL_FILE_LIMIT = 64 * 2**20
