@@ -172,7 +172,7 @@ def run(args) -> dict:
         "missing": missing,
     }
     progress("SGEMM peak (numpy float32 1024×1024 products, in a worker: the workers' OpenBLAS kernel)")
-    peak_before = _peaks(args, threads)
+    peak_before, facts["probes"] = _peaks(args, threads)
     kernels = [n for n in args.names if n != "e2e"]
     # `nncli train` runs its BLAS on 1 thread unless told otherwise (small models are fastest so);
     # the end-to-end rows use --threads when given, else that default, for every library
@@ -189,7 +189,7 @@ def run(args) -> dict:
                 progress(f"block {b + 1}/{args.blocks}: {lib} end to end, {args.e2e_steps} steps")
                 e2e_runs[lib].append(_e2e_once(args, lib, e2e_threads, e2e))
     # the peak again at the end: on a shared machine the better of the two is the closer to the truth
-    peak_after = _peaks(args, threads)
+    peak_after, _ = _peaks(args, threads)
     facts["sgemm_peak_gflops"] = {k: max(peak_before.get(k, 0.0), v) for k, v in peak_after.items()}
     facts["loadavg_after"] = os.getloadavg()
     shutil.rmtree(args.jax_cache, ignore_errors=True)
@@ -210,11 +210,12 @@ def run(args) -> dict:
     }
 
 
-def _peaks(args, threads: int) -> dict[str, float]:
-    """numpy's SGEMM GFLOP/s on 1 and on ``threads`` threads, measured in a worker process (whose
-    environment, e.g. without OPENBLAS_CORETYPE, selects the same OpenBLAS kernel as the workloads')."""
+def _peaks(args, threads: int) -> tuple[dict[str, float], dict]:
+    """numpy's SGEMM GFLOP/s on 1 and on ``threads`` threads, and the machine probes (``probes.py``),
+    measured in a worker process (whose environment, e.g. without OPENBLAS_CORETYPE, selects the same
+    OpenBLAS kernel as the workloads')."""
     r = spawn(args, "nncli", "peak", [], threads)
-    return r.get("peak", {})
+    return r.get("peak", {}), r.get("probes", {})
 
 
 def _e2e_once(args, lib, threads, e2e):

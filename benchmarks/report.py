@@ -89,6 +89,15 @@ def _header(res: dict) -> list[str]:
             )
             + " GFLOP/s (numpy float32 1024² products, the best of 7, start and end of the run)"
         )
+    pr = f.get("probes")
+    if pr:
+        trip = pr.get("pool_round_trip_us")
+        lines.append(
+            f"probes      caches {pr['caches']}; skinny SGEMM (32×145 @ 145×12544, 1 thr.) "
+            f"{pr['skinny_gflops']:.0f} GFLOP/s; 8 MB copy {pr['copy_gbps']:.1f} GB/s; first touch "
+            f"{pr['first_touch_us']:.2f} µs per 4 kB page; thread pool round trip "
+            + (f"{trip:.0f} µs" if trip is not None else "—")
+        )
     if f["loadavg_before"][0] > 0.5:
         lines.append(
             f"WARNING: the machine was loaded before starting (load average "

@@ -162,10 +162,11 @@ def main(
 ) -> None:
     if task == "peak":
         from harness import sgemm_peak_gflops
+        from probes import machine_probes
 
         peaks = {"1": sgemm_peak_gflops(1), str(threads): sgemm_peak_gflops(threads)}
         with open(out_path, "w") as f:
-            json.dump({"peak": peaks, "pools": blas_pools()}, f)
+            json.dump({"peak": peaks, "probes": machine_probes(), "pools": blas_pools()}, f)
         return
     make = _maker(lib, threads, task)
     if task == "time":
