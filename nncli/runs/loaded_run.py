@@ -126,9 +126,12 @@ class LoadedRun:
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """The model's raw outputs h (N, *output_shape) for raw inputs ``x``, computed in batches."""
+        from nncli.core.kernels.denormals import flushing
+
         x = np.ascontiguousarray(self.preprocess(x), dtype=self.chain.dtype)
         self.chain.eval()
-        parts = [self.chain.forward(x[i : i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
+        with flushing():  # subnormals as in training (``kernels.denormals``): the same outputs
+            parts = [self.chain.forward(x[i : i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)]
         if not parts:
             return np.empty((0, *self.chain.output_shape()), dtype=self.chain.dtype)
         return np.concatenate(parts)

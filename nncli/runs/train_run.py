@@ -194,6 +194,7 @@ def auto_threads(chain, batch_size: int) -> int:
 def _run(
     session: Session, runs_dir: Path, trackers: list[Any], raise_errors: bool, threads: int | None
 ) -> TrainOutcome:
+    from nncli.core.kernels import denormals
     from nncli.core.kernels.threads import blas_threads
     from nncli.runs.trackers import finish_trackers
 
@@ -201,7 +202,7 @@ def _run(
         with _stop_on_signals(session.trainer):
             session.open(runs_dir)
             if session.info is not None:  # the threads this session trains with (the last session's)
-                session.info.update(threads=threads or blas_threads())
+                session.info.update(threads=threads or blas_threads(), denormals=denormals.mode_name())
             result = session.trainer.run()
     except BaseException as exc:
         with _unstoppable():  # a third Ctrl-C must not cut the record of the stop short

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from nncli.core.kernels import denormals
 from nncli.training.metric_fns.accuracy import accuracy, top_k_accuracy
 from nncli.training.metric_fns.confusion import confusion_matrix
 from nncli.training.metric_fns.prf import averaged
@@ -37,17 +38,20 @@ def evaluate(
     chain.eval()
     total, correct, n, weight = 0.0, 0.0, len(x), 0.0
     outputs = []
+    # subnormals flushed as in training (``kernels.denormals``), so that ``nncli eval`` gives the
+    # numbers training logged
     try:
-        for i in range(0, n, EVAL_BATCH):
-            xb, yb = x[i : i + EVAL_BATCH], y[i : i + EVAL_BATCH]
-            h = chain.forward(xb)
-            w = loss.batch_weight(yb)  # a weighted mean's denominator (class weights), else the size
-            total += loss.forward(h, yb) * w
-            weight += w
-            if "acc" in metrics:
-                correct += loss.metrics(h, yb).get("correct", 0.0)
-            if gather:
-                outputs.append(np.array(h, dtype=np.float64))  # a copy: forward may reuse its buffer
+        with denormals.flushing():
+            for i in range(0, n, EVAL_BATCH):
+                xb, yb = x[i : i + EVAL_BATCH], y[i : i + EVAL_BATCH]
+                h = chain.forward(xb)
+                w = loss.batch_weight(yb)  # a weighted mean's denominator (class weights), else the size
+                total += loss.forward(h, yb) * w
+                weight += w
+                if "acc" in metrics:
+                    correct += loss.metrics(h, yb).get("correct", 0.0)
+                if gather:
+                    outputs.append(np.array(h, dtype=np.float64))  # a copy: forward may reuse its buffer
     finally:
         chain.train(was_training)
     out: dict[str, Any] = {"loss": total / weight if n else math.nan}

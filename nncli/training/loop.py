@@ -34,6 +34,7 @@ import numpy as np
 
 from nncli.core.errors import ConfigError
 from nncli.core.hooks import watch
+from nncli.core.kernels import denormals
 from nncli.training.evaluation import evaluate
 from nncli.training.metrics import EVAL_FIELDS, Fit, better, eval_value, run_metrics
 from nncli.training.optimizers import all_finite, clip_grad_norm, global_norm
@@ -148,7 +149,9 @@ class Trainer:
     def run(self) -> TrainResult:
         # NaN/Inf are detected and reported by the loop itself (train.on_nonfinite), so numpy's
         # overflow warnings would only repeat it, less clearly
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # subnormal floats flushed to zero: late in training they are common and, on many x86 CPUs,
+        # each one costs a slow path (``kernels.denormals``); the evaluations inside see the same
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), denormals.flushing():
             try:
                 return self._run()
             except BaseException as exc:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from nncli.core.kernels import denormals
 from nncli.core.kernels.workspace import slot_base, slots_from
 
 #: the machine's cores, read once: os.cpu_count() reads /sys on every call (~25 µs on Linux), and the
@@ -242,15 +243,16 @@ def run_blocks(fn: Callable[[int, int], None], n_blocks: int, n_threads: int) ->
 
 def _run_parallel(fn, n_blocks: int, n_threads: int) -> None:
     bounds = [n_blocks * i // n_threads for i in range(n_threads + 1)]
-    # the caller's first slot and thread budget (set inside a task of run_apart) go with its runs
-    base, budget = slot_base(), getattr(_local, "budget", None)
+    # the caller's first slot and thread budget (set inside a task of run_apart) go with its runs,
+    # and its handling of subnormal floats (``denormals``: per thread; the same bits on any thread)
+    base, budget, flush = slot_base(), getattr(_local, "budget", None), denormals.flushed()
 
     def run(slot: int) -> None:
         for k in range(bounds[slot], bounds[slot + 1]):
             fn(k, slot)
 
     def run_elsewhere(slot: int) -> None:
-        with slots_from(base), _budget(budget):
+        with slots_from(base), _budget(budget), denormals.flushing(flush):
             run(slot)
 
     futures = [_executor(n_threads - 1).submit(run_elsewhere, slot) for slot in range(1, n_threads)]
