@@ -4,7 +4,8 @@
                                        [--configs mnist1d_cnn digits_cnn]
 
 Each round runs, for every config, ``python -m nncli train CONFIG --threads T --quiet --set
-train.steps=S --set train.eval_every=S --set train.log_every=S`` once with this checkout's nncli and
+train.steps=S --set train.eval_every=S --set train.log_every=S`` (with ``--steps 0``: the config's own
+step budget and evaluations, where slowdowns late in training show) once with this checkout's nncli and
 once with the other's (``PYTHONPATH`` set to each tree; the order alternates between rounds), in a fresh
 runs folder. It prints the median training-phase seconds per step as the runs record them
 (``summary.json``'s ``wall_time`` over the steps), the process's whole wall time (imports and data
@@ -33,7 +34,7 @@ def run_once(tree: str, config: str, steps: int, threads: int) -> tuple[float, f
     with tempfile.TemporaryDirectory() as runs:
         cmd = [sys.executable, "-m", "nncli", "train", config, "--threads", str(threads), "--quiet"]
         cmd += ["--runs-dir", runs]
-        for key in ("steps", "eval_every", "log_every"):
+        for key in ("steps", "eval_every", "log_every") if steps else ():
             cmd += ["--set", f"train.{key}={steps}"]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=runs)
@@ -51,7 +52,7 @@ def run_once(tree: str, config: str, steps: int, threads: int) -> tuple[float, f
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--against", required=True, help="root of the other nncli checkout")
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=300, help="0: each config's own budget")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--configs", nargs="*", help="names under configs/ (default: all)")
@@ -68,7 +69,8 @@ def main(argv=None) -> None:
                 config = os.path.join(ROOT, "configs", f"{name}.yaml")
                 times[(name, t)].append(run_once(trees[t], config, args.steps, args.threads))
     print(
-        f"{args.rounds} rounds, {args.steps} steps, {args.threads} thread(s); load {os.getloadavg()[0]:.1f}"
+        f"{args.rounds} rounds, {args.steps or 'each config’s own'} steps, {args.threads} thread(s); "
+        f"load {os.getloadavg()[0]:.1f}"
     )
     print(
         f"{'config':28} {'this ms/step':>12} {'other ms/step':>13} {'ratio':>6} {'this s':>7} {'other s':>7}"
