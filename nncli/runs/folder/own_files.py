@@ -65,7 +65,10 @@ def check_own_files(folder: Path | str) -> None:
 
 
 def holding_run(path: Path) -> Path | None:
-    """The run folder ``path`` lies in (the nearest ancestor that is one), or None."""
+    """The run folder ``path`` lies in (the nearest ancestor that is one), or None.
+
+    Wider than ``run_dir.is_run_dir`` on purpose: a folder with config.yaml and metrics.jsonl but
+    no run.json yet (a run being started, or one whose run.json was lost) is protected too."""
     for folder in path.parents:
         if (folder / "config.yaml").is_file() and (
             (folder / RUN_FILE).is_file() or (folder / "metrics.jsonl").is_file()
