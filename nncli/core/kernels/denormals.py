@@ -5,7 +5,7 @@ float32's smallest normal number (1.2e-38). On many x86 CPUs an arithmetic opera
 writes such a subnormal number takes a slow microcode path, a hundred times slower or worse. Measured
 on an Intel Xeon (2 cores, one thread): `nncli train configs/mnist1d_cnn.yaml` slowed from 0.74 ms
 a step over its first 1000 steps to 1.21 ms over its last 1000, and took 10.4 s for its 8000 steps.
-With subnormals flushed it took 6.4 s, its last 1000 steps 0.83 ms a step.
+With subnormals flushed it takes 6.3 s, its last 1000 steps 0.78 ms a step.
 
 The CPU does the flushing itself, through two bits of its floating-point control register, which the
 C library reads and writes with ``fegetenv``/``fesetenv`` (``_controlfp_s`` on Windows):
