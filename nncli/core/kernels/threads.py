@@ -244,8 +244,9 @@ def run_blocks(fn: Callable[[int, int], None], n_blocks: int, n_threads: int) ->
 def _run_parallel(fn, n_blocks: int, n_threads: int) -> None:
     bounds = [n_blocks * i // n_threads for i in range(n_threads + 1)]
     # the caller's first slot and thread budget (set inside a task of run_apart) go with its runs,
-    # and its handling of subnormal floats (``denormals``: per thread; the same bits on any thread)
-    base, budget, flush = slot_base(), getattr(_local, "budget", None), denormals.flushed()
+    # and the handling of subnormal floats it asked for (``denormals``: per thread; the same bits on
+    # any thread; None outside nncli's training, evaluation and prediction: left alone)
+    base, budget, flush = slot_base(), getattr(_local, "budget", None), denormals.requested()
 
     def run(slot: int) -> None:
         for k in range(bounds[slot], bounds[slot + 1]):
