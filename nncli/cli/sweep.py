@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nncli.cli import app, err_console, out_console
+from nncli.cli.textout import stdout_kept_for_json
 
 
 @app.command("sweep")
@@ -102,35 +104,40 @@ def sweep(
         "loggers": logger or [],
     }
     try:
-        if resume is not None:
-            if config is not None or grid:
-                raise UserError("--resume SWEEP_DIR takes no CONFIG or --grid: they are in its sweep.json")
-            result = resume_sweep(
-                resume,
-                jobs=jobs if jobs != 1 else None,
-                backend=backend.lower() if backend != "local" else None,
-                ray_address=ray_address,
-                on_done=progress,
-            )
-        elif config is not None and search is not None:
-            from nncli.runs.sweeps.search import search_sweep
+        # with --json, stdout is the JSON document alone: whatever a trial or Ray prints meanwhile
+        # goes to stderr
+        with stdout_kept_for_json() if as_json else nullcontext():
+            if resume is not None:
+                if config is not None or grid:
+                    raise UserError(
+                        "--resume SWEEP_DIR takes no CONFIG or --grid: they are in its sweep.json"
+                    )
+                result = resume_sweep(
+                    resume,
+                    jobs=jobs if jobs != 1 else None,
+                    backend=backend.lower() if backend != "local" else None,
+                    ray_address=ray_address,
+                    on_done=progress,
+                )
+            elif config is not None and search is not None:
+                from nncli.runs.sweeps.search import search_sweep
 
-            result = search_sweep(
-                config,
-                sampler=search.lower(),
-                trials=trials,
-                param_items=param or [],
-                pruner=pruner.lower(),
-                storage=storage,
-                study=study,
-                **common,
-            )
-        elif config is None or not grid:
-            raise UserError(
-                "give a CONFIG and --grid path=v1,v2 or --search tpe --param path=dist(...) (or --resume SWEEP_DIR)"
-            )
-        else:
-            result = run_sweep(config, grid, seeds=seeds, dry_run=dry_run, **common)
+                result = search_sweep(
+                    config,
+                    sampler=search.lower(),
+                    trials=trials,
+                    param_items=param or [],
+                    pruner=pruner.lower(),
+                    storage=storage,
+                    study=study,
+                    **common,
+                )
+            elif config is None or not grid:
+                raise UserError(
+                    "give a CONFIG and --grid path=v1,v2 or --search tpe --param path=dist(...) (or --resume SWEEP_DIR)"
+                )
+            else:
+                result = run_sweep(config, grid, seeds=seeds, dry_run=dry_run, **common)
     except KeyboardInterrupt:
         # handled here: click would turn it into an Abort; the exit code is the documented 130
         err_console.print(

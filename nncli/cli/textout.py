@@ -13,8 +13,11 @@ writer); ``Console`` applies it to strings before rich lays them out, so table c
 from __future__ import annotations
 
 import codecs
+import os
 import sys
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console as _RichConsole
 
@@ -130,3 +133,25 @@ class Console(_RichConsole):
         if not encoding.startswith("utf"):
             text = encodable(text, encoding)
         return super().render_str(text, *args, **kwargs)
+
+
+@contextmanager
+def stdout_kept_for_json() -> Iterator[None]:
+    """Inside, whatever is written to standard output goes to standard error instead: by Python code
+    (``sys.stdout``) and at the file-descriptor level, by a library's C code or its own threads. A
+    command with ``--json`` wraps its work in this, so that its stdout is the JSON document alone.
+    Ray's driver prints some cluster messages (a worker lost by the raylet) to stdout even with
+    ``log_to_driver=False``, which had put text before a sweep's JSON."""
+    sys.stdout.flush()
+    saved_fd, saved_stream = os.dup(1), sys.stdout
+    try:
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+        finally:
+            os.dup2(saved_fd, 1)
+            os.close(saved_fd)
+            sys.stdout = saved_stream
