@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 
 from nncli.cli import app, debugging, err_console
+from nncli.cli.textout import stdout_kept_for_json
 from nncli.core.errors import UserError
 from nncli.runs.train_run import Stopped, TrainOutcome, stop_at_once, train
 
@@ -87,18 +89,20 @@ def train_cmd(
     try:
         with stop_at_once():
             try:
-                outcome = train(
-                    config,
-                    overrides=set_ or [],
-                    runs_dir=runs_dir,
-                    name=name,
-                    resume=resume,
-                    init_from=init_from,
-                    callbacks=[progress] if progress is not None else [],
-                    loggers=logger or [],
-                    threads=n_threads,
-                    raise_errors=debugging(),
-                )
+                # with --json, stdout is the summary alone: a tracker's messages meanwhile go to stderr
+                with stdout_kept_for_json() if json_out else nullcontext():
+                    outcome = train(
+                        config,
+                        overrides=set_ or [],
+                        runs_dir=runs_dir,
+                        name=name,
+                        resume=resume,
+                        init_from=init_from,
+                        callbacks=[progress] if progress is not None else [],
+                        loggers=logger or [],
+                        threads=n_threads,
+                        raise_errors=debugging(),
+                    )
             finally:
                 if hasattr(progress, "close"):
                     progress.close()
