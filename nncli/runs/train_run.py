@@ -235,7 +235,11 @@ def _run(
     finally:
         session.release()
     return TrainOutcome(
-        result.status, result.reason, session.folder, summary, warnings=[f"tracker: {p}" for p in problems]
+        result.status,
+        result.reason,
+        session.folder,
+        summary,
+        warnings=[*session.warnings, *(f"tracker: {p}" for p in problems)],
     )
 
 

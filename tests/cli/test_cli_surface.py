@@ -77,6 +77,13 @@ def test_help_short_and_long_version_and_bare(monkeypatch):
     bare = run_main()  # the help on stdout, exit 0 (as --help), whatever click's own rule for no arguments
     assert bare.code == 0 and "train" in bare.out, bare
     monkeypatch.setenv("SHELL", "/bin/bash")
+    try:  # typer asks shellingham, which looks for a shell among this process's ancestors: a test run
+        # started without one (a detached job) would get "Shell  not supported"
+        import shellingham
+
+        monkeypatch.setattr(shellingham, "detect_shell", lambda *a, **k: ("bash", "/bin/bash"))
+    except ImportError:  # older typer: it reads $SHELL
+        pass
     completion = run_main("--show-completion")
     assert completion.code == 0 and "_NNCLI_COMPLETE" in completion.out, completion
 

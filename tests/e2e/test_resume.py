@@ -198,3 +198,25 @@ def test_a_run_stopped_under_an_older_schema_resumes_and_an_edit_is_still_refuse
     (cut2 / "config.yaml").write_text(text)
     with pytest.raises(UserError, match="config was changed after the checkpoint"):
         prepare_resume(cut2, None, [])
+
+
+def test_resuming_with_subnormals_handled_otherwise_says_so(tmp_path, monkeypatch):
+    """A run trained with subnormals flushed and resumed with NNCLI_DENORMALS=keep (or the other way)
+    cannot continue bit for bit: the outcome warns, naming the variable; resumed as it was, no word."""
+    from nncli.core.kernels import denormals
+
+    if not denormals.available():
+        pytest.skip("no known floating-point control register here: subnormals are never flushed")
+    cfg = write_config(tmp_path, CONFIG)
+    code, run_dir = run(cfg, tmp_path / "runs", stop_at=4)
+    assert code == 130 and json.loads((run_dir / "run.json").read_text())["denormals"] == "flushed"
+    monkeypatch.setenv(denormals.ENV, "keep")
+    out = run_session(prepare_resume(run_dir, None, []), tmp_path / "runs")
+    assert out.status == "completed"
+    assert [w for w in out.warnings if "subnormal floats flushed and continued with them kept" in w]
+    assert denormals.ENV in out.warnings[0]
+    assert json.loads((run_dir / "run.json").read_text())["denormals"] == "kept"
+    monkeypatch.delenv(denormals.ENV)
+    code, again = run(cfg, tmp_path / "runs2", stop_at=4)
+    out = run_session(prepare_resume(again, None, []), tmp_path / "runs2")
+    assert out.status == "completed" and out.warnings == []

@@ -51,6 +51,8 @@ class Session:
                 "a training config needs a data: section (a built-in name or a file)", field="data"
             )
         self.loaded, self.cfg, self.base_dir, self.overrides = loaded, cfg, Path(base_dir), overrides
+        #: what the run should be told at the end (``TrainOutcome.warnings``), e.g. by a resume
+        self.warnings: list[str] = []
         # refuses a batch that cannot fit before allocating the model
         self.chain = build_chain(loaded, dtype=cfg.dtype, seed=cfg.seed, batch_size=cfg.data.batch_size)
         self.data_path = data_file(cfg.data, self.base_dir)

@@ -99,4 +99,19 @@ def prepare_resume(run_dir: Path, config_path: Path | None, overrides: list[str]
         init = read_init(source["run"], source["checkpoint"], expect_sha256=source["weights_sha256"])
         session.start_from(init)
     session.folder, session.resume_step = run_dir, step
+    session.warnings.extend(_denormals_changed(run_dir, info))
     return session
+
+
+def _denormals_changed(run_dir: Path, info: dict) -> list[str]:
+    """A warning when the run trained with subnormal floats handled otherwise than now
+    (``NNCLI_DENORMALS``, ``core.kernels.denormals``): its continuation then differs in the last bits."""
+    from nncli.core.kernels.denormals import ENV, mode_name
+
+    before, now = info.get("denormals"), mode_name()
+    if before is None or before == now:
+        return []
+    return [
+        f"{run_dir}: this run trained with subnormal floats {before} and continued with them {now} "
+        f"({ENV}); it will not match a run never interrupted bit for bit"
+    ]
