@@ -143,7 +143,11 @@ def stdout_kept_for_json() -> Iterator[None]:
     Ray's driver prints some cluster messages (a worker lost by the raylet) to stdout even with
     ``log_to_driver=False``, which had put text before a sweep's JSON."""
     sys.stdout.flush()
-    saved_fd, saved_stream = os.dup(1), sys.stdout
+    try:
+        saved_fd, saved_stream = os.dup(1), sys.stdout
+    except OSError:  # no file descriptor 1 (closed by whoever started us): nothing to keep apart
+        yield
+        return
     try:
         os.dup2(2, 1)
         sys.stdout = sys.stderr

@@ -48,3 +48,17 @@ def test_restored_after_an_error():
     )
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == ["fd 1 again", "print again"] and done.stderr == ""
+
+
+def test_without_a_file_descriptor_1_it_stands_aside():
+    child = textwrap.dedent(
+        """
+        import os, sys
+        from nncli.cli.textout import stdout_kept_for_json
+        os.close(1)
+        with stdout_kept_for_json():
+            sys.stderr.write("ran\\n")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "ran\n", done.stderr
