@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from nncli.core.errors import UserError
+from nncli.core.kernels.denormals import flushing
 from nncli.runs.checkpoint import apply_weights, load_weights, weights_path
 from nncli.runs.folder.run_dir import require_run
 from nncli.runs.folder.run_info import read_run
@@ -126,8 +127,6 @@ class LoadedRun:
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """The model's raw outputs h (N, *output_shape) for raw inputs ``x``, computed in batches."""
-        from nncli.core.kernels.denormals import flushing
-
         x = np.ascontiguousarray(self.preprocess(x), dtype=self.chain.dtype)
         self.chain.eval()
         with flushing():  # subnormals as in training (``kernels.denormals``): the same outputs

@@ -195,18 +195,14 @@ def flushing(on: bool | None = True) -> Iterator[None]:
     if reg is None:
         yield
         return
-    outer = requested()
-    _scope.on = on
     before = reg.read()
     wanted = before | reg.bits if on else before & ~reg.bits
-    try:
-        if wanted == before:
-            yield
-            return
+    if wanted != before:
         reg.write(wanted)
-        try:
-            yield
-        finally:
-            reg.write((reg.read() & ~reg.bits) | (before & reg.bits))
+    outer, _scope.on = requested(), on
+    try:
+        yield
     finally:
         _scope.on = outer
+        if wanted != before:  # only the flush bits: status flags raised inside stay raised
+            reg.write((reg.read() & ~reg.bits) | (before & reg.bits))
