@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +105,7 @@ def sweep(
     try:
         # with --json, stdout is the JSON document alone: whatever a trial or Ray prints meanwhile
         # goes to stderr
-        with stdout_kept_for_json() if as_json else nullcontext():
+        with stdout_kept_for_json(as_json):
             if resume is not None:
                 if config is not None or grid:
                     raise UserError(

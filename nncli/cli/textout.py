@@ -136,12 +136,15 @@ class Console(_RichConsole):
 
 
 @contextmanager
-def stdout_kept_for_json() -> Iterator[None]:
+def stdout_kept_for_json(on: bool = True) -> Iterator[None]:
     """Inside, whatever is written to standard output goes to standard error instead: by Python code
     (``sys.stdout``) and at the file-descriptor level, by a library's C code or its own threads. A
     command with ``--json`` wraps its work in this, so that its stdout is the JSON document alone.
     Ray's driver prints some cluster messages (a worker lost by the raylet) to stdout even with
-    ``log_to_driver=False``, which had put text before a sweep's JSON."""
+    ``log_to_driver=False``, which had put text before a sweep's JSON. A no-op unless ``on``."""
+    if not on:
+        yield
+        return
     sys.stdout.flush()
     try:
         saved_fd, saved_stream = os.dup(1), sys.stdout

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -90,7 +89,7 @@ def train_cmd(
         with stop_at_once():
             try:
                 # with --json, stdout is the summary alone: a tracker's messages meanwhile go to stderr
-                with stdout_kept_for_json() if json_out else nullcontext():
+                with stdout_kept_for_json(json_out):
                     outcome = train(
                         config,
                         overrides=set_ or [],
