@@ -159,8 +159,10 @@ def run_session(
     the summary (see ``train``)."""
     from threadpoolctl import threadpool_limits
 
+    from nncli.core.kernels.denormals import wanted
     from nncli.runs.trackers import make_trackers
 
+    wanted()  # a bad NNCLI_DENORMALS is refused before any folder, as a missing tracker package is
     trackers = make_trackers(list(loggers), session, runs_dir)  # a missing package: refused before any folder
     session.trainer.callbacks.extend(trackers)
     session.trainer.callbacks.extend(callbacks)

@@ -96,3 +96,16 @@ def test_keep_in_the_environment_turns_it_off():
     env = {"NNCLI_DENORMALS": "keep", "PATH": ""}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.split() == ["False", "kept", "True"]
+
+
+def test_a_bad_value_in_the_environment_is_refused_before_anything_is_written(tmp_path, tiny_config_file):
+    from support import run_nncli
+
+    res = run_nncli(
+        "train", str(tiny_config_file), "--runs-dir", str(tmp_path / "runs"), env={denormals.ENV: "off"}
+    )
+    assert res.code == 2, res
+    assert res.err.strip().splitlines() == [
+        f"error: {denormals.ENV}: expected 'keep' or 'flush', got 'off'"
+    ], res.err
+    assert not (tmp_path / "runs").exists()

@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from nncli.core.errors import UserError
+
 #: the environment variable that turns flushing off (value ``keep``)
 ENV = "NNCLI_DENORMALS"
 
@@ -127,10 +129,21 @@ _checked = False
 _reg: Any = None
 
 
+def wanted() -> bool:
+    """Whether ``ENV`` asks for flushing: unset, empty or ``flush`` yes, ``keep`` no; anything else
+    is refused (a misspelt ``keep`` would otherwise flush silently)."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in ("", "flush"):
+        return True
+    if value == "keep":
+        return False
+    raise UserError(f"expected 'keep' or 'flush', got {os.environ[ENV]!r}", field=ENV)
+
+
 def _control() -> Any:
     """The register, once it has passed the self-check; None if flushing is off or unavailable."""
     global _checked, _reg
-    if os.environ.get(ENV, "").strip().lower() == "keep":
+    if not wanted():
         return None
     with _lock:
         if not _checked:
