@@ -16,6 +16,9 @@ from nncli.core.layers.conv import Conv1D, Conv2D
 # big enough to be cut into blocks and spread over threads (≥ conv._MIN_PARALLEL elements of columns)
 CASES = [
     (Conv1D, {"out": 6, "kernel": 5}, (8, 256), 64),  # 64·40·256 = 655K
+    # the line layout (kernels.conv_line) with dilation and asymmetric padding, and unpadded
+    (Conv1D, {"out": 5, "kernel": 4, "padding": "same", "dilation": 3, "bias": False}, (6, 400), 64),
+    (Conv1D, {"out": 7, "kernel": 3, "padding": "valid"}, (8, 300), 80),
     (Conv2D, {"out": 4, "kernel": 3, "padding": 1}, (6, 20, 20), 32),  # 32·54·400 = 691K
     (
         Conv2D,

@@ -27,6 +27,8 @@ BIG = [  # several blocks, and two threads where the machine has two cores
     (LN, {"affine": "per_feature"}, (4, 128), 2050),  # a short last block
     (LN, {"affine": "none"}, (300,), 4000),
     (Conv1D, {"out": 6, "kernel": 5}, (8, 256), 64),  # 655K elements of columns
+    (Conv1D, {"out": 5, "kernel": 4, "padding": "same", "dilation": 3, "bias": False}, (6, 400), 64),
+    (Conv1D, {"out": 7, "kernel": 3, "padding": "valid"}, (8, 300), 80),  # unpadded: z read in place
     (Conv2D, {"out": 4, "kernel": 3, "padding": 1}, (6, 20, 20), 32),
     # products of more than 10⁶ multiply-adds per example, cut into blocks of columns (kernels.gemm)
     (Conv2D, {"out": 32, "kernel": 3, "padding": 1}, (16, 16, 16), 16),

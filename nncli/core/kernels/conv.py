@@ -20,6 +20,10 @@ Two layouts of the columns, chosen per shape (``examples_layout``):
   price of copying v into (C', n·P). Faster where the per-example products v[n] cols[n]ᵀ are too
   small for BLAS (P < 64 output positions); the forward always uses the first layout.
 
+Conv1D at stride 1 lays its columns out on the padded line instead (``conv_line``): rows in (κ, c)
+order, so that im2col and col2im are K copies and K adds of whole examples rather than one numpy loop
+per row of P floats.
+
 Columns on the padded-width grid (``grid_layout``) come in both layouts too: by channel where the
 product is too large for blocks of columns (``channel_major``), then forward, ∂J/∂W and ∂J/∂z are
 each one GEMM per block.
@@ -35,6 +39,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from nncli.core.kernels.conv_line import (
+    col2im_line,
+    dcols_line,
+    from_line_order,
+    im2col_line,
+    line_fits,
+    line_weights,
+)
 from nncli.core.kernels.gemm import MIN_BLOCK_COLUMNS, SMALL_PRODUCT, matmul_columns
 from nncli.core.kernels.im2col import (
     Geometry,
@@ -211,7 +223,8 @@ def conv_forward(
     N, C = z.shape[:2]
     Co = W.shape[0]
     P, CK = int(np.prod(out)), C * geom.K
-    Wb = _with_bias(W, bias)
+    line = line_fits(zp, geom)  # Conv1D at stride 1: columns as slices of the padded line
+    Wb = _with_bias(line_weights(W) if line else W, bias)
     blocks = _blocks(N, CK * P)
     grid = grid_layout(geom, CK, Co, out[-1]) and grid_fits(zp, geom)
     by_channel = channel_major(Co, CK)
@@ -223,6 +236,9 @@ def conv_forward(
         # examples at a time so that its columns are multiplied while in cache
         n0, n1 = blocks[k]
         fill_rows(zp, z, geom, n0, n1)
+        if line:
+            matmul_columns(Wb, im2col_line(zp, geom, n0, n1, bias is not None, slot), out=u3[n0:n1])
+            return
         if grid:
             cols = _grid_columns(zp, geom, out, n0, n1, bias is not None, slot, by_channel)
             _grid_product(Wb, cols, zp.shape[3], out, u[n0:n1], slot, by_channel)
@@ -276,7 +292,9 @@ def conv_backward(
     gt = transposed_geometry(geom, C, Co) if input_grad else None
     dzp = np.empty((N, C) + geom.padded(spatial), dtype=dt) if input_grad and gt is None else None
     dz = np.empty((N, C) + spatial, dtype=dt) if gt is not None else None
-    Wt = W.reshape(Co, CK).T
+    by_example = examples_layout(P)
+    line = by_example and line_fits(zp, geom)  # Conv1D at stride 1 (``conv_line``)
+    Wt = (line_weights(W) if line else W.reshape(Co, CK)).T
     v3 = v.reshape(N, Co, P)
     bias = grad_b is not None
     # blocks sized by the larger of the two column sets a block holds (∂J/∂z's: C'·K rows, input size)
@@ -284,7 +302,7 @@ def conv_backward(
     blocks = _blocks(N, max(CK * P, v_cols))
     if gt is not None and dz is not None:
         dz_as_conv = _input_grad_as_conv(v, W, gt, spatial, blocks, dz)
-    by_example = examples_layout(P)
+    n_max = max(n1 - n0 for n0, n1 in blocks)
     ones = bias and by_example  # ∂J/∂b as the last row of ∂J/∂W
     # ∂J/∂W from the columns on the padded-width grid, as forward builds them, against v on the same
     # grid with zeros in its extra columns: the copies move whole rows (``grid_layout``)
@@ -305,7 +323,9 @@ def conv_backward(
             onto_grid(v[n0:n1], zp.shape[3], vg.transpose(1, 0, 2))
             np.matmul(cols.reshape(CK + bias, -1), vg.reshape(Co, -1).T, out=dW_parts[k])
         else:
-            if grid:
+            if line:
+                cols, vg = im2col_line(zp, geom, n0, n1, bias, slot), vb
+            elif grid:
                 cols = _grid_columns(zp, geom, out, n0, n1, bias, slot, False)
                 vg = SHARED.get("conv.vgrid", (n1 - n0, Co, cols.shape[2]), v.dtype, slot)
                 onto_grid(v[n0:n1], zp.shape[3], vg)
@@ -315,7 +335,11 @@ def conv_backward(
             prod = SHARED.get("conv.dW", (n1 - n0, CK + bias, Co), dt, slot)
             np.matmul(cols, vg.transpose(0, 2, 1), out=prod)
             np.sum(prod, axis=0, out=dW_parts[k])
-        if dzp is not None:
+        if dzp is not None and line:  # the product into rows Lp long, then K adds of whole examples
+            dcols = dcols_line(geom, n1 - n0, n_max, C, dzp.shape[2], dt, slot)
+            matmul_columns(Wt, vb, out=dcols[:, :, :P])
+            col2im_line(dcols, geom, dzp[n0:n1])
+        elif dzp is not None:
             dcols = matmul_columns(Wt, vb, out=SHARED.get("conv.dcols", (n1 - n0, CK, P), dt, slot))
             dzp[n0:n1] = 0
             col2im_examples(dcols, geom, dzp[n0:n1], out)
@@ -344,7 +368,7 @@ def conv_backward(
     dW = np.zeros((CK + ones, Co), dtype=dt)
     for k in range(len(blocks)):
         dW += dW_parts[k]
-    grad_W += dW[:CK].T.reshape(W.shape)
+    grad_W += from_line_order(dW[:CK], C, geom.kernel[0]) if line else dW[:CK].T.reshape(W.shape)
     if grad_b is not None:
         grad_b += dW[CK] if db_parts is None else db_parts.sum(axis=0)
     if dzp is None:

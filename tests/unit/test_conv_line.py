@@ -1,0 +1,93 @@
+"""Conv1D at stride 1 on the padded line (``kernels.conv_line``): the same columns and the same col2im
+bits as the row-by-row kernels, the layout taken where it applies, its scratch rows kept zero."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nncli.core.kernels.conv as conv
+from nncli.core.kernels.conv_line import col2im_line, dcols_line, im2col_line, line_fits
+from nncli.core.kernels.im2col import Geometry, col2im_examples, im2col_examples
+from nncli.core.layers.conv import Conv1D
+
+#: (kernel, dilation, pad_lo, pad_hi): odd and even kernels, dilation, no, asymmetric and full padding
+GEOMETRIES = [(5, 1, 2, 2), (4, 3, 4, 5), (3, 1, 0, 0), (2, 2, 2, 2), (1, 1, 0, 0)]
+
+
+def _geometry(k, d, lo, hi):
+    return Geometry((k,), (1,), (d,), (lo,), (hi,))
+
+
+@pytest.mark.parametrize("k, d, lo, hi", GEOMETRIES)
+def test_line_columns_are_the_columns_in_kernel_offset_order(k, d, lo, hi):
+    g = _geometry(k, d, lo, hi)
+    n, C, L = 3, 4, 70
+    zp = np.random.default_rng(0).normal(size=(n, C, L + lo + hi)).astype(np.float32)
+    P = g.out_size((L,), "test")[0]
+    rows = im2col_examples(zp, g, (P,), into=np.empty((n, C * k, P), np.float32))
+    line = im2col_line(zp, g, 0, n, bias=True, slot=0)
+    assert line.shape == (n, k * C + 1, P)
+    np.testing.assert_array_equal(
+        line[:, : k * C], rows.reshape(n, C, k, P).transpose(0, 2, 1, 3).reshape(n, k * C, P)
+    )
+    np.testing.assert_array_equal(line[:, k * C], 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, d, lo, hi", GEOMETRIES)
+def test_line_col2im_gives_the_row_by_row_bits(k, d, lo, hi, dtype):
+    g = _geometry(k, d, lo, hi)
+    n, C, L = 3, 4, 70
+    Lp = L + lo + hi
+    P = g.out_size((L,), "test")[0]
+    dcols = np.random.default_rng(1).normal(size=(n, C * k, P)).astype(dtype)
+    expected = col2im_examples(dcols, g, np.zeros((n, C, Lp), dtype), (P,))
+    line = dcols_line(g, n, n, C, Lp, dtype, slot=0)
+    line[:, :, :P] = dcols.reshape(n, C, k, P).transpose(0, 2, 1, 3).reshape(n, k * C, P)
+    got = col2im_line(line, g, np.full((n, C, Lp), np.nan, dtype))  # overwrites, adds nothing old
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_the_line_layout_needs_stride_1_and_contiguous_rows():
+    g = _geometry(3, 1, 1, 1)
+    zp = np.zeros((4, 3, 20))
+    assert line_fits(zp, g)
+    assert not line_fits(zp[:, :, :18], g)  # rows not contiguous
+    assert not line_fits(zp[::2], g)  # examples apart
+    assert not line_fits(zp, Geometry((3,), (2,), (1,), (1,), (1,)))
+    assert not line_fits(np.zeros((4, 3, 20, 20)), Geometry((3, 3), (1, 1), (1, 1), (1, 1), (1, 1)))
+
+
+@pytest.mark.parametrize("stride, taken", [(1, True), (2, False)])
+def test_conv1d_takes_the_line_layout_at_stride_1_only(stride, taken, monkeypatch):
+    calls = []
+    for name in ("im2col_line", "col2im_line"):
+        real = getattr(conv, name)
+        monkeypatch.setattr(
+            conv, name, lambda *a, _real=real, _name=name: (calls.append(_name), _real(*a))[1]
+        )
+    rng = np.random.default_rng(0)
+    m = Conv1D(out=6, kernel=5, stride=stride, padding=2).build((8, 300), rng)
+    u = m.forward(rng.normal(size=(4, 8, 300)))
+    m.backward(np.ones_like(u))
+    # forward's and ∂J/∂W's columns, and ∂J/∂z's adds
+    assert sorted(set(calls)) == (["col2im_line", "im2col_line"] if taken else [])
+    assert calls.count("im2col_line") == (2 if taken else 0)
+
+
+def test_layers_sharing_scratch_rows_of_one_shape_keep_their_zero_columns():
+    # A (k 5, δ 1) and B (k 5, δ 2) have the same ∂J/∂cols shape (n, 40, Lp) but B's product fills
+    # fewer columns of each row: if they shared one buffer, A's columns would land in B's adds
+    rng = np.random.default_rng(2)
+    a = Conv1D(out=3, kernel=5, padding="same").build((8, 100), rng)
+    b = Conv1D(out=3, kernel=5, padding="same", dilation=2).build((8, 96), rng)
+    assert a.geom.padded((100,)) == b.geom.padded((96,))
+    for m, L in [(a, 100), (b, 96), (a, 100), (b, 96)]:
+        z = rng.normal(size=(5, 8, L))
+        v = rng.normal(size=(5, 3, L))
+        m.forward(z)
+        m.zero_grads()
+        dz = m.backward(v)
+        expected, _ = m.reference_backward(z, v)
+        np.testing.assert_allclose(dz, expected, rtol=1e-12, atol=1e-12)
