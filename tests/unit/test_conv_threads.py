@@ -19,6 +19,9 @@ CASES = [
     # the line layout (kernels.conv_line) with dilation and asymmetric padding, and unpadded
     (Conv1D, {"out": 5, "kernel": 4, "padding": "same", "dilation": 3, "bias": False}, (6, 400), 64),
     (Conv1D, {"out": 7, "kernel": 3, "padding": "valid"}, (8, 300), 80),
+    # ∂J/∂z by the flat col2im with v put onto the grid for it alone (C·K < 2C': no grid for ∂J/∂W)
+    (Conv2D, {"out": 16, "kernel": 3, "padding": 1}, (3, 24, 24), 64),
+    (Conv2D, {"out": 16, "kernel": [3, 2], "padding": "same", "dilation": 2, "bias": False}, (4, 20, 22), 56),
     (Conv2D, {"out": 4, "kernel": 3, "padding": 1}, (6, 20, 20), 32),  # 32·54·400 = 691K
     (
         Conv2D,

@@ -1,5 +1,6 @@
-"""Conv1D at stride 1 on the padded line (``kernels.conv_line``): the same columns and the same col2im
-bits as the row-by-row kernels, the layout taken where it applies, its scratch rows kept zero."""
+"""Convolutions at stride 1 on the flat padded input (``kernels.conv_flat``): the same columns and the
+same col2im bits as the row-by-row kernels, the layout taken where it applies, its scratch rows kept
+zero."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import numpy as np
 import pytest
 
 import nncli.core.kernels.conv as conv
-from nncli.core.kernels.conv_line import col2im_line, dcols_line, im2col_line, line_fits
+from nncli.core.kernels.conv_flat import col2im_flat, flat_dcols, im2col_line, line_fits, shifts
 from nncli.core.kernels.im2col import Geometry, col2im_examples, im2col_examples
-from nncli.core.layers.conv import Conv1D
+from nncli.core.layers.conv import Conv1D, Conv2D
 
 #: (kernel, dilation, pad_lo, pad_hi): odd and even kernels, dilation, no, asymmetric and full padding
 GEOMETRIES = [(5, 1, 2, 2), (4, 3, 4, 5), (3, 1, 0, 0), (2, 2, 2, 2), (1, 1, 0, 0)]
@@ -43,9 +44,36 @@ def test_line_col2im_gives_the_row_by_row_bits(k, d, lo, hi, dtype):
     P = g.out_size((L,), "test")[0]
     dcols = np.random.default_rng(1).normal(size=(n, C * k, P)).astype(dtype)
     expected = col2im_examples(dcols, g, np.zeros((n, C, Lp), dtype), (P,))
-    line = dcols_line(g, n, n, C, Lp, dtype, slot=0)
+    line = flat_dcols(k, C, Lp, P, n, n, dtype, slot=0)
     line[:, :, :P] = dcols.reshape(n, C, k, P).transpose(0, 2, 1, 3).reshape(n, k * C, P)
-    got = col2im_line(line, g, np.full((n, C, Lp), np.nan, dtype))  # overwrites, adds nothing old
+    got = col2im_flat(line, shifts(g, (Lp,)), np.full((n, C, Lp), np.nan, dtype))  # overwrites
+    np.testing.assert_array_equal(got, expected)
+
+
+#: (kernel, dilation, pad_lo, pad_hi) per axis of Conv2D at stride 1
+GEOMETRIES_2D = [
+    ((3, 3), (1, 1), (1, 1), (1, 1)),
+    ((3, 2), (2, 1), (2, 0), (2, 1)),
+    ((5, 5), (1, 1), (0, 0), (0, 0)),
+]
+
+
+@pytest.mark.parametrize("k, d, lo, hi", GEOMETRIES_2D)
+def test_flat_col2im_on_the_grid_gives_the_row_by_row_bits(k, d, lo, hi):
+    g = Geometry(k, (1, 1), d, lo, hi)
+    n, C, spatial = 2, 3, (9, 11)
+    padded = g.padded(spatial)
+    out = g.out_size(spatial, "test")
+    K, Wp = g.K, padded[1]
+    dcols = np.random.default_rng(4).normal(size=(n, C * K, out[0] * out[1])).astype(np.float32)
+    expected = col2im_examples(dcols, g, np.zeros((n, C) + padded, np.float32), out)
+    Pg = (out[0] - 1) * Wp + out[1]
+    flat = flat_dcols(K, C, padded[0] * Wp, Pg, n, n, np.float32, slot=0)
+    # row (κ, c), grid column y·W_pad + x; the columns x ≥ W' stay zero, as v's zeros on the grid make them
+    on_grid = np.zeros((n, K, C, out[0], Wp), np.float32)
+    on_grid[..., : out[1]] = dcols.reshape(n, C, K, *out).transpose(0, 2, 1, 3, 4)
+    flat[:, :, :Pg] = on_grid.reshape(n, K * C, -1)[:, :, :Pg]
+    got = col2im_flat(flat, shifts(g, padded), np.full((n, C) + padded, np.nan, np.float32))
     np.testing.assert_array_equal(got, expected)
 
 
@@ -62,7 +90,7 @@ def test_the_line_layout_needs_stride_1_and_contiguous_rows():
 @pytest.mark.parametrize("stride, taken", [(1, True), (2, False)])
 def test_conv1d_takes_the_line_layout_at_stride_1_only(stride, taken, monkeypatch):
     calls = []
-    for name in ("im2col_line", "col2im_line"):
+    for name in ("im2col_line", "col2im_flat"):
         real = getattr(conv, name)
         monkeypatch.setattr(
             conv, name, lambda *a, _real=real, _name=name: (calls.append(_name), _real(*a))[1]
@@ -72,8 +100,24 @@ def test_conv1d_takes_the_line_layout_at_stride_1_only(stride, taken, monkeypatc
     u = m.forward(rng.normal(size=(4, 8, 300)))
     m.backward(np.ones_like(u))
     # forward's and ∂J/∂W's columns, and ∂J/∂z's adds
-    assert sorted(set(calls)) == (["col2im_line", "im2col_line"] if taken else [])
+    assert sorted(set(calls)) == (["col2im_flat", "im2col_line"] if taken else [])
     assert calls.count("im2col_line") == (2 if taken else 0)
+
+
+@pytest.mark.parametrize("by_example", [True, False])
+def test_conv2d_at_stride_1_adds_its_input_gradient_flat_when_backward_runs_by_example(
+    by_example, monkeypatch
+):
+    calls = []
+    real = conv.col2im_flat
+    monkeypatch.setattr(conv, "col2im_flat", lambda *a: (calls.append(1), real(*a))[1])
+    monkeypatch.setattr(conv, "examples_layout", lambda P: by_example)
+    rng = np.random.default_rng(0)
+    for out, stride in [(8, 1), (8, 2), (16, 1)]:  # on the grid; strided; not on the grid (C·K < 2C')
+        m = Conv2D(out=out, kernel=3, stride=stride, padding=1).build((3, 12, 12), rng)
+        u = m.forward(rng.normal(size=(4, 3, 12, 12)))
+        m.backward(np.ones_like(u))
+    assert len(calls) == (2 if by_example else 0)
 
 
 def test_layers_sharing_scratch_rows_of_one_shape_keep_their_zero_columns():
