@@ -1,6 +1,6 @@
-"""Convolutions at stride 1 on the flat padded input (``kernels.conv_flat``): the same columns and the
-same col2im bits as the row-by-row kernels, the layout taken where it applies, its scratch rows kept
-zero."""
+"""Convolutions on the flat padded input (``kernels.conv_flat``), at stride 1 and per phase of a larger
+stride: the same columns and the same col2im bits as the row-by-row kernels, the layout taken where it
+applies, its scratch rows kept zero."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 import nncli.core.kernels.conv as conv
-from nncli.core.kernels.conv_flat import col2im_flat, flat_dcols, im2col_line, line_fits, shifts
+from nncli.core.kernels.conv_flat import (
+    col2im_flat,
+    col2im_phases,
+    flat_dcols,
+    im2col_line,
+    line_fits,
+    phases,
+    shifts,
+)
 from nncli.core.kernels.im2col import Geometry, col2im_examples, im2col_examples
 from nncli.core.layers.conv import Conv1D, Conv2D
 
@@ -135,3 +143,53 @@ def test_layers_sharing_scratch_rows_of_one_shape_keep_their_zero_columns():
         dz = m.backward(v)
         expected, _ = m.reference_backward(z, v)
         np.testing.assert_allclose(dz, expected, rtol=1e-12, atol=1e-12)
+
+
+#: (kernel, stride, dilation, pad_lo, pad_hi, spatial): strided Conv1D and Conv2D, including a phase
+#: no tap reaches (kernel 1 at stride 2), dilation sharing phases, unequal strides per axis
+STRIDED = [
+    ((5,), (2,), (1,), (2,), (2,), (41,)),
+    ((3,), (2,), (3,), (1,), (0,), (40,)),
+    ((2,), (4,), (1,), (0,), (0,), (41,)),
+    ((3, 3), (2, 2), (1, 1), (1, 1), (1, 1), (11, 12)),
+    ((3, 2), (2, 3), (2, 1), (1, 0), (2, 1), (13, 14)),
+    ((1, 1), (2, 2), (1, 1), (0, 0), (0, 0), (9, 9)),
+]
+
+
+@pytest.mark.parametrize("k, s, d, lo, hi, spatial", STRIDED)
+def test_phases_col2im_gives_the_row_by_row_bits(k, s, d, lo, hi, spatial):
+    g = Geometry(k, s, d, lo, hi)
+    n, C, K = 3, 2, g.K
+    padded, out = g.padded(spatial), g.out_size(spatial, "test")
+    dcols = np.random.default_rng(5).normal(size=(n, C * K) + out).astype(np.float32)
+    dzp = col2im_examples(dcols.reshape(n, C * K, -1), g, np.zeros((n, C) + padded, np.float32), out)
+    expected = dzp[(slice(None), slice(None)) + g.interior(spatial)]
+    ph = phases(g, padded)
+    # rows (κ, c) on the phase plane's grid: position y·W_q + x (1-d: y), zero elsewhere
+    rows = np.zeros((n, K, C) + ph.plane, np.float32)
+    rows[(slice(None),) * 3 + tuple(slice(0, o) for o in out)] = np.swapaxes(
+        dcols.reshape((n, C, K) + out), 1, 2
+    )
+    got = col2im_phases(rows.reshape(n, K * C, -1), ph, g, np.full((n, C) + spatial, np.nan, np.float32), 0)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_phases_group_the_taps_by_position_modulo_the_stride():
+    ph = phases(Geometry((3,), (2,), (3,), (1,), (1,)), (12,))
+    # κδ = 0, 3, 6: phases 0, 1, 0 at shifts 0, 1, 3 on a plane of 6
+    assert ph.plane == (6,) and ph.groups == (((0,), ((0, 0), (2, 3))), ((1,), ((1, 1),)))
+
+
+def test_strided_convolutions_take_the_phases_when_backward_runs_by_example(monkeypatch):
+    calls = []
+    real = conv.col2im_phases
+    monkeypatch.setattr(conv, "col2im_phases", lambda *a: (calls.append(1), real(*a))[1])
+    rng = np.random.default_rng(0)
+    for cls, shape in [(Conv1D, (3, 300)), (Conv2D, (3, 24, 24))]:
+        m = cls(out=4, kernel=3, stride=2, padding=1).build(shape, rng)
+        z = rng.normal(size=(4, *shape))
+        u = m.forward(z)
+        dz = m.backward(np.ones_like(u))
+        assert dz.flags.c_contiguous and dz.shape == z.shape
+    assert len(calls) == 2

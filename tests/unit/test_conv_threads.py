@@ -21,6 +21,9 @@ CASES = [
     (Conv1D, {"out": 7, "kernel": 3, "padding": "valid"}, (8, 300), 80),
     # ∂J/∂z by the flat col2im with v put onto the grid for it alone (C·K < 2C': no grid for ∂J/∂W)
     (Conv2D, {"out": 16, "kernel": 3, "padding": 1}, (3, 24, 24), 64),
+    # strided: ∂J/∂z per phase of the positions modulo the stride (kernels.conv_flat.Phases)
+    (Conv2D, {"out": 16, "kernel": 3, "stride": 2, "padding": 1}, (8, 32, 32), 64),
+    (Conv1D, {"out": 8, "kernel": 4, "stride": 2, "padding": 1, "dilation": 2}, (6, 600), 80),
     (Conv2D, {"out": 16, "kernel": [3, 2], "padding": "same", "dilation": 2, "bias": False}, (4, 20, 22), 56),
     (Conv2D, {"out": 4, "kernel": 3, "padding": 1}, (6, 20, 20), 32),  # 32·54·400 = 691K
     (

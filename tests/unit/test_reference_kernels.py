@@ -30,6 +30,8 @@ BIG = [  # several blocks, and two threads where the machine has two cores
     (Conv1D, {"out": 5, "kernel": 4, "padding": "same", "dilation": 3, "bias": False}, (6, 400), 64),
     (Conv1D, {"out": 7, "kernel": 3, "padding": "valid"}, (8, 300), 80),  # unpadded: z read in place
     (Conv2D, {"out": 16, "kernel": 3, "padding": 1}, (3, 24, 24), 64),  # v onto the grid for ∂J/∂z
+    (Conv2D, {"out": 16, "kernel": 3, "stride": 2, "padding": 1}, (8, 32, 32), 64),  # per phase
+    (Conv1D, {"out": 8, "kernel": 4, "stride": 2, "padding": 1, "dilation": 2}, (6, 600), 80),
     (Conv2D, {"out": 16, "kernel": [3, 2], "padding": "same", "dilation": 2, "bias": False}, (4, 20, 22), 56),
     (Conv2D, {"out": 4, "kernel": 3, "padding": 1}, (6, 20, 20), 32),
     # products of more than 10⁶ multiply-adds per example, cut into blocks of columns (kernels.gemm)

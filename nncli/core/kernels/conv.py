@@ -7,8 +7,9 @@ columns as in ``im2col`` (W₂ = W as (C', C·K), P output positions per example
     forward    u[n] = W₂ cols[n] + b                         (C', P) per example
     backward   ∂J/∂W = Σₙ v[n] cols[n]ᵀ,  ∂J/∂b = Σ v,  ∂J/∂z = col2im(W₂ᵀ v)
 
-where at stride 1 col2im runs on the flat padded input (``conv_flat``): W₂ᵀ v in rows (κ, c) as long
-as a channel's padded plane, then one add per kernel offset and example. Where backward runs by
+where col2im runs on the flat padded input (``conv_flat``): W₂ᵀ v in rows (κ, c) as long as a
+channel's padded plane, then one add per kernel offset and example; at a larger stride the same on
+each phase of the positions modulo the stride, then one strided copy per phase into ∂J/∂z. Where backward runs by
 channel (below), Conv2D at stride 1 computes ∂J/∂z as what it also is, the convolution of v (padded)
 with the flipped kernel (``transposed_geometry``): columns of v and one more GEMM, no col2im.
 
@@ -39,15 +40,19 @@ thread slot.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from nncli.core.kernels.conv_flat import (
     col2im_flat,
+    col2im_phases,
     flat_dcols,
     from_kernel_major,
     im2col_line,
     kernel_major,
     line_fits,
+    phases,
     shifts,
 )
 from nncli.core.kernels.gemm import MIN_BLOCK_COLUMNS, SMALL_PRODUCT, matmul_columns
@@ -305,12 +310,15 @@ def conv_backward(
     line = by_example and line_fits(zp, geom)  # Conv1D at stride 1 (``conv_flat``)
     # ∂J/∂z by K adds of whole examples (``conv_flat``) at stride 1, v on the line or the grid
     flat = input_grad and by_example and geom.nd in (1, 2) and all(s == 1 for s in geom.stride)
+    # at a larger stride, the same per phase of the positions modulo the stride (``Phases``)
+    strided = input_grad and by_example and geom.nd in (1, 2) and not flat
     padded = geom.padded(spatial)
-    gt = transposed_geometry(geom, C, Co) if input_grad and not flat else None
-    dzp = np.empty((N, C) + padded, dtype=dt) if input_grad and gt is None else None
-    dz = np.empty((N, C) + spatial, dtype=dt) if gt is not None else None
-    Wt = kernel_major(W) if flat else W.reshape(Co, CK).T
+    gt = transposed_geometry(geom, C, Co) if input_grad and not (flat or strided) else None
+    dzp = np.empty((N, C) + padded, dtype=dt) if input_grad and gt is None and not strided else None
+    dz = np.empty((N, C) + spatial, dtype=dt) if gt is not None or strided else None
+    Wt = kernel_major(W) if flat or strided else W.reshape(Co, CK).T
     offsets = shifts(geom, padded) if flat else []
+    plan = phases(geom, padded) if strided else None
     v3 = v.reshape(N, Co, P)
     bias = grad_b is not None
     # blocks sized by the larger of the two column sets a block holds (∂J/∂z's: C'·K rows, input size)
@@ -355,6 +363,15 @@ def conv_backward(
             dcols = flat_dcols(geom.K, C, int(np.prod(padded)), used, n1 - n0, n_max, dt, slot)
             matmul_columns(Wt, vg, out=dcols[:, :, :used])
             col2im_flat(dcols, offsets, dzp[n0:n1])
+        elif plan is not None and dz is not None:  # v onto the phase plane's grid, then per phase
+            vq = vb
+            if geom.nd == 2:
+                width = plan.plane[1]
+                vq = SHARED.get("conv.vgrid", (n1 - n0, Co, (out[0] - 1) * width + out[1]), v.dtype, slot)
+                onto_grid(v[n0:n1], width, vq)
+            dcols = flat_dcols(geom.K, C, math.prod(plan.plane), vq.shape[2], n1 - n0, n_max, dt, slot)
+            matmul_columns(Wt, vq, out=dcols[:, :, : vq.shape[2]])
+            col2im_phases(dcols, plan, geom, dz[n0:n1], slot)
         elif dzp is not None:
             dcols = matmul_columns(Wt, vb, out=SHARED.get("conv.dcols", (n1 - n0, CK, P), dt, slot))
             dzp[n0:n1] = 0
