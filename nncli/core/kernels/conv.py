@@ -9,9 +9,10 @@ columns as in ``im2col`` (W₂ = W as (C', C·K), P output positions per example
 
 where col2im runs on the flat padded input (``conv_flat``): W₂ᵀ v in rows (κ, c) as long as a
 channel's padded plane, then one add per kernel offset and example; at a larger stride the same on
-each phase of the positions modulo the stride, then one strided copy per phase into ∂J/∂z. Where backward runs by
-channel (below), Conv2D at stride 1 computes ∂J/∂z as what it also is, the convolution of v (padded)
-with the flipped kernel (``transposed_geometry``): columns of v and one more GEMM, no col2im.
+each phase of the positions modulo the stride, then one strided copy per phase into ∂J/∂z. Where
+backward runs by channel (below), Conv2D at stride 1 computes ∂J/∂z as what it also is, the
+convolution of v (padded) with the flipped kernel (``transposed_geometry``): columns of v and one
+more GEMM, no col2im.
 
 Two layouts of the columns, chosen per shape (``examples_layout``):
 
