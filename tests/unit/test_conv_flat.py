@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nncli.core.kernels.conv as conv
+import nncli.core.kernels.conv_flat as conv_flat
 from nncli.core.kernels.conv_flat import (
     col2im_flat,
     col2im_phases,
@@ -98,10 +99,10 @@ def test_the_line_layout_needs_stride_1_and_contiguous_rows():
 @pytest.mark.parametrize("stride, taken", [(1, True), (2, False)])
 def test_conv1d_takes_the_line_layout_at_stride_1_only(stride, taken, monkeypatch):
     calls = []
-    for name in ("im2col_line", "col2im_flat"):
-        real = getattr(conv, name)
+    for module, name in ((conv, "im2col_line"), (conv_flat, "col2im_flat")):
+        real = getattr(module, name)
         monkeypatch.setattr(
-            conv, name, lambda *a, _real=real, _name=name: (calls.append(_name), _real(*a))[1]
+            module, name, lambda *a, _real=real, _name=name: (calls.append(_name), _real(*a))[1]
         )
     rng = np.random.default_rng(0)
     m = Conv1D(out=6, kernel=5, stride=stride, padding=2).build((8, 300), rng)
@@ -117,8 +118,8 @@ def test_conv2d_at_stride_1_adds_its_input_gradient_flat_when_backward_runs_by_e
     by_example, monkeypatch
 ):
     calls = []
-    real = conv.col2im_flat
-    monkeypatch.setattr(conv, "col2im_flat", lambda *a: (calls.append(1), real(*a))[1])
+    real = conv_flat.col2im_flat
+    monkeypatch.setattr(conv_flat, "col2im_flat", lambda *a: (calls.append(1), real(*a))[1])
     monkeypatch.setattr(conv, "examples_layout", lambda P: by_example)
     rng = np.random.default_rng(0)
     for out, stride in [(8, 1), (8, 2), (16, 1)]:  # on the grid; strided; not on the grid (C·K < 2C')
@@ -183,8 +184,8 @@ def test_phases_group_the_taps_by_position_modulo_the_stride():
 
 def test_strided_convolutions_take_the_phases_when_backward_runs_by_example(monkeypatch):
     calls = []
-    real = conv.col2im_phases
-    monkeypatch.setattr(conv, "col2im_phases", lambda *a: (calls.append(1), real(*a))[1])
+    real = conv_flat.col2im_phases
+    monkeypatch.setattr(conv_flat, "col2im_phases", lambda *a: (calls.append(1), real(*a))[1])
     rng = np.random.default_rng(0)
     for cls, shape in [(Conv1D, (3, 300)), (Conv2D, (3, 24, 24))]:
         m = cls(out=4, kernel=3, stride=2, padding=1).build(shape, rng)

@@ -41,20 +41,14 @@ thread slot.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from nncli.core.kernels.conv_flat import (
-    col2im_flat,
-    col2im_phases,
-    flat_dcols,
+    FlatInputGrad,
     from_kernel_major,
     im2col_line,
     kernel_major,
     line_fits,
-    phases,
-    shifts,
 )
 from nncli.core.kernels.gemm import MIN_BLOCK_COLUMNS, SMALL_PRODUCT, matmul_columns
 from nncli.core.kernels.im2col import (
@@ -309,17 +303,14 @@ def conv_backward(
     grid = by_example and grid_layout(geom, CK, Co, out[-1]) and grid_fits(zp, geom)
     grid_by_channel = grid and channel_major(Co, CK)  # as forward lays them out
     line = by_example and line_fits(zp, geom)  # Conv1D at stride 1 (``conv_flat``)
-    # ∂J/∂z by K adds of whole examples (``conv_flat``) at stride 1, v on the line or the grid
-    flat = input_grad and by_example and geom.nd in (1, 2) and all(s == 1 for s in geom.stride)
-    # at a larger stride, the same per phase of the positions modulo the stride (``Phases``)
-    strided = input_grad and by_example and geom.nd in (1, 2) and not flat
-    padded = geom.padded(spatial)
-    gt = transposed_geometry(geom, C, Co) if input_grad and not (flat or strided) else None
-    dzp = np.empty((N, C) + padded, dtype=dt) if input_grad and gt is None and not strided else None
-    dz = np.empty((N, C) + spatial, dtype=dt) if gt is not None or strided else None
-    Wt = kernel_major(W) if flat or strided else W.reshape(Co, CK).T
-    offsets = shifts(geom, padded) if flat else []
-    plan = phases(geom, padded) if strided else None
+    # ∂J/∂z by one add per kernel offset and example (``conv_flat``), per phase at a larger stride
+    flat = input_grad and by_example and geom.nd in (1, 2)
+    gt = transposed_geometry(geom, C, Co) if input_grad and not flat else None
+    dzp = (
+        np.empty((N, C) + geom.padded(spatial), dtype=dt) if input_grad and gt is None and not flat else None
+    )
+    dz = np.empty((N, C) + spatial, dtype=dt) if gt is not None else None
+    Wt = W.reshape(Co, CK).T
     v3 = v.reshape(N, Co, P)
     bias = grad_b is not None
     # blocks sized by the larger of the two column sets a block holds (∂J/∂z's: C'·K rows, input size)
@@ -328,6 +319,7 @@ def conv_backward(
     if gt is not None and dz is not None:
         dz_as_conv = _input_grad_as_conv(v, W, gt, spatial, blocks, dz)
     n_max = max(n1 - n0 for n0, n1 in blocks)
+    flat_dz = FlatInputGrad(W, geom, spatial, out, N, n_max, dt) if flat else None
     ones = bias and by_example  # ∂J/∂b as the last row of ∂J/∂W
     # per-block partials of ∂J/∂W (as (C·K, C')) and ∂J/∂b, summed below in block order: the
     # sum does not depend on which thread ran which block
@@ -343,36 +335,23 @@ def conv_backward(
             vgc = SHARED.get("conv.vgrid", (Co,) + cols.shape[1:], v.dtype, slot)
             vg = onto_grid(v[n0:n1], zp.shape[3], vgc.transpose(1, 0, 2))
             np.matmul(cols.reshape(CK + bias, -1), vgc.reshape(Co, -1).T, out=dW_parts[k])
+            on_grid = vg
         else:
+            on_grid = None  # v in its own layout (the line's columns read it as it is)
             if line:
                 cols, vg = im2col_line(zp, geom, n0, n1, bias, slot), vb
             elif grid:
                 cols = _grid_columns(zp, geom, out, n0, n1, bias, slot, False)
                 vg = SHARED.get("conv.vgrid", (n1 - n0, Co, cols.shape[2]), v.dtype, slot)
-                onto_grid(v[n0:n1], zp.shape[3], vg)
+                on_grid = onto_grid(v[n0:n1], zp.shape[3], vg)
             else:
                 cols = _columns(zp, geom, out, n0, n1, bias, slot)
                 vg = vb
             prod = SHARED.get("conv.dW", (n1 - n0, CK + bias, Co), dt, slot)
             np.matmul(cols, vg.transpose(0, 2, 1), out=prod)
             np.sum(prod, axis=0, out=dW_parts[k])
-            if flat and geom.nd == 2 and not grid:  # v onto the grid for ∂J/∂z alone
-                vg = SHARED.get("conv.vgrid", (n1 - n0, Co, grid_positions(padded, out)), v.dtype, slot)
-                onto_grid(v[n0:n1], padded[1], vg)
-        if flat and dzp is not None:  # the product into rows a plane long, then K adds of examples
-            used = vg.shape[2]  # P in 1-d, P_g on the grid
-            dcols = flat_dcols(geom.K, C, int(np.prod(padded)), used, n1 - n0, n_max, dt, slot)
-            matmul_columns(Wt, vg, out=dcols[:, :, :used])
-            col2im_flat(dcols, offsets, dzp[n0:n1])
-        elif plan is not None and dz is not None:  # v onto the phase plane's grid, then per phase
-            vq = vb
-            if geom.nd == 2:
-                width = plan.plane[1]
-                vq = SHARED.get("conv.vgrid", (n1 - n0, Co, (out[0] - 1) * width + out[1]), v.dtype, slot)
-                onto_grid(v[n0:n1], width, vq)
-            dcols = flat_dcols(geom.K, C, math.prod(plan.plane), vq.shape[2], n1 - n0, n_max, dt, slot)
-            matmul_columns(Wt, vq, out=dcols[:, :, : vq.shape[2]])
-            col2im_phases(dcols, plan, geom, dz[n0:n1], slot)
+        if flat_dz is not None:
+            flat_dz.block(n0, n1, v, on_grid, slot)
         elif dzp is not None:
             dcols = matmul_columns(Wt, vb, out=SHARED.get("conv.dcols", (n1 - n0, CK, P), dt, slot))
             dzp[n0:n1] = 0
@@ -405,6 +384,8 @@ def conv_backward(
     grad_W += from_kernel_major(dW[:CK], C, geom.kernel) if line else dW[:CK].T.reshape(W.shape)
     if grad_b is not None:
         grad_b += dW[CK] if db_parts is None else db_parts.sum(axis=0)
+    if flat_dz is not None:
+        return flat_dz.result
     if dzp is None:
         return dz
     return dzp[(slice(None), slice(None)) + geom.interior(spatial)]

@@ -45,7 +45,8 @@ from itertools import product
 
 import numpy as np
 
-from nncli.core.kernels.im2col import Geometry
+from nncli.core.kernels.gemm import matmul_columns
+from nncli.core.kernels.im2col import Geometry, onto_grid
 from nncli.core.kernels.workspace import SHARED
 
 
@@ -183,3 +184,49 @@ def col2im_phases(dcols: np.ndarray, ph: Phases, geom: Geometry, dz: np.ndarray,
             acc[:, shift : shift + span] += d[:, k, :span]
         np.copyto(dz[tuple(dst)], planes[tuple(src)])
     return dz
+
+
+class FlatInputGrad:
+    """∂J/∂z of one backward call by the flat col2im (stride 1) or per phase (larger strides), block by
+    block: ``array`` is what the blocks write ((N, C, *padded) at stride 1, (N, C, *spatial) else),
+    ``result`` the ∂J/∂z it holds, and ``block`` does one block of examples."""
+
+    def __init__(self, W: np.ndarray, geom: Geometry, spatial: tuple, out: tuple, N: int, n_max: int, dtype):
+        self.geom, self.out, self.n_max, self.dtype = geom, out, n_max, np.dtype(dtype)
+        self.C = W.shape[1]
+        self.Wt = kernel_major(W)  # (K·C, C'), rows (κ, c)
+        self.padded = geom.padded(spatial)
+        self.strided = any(s != 1 for s in geom.stride)
+        if self.strided:
+            self.plan: Phases | None = phases(geom, self.padded)
+            self.offsets: list[int] = []
+            self.array = np.empty((N, self.C) + tuple(spatial), dtype=dtype)
+            self.result = self.array
+        else:
+            self.plan = None
+            self.offsets = shifts(geom, self.padded)
+            self.array = np.empty((N, self.C) + self.padded, dtype=dtype)
+            self.result = self.array[(slice(None), slice(None)) + geom.interior(spatial)]
+
+    def block(self, n0: int, n1: int, v: np.ndarray, on_grid: np.ndarray | None, slot: int) -> None:
+        """Examples n0..n1 of ∂J/∂z from v (N, C', *out); ``on_grid``: their v already on the padded
+        width's grid (stride 1, as ∂J/∂W put it there), or None to put it there here."""
+        geom, out = self.geom, self.out
+        plane = self.plan.plane if self.plan is not None else self.padded
+        if on_grid is not None:
+            vb = on_grid
+        elif geom.nd == 2:  # rows W' apart onto rows as wide as the (phase) plane, zeros between
+            width = plane[1]
+            grid = SHARED.get(
+                "conv.vgrid", (n1 - n0, v.shape[1], (out[0] - 1) * width + out[1]), v.dtype, slot
+            )
+            vb = onto_grid(v[n0:n1], width, grid)
+        else:  # 1-d: the rows as they are
+            vb = v[n0:n1]
+        used = vb.shape[2]
+        dcols = flat_dcols(geom.K, self.C, math.prod(plane), used, n1 - n0, self.n_max, self.dtype, slot)
+        matmul_columns(self.Wt, vb, out=dcols[:, :, :used])
+        if self.plan is not None:
+            col2im_phases(dcols, self.plan, geom, self.array[n0:n1], slot)
+        else:
+            col2im_flat(dcols, self.offsets, self.array[n0:n1])
