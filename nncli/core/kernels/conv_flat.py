@@ -1,5 +1,7 @@
 """Convolutions on the flat padded input: rows in kernel-offset order, so that im2col (Conv1D at
 stride 1) and col2im (Conv1D and Conv2D) are one copy or one add per kernel offset and example.
+The arithmetic is ``conv.py``'s (the notes' eqs. 7.48–7.51 as columns: ∂J/∂z = col2im(W₂ᵀ v));
+only the layout of the columns and the order of the copies change.
 
 ``im2col_examples`` lays an example's columns out as rows (c, κ) of P floats, and ``col2im_examples``
 adds them back row by row (by rows of W' floats in 2-d): numpy runs one inner loop per row, ~0.1 µs
