@@ -92,6 +92,9 @@ def worker_env(args, memory: bool = False) -> dict:
     if memory:
         # fixed mmap threshold: arrays ≥ 64 kB are separate mappings, unmapped on free (RSS sees them)
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+        # a split batch's second half on a thread, not in a worker process, whose arrays neither
+        # tracemalloc nor this process's RSS would see: the same arrays, all counted
+        env["NNCLI_SPLIT"] = "threads"
     if args.threads:
         env["OPENBLAS_NUM_THREADS"] = str(args.threads)  # for the `nncli train` subprocess
     if args.unset_openblas_env:

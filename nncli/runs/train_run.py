@@ -159,10 +159,12 @@ def run_session(
     the summary (see ``train``)."""
     from threadpoolctl import threadpool_limits
 
+    from nncli.core.batch_split import split_in_processes
     from nncli.core.kernels.denormals import wanted
     from nncli.runs.trackers import make_trackers
 
     wanted()  # a bad NNCLI_DENORMALS is refused before any folder, as a missing tracker package is
+    split_in_processes()  # and a bad NNCLI_SPLIT
     trackers = make_trackers(list(loggers), session, runs_dir)  # a missing package: refused before any folder
     session.trainer.callbacks.extend(trackers)
     session.trainer.callbacks.extend(callbacks)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import platform
 import sys
 import threading
@@ -41,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from nncli.core.errors import UserError
+from nncli.core.env_choice import env_choice
 
 #: the environment variable that turns flushing off (value ``keep``)
 ENV = "NNCLI_DENORMALS"
@@ -132,12 +131,7 @@ _reg: Any = None
 def wanted() -> bool:
     """Whether ``ENV`` asks for flushing: unset, empty or ``flush`` yes, ``keep`` no; anything else
     is refused (a misspelt ``keep`` would otherwise flush silently)."""
-    value = os.environ.get(ENV, "").strip().lower()
-    if value in ("", "flush"):
-        return True
-    if value == "keep":
-        return False
-    raise UserError(f"expected 'keep' or 'flush', got {os.environ[ENV]!r}", field=ENV)
+    return env_choice(ENV, {"keep": False, "flush": True}, True)
 
 
 def _control() -> Any:
