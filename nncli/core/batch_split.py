@@ -202,13 +202,13 @@ class BatchSplit:
         (None: the whole step still to do, on threads), so the step's bits are the same."""
         chain = self.chain
         assert self.flat is not None and self.twin_grads is not None
-        settings = {"errstate": np.geterr(), "flush": denormals.requested()}
+        share = max(1, blas_threads() // 2)  # each half's threads for its kernels, as run_apart gives
+        settings = {"errstate": np.geterr(), "flush": denormals.requested(), "threads": share}
         try:
             worker.start(x1, y1, w1 / total if total else None, chain.training, chain.loss, settings)
         except Exception:
             self._drop(worker)
             return None
-        share = max(1, blas_threads() // 2)
         ((J0, h0),) = run_apart([lambda: half(chain, x0, y0, w0)], share)
         try:
             J1, h1 = worker.finish()

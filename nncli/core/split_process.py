@@ -29,6 +29,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -181,6 +182,15 @@ def _unlink(path: str) -> None:
         pass
 
 
+def _half(twin: Any, x: np.ndarray, y: np.ndarray, scale: float | None) -> tuple[float, np.ndarray]:
+    """The half's forward, loss and backward for ∂J/∂θ, as ``batch_split``'s thread runs it."""
+    out = twin.forward(x)
+    J = twin.loss.forward(out, y)
+    v = twin.loss.backward()
+    twin.backward_params(v * scale if scale is not None else v)
+    return J, out
+
+
 def _worker(conn, twin_bytes: bytes, layout: list) -> None:  # pragma: no cover - runs in the child
     """The worker process's loop: map the files, rebind the chain, then one half-step per message."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -188,6 +198,7 @@ def _worker(conn, twin_bytes: bytes, layout: list) -> None:  # pragma: no cover 
 
     from nncli.core.flat import _slots
     from nncli.core.kernels import denormals
+    from nncli.core.kernels.threads import run_apart
 
     threadpool_limits(limits=1, user_api="blas")
     twin: Any = pickle.loads(twin_bytes)
@@ -202,7 +213,9 @@ def _worker(conn, twin_bytes: bytes, layout: list) -> None:  # pragma: no cover 
             m.grads[key] = grad[lo:hi].reshape(shape)
         grads.append(grad)
     conn.send("ready")
-    x = y = h = None
+    x: Any = None  # the half batch, mapped when the parent sends a new file
+    y: Any = None
+    h: Any = None
     h_info: tuple = ()
     while True:
         try:
@@ -220,10 +233,8 @@ def _worker(conn, twin_bytes: bytes, layout: list) -> None:  # pragma: no cover 
             for g in grads:
                 g.fill(0)
             with np.errstate(**settings["errstate"]), denormals.flushing(settings["flush"]):
-                out = twin.forward(x)
-                J = twin.loss.forward(out, y)
-                v = twin.loss.backward()
-                twin.backward_params(v * scale if scale is not None else v)
+                # the kernels on the parent's share of threads, BLAS on one: as on the thread
+                ((J, out),) = run_apart([partial(_half, twin, x, y, scale)], settings["threads"])
             h_info = ()
             if h is None or h.shape != out.shape or h.dtype != out.dtype:
                 path = os.path.join(os.path.dirname(layout[0][0]), f"h{next(_names)}")
