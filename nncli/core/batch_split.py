@@ -209,7 +209,11 @@ class BatchSplit:
         except Exception:
             self._drop(worker)
             return None
-        ((J0, h0),) = run_apart([lambda: half(chain, x0, y0, w0)], share)
+        try:
+            ((J0, h0),) = run_apart([lambda: half(chain, x0, y0, w0)], share)
+        except BaseException:  # the worker's reply to this step would be read by the next one
+            self._drop(worker)
+            raise
         try:
             J1, h1 = worker.finish()
             grads = worker.grads
@@ -217,6 +221,9 @@ class BatchSplit:
             self._drop(worker)
             ((J1, h1),) = run_apart([lambda: half(self.twin, x1, y1, w1)], share)
             grads = self.twin_grads
+        except BaseException:  # interrupted while waiting: the same
+            self._drop(worker)
+            raise
         for seg, buf in zip(self.flat.segments, grads):
             seg.grads += buf
         J = (w0 * J0 + w1 * J1) / total if total else float("nan")

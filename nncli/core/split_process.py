@@ -241,6 +241,10 @@ def _worker(conn, twin_bytes: bytes, layout: list) -> None:  # pragma: no cover 
                 h = _map(path, out.dtype, out.size, "w+").reshape(out.shape)
                 h_info = (path, out.dtype.str, out.shape)
             np.copyto(h, out)
-            conn.send(("done", J, h_info))
+            reply: tuple = ("done", J, h_info)
         except Exception as e:  # reported to the parent, which runs the half itself
-            conn.send(("error", f"{type(e).__name__}: {e}"))
+            reply = ("error", f"{type(e).__name__}: {e}")
+        try:
+            conn.send(reply)
+        except OSError:  # the parent closed the pipe (it dropped this worker, or it is gone)
+            return

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 
 from nncli.config.schema import OptimizerConfig
 from nncli.core import batch_split, registry
@@ -22,7 +23,9 @@ CNN = [
 ]
 
 
-def trained(steps: int, monkeypatch, processes: bool, kill_after: int | None = None):
+def trained(
+    steps: int, monkeypatch, processes: bool, kill_after: int | None = None, fail_at: int | None = None
+):
     """(losses, parameters, the chain's split) after ``steps`` Adam steps on float32 batches of 32."""
     monkeypatch.setattr(batch_split, "SPLIT_MIN_FLOPS", 0)  # split whatever the step's size
     monkeypatch.setattr(batch_split, "blas_threads", lambda: 2)  # two threads, even on one core
@@ -37,6 +40,12 @@ def trained(steps: int, monkeypatch, processes: bool, kill_after: int | None = N
     for step in range(steps):
         x = rng.normal(size=(32, 3, 8, 8)).astype(np.float32)
         y = rng.integers(0, 5, size=32)
+        if step == fail_at:  # the first half fails while the worker runs the second: no update
+            chain.modules[0].forward = lambda z: (_ for _ in ()).throw(RuntimeError("first half failed"))
+            with pytest.raises(RuntimeError, match="first half failed"):
+                chain.loss_and_grad(x, y)
+            del chain.modules[0].forward
+            continue
         J, _ = chain.loss_and_grad(x, y)
         losses.append(J)
         opt.step(0.01)
@@ -64,6 +73,15 @@ def test_a_dead_worker_is_replaced_by_the_thread_with_the_same_bits(monkeypatch)
     assert killed[0] == threads[0]
     for k, p in threads[1].items():
         np.testing.assert_array_equal(killed[1][k], p, err_msg=k)
+
+
+def test_an_error_in_the_first_half_drops_the_worker_and_the_run_goes_on_with_the_same_bits(monkeypatch):
+    threads = trained(4, monkeypatch, processes=False, fail_at=1)
+    failed = trained(4, monkeypatch, processes=True, fail_at=1)
+    assert failed[2].worker is None and failed[2].worker_failed
+    assert failed[0] == threads[0]
+    for k, p in threads[1].items():
+        np.testing.assert_array_equal(failed[1][k], p, err_msg=k)
 
 
 def test_modules_from_outside_nncli_and_the_setting_keep_the_halves_on_threads(monkeypatch):
