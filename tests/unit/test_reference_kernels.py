@@ -108,13 +108,13 @@ def test_channel_major_cases_take_that_layout(case, monkeypatch):
     # the layout the reference test above checks is the one these shapes are meant to exercise
     cls, hp, shape, n = case
     layouts = []
-    grid_columns = conv_kernel._grid_columns
+    grid_columns = conv_kernel.grid_columns
 
     def spy(*args):
         layouts.append(args[-1])
         return grid_columns(*args)
 
-    monkeypatch.setattr(conv_kernel, "_grid_columns", spy)
+    monkeypatch.setattr(conv_kernel, "grid_columns", spy)
     m = _layer(cls, hp, shape)
     u = m.forward(np.ones((n, *shape)))
     m.backward(np.ones_like(u))

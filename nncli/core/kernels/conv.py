@@ -28,7 +28,7 @@ Conv1D at stride 1 lays its forward and ∂J/∂W columns out on the padded line
 rows in (κ, c) order, so that im2col is K copies of whole examples rather than one numpy loop per row
 of P floats.
 
-Columns on the padded-width grid (``grid_layout``) come in both layouts too: by channel where the
+Columns on the padded-width grid (``conv_grid``) come in both layouts too: by channel where the
 product is too large for blocks of columns (``channel_major``), then forward, ∂J/∂W and ∂J/∂z are
 each one GEMM per block.
 
@@ -50,18 +50,16 @@ from nncli.core.kernels.conv_flat import (
     kernel_major,
     line_fits,
 )
-from nncli.core.kernels.gemm import MIN_BLOCK_COLUMNS, SMALL_PRODUCT, matmul_columns
+from nncli.core.kernels.conv_grid import channel_major, grid_columns, grid_layout, grid_product, padded_rows
+from nncli.core.kernels.gemm import matmul_columns
 from nncli.core.kernels.im2col import (
     Geometry,
     col2im,
     col2im_examples,
     fill_rows,
     grid_fits,
-    grid_positions,
-    grid_view,
     im2col,
     im2col_examples,
-    im2col_grid,
     onto_grid,
 )
 from nncli.core.kernels.threads import MIN_PARALLEL_ELEMENTS, run_blocks, workers
@@ -116,100 +114,14 @@ def examples_layout(P: int) -> bool:
     return P >= _MIN_P_BY_EXAMPLE
 
 
-def _rows(name: str, n: int, rows: int, P: int, dtype, slot: int) -> np.ndarray:
-    """A scratch (n, rows, P) array for BLAS whose rows are not a multiple of 2 kB apart.
-
-    Rows exactly 2, 4 or 8 kB apart (P = 512 or 1024 in float32) fall into the same cache sets
-    and the GEMMs reading them slow down: float32, 1 thread, (32, 28) @ (28, 1024) per example:
-    0.61 ms with rows 4 kB apart, 0.39 ms with 32 more floats per row (0.89 / 0.38 at another
-    time); no change at P = 256 or 784. The rows are then a view with a longer stride.
-    """
-    itemsize = np.dtype(dtype).itemsize
-    lead = P + 32 if (P * itemsize) % 2048 == 0 else P
-    return SHARED.get(name, (n, rows, lead), dtype, slot)[:, :, :P]
-
-
 def _columns(zp: np.ndarray, geom: Geometry, out: tuple, n0: int, n1: int, bias: bool, slot: int):
     """The examples n0..n1 as columns (n, C·K [+ 1], P), the last row ones when ``bias``."""
     CK, P = zp.shape[1] * geom.K, int(np.prod(out))
-    cols = _rows("conv.cols", n1 - n0, CK + bias, P, zp.dtype, slot)
+    cols = padded_rows("conv.cols", n1 - n0, CK + bias, P, zp.dtype, slot)
     im2col_examples(zp[n0:n1], geom, out, into=cols[:, :CK])
     if bias:
         cols[:, CK] = 1
     return cols
-
-
-def grid_layout(geom: Geometry, rows: int, out_rows: int, width: int) -> bool:
-    """Whether the columns (``rows`` = C·K of them per example) are built on the padded-width grid
-    (``im2col_grid``) for a product of ``out_rows`` rows (C') of ``width`` (W') positions: Conv2D at
-    stride 1, C·K ≥ 2 C' and at most W'/4 extra columns per row, δ(k_w − 1) < W'/4.
-
-    Each kernel offset's row is then one contiguous slice of the padded plane, copied whole, where
-    ``im2col_examples`` copies rows of W' floats one by one (8–32 for the CNN workloads' layers);
-    the price is δ(k_w − 1)/W' more GEMM columns and one copy of the product's C' rows of W' floats
-    into u (``grid_view``). Measured (float32, 1 thread, ms, 5 rounds at load 14–17, grid / rows of
-    W'): 16→32 16×16 k3 (C·K 144, C' 32) forward 1.37 / 1.43, full backward 3.07 / 3.53 (2.84 / 3.55
-    in another run); 16→32 28×28 5.46 / 5.93 and 14.7 / 15.2; 32→64 16×16 6.06 / 6.41; but 32→48
-    8×8 (W' 6, 33 % more columns) 0.99 / 0.90 and 2.39 / 2.24, and 3→32 32×32 (C·K 27) 2.07 / 1.54.
-    Returning u as a strided view of the grid instead (no copy) made the next pooling layer's
-    reshapes copy: whole CIFAR CNN steps were 8–17 % slower.
-    """
-    if geom.nd != 2 or any(s != 1 for s in geom.stride) or rows < 2 * out_rows:
-        return False
-    return 4 * geom.dilation[1] * (geom.kernel[1] - 1) < width
-
-
-def channel_major(out_rows: int, rows: int) -> bool:
-    """Whether a product (``out_rows``, ``rows``) · columns on the grid takes its columns laid out
-    channel-major, (rows [+ 1], n, P_g), rather than by example, (n, rows [+ 1], P_g).
-
-    Channel-major, a block's columns are one (rows, n·P_g) matrix: the product is one GEMM over the
-    block, and ∂J/∂W one GEMM whose inner dimension is n·P_g, where by example they are n products
-    and a sum of n partials. The copies move the same rows of P_g floats either way. It pays where
-    the product is too large to be cut into column blocks under OpenBLAS's small-product bar
-    (``gemm.column_block``): each per-example product then packs its operands again. Measured
-    (float32, 1 thread, a Conv2D's forward + full backward, N 32 (16 for 64→64), medians of 30
-    alternating rounds, by example → channel-major for forward and ∂J/∂W / for ∂J/∂z / both):
-    32→64 on 16×16 (forward 64 × 288, ∂J/∂z 32 × 576) 0.994 / 0.967 / 0.919; 64→64 0.933 / 0.911 /
-    0.910; but 32→48 on 10×10 (48 × 288, 32 × 432) 1.007 / 1.012, 16→32 on 28×28 (32 × 144,
-    16 × 288) 1.028 / 1.007: with column blocks, the per-example layout is as fast or faster.
-    """
-    return out_rows * rows > SMALL_PRODUCT // MIN_BLOCK_COLUMNS
-
-
-def _grid_columns(
-    zp: np.ndarray, geom: Geometry, out: tuple, n0: int, n1: int, bias: bool, slot: int, by_channel: bool
-):
-    """The examples n0..n1 as columns on the padded-width grid (``im2col_grid``), the last row ones
-    when ``bias``: (C·K [+ 1], n, P_g) if ``by_channel`` (``channel_major``), else (n, C·K [+ 1], P_g)."""
-    CK, Pg = zp.shape[1] * geom.K, grid_positions(zp.shape[2:], out)
-    if by_channel:
-        cols = SHARED.get("conv.gcols", (CK + bias, n1 - n0, Pg), zp.dtype, slot)
-        im2col_grid(zp[n0:n1], geom, out, into=cols[:CK].transpose(1, 0, 2))
-        if bias:
-            cols[CK] = 1
-        return cols
-    cols = _rows("conv.gcols", n1 - n0, CK + bias, Pg, zp.dtype, slot)
-    im2col_grid(zp[n0:n1], geom, out, into=cols[:, :CK])
-    if bias:
-        cols[:, CK] = 1
-    return cols
-
-
-def _grid_product(
-    Wb: np.ndarray, cols: np.ndarray, width: int, out: tuple, dest: np.ndarray, slot: int, by_channel: bool
-):
-    """dest (n, C', *out) ← the (H', W') positions of Wb · cols, cols from ``_grid_columns`` on a
-    grid ``width`` wide, channel-major if ``by_channel``."""
-    if by_channel:  # one product over the block
-        rows, n, Pg = cols.shape
-        ug = SHARED.get("conv.gout", (Wb.shape[0], n, Pg), dest.dtype, slot)
-        matmul_columns(Wb, cols.reshape(rows, n * Pg), out=ug.reshape(Wb.shape[0], n * Pg))
-        np.copyto(dest, grid_view(ug.transpose(1, 0, 2), width, out))
-        return
-    ug = _rows("conv.gout", cols.shape[0], Wb.shape[0], cols.shape[2], dest.dtype, slot)
-    matmul_columns(Wb, cols, out=ug)
-    np.copyto(dest, grid_view(ug, width, out))
 
 
 def _with_bias(W: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
@@ -243,8 +155,8 @@ def conv_forward(
             matmul_columns(Wb, im2col_line(zp, geom, n0, n1, bias is not None, slot), out=u3[n0:n1])
             return
         if grid:
-            cols = _grid_columns(zp, geom, out, n0, n1, bias is not None, slot, by_channel)
-            _grid_product(Wb, cols, zp.shape[3], out, u[n0:n1], slot, by_channel)
+            cols = grid_columns(zp, geom, out, n0, n1, bias is not None, slot, by_channel)
+            grid_product(Wb, cols, zp.shape[3], out, u[n0:n1], slot, by_channel)
             return
         matmul_columns(Wb, _columns(zp, geom, out, n0, n1, bias is not None, slot), out=u3[n0:n1])
 
@@ -331,7 +243,7 @@ def conv_backward(
         n0, n1 = blocks[k]
         vb = v3[n0:n1]
         if grid_by_channel:  # one product over the block: (C·K + 1, n·P_g) by (n·P_g, C')
-            cols = _grid_columns(zp, geom, out, n0, n1, bias, slot, True)
+            cols = grid_columns(zp, geom, out, n0, n1, bias, slot, True)
             vgc = SHARED.get("conv.vgrid", (Co,) + cols.shape[1:], v.dtype, slot)
             vg = onto_grid(v[n0:n1], zp.shape[3], vgc.transpose(1, 0, 2))
             np.matmul(cols.reshape(CK + bias, -1), vgc.reshape(Co, -1).T, out=dW_parts[k])
@@ -341,7 +253,7 @@ def conv_backward(
             if line:
                 cols, vg = im2col_line(zp, geom, n0, n1, bias, slot), vb
             elif grid:
-                cols = _grid_columns(zp, geom, out, n0, n1, bias, slot, False)
+                cols = grid_columns(zp, geom, out, n0, n1, bias, slot, False)
                 vg = SHARED.get("conv.vgrid", (n1 - n0, Co, cols.shape[2]), v.dtype, slot)
                 on_grid = onto_grid(v[n0:n1], zp.shape[3], vg)
             else:
@@ -413,10 +325,10 @@ def _input_grad_as_conv(v, W, gt: Geometry, spatial: tuple, blocks, dz: np.ndarr
         vp = SHARED.get(name, (nmax, Co) + gt.padded(v.shape[2:]), v.dtype, slot, fill=0.0)[: n1 - n0]
         vp[inner] = v[n0:n1]
         if grid:  # columns on v's padded-width grid
-            cols = _grid_columns(vp, gt, spatial, 0, n1 - n0, False, slot, by_channel)
-            _grid_product(Wf, cols, vp.shape[3], spatial, dz[n0:n1], slot, by_channel)
+            cols = grid_columns(vp, gt, spatial, 0, n1 - n0, False, slot, by_channel)
+            grid_product(Wf, cols, vp.shape[3], spatial, dz[n0:n1], slot, by_channel)
             return
-        cols = _rows("conv.vcols", n1 - n0, Co * gt.K, Pin, v.dtype, slot)
+        cols = padded_rows("conv.vcols", n1 - n0, Co * gt.K, Pin, v.dtype, slot)
         matmul_columns(Wf, im2col_examples(vp, gt, spatial, into=cols), out=dz3[n0:n1])
 
     return block
