@@ -114,6 +114,19 @@ def processes_wanted(split: BatchSplit) -> bool:
     return all(type(m).__module__.startswith("nncli.") for m in owners(split.chain))
 
 
+def half_step(c: Chain, x: np.ndarray, y: np.ndarray, scale: float | None) -> tuple[float, np.ndarray]:
+    """(J, h) of one half of a split step: forward, the loss, and backward for ∂J/∂θ with ∂J/∂h
+    scaled by ``scale``, the half's share of the batch's weight (None where the weights sum to 0).
+    Run on a thread here, and by ``split_process``'s worker."""
+    loss = c.loss
+    assert loss is not None  # wants_split asked for one
+    h = c.forward(x)
+    J = loss.forward(h, y)
+    v = loss.backward()
+    c.backward_params(v * scale if scale is not None else v)
+    return J, h
+
+
 class BatchSplit:
     """A chain and the copy of it that runs the second half of each split batch.
 
@@ -162,24 +175,16 @@ class BatchSplit:
         else:
             twin.zero_grads()
 
-        def half(c: Chain, xs: np.ndarray, ys: np.ndarray, weight: float) -> tuple[float, np.ndarray]:
-            loss = c.loss
-            assert loss is not None  # wants_split asked for one
-            h = c.forward(xs)
-            J = loss.forward(h, ys)
-            v = loss.backward()
-            c.backward_params(v * (weight / total) if total else v)
-            return J, h
-
+        # each half's ∂J/∂h scaled by its share of the batch's weight
+        s0, s1 = (w0 / total, w1 / total) if total else (None, None)
         worker = self._process()
-        if worker is not None:
-            done = self._with_process(worker, half, x0, y0, w0, x1, y1, w1, total)
-            if done is not None:
-                return done
-        (J0, h0), (J1, h1) = run_apart(
-            [lambda: half(chain, x0, y0, w0), lambda: half(twin, x1, y1, w1)], blas_threads()
-        )
-        self._add_twin_grads()
+        halves = self._with_process(worker, x0, y0, s0, x1, y1, s1) if worker is not None else None
+        if halves is None:
+            halves = run_apart(
+                [lambda: half_step(chain, x0, y0, s0), lambda: half_step(twin, x1, y1, s1)], blas_threads()
+            )
+            self._add_twin_grads()
+        (J0, h0), (J1, h1) = halves
         J = (w0 * J0 + w1 * J1) / total if total else float("nan")
         return J, np.concatenate([h0, h1])
 
@@ -196,38 +201,38 @@ class BatchSplit:
                 self.worker_failed = True
         return self.worker
 
-    def _with_process(self, worker, half, x0, y0, w0, x1, y1, w1, total) -> tuple[float, np.ndarray] | None:
-        """The step with the second half in the worker process, the first on this thread. If the
-        worker fails, it is dropped for the rest of the run and its half runs on the thread copy
-        (None: the whole step still to do, on threads), so the step's bits are the same."""
+    def _with_process(self, worker, x0, y0, s0, x1, y1, s1) -> list[tuple[float, np.ndarray]] | None:
+        """The halves' (J, h), the second in the worker process, the first on this thread, with the
+        worker's gradients added. If the worker fails, it is dropped for the rest of the run and its
+        half runs here on the thread copy (None: the whole step still to do, on threads), so the
+        step's bits are the same."""
         chain = self.chain
         assert self.flat is not None and self.twin_grads is not None
         share = max(1, blas_threads() // 2)  # each half's threads for its kernels, as run_apart gives
         settings = {"errstate": np.geterr(), "flush": denormals.requested(), "threads": share}
         try:
-            worker.start(x1, y1, w1 / total if total else None, chain.training, chain.loss, settings)
+            worker.start(x1, y1, s1, chain.training, chain.loss, settings)
         except Exception:
             self._drop(worker)
             return None
         try:
-            ((J0, h0),) = run_apart([lambda: half(chain, x0, y0, w0)], share)
+            first = run_apart([lambda: half_step(chain, x0, y0, s0)], share)[0]
         except BaseException:  # the worker's reply to this step would be read by the next one
             self._drop(worker)
             raise
         try:
-            J1, h1 = worker.finish()
+            second = worker.finish()
             grads = worker.grads
         except Exception:
             self._drop(worker)
-            ((J1, h1),) = run_apart([lambda: half(self.twin, x1, y1, w1)], share)
+            second = run_apart([lambda: half_step(self.twin, x1, y1, s1)], share)[0]
             grads = self.twin_grads
         except BaseException:  # interrupted while waiting: the same
             self._drop(worker)
             raise
         for seg, buf in zip(self.flat.segments, grads):
             seg.grads += buf
-        J = (w0 * J0 + w1 * J1) / total if total else float("nan")
-        return J, np.concatenate([h0, h1])
+        return [first, second]
 
     def _drop(self, worker) -> None:
         """The worker failed: closed, and this run's halves stay on threads from now on."""

@@ -117,7 +117,8 @@ class HalfWorker:
         self.conn.send(("step", new_x, new_y, scale, training, pickle.dumps(loss), settings))
 
     def finish(self) -> tuple[float, np.ndarray]:
-        """(J, h) of the worker's half, once its gradients are in ``grads``; raises if it failed."""
+        """(J, h) of the worker's half, once its gradients are in ``grads``; raises if it failed.
+        ``h`` is the mapped file itself, valid until the next step."""
         reply = self.conn.recv()
         for path in self.fresh:  # mapped by the worker now
             _unlink(path)
@@ -130,7 +131,7 @@ class HalfWorker:
             self.h = (path, _map(path, np.dtype(dtype), int(np.prod(shape)), "r").reshape(shape))
             _unlink(path)
         assert self.h is not None
-        return J, np.array(self.h[1])
+        return J, self.h[1]  # the mapped output itself, read before the next step rewrites it
 
     def close(self) -> None:
         """Stop the worker (it exits when the pipe closes) and remove the folder of files."""
@@ -182,20 +183,12 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _half(twin: Any, x: np.ndarray, y: np.ndarray, scale: float | None) -> tuple[float, np.ndarray]:
-    """The half's forward, loss and backward for ∂J/∂θ, as ``batch_split``'s thread runs it."""
-    out = twin.forward(x)
-    J = twin.loss.forward(out, y)
-    v = twin.loss.backward()
-    twin.backward_params(v * scale if scale is not None else v)
-    return J, out
-
-
 def _worker(conn, twin_bytes: bytes, layout: list) -> None:  # pragma: no cover - runs in the child
     """The worker process's loop: map the files, rebind the chain, then one half-step per message."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from threadpoolctl import threadpool_limits
 
+    from nncli.core.batch_split import half_step
     from nncli.core.flat import _slots
     from nncli.core.kernels import denormals
     from nncli.core.kernels.threads import run_apart
@@ -234,7 +227,7 @@ def _worker(conn, twin_bytes: bytes, layout: list) -> None:  # pragma: no cover 
                 g.fill(0)
             with np.errstate(**settings["errstate"]), denormals.flushing(settings["flush"]):
                 # the kernels on the parent's share of threads, BLAS on one: as on the thread
-                ((J, out),) = run_apart([partial(_half, twin, x, y, scale)], settings["threads"])
+                ((J, out),) = run_apart([partial(half_step, twin, x, y, scale)], settings["threads"])
             h_info = ()
             if h is None or h.shape != out.shape or h.dtype != out.dtype:
                 path = os.path.join(os.path.dirname(layout[0][0]), f"h{next(_names)}")

@@ -56,32 +56,29 @@ def trained(
     return losses, params, chain.split_state.split
 
 
+def assert_same_run(run, on_threads) -> None:
+    """The same losses and parameters, bit for bit."""
+    assert run[0] == on_threads[0]
+    for k, p in on_threads[1].items():
+        np.testing.assert_array_equal(run[1][k], p, err_msg=k)
+
+
 def test_the_worker_process_gives_the_thread_halfs_bits(monkeypatch):
     threads = trained(4, monkeypatch, processes=False)
     processes = trained(4, monkeypatch, processes=True)
     assert threads[2].worker is None and processes[2].worker is not None
-    assert processes[0] == threads[0]
-    for k, p in threads[1].items():
-        np.testing.assert_array_equal(processes[1][k], p, err_msg=k)
+    assert_same_run(processes, threads)
     processes[2].worker.close()
 
 
-def test_a_dead_worker_is_replaced_by_the_thread_with_the_same_bits(monkeypatch):
-    threads = trained(4, monkeypatch, processes=False)
-    killed = trained(4, monkeypatch, processes=True, kill_after=1)
-    assert killed[2].worker is None and killed[2].worker_failed
-    assert killed[0] == threads[0]
-    for k, p in threads[1].items():
-        np.testing.assert_array_equal(killed[1][k], p, err_msg=k)
-
-
-def test_an_error_in_the_first_half_drops_the_worker_and_the_run_goes_on_with_the_same_bits(monkeypatch):
-    threads = trained(4, monkeypatch, processes=False, fail_at=1)
-    failed = trained(4, monkeypatch, processes=True, fail_at=1)
+@pytest.mark.parametrize("failure", ["kill_after", "fail_at"], ids=["worker killed", "first half fails"])
+def test_after_a_failure_the_run_goes_on_with_the_thread_and_the_same_bits(failure, monkeypatch):
+    # the worker killed after step 1, or step 1's first half failing while the worker runs the second
+    injected = {failure: 1}
+    threads = trained(4, monkeypatch, processes=False, fail_at=injected.get("fail_at"))
+    failed = trained(4, monkeypatch, processes=True, **injected)
     assert failed[2].worker is None and failed[2].worker_failed
-    assert failed[0] == threads[0]
-    for k, p in threads[1].items():
-        np.testing.assert_array_equal(failed[1][k], p, err_msg=k)
+    assert_same_run(failed, threads)
 
 
 def test_modules_from_outside_nncli_and_the_setting_keep_the_halves_on_threads(monkeypatch):
