@@ -169,7 +169,9 @@ def flops_per_step(chain, batch: int) -> int:
     elementwise operations per parameter are not counted."""
     facts = [m.describe() for m in chain.modules]
     macs = sum(f["macs_forward"] + f["macs_backward"] for f in facts)
-    first = chain._first_trainable() if chain.loss is not None else None
+    from nncli.core.chain import first_trainable
+
+    first = first_trainable(chain.modules) if chain.loss is not None else None
     if first is not None:
         macs -= sum(f["macs_backward"] for f in facts[:first]) + facts[first]["macs_backward"] // 2
     return 2 * int(macs) * batch

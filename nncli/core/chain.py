@@ -30,6 +30,8 @@ class Chain(Module):
     batch_split = "yes"
     #: the split-batch step's state (``nncli.core.batch_split``), made at the first training step
     split_state: SplitState | None = None
+    #: the order the modules run in without hooks, from ``build`` (``Module.runs_before``)
+    run_order: tuple[int, ...] | None = None
 
     def __init__(
         self, modules: list[Module], loss: Loss | None = None, input_shape: tuple[int, ...] | None = None
@@ -45,6 +47,7 @@ class Chain(Module):
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state.pop("split_state", None)  # a copy makes its own split-batch copy when it needs one
+        state.pop("_ran", None)  # the last forward's order, which only its own backward reads
         return state
 
     # -- building ---------------------------------------------------------------------------
@@ -60,6 +63,7 @@ class Chain(Module):
             shape = m.output_shape(shape)
         if self.loss is not None:
             self.loss.check_output(shape)
+        self.run_order = cheaper_order(self.modules)
         return self
 
     def output_shape(self, input_shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
@@ -84,17 +88,25 @@ class Chain(Module):
         """u[0] = x, u[i] = M_i(u[i-1]); returns u[k-1], the model output h (N, *output_shape)."""
         u = np.asarray(x, dtype=self.dtype)
         if hooks.any_registered():
+            self._ran = self.modules  # hooks see every module's own input and output
             for m in self.modules:
                 u = m(u)
         else:
-            for m in self.modules:
+            order, mods = self.run_order, self.modules
+            self._ran = mods if order is None else [mods[i] for i in order]
+            for m in self._ran:
                 u = m.forward(u)
         return u
+
+    def _ran_last(self) -> list[Module]:
+        """The modules in the order the last forward ran them: backward walks them in reverse."""
+        ran = getattr(self, "_ran", None)
+        return self.modules if ran is None or len(ran) != len(self.modules) else ran
 
     def backward(self, v: np.ndarray) -> np.ndarray:
         """Given v = ∂J/∂h, accumulate every ∂J/∂θ[i] and return ∂J/∂x."""
         hooked = hooks.any_registered()
-        for m in reversed(self.modules):
+        for m in reversed(self._ran_last()):
             v = m.call_backward(v) if hooked else m.backward(v)
         return v
 
@@ -105,23 +117,15 @@ class Chain(Module):
         (``backward_params``): for an MLP that skips its largest product, v W with W (hidden,
         input), as PyTorch does for inputs without ``requires_grad``.
         """
-        stop = self._first_trainable()
+        ran = self._ran_last()
+        stop = first_trainable(ran)
         if stop is None:  # nothing to train: no backward work at all
             return
         hooked = hooks.any_registered()
-        for m in reversed(self.modules[stop + 1 :]):
+        for m in reversed(ran[stop + 1 :]):
             v = m.call_backward(v) if hooked else m.backward(v)
-        first = self.modules[stop]
+        first = ran[stop]
         first.call_backward_params(v) if hooked else first.backward_params(v)
-
-    def _first_trainable(self) -> int | None:
-        """Index of the first module with parameters (its own or its sub-modules'), or None."""
-        for i, m in enumerate(self.modules):
-            # the first non-empty parameter ends the search (param_count would add up all of them,
-            # every step: 2 µs of a small MLP's 45)
-            if any(p.size for _, p, _ in m.parameters()):
-                return i
-        return None
 
     def loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """Zero the gradients, run forward, the loss and backward; return (J, model output h).
@@ -164,3 +168,27 @@ class Chain(Module):
         if self.loss is not None:
             lines.append(f"  loss: {self.loss!r}")
         return "Chain(\n" + "\n".join(lines) + "\n)"
+
+
+def first_trainable(modules: list[Module]) -> int | None:
+    """Index of the first module with parameters (its own or its sub-modules'), or None."""
+    for i, m in enumerate(modules):
+        # the first non-empty parameter ends the search (param_count would add up all of them,
+        # every step: 2 µs of a small MLP's 45)
+        if any(p.size for _, p, _ in m.parameters()):
+            return i
+    return None
+
+
+def cheaper_order(modules: list[Module]) -> tuple[int, ...] | None:
+    """The declared order with each pair swapped whose second module ``runs_before`` its first
+    (MaxPool after ReLU), or None when no pair swaps. A module swaps at most once: the pair
+    (i, i + 1) swapped, the next pair looked at is (i + 2, i + 3)."""
+    order, i, swapped = list(range(len(modules))), 0, False
+    while i + 1 < len(modules):
+        if modules[i + 1].runs_before(modules[i]):
+            order[i], order[i + 1] = i + 1, i
+            swapped, i = True, i + 2
+        else:
+            i += 1
+    return tuple(order) if swapped else None

@@ -181,6 +181,13 @@ class Module(ABC):
         trainable module). Modules whose input gradient costs real work override it to skip that."""
         self.backward(v)
 
+    def runs_before(self, previous: Module) -> bool:
+        """Whether a chain may run this module ahead of ``previous``, the module declared just
+        before it, for the same output and the same gradients with less work (MaxPool after ReLU:
+        max and ReLU commute, and the ReLU then runs on the pooled, smaller array). The chain swaps
+        such pairs only while no hook watches the modules, so hooks always see the declared order."""
+        return False
+
     def __call__(self, z: np.ndarray) -> np.ndarray:
         """``forward`` with this module's forward hooks."""
         if not self._forward_hooks:

@@ -25,6 +25,7 @@ from pydantic import AliasChoices, Field, model_validator
 from nncli.core.kernels.im2col import Geometry, as_tuple, fill_rows, pad_buffer
 from nncli.core.kernels.threads import over_examples
 from nncli.core.kernels.workspace import SHARED, Workspace
+from nncli.core.layers.activations import Sigma
 from nncli.core.module import GENERIC_EQUATIONS, HParams, Module, require_rank
 from nncli.core.registry import modules
 from nncli.core.torch_spec import TorchSpec
@@ -213,6 +214,13 @@ class MaxPoolND(PoolND):
             self._argmax(views, best, arg[n0:n1], slot)
 
         return self._fold(z, np.maximum, argmax)
+
+    def runs_before(self, previous: Module) -> bool:
+        """After a ReLU, pool first: max_κ max(z_κ, 0) = max(max_κ z_κ, 0), so the ReLU runs on
+        1/K of the elements. The gradients agree too: where the window's maximum is positive it is
+        the same element in z and in ReLU(z) (the first of equal values in both), and where it is
+        not, the ReLU's mask sends zero to the whole window either way."""
+        return isinstance(previous, Sigma) and previous.cfg.fn == "relu"
 
     def _argmax(self, views, best, arg, slot: int) -> None:
         """Into ``arg``, per output of a block, the index of its window's first offset equal to the

@@ -1,0 +1,138 @@
+"""The chain's run order: MaxPool after ReLU runs first, with the declared order's results exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nncli.core import registry
+from nncli.core.chain import Chain, cheaper_order
+from nncli.diagnostics.gradcheck import check_chain
+
+
+def _chain(layers, input_shape, dtype=np.float64, seed=0):
+    mods = [registry.modules.create(s["type"], **{k: v for k, v in s.items() if k != "type"}) for s in layers]
+    return Chain(mods, registry.losses.create("cross_entropy")).build(
+        input_shape, np.random.default_rng(seed), dtype
+    )
+
+
+def _types(*names):
+    return [registry.modules.create(n, **({"kernel": 2} if "Pool" in n else {})) for n in names]
+
+
+def test_only_relu_then_max_pool_swaps():
+    assert cheaper_order(_types("ReLU", "MaxPool2D", "ReLU", "MaxPool1D")) == (1, 0, 3, 2)
+    assert cheaper_order(_types("Flatten", "ReLU", "MaxPool2D")) == (0, 2, 1)
+    # a module swaps once: ReLU, MaxPool, MaxPool keeps the second pool after the first
+    assert cheaper_order(_types("ReLU", "MaxPool2D", "MaxPool2D")) == (1, 0, 2)
+    # average pooling does not commute with ReLU; sigmoid, tanh and leaky ReLU round or saturate
+    # distinct inputs onto equal outputs, which would move the argmax
+    for first in ("ReLU", "Sigmoid", "Tanh", "LeakyReLU", "Identity"):
+        for second in ("AvgPool2D", "ReLU", "Flatten"):
+            assert cheaper_order(_types(first, second)) is None
+    for first in ("Sigmoid", "Tanh", "LeakyReLU", "MaxPool2D"):
+        assert cheaper_order(_types(first, "MaxPool2D")) is None
+
+
+def _declared_order_step(chain, x, y):
+    """Output, ∂J/∂x and ∂J/∂θ with the modules run one by one in the declared order."""
+    chain.zero_grads()
+    u = x
+    for m in chain.modules:
+        u = m.forward(u)
+    chain.loss.forward(u, y)
+    v = chain.loss.backward()
+    for m in reversed(chain.modules):
+        v = m.backward(v)
+    return u.copy(), v.copy(), {k: g.copy() for k, _, g in chain.parameters()}
+
+
+def _chain_step(chain, x, y):
+    chain.zero_grads()
+    h = chain.forward(x)
+    chain.loss.forward(h, y)
+    dx = chain.backward(chain.loss.backward())
+    return h.copy(), dx.copy(), {k: g.copy() for k, _, g in chain.parameters()}
+
+
+POOLS = [
+    {"kernel": 2},
+    {"kernel": 3, "stride": 2, "padding": 1},  # overlapping windows, −inf padding
+    {"kernel": 2, "stride": 1},
+    {"kernel": [3, 2], "stride": [1, 2], "padding": [1, 0]},
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("pool", POOLS, ids=str)
+def test_swapped_pair_gives_the_declared_orders_numbers(pool, dtype):
+    layers = [
+        {"type": "Conv2D", "out": 3, "kernel": 3, "padding": 1},
+        {"type": "ReLU"},
+        {"type": "MaxPool2D", **pool},
+        {"type": "Flatten"},
+        {"type": "MM", "out": 4},
+    ]
+    chain = _chain(layers, (2, 6, 6), dtype)
+    assert chain.run_order == (0, 2, 1, 3, 4)
+    rng = np.random.default_rng(3)
+    # values on a coarse grid give many equal maxima in a window, positive and negative, and
+    # windows whose every value is negative (the ReLU's mask then zeroes the whole window)
+    x = np.round(rng.normal(size=(5, 2, 6, 6)) * 2).astype(dtype) / 2
+    conv = chain.modules[0]
+    conv.params["weight"][...] = np.round(conv.params["weight"] * 8) / 8
+    conv.params["bias"][...] = np.array([0.0, -0.5, -50.0], dtype)  # channel 2 all negative
+    z = conv.forward(x)
+    assert len(np.unique(z[:, :2])) < z[:, :2].size // 4  # many equal values in the first channels
+    y = rng.integers(0, 4, size=5)
+    h, dx, grads = _chain_step(chain, x, y)
+    h0, dx0, grads0 = _declared_order_step(chain, x, y)
+    assert np.array_equal(h, h0)
+    assert np.array_equal(dx, dx0)
+    assert all(np.array_equal(grads[k], grads0[k]) for k in grads0)
+    assert np.count_nonzero(dx) > 0 and np.count_nonzero(grads["0.weight"]) > 0
+
+
+def test_swapped_conv1d_chain_passes_gradcheck():
+    layers = [
+        {"type": "Conv1D", "out": 4, "kernel": 3},
+        {"type": "ReLU"},
+        {"type": "MaxPool1D", "kernel": 2},
+        {"type": "Flatten"},
+        {"type": "MM", "out": 3},
+    ]
+    chain = _chain(layers, (2, 9))
+    assert chain.run_order is not None
+    rng = np.random.default_rng(4)
+    reports = check_chain(chain, rng.normal(size=(3, 2, 9)), rng.integers(0, 3, size=3))
+    assert all(r.passed and r.checked > 0 for r in reports), [r for r in reports if not r.passed]
+
+
+def test_hooks_see_the_declared_order():
+    layers = [
+        {"type": "ReLU"},
+        {"type": "MaxPool1D", "kernel": 2},
+        {"type": "Flatten"},
+        {"type": "MM", "out": 2},
+    ]
+    chain = _chain(layers, (1, 4))
+    seen = []
+    handle = chain.modules[0].register_forward_hook(lambda m, z, u, seconds: seen.append(z.shape))
+    x = np.random.default_rng(0).normal(size=(3, 1, 4))
+    hooked = chain.forward(x).copy()
+    handle.remove()
+    assert seen == [(3, 1, 4)]  # the ReLU's input is the whole array, not the pooled one
+    assert np.array_equal(chain.forward(x), hooked)
+
+
+def test_residual_body_swaps_too():
+    res = {
+        "type": "Residual",
+        "layers": [{"type": "ReLU"}, {"type": "MaxPool1D", "kernel": 3, "stride": 1, "padding": 1}],
+    }
+    chain = _chain([res, {"type": "Flatten"}, {"type": "MM", "out": 2}], (2, 5))
+    assert chain.modules[0].body.run_order == (1, 0)
+    rng = np.random.default_rng(6)
+    reports = check_chain(chain, rng.normal(size=(2, 2, 5)), rng.integers(0, 2, size=2))
+    assert all(r.passed and r.checked > 0 for r in reports)
