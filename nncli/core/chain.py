@@ -30,8 +30,8 @@ class Chain(Module):
     batch_split = "yes"
     #: the split-batch step's state (``nncli.core.batch_split``), made at the first training step
     split_state: SplitState | None = None
-    #: the order the modules run in without hooks, from ``build`` (``Module.runs_before``)
-    run_order: tuple[int, ...] | None = None
+    #: the modules as they run without hooks, from ``build`` (``cheaper_plan``); None: as declared
+    run_plan: list[Module] | None = None
 
     def __init__(
         self, modules: list[Module], loss: Loss | None = None, input_shape: tuple[int, ...] | None = None
@@ -63,7 +63,7 @@ class Chain(Module):
             shape = m.output_shape(shape)
         if self.loss is not None:
             self.loss.check_output(shape)
-        self.run_order = cheaper_order(self.modules)
+        self.run_plan = cheaper_plan(self.modules)
         return self
 
     def output_shape(self, input_shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
@@ -92,8 +92,7 @@ class Chain(Module):
             for m in self.modules:
                 u = m(u)
         else:
-            order, mods = self.run_order, self.modules
-            self._ran = mods if order is None else [mods[i] for i in order]
+            self._ran = self.modules if self.run_plan is None else self.run_plan
             for m in self._ran:
                 u = m.forward(u)
         return u
@@ -101,7 +100,7 @@ class Chain(Module):
     def _ran_last(self) -> list[Module]:
         """The modules in the order the last forward ran them: backward walks them in reverse."""
         ran = getattr(self, "_ran", None)
-        return self.modules if ran is None or len(ran) != len(self.modules) else ran
+        return self.modules if ran is None else ran
 
     def backward(self, v: np.ndarray) -> np.ndarray:
         """Given v = ∂J/∂h, accumulate every ∂J/∂θ[i] and return ∂J/∂x."""
@@ -180,15 +179,18 @@ def first_trainable(modules: list[Module]) -> int | None:
     return None
 
 
-def cheaper_order(modules: list[Module]) -> tuple[int, ...] | None:
-    """The declared order with each pair swapped whose second module ``runs_before`` its first
-    (MaxPool after ReLU), or None when no pair swaps. A module swaps at most once: the pair
-    (i, i + 1) swapped, the next pair looked at is (i + 2, i + 3)."""
-    order, i, swapped = list(range(len(modules))), 0, False
-    while i + 1 < len(modules):
-        if modules[i + 1].runs_before(modules[i]):
-            order[i], order[i + 1] = i + 1, i
-            swapped, i = True, i + 2
-        else:
+def cheaper_plan(modules: list[Module]) -> list[Module] | None:
+    """The modules with each neighbouring pair replaced by its ``cheaper_pair`` where it has one
+    (a MaxPool after a ReLU swapped, a ReLU and an average pooling fused), or None when no pair
+    changes. Pairs do not overlap: after a replaced pair (i, i + 1) the next looked at is (i + 2, i + 3)."""
+    plan: list[Module] = []
+    i, changed = 0, False
+    while i < len(modules):
+        pair = modules[i + 1].cheaper_pair(modules[i]) if i + 1 < len(modules) else None
+        if pair is None:
+            plan.append(modules[i])
             i += 1
-    return tuple(order) if swapped else None
+        else:
+            plan += pair
+            changed, i = True, i + 2
+    return plan if changed else None

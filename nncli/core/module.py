@@ -181,12 +181,13 @@ class Module(ABC):
         trainable module). Modules whose input gradient costs real work override it to skip that."""
         self.backward(v)
 
-    def runs_before(self, previous: Module) -> bool:
-        """Whether a chain may run this module ahead of ``previous``, the module declared just
-        before it, for the same output and the same gradients with less work (MaxPool after ReLU:
-        max and ReLU commute, and the ReLU then runs on the pooled, smaller array). The chain swaps
-        such pairs only while no hook watches the modules, so hooks always see the declared order."""
-        return False
+    def cheaper_pair(self, previous: Module) -> list[Module] | None:
+        """What a chain may run instead of ``previous`` (the module declared just before this one)
+        followed by this module, for the same values with less work: the two swapped (a MaxPool
+        after a ReLU runs first: max and ReLU commute, and the ReLU then sees the pooled array) or
+        one module doing both (a ReLU and an average pooling in one pass). None: as declared. The
+        chain uses the pair only while no hook is registered, so hooks see the declared modules."""
+        return None
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         """``forward`` with this module's forward hooks."""

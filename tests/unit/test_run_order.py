@@ -1,4 +1,5 @@
-"""The chain's run order: MaxPool after ReLU runs first, with the declared order's results exactly."""
+"""The chain's run plan: a MaxPool after a ReLU runs first, a ReLU and an average pooling run as one;
+both with the declared order's numbers exactly."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 
 from nncli.core import registry
-from nncli.core.chain import Chain, cheaper_order
+from nncli.core.chain import Chain, cheaper_plan
+from nncli.core.layers.pool import ReluAvgPool
 from nncli.diagnostics.gradcheck import check_chain
 
 
@@ -21,18 +23,27 @@ def _types(*names):
     return [registry.modules.create(n, **({"kernel": 2} if "Pool" in n else {})) for n in names]
 
 
-def test_only_relu_then_max_pool_swaps():
-    assert cheaper_order(_types("ReLU", "MaxPool2D", "ReLU", "MaxPool1D")) == (1, 0, 3, 2)
-    assert cheaper_order(_types("Flatten", "ReLU", "MaxPool2D")) == (0, 2, 1)
-    # a module swaps once: ReLU, MaxPool, MaxPool keeps the second pool after the first
-    assert cheaper_order(_types("ReLU", "MaxPool2D", "MaxPool2D")) == (1, 0, 2)
-    # average pooling does not commute with ReLU; sigmoid, tanh and leaky ReLU round or saturate
-    # distinct inputs onto equal outputs, which would move the argmax
-    for first in ("ReLU", "Sigmoid", "Tanh", "LeakyReLU", "Identity"):
-        for second in ("AvgPool2D", "ReLU", "Flatten"):
-            assert cheaper_order(_types(first, second)) is None
-    for first in ("Sigmoid", "Tanh", "LeakyReLU", "MaxPool2D"):
-        assert cheaper_order(_types(first, "MaxPool2D")) is None
+def _plan(*names):
+    mods = _types(*names)
+    plan = cheaper_plan(mods)
+    if plan is None:
+        return None
+    return [
+        f"{type(m.pool).__name__}+ReLU" if isinstance(m, ReluAvgPool) else str(mods.index(m)) for m in plan
+    ]
+
+
+def test_only_relu_then_pooling_changes():
+    assert _plan("ReLU", "MaxPool2D", "ReLU", "MaxPool1D") == ["1", "0", "3", "2"]
+    assert _plan("Flatten", "ReLU", "MaxPool2D") == ["0", "2", "1"]
+    assert _plan("ReLU", "AvgPool2D", "ReLU", "AvgPool1D") == ["AvgPool2D+ReLU", "AvgPool1D+ReLU"]
+    # a module pairs once: ReLU, MaxPool, MaxPool keeps the second pool after the first
+    assert _plan("ReLU", "MaxPool2D", "MaxPool2D") == ["1", "0", "2"]
+    # sigmoid, tanh and leaky ReLU round or saturate distinct inputs onto equal outputs (which
+    # would move the argmax), and do not commute with a mean
+    for first in ("Sigmoid", "Tanh", "LeakyReLU", "Identity", "MaxPool2D", "AvgPool2D", "Flatten"):
+        for second in ("MaxPool2D", "AvgPool2D", "ReLU", "Flatten"):
+            assert _plan(first, second) is None
 
 
 def _declared_order_step(chain, x, y):
@@ -58,24 +69,34 @@ def _chain_step(chain, x, y):
 
 POOLS = [
     {"kernel": 2},
-    {"kernel": 3, "stride": 2, "padding": 1},  # overlapping windows, −inf padding
+    {"kernel": 3, "stride": 2, "padding": 1},  # overlapping windows and padding
     {"kernel": 2, "stride": 1},
     {"kernel": [3, 2], "stride": [1, 2], "padding": [1, 0]},
 ]
 
 
+def _same_numbers(chain, x, y):
+    h, dx, grads = _chain_step(chain, x, y)
+    h0, dx0, grads0 = _declared_order_step(chain, x, y)
+    assert np.array_equal(h, h0)
+    assert np.array_equal(dx, dx0)
+    assert all(np.array_equal(grads[k], grads0[k]) for k in grads0)
+    assert np.count_nonzero(dx) > 0 and np.count_nonzero(grads["0.weight"]) > 0
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("pool", POOLS, ids=str)
-def test_swapped_pair_gives_the_declared_orders_numbers(pool, dtype):
+@pytest.mark.parametrize("kind", ["MaxPool2D", "AvgPool2D"])
+def test_a_changed_pair_gives_the_declared_orders_numbers(kind, pool, dtype):
     layers = [
         {"type": "Conv2D", "out": 3, "kernel": 3, "padding": 1},
         {"type": "ReLU"},
-        {"type": "MaxPool2D", **pool},
+        {"type": kind, **pool},
         {"type": "Flatten"},
         {"type": "MM", "out": 4},
     ]
     chain = _chain(layers, (2, 6, 6), dtype)
-    assert chain.run_order == (0, 2, 1, 3, 4)
+    assert chain.run_plan is not None and len(chain.run_plan) == (5 if kind == "MaxPool2D" else 4)
     rng = np.random.default_rng(3)
     # values on a coarse grid give many equal maxima in a window, positive and negative, and
     # windows whose every value is negative (the ReLU's mask then zeroes the whole window)
@@ -85,25 +106,36 @@ def test_swapped_pair_gives_the_declared_orders_numbers(pool, dtype):
     conv.params["bias"][...] = np.array([0.0, -0.5, -50.0], dtype)  # channel 2 all negative
     z = conv.forward(x)
     assert len(np.unique(z[:, :2])) < z[:, :2].size // 4  # many equal values in the first channels
-    y = rng.integers(0, 4, size=5)
-    h, dx, grads = _chain_step(chain, x, y)
-    h0, dx0, grads0 = _declared_order_step(chain, x, y)
-    assert np.array_equal(h, h0)
-    assert np.array_equal(dx, dx0)
-    assert all(np.array_equal(grads[k], grads0[k]) for k in grads0)
-    assert np.count_nonzero(dx) > 0 and np.count_nonzero(grads["0.weight"]) > 0
+    _same_numbers(chain, x, rng.integers(0, 4, size=5))
 
 
-def test_swapped_conv1d_chain_passes_gradcheck():
+@pytest.mark.parametrize("kind", ["MaxPool2D", "AvgPool2D"])
+def test_a_changed_pair_over_several_blocks_of_examples(kind):
+    """64 × 4 × 36 × 36 elements: the pooling's blocks of examples (2^18 elements) are two."""
+    layers = [
+        {"type": "Conv2D", "out": 4, "kernel": 3, "padding": 1},
+        {"type": "ReLU"},
+        {"type": kind, "kernel": 2},
+        {"type": "Flatten"},
+        {"type": "MM", "out": 3},
+    ]
+    chain = _chain(layers, (1, 36, 36), np.float32)
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(64, 1, 36, 36)).astype(np.float32)
+    _same_numbers(chain, x, rng.integers(0, 3, size=64))
+
+
+@pytest.mark.parametrize("kind", ["MaxPool1D", "AvgPool1D"])
+def test_a_changed_conv1d_chain_passes_gradcheck(kind):
     layers = [
         {"type": "Conv1D", "out": 4, "kernel": 3},
         {"type": "ReLU"},
-        {"type": "MaxPool1D", "kernel": 2},
+        {"type": kind, "kernel": 2},
         {"type": "Flatten"},
         {"type": "MM", "out": 3},
     ]
     chain = _chain(layers, (2, 9))
-    assert chain.run_order is not None
+    assert chain.run_plan is not None
     rng = np.random.default_rng(4)
     reports = check_chain(chain, rng.normal(size=(3, 2, 9)), rng.integers(0, 3, size=3))
     assert all(r.passed and r.checked > 0 for r in reports), [r for r in reports if not r.passed]
@@ -132,7 +164,8 @@ def test_residual_body_swaps_too():
         "layers": [{"type": "ReLU"}, {"type": "MaxPool1D", "kernel": 3, "stride": 1, "padding": 1}],
     }
     chain = _chain([res, {"type": "Flatten"}, {"type": "MM", "out": 2}], (2, 5))
-    assert chain.modules[0].body.run_order == (1, 0)
+    body = chain.modules[0].body
+    assert body.run_plan == [body.modules[1], body.modules[0]]
     rng = np.random.default_rng(6)
     reports = check_chain(chain, rng.normal(size=(2, 2, 5)), rng.integers(0, 2, size=2))
     assert all(r.passed and r.checked > 0 for r in reports)

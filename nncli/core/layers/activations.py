@@ -24,7 +24,8 @@ _ROWS: dict[tuple, np.ndarray] = {}
 _ROWS_KEPT = 64
 
 
-def _constant_row(shape: tuple[int, ...], dtype: np.dtype, value: float) -> np.ndarray:
+def constant_row(shape: tuple[int, ...], dtype: np.dtype, value: float) -> np.ndarray:
+    """A read-only (1, *shape) array of ``value``, shared: np.maximum broadcasts it along the batch."""
     key = (shape, dtype.str, value)
     row = _ROWS.get(key)
     if row is None:
@@ -76,7 +77,7 @@ class Sigma(Module):
         """Zeros of one example's shape, (1, *z.shape[1:]), kept: broadcast along the batch."""
         zeros = getattr(self, "_zeros_row", None)
         if zeros is None or zeros.shape[1:] != z.shape[1:] or zeros.dtype != z.dtype:
-            zeros = self._zeros_row = _constant_row(z.shape[1:], z.dtype, 0.0)
+            zeros = self._zeros_row = constant_row(z.shape[1:], z.dtype, 0.0)
         return zeros
 
     def _factor(self, z: np.ndarray) -> np.ndarray:
@@ -89,7 +90,7 @@ class Sigma(Module):
     def _slope_row(self, z: np.ndarray) -> np.ndarray:
         row = getattr(self, "_slope", None)
         if row is None or row.shape[1:] != z.shape[1:] or row.dtype != z.dtype:
-            row = self._slope = _constant_row(z.shape[1:], z.dtype, self.cfg.negative_slope)
+            row = self._slope = constant_row(z.shape[1:], z.dtype, self.cfg.negative_slope)
         return row
 
     def forward(self, z):

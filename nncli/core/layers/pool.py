@@ -25,7 +25,7 @@ from pydantic import AliasChoices, Field, model_validator
 from nncli.core.kernels.im2col import Geometry, as_tuple, fill_rows, pad_buffer
 from nncli.core.kernels.threads import over_examples
 from nncli.core.kernels.workspace import SHARED, Workspace
-from nncli.core.layers.activations import Sigma
+from nncli.core.layers.activations import Sigma, constant_row
 from nncli.core.module import GENERIC_EQUATIONS, HParams, Module, require_rank
 from nncli.core.registry import modules
 from nncli.core.torch_spec import TorchSpec
@@ -105,18 +105,36 @@ class PoolND(Module):
     def _view(self, a: np.ndarray, sl: tuple[slice, ...]) -> np.ndarray:
         return a[(slice(None), slice(None)) + sl]
 
-    def _fold(self, z, ufunc, finish=None) -> np.ndarray:
+    def _fold(self, z, ufunc, finish=None, relu_mask: np.ndarray | None = None) -> np.ndarray:
         """ufunc folded over the K offset views of the padded z in window order, ``ufunc(x_κ, acc)``
         (acc second: on ties np.maximum returns it, so the first maximum's bits are kept), one
         pass per offset; then ``finish(views, acc, n0, n1, slot)``. Per block of examples, in
-        cache, large arrays on threads (``over_examples``)."""
+        cache, large arrays on threads (``over_examples``).
+
+        With ``relu_mask`` (a bool array shaped as z) the fold runs over ReLU(z) instead, computed
+        per block as the ReLU module does (mask z > 0, max(z, 0)) into the padded buffer or, when
+        unpadded, a block-sized scratch: the ReLU's output never makes a whole-array pass."""
         zp, out = self._begin(z)
         acc = np.empty(z.shape[:2] + out, dtype=z.dtype)
         offsets = [sl for _, sl in self.geom.offsets(out)]
+        inside = (slice(None), slice(None)) + self.geom.interior(z.shape[2:])
+        zeros = constant_row(z.shape[1:], z.dtype, 0.0) if relu_mask is not None else None
+
+        def rectified(n0: int, n1: int, slot: int) -> np.ndarray:
+            assert relu_mask is not None and zeros is not None
+            zb = z[n0:n1]
+            np.greater(zb, 0, out=relu_mask[n0:n1])
+            block = zp[n0:n1] if zp is not z else SHARED.get("pool.relu", zb.shape, z.dtype, slot)
+            np.maximum(zb, zeros, out=block if zp is z else block[inside])
+            return block
 
         def block(n0: int, n1: int, slot: int) -> None:
-            fill_rows(zp, z, self.geom, n0, n1)
-            views = [self._view(zp[n0:n1], sl) for sl in offsets]
+            if relu_mask is None:
+                fill_rows(zp, z, self.geom, n0, n1)
+                src = zp[n0:n1]
+            else:
+                src = rectified(n0, n1, slot)
+            views = [self._view(src, sl) for sl in offsets]
             a = acc[n0:n1]
             if len(views) == 1:
                 np.copyto(a, views[0])
@@ -130,18 +148,20 @@ class PoolND(Module):
         over_examples(block, z.shape[0], zp[:1].size)
         return acc
 
-    def _scatter(self, v: np.ndarray, parts) -> np.ndarray:
+    def _scatter(self, v: np.ndarray, parts, relu_mask: np.ndarray | None = None) -> np.ndarray:
         """∂J/∂z from v = ∂J/∂u: the per-offset gradients ``parts(v_block, n0, n1, slot)`` (each shaped like
         the block of u, in window order) summed into ∂J/∂z, the adjoint of the slicing, per block of
         examples. Parts must hold no −0 (the sum over zeros would make it +0): when the windows tile
         the input exactly (stride = kernel, no padding, sizes divisible), each element has one tap
-        and the parts are written, not added, into ∂J/∂z."""
+        and the parts are written, not added, into ∂J/∂z. With ``relu_mask`` (from ``_fold``) each
+        block is then multiplied by the mask as the ReLU's backward does (eq. 7.59)."""
         geom, spatial = self.geom, self._zshape[2:]
         tiled = geom.stride == geom.kernel and not any(geom.pad_lo) and not any(geom.pad_hi)
         tiled = tiled and all(o * k == n for o, k, n in zip(self._out, geom.kernel, spatial))
         make = np.empty if tiled else np.zeros
         dzp = make(self._zshape[:2] + geom.padded(spatial), dtype=v.dtype)
         offsets = [sl for _, sl in geom.offsets(self._out)]
+        inside = geom.interior(spatial)
 
         def block(n0: int, n1: int, slot: int) -> None:
             d = dzp[n0:n1]
@@ -151,6 +171,11 @@ class PoolND(Module):
                     np.copyto(view, g)
                 else:
                     np.add(view, g, out=view)
+            if relu_mask is not None:
+                inner = self._view(d, inside)
+                mask = SHARED.get("pool.relu_mask", inner.shape, v.dtype, slot)
+                np.copyto(mask, relu_mask[n0:n1])  # as floats: a product with booleans casts slowly
+                np.multiply(inner, mask, out=inner)
 
         over_examples(block, v.shape[0], dzp[:1].size)
         return self._view(dzp, geom.interior(spatial))
@@ -215,12 +240,12 @@ class MaxPoolND(PoolND):
 
         return self._fold(z, np.maximum, argmax)
 
-    def runs_before(self, previous: Module) -> bool:
+    def cheaper_pair(self, previous: Module) -> list[Module] | None:
         """After a ReLU, pool first: max_κ max(z_κ, 0) = max(max_κ z_κ, 0), so the ReLU runs on
         1/K of the elements. The gradients agree too: where the window's maximum is positive it is
         the same element in z and in ReLU(z) (the first of equal values in both), and where it is
         not, the ReLU's mask sends zero to the whole window either way."""
-        return isinstance(previous, Sigma) and previous.cfg.fn == "relu"
+        return [self, previous] if _is_relu(previous) else None
 
     def _argmax(self, views, best, arg, slot: int) -> None:
         """Into ``arg``, per output of a block, the index of its window's first offset equal to the
@@ -281,15 +306,15 @@ class AvgPoolND(PoolND):
     onnx_attrs = {"count_include_pad": 1}  # zeros counted in K, as here
     equations = ("u = mean of each window of z", "∂J/∂z = v spread evenly over each window")
 
-    def forward(self, z):
+    def forward(self, z, relu_mask: np.ndarray | None = None):
         K = self.geom.K
 
         def mean(views, acc, n0, n1, slot):
             acc /= K
 
-        return self._fold(z, np.add, mean)
+        return self._fold(z, np.add, mean, relu_mask)
 
-    def backward(self, v):
+    def backward(self, v, relu_mask: np.ndarray | None = None):
         K = self.geom.K
 
         def spread(vb, n0, n1, slot):
@@ -297,7 +322,35 @@ class AvgPoolND(PoolND):
             g += g.dtype.type(0)  # −0 → +0, as a sum over zeros gives (see _scatter)
             return (g for _ in range(K))
 
-        return self._scatter(v, spread)
+        return self._scatter(v, spread, relu_mask)
+
+    def cheaper_pair(self, previous: Module) -> list[Module] | None:
+        """After a ReLU, one module doing both, block by block (``ReluAvgPool``)."""
+        return [ReluAvgPool(self)] if _is_relu(previous) else None
+
+
+class ReluAvgPool(Module):
+    """ReLU then average pooling, as a chain runs the declared pair without hooks: per block of
+    examples the ReLU's output lives only in the cache (the padded buffer or a block of scratch),
+    and in backward each block of the spread gradient is masked at once. Same bits as the two
+    modules in turn; never declared in a config, so it has no name, hyper-parameters or state."""
+
+    batch_split = "gains"
+
+    def __init__(self, pool: AvgPoolND):
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, z):
+        self._mask = np.empty(z.shape, np.bool_)  # the ReLU's mask, z > 0 (1 byte an element)
+        return self.pool.forward(z, relu_mask=self._mask)
+
+    def backward(self, v):
+        return self.pool.backward(v, relu_mask=self._mask)
+
+
+def _is_relu(m: Module) -> bool:
+    return isinstance(m, Sigma) and m.cfg.fn == "relu"
 
 
 def _examples(nd):
