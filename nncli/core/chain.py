@@ -181,7 +181,7 @@ def first_trainable(modules: list[Module]) -> int | None:
 
 def cheaper_plan(modules: list[Module]) -> list[Module] | None:
     """The modules with each neighbouring pair replaced by its ``cheaper_pair`` where it has one
-    (a MaxPool after a ReLU swapped, a ReLU and an average pooling fused), or None when no pair
+    (a ReLU and the pooling after it as one module), or None when no pair
     changes. Pairs do not overlap: after a replaced pair (i, i + 1) the next looked at is (i + 2, i + 3)."""
     plan: list[Module] = []
     i, changed = 0, False

@@ -183,10 +183,11 @@ class Module(ABC):
 
     def cheaper_pair(self, previous: Module) -> list[Module] | None:
         """What a chain may run instead of ``previous`` (the module declared just before this one)
-        followed by this module, for the same values with less work: the two swapped (a MaxPool
-        after a ReLU runs first: max and ReLU commute, and the ReLU then sees the pooled array) or
-        one module doing both (a ReLU and an average pooling in one pass). None: as declared. The
-        chain uses the pair only while no hook is registered, so hooks see the declared modules."""
+        followed by this module, for the same values with less work: say, the two in the other
+        order, or one module doing both (a ReLU and the pooling after it, ``layers.pool.ReluPool``,
+        block by block in cache; max pooling runs first, as max and ReLU commute). None: as
+        declared. The chain uses the pair only while no hook is registered, so hooks see the
+        declared modules."""
         return None
 
     def __call__(self, z: np.ndarray) -> np.ndarray:

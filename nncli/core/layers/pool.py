@@ -230,22 +230,34 @@ class MaxPoolND(PoolND):
     onnx_op = "MaxPool"  # padding never wins, as nncli's −inf
     equations = ("u = max of each window of z", "∂J/∂z = v routed to each window's argmax")
 
-    def forward(self, z):
+    def forward(self, z, relu_mask: np.ndarray | None = None):
+        """u = max over each window; with ``relu_mask`` (bool, shaped as u) then ReLU(u), block by
+        block while the block is in cache, the mask u > 0 kept as the ReLU module keeps it."""
         out = self.geom.out_size(z.shape[2:], type(self).__name__)
         # the argmax of each window, a small integer per output (kept for backward)
         self._arg = arg = self._ws.get("argmax", z.shape[:2] + out, np.min_scalar_type(self.geom.K))
+        zeros = constant_row(z.shape[1:2] + out, z.dtype, 0.0)
 
         def argmax(views, best, n0, n1, slot):
             self._argmax(views, best, arg[n0:n1], slot)
+            if relu_mask is not None:
+                np.greater(best, 0, out=relu_mask[n0:n1])
+                np.maximum(best, zeros, out=best)
 
         return self._fold(z, np.maximum, argmax)
 
+    def relu_forward(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(MaxPool(ReLU(z)), the ReLU's mask), computed as ReLU(MaxPool(z)): see ``cheaper_pair``."""
+        mask = np.empty(z.shape[:2] + self.geom.out_size(z.shape[2:], type(self).__name__), np.bool_)
+        return self.forward(z, relu_mask=mask), mask
+
     def cheaper_pair(self, previous: Module) -> list[Module] | None:
-        """After a ReLU, pool first: max_κ max(z_κ, 0) = max(max_κ z_κ, 0), so the ReLU runs on
-        1/K of the elements. The gradients agree too: where the window's maximum is positive it is
-        the same element in z and in ReLU(z) (the first of equal values in both), and where it is
-        not, the ReLU's mask sends zero to the whole window either way."""
-        return [self, previous] if _is_relu(previous) else None
+        """After a ReLU, pool first, then the ReLU, in one module (``ReluPool``): max_κ max(z_κ, 0)
+        = max(max_κ z_κ, 0), so the ReLU runs on 1/K of the elements, in cache. The gradients agree
+        too: where the window's maximum is positive it is the same element in z and in ReLU(z) (the
+        first of equal values in both), and where it is not, the ReLU's mask sends zero to the whole
+        window either way."""
+        return [ReluPool(self)] if _is_relu(previous) else None
 
     def _argmax(self, views, best, arg, slot: int) -> None:
         """Into ``arg``, per output of a block, the index of its window's first offset equal to the
@@ -266,15 +278,24 @@ class MaxPoolND(PoolND):
             for i, x in enumerate(views):
                 np.copyto(arg, i, where=np.isnan(x))
 
-    def backward(self, v):
+    def backward(self, v, relu_mask: np.ndarray | None = None):
+        """∂J/∂z: v routed to each window's argmax; with ``relu_mask`` (from ``forward``) v is first
+        multiplied by it, as the ReLU's backward does (eq. 7.59), block by block."""
         K = self.geom.K
 
         def routed(vb, n0, n1, slot):
-            vb = np.add(vb, vb.dtype.type(0), out=SHARED.get("pool.v", vb.shape, vb.dtype, slot))
+            scratch = SHARED.get("pool.v", vb.shape, vb.dtype, slot)
+            if relu_mask is not None:
+                np.copyto(scratch, relu_mask[n0:n1])  # as floats: a product with booleans casts slowly
+                vb = np.multiply(vb, scratch, out=scratch)
+            vb = np.add(vb, vb.dtype.type(0), out=scratch)
             # −0 → +0 above, as a sum over zeros gives (see _scatter)
             return (self._routed(vb, self._arg[n0:n1], i, slot) for i in range(K))
 
         return self._scatter(v, routed)
+
+    def relu_backward(self, v: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.backward(v, relu_mask=mask)
 
     def _routed(self, v: np.ndarray, arg: np.ndarray, i: int, slot: int) -> np.ndarray:
         """v where offset i holds the window's maximum, +0 elsewhere: ``np.where(arg == i, v, 0)``
@@ -324,29 +345,38 @@ class AvgPoolND(PoolND):
 
         return self._scatter(v, spread, relu_mask)
 
+    def relu_forward(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(AvgPool(ReLU(z)), the ReLU's mask z > 0): the ReLU per block, in cache (``_fold``)."""
+        mask = np.empty(z.shape, np.bool_)
+        return self.forward(z, relu_mask=mask), mask
+
+    def relu_backward(self, v: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.backward(v, relu_mask=mask)
+
     def cheaper_pair(self, previous: Module) -> list[Module] | None:
-        """After a ReLU, one module doing both, block by block (``ReluAvgPool``)."""
-        return [ReluAvgPool(self)] if _is_relu(previous) else None
+        """After a ReLU, one module doing both, block by block (``ReluPool``)."""
+        return [ReluPool(self)] if _is_relu(previous) else None
 
 
-class ReluAvgPool(Module):
-    """ReLU then average pooling, as a chain runs the declared pair without hooks: per block of
-    examples the ReLU's output lives only in the cache (the padded buffer or a block of scratch),
-    and in backward each block of the spread gradient is masked at once. Same bits as the two
-    modules in turn; never declared in a config, so it has no name, hyper-parameters or state."""
+class ReluPool(Module):
+    """A ReLU and the pooling after it as one module, as a chain runs the declared pair without
+    hooks: the pooling computes both block by block, in cache (average pooling: the ReLU first,
+    into the padded buffer or a block of scratch; max pooling: the ReLU after the maximum, on 1/K
+    of the elements, as the two commute). Same bits as the two modules in turn; never declared in
+    a config, so it has no name, hyper-parameters or state of its own but the ReLU's mask."""
 
     batch_split = "gains"
 
-    def __init__(self, pool: AvgPoolND):
+    def __init__(self, pool: MaxPoolND | AvgPoolND):
         super().__init__()
         self.pool = pool
 
     def forward(self, z):
-        self._mask = np.empty(z.shape, np.bool_)  # the ReLU's mask, z > 0 (1 byte an element)
-        return self.pool.forward(z, relu_mask=self._mask)
+        u, self._mask = self.pool.relu_forward(z)
+        return u
 
     def backward(self, v):
-        return self.pool.backward(v, relu_mask=self._mask)
+        return self.pool.relu_backward(v, self._mask)
 
 
 def _is_relu(m: Module) -> bool:
