@@ -180,9 +180,9 @@ def first_trainable(modules: list[Module]) -> int | None:
 
 
 def cheaper_plan(modules: list[Module]) -> list[Module] | None:
-    """The modules with each neighbouring pair replaced by its ``cheaper_pair`` where it has one
-    (a ReLU and the pooling after it as one module), or None when no pair
-    changes. Pairs do not overlap: after a replaced pair (i, i + 1) the next looked at is (i + 2, i + 3)."""
+    """The modules with each neighbouring pair replaced by its ``cheaper_pair`` where it has one (a
+    ReLU and the pooling after it as one module), or None when no pair changes. Pairs do not
+    overlap: after a replaced pair (i, i + 1) the next pair looked at is (i + 2, i + 3)."""
     plan: list[Module] = []
     i, changed = 0, False
     while i < len(modules):
