@@ -149,12 +149,14 @@ class PoolND(Module):
         return acc
 
     def _scatter(self, v: np.ndarray, parts, relu_mask: np.ndarray | None = None) -> np.ndarray:
-        """∂J/∂z from v = ∂J/∂u: the per-offset gradients ``parts(v_block, n0, n1, slot)`` (each shaped like
-        the block of u, in window order) summed into ∂J/∂z, the adjoint of the slicing, per block of
-        examples. Parts must hold no −0 (the sum over zeros would make it +0): when the windows tile
-        the input exactly (stride = kernel, no padding, sizes divisible), each element has one tap
-        and the parts are written, not added, into ∂J/∂z. With ``relu_mask`` (from ``_fold``) each
-        block is then multiplied by the mask as the ReLU's backward does (eq. 7.59)."""
+        """∂J/∂z from v = ∂J/∂u: the per-offset gradients ``parts(v_block, n0, n1, slot, into)`` (each
+        shaped like the block of u, in window order) summed into ∂J/∂z, the adjoint of the slicing,
+        per block of examples. Parts must hold no −0 (the sum over zeros would make it +0): when the
+        windows tile the input exactly (stride = kernel, no padding, sizes divisible), each element
+        has one tap and the parts are written, not added, into ∂J/∂z; ``into`` is then the list of
+        each offset's view of ∂J/∂z, which a part may write itself and return (else None). With
+        ``relu_mask`` (from ``_fold``) each block is then multiplied by the mask as the ReLU's
+        backward does (eq. 7.59)."""
         geom, spatial = self.geom, self._zshape[2:]
         tiled = geom.stride == geom.kernel and not any(geom.pad_lo) and not any(geom.pad_hi)
         tiled = tiled and all(o * k == n for o, k, n in zip(self._out, geom.kernel, spatial))
@@ -165,8 +167,10 @@ class PoolND(Module):
 
         def block(n0: int, n1: int, slot: int) -> None:
             d = dzp[n0:n1]
-            for sl, g in zip(offsets, parts(v[n0:n1], n0, n1, slot)):
-                view = self._view(d, sl)
+            views = [self._view(d, sl) for sl in offsets]
+            for view, g in zip(views, parts(v[n0:n1], n0, n1, slot, views if tiled else None)):
+                if g is view:  # the part wrote itself there
+                    continue
                 if tiled:
                     np.copyto(view, g)
                 else:
@@ -283,27 +287,32 @@ class MaxPoolND(PoolND):
         multiplied by it, as the ReLU's backward does (eq. 7.59), block by block."""
         K = self.geom.K
 
-        def routed(vb, n0, n1, slot):
+        def routed(vb, n0, n1, slot, into):
             scratch = SHARED.get("pool.v", vb.shape, vb.dtype, slot)
             if relu_mask is not None:
                 np.copyto(scratch, relu_mask[n0:n1])  # as floats: a product with booleans casts slowly
                 vb = np.multiply(vb, scratch, out=scratch)
             vb = np.add(vb, vb.dtype.type(0), out=scratch)
             # −0 → +0 above, as a sum over zeros gives (see _scatter)
-            return (self._routed(vb, self._arg[n0:n1], i, slot) for i in range(K))
+            arg = self._arg[n0:n1]
+            return (self._routed(vb, arg, i, slot, into[i] if into else None) for i in range(K))
 
         return self._scatter(v, routed)
 
     def relu_backward(self, v: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.backward(v, relu_mask=mask)
 
-    def _routed(self, v: np.ndarray, arg: np.ndarray, i: int, slot: int) -> np.ndarray:
+    def _routed(
+        self, v: np.ndarray, arg: np.ndarray, i: int, slot: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """v where offset i holds the window's maximum, +0 elsewhere: ``np.where(arg == i, v, 0)``
-        computed as a bitwise AND of v's bits with an all-ones/all-zeros mask (branch-free)."""
+        computed as a bitwise AND of v's bits with an all-ones/all-zeros mask (branch-free). Into
+        ``out`` when given (a strided view of ∂J/∂z: one pass less than writing scratch and copying)."""
         bits = np.dtype(f"i{v.dtype.itemsize}")
         hit = SHARED.get("pool.hit", v.shape, np.bool_, slot)
         mask = SHARED.get("pool.mask", v.shape, bits, slot)
-        out = SHARED.get("pool.routed", v.shape, v.dtype, slot)
+        if out is None:
+            out = SHARED.get("pool.routed", v.shape, v.dtype, slot)
         np.equal(arg, i, out=hit)
         np.negative(hit.view(np.uint8), out=mask, dtype=bits, casting="unsafe")  # 1 → −1 = all ones
         np.bitwise_and(v.view(bits), mask, out=out.view(bits))
@@ -338,7 +347,7 @@ class AvgPoolND(PoolND):
     def backward(self, v, relu_mask: np.ndarray | None = None):
         K = self.geom.K
 
-        def spread(vb, n0, n1, slot):
+        def spread(vb, n0, n1, slot, into):
             g = np.divide(vb, K, out=SHARED.get("pool.spread", vb.shape, vb.dtype, slot))
             g += g.dtype.type(0)  # −0 → +0, as a sum over zeros gives (see _scatter)
             return (g for _ in range(K))
