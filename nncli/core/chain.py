@@ -32,6 +32,7 @@ class Chain(Module):
     split_state: SplitState | None = None
     #: the modules as they run without hooks, from ``build`` (``cheaper_plan``); None: as declared
     run_plan: list[Module] | None = None
+    _planned_for: tuple[int, ...] = ()  # ids of the modules ``run_plan`` was made for
 
     def __init__(
         self, modules: list[Module], loss: Loss | None = None, input_shape: tuple[int, ...] | None = None
@@ -63,8 +64,14 @@ class Chain(Module):
             shape = m.output_shape(shape)
         if self.loss is not None:
             self.loss.check_output(shape)
-        self.run_plan = cheaper_plan(self.modules)
+        self._plan()
         return self
+
+    def _plan(self) -> list[Module] | None:
+        """Make ``run_plan`` for the modules as they are now, and remember which modules those were."""
+        self.run_plan = cheaper_plan(self.modules)
+        self._planned_for = tuple(map(id, self.modules))
+        return self.run_plan
 
     def output_shape(self, input_shape: tuple[int, ...] | None = None) -> tuple[int, ...]:
         """Per-example output shape for ``input_shape`` (default: the shape the chain was built for)."""
@@ -92,7 +99,10 @@ class Chain(Module):
             for m in self.modules:
                 u = m(u)
         else:
-            self._ran = self.modules if self.run_plan is None else self.run_plan
+            plan = self.run_plan
+            if plan is not None and self._planned_for != tuple(map(id, self.modules)):
+                plan = self._plan()  # a module was replaced, added or removed since ``build``
+            self._ran = self.modules if plan is None else plan
             for m in self._ran:
                 u = m.forward(u)
         return u

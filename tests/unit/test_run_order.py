@@ -168,3 +168,21 @@ def test_residual_body_pairs_too():
     rng = np.random.default_rng(6)
     reports = check_chain(chain, rng.normal(size=(2, 2, 5)), rng.integers(0, 2, size=2))
     assert all(r.passed and r.checked > 0 for r in reports)
+
+
+def test_a_module_replaced_after_build_is_run():
+    layers = [
+        {"type": "ReLU"},
+        {"type": "MaxPool1D", "kernel": 2},
+        {"type": "Flatten"},
+        {"type": "MM", "out": 2},
+    ]
+    chain = _chain(layers, (1, 4))
+    x = np.random.default_rng(0).normal(size=(3, 1, 4))
+    before = chain.forward(x).copy()
+    chain.modules[1] = registry.modules.create("AvgPool1D", kernel=2).build((1, 4), np.random.default_rng(0))
+    after = chain.forward(x)
+    u = np.maximum(x, 0).reshape(3, 1, 2, 2).mean(axis=3).reshape(3, 2)
+    mm = chain.modules[3]
+    assert np.allclose(after, u @ mm.params["weight"].T + mm.params["bias"])
+    assert not np.allclose(after, before)
