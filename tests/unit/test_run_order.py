@@ -139,14 +139,16 @@ def test_a_changed_conv1d_chain_passes_gradcheck(kind):
     assert all(r.passed and r.checked > 0 for r in reports), [r for r in reports if not r.passed]
 
 
-def test_hooks_see_the_declared_order():
-    layers = [
-        {"type": "ReLU"},
-        {"type": "MaxPool1D", "kernel": 2},
-        {"type": "Flatten"},
-        {"type": "MM", "out": 2},
-    ]
-    chain = _chain(layers, (1, 4))
+def _relu_pool_mm(kind: str) -> Chain:
+    """ReLU, a 1-D pooling of kind ``kind`` (windows of 2), Flatten, MM 2, on inputs (1, 4)."""
+    layers = [{"type": "ReLU"}, {"type": kind, "kernel": 2}, {"type": "Flatten"}, {"type": "MM", "out": 2}]
+    return _chain(layers, (1, 4))
+
+
+@pytest.mark.parametrize("kind", ["MaxPool1D", "AvgPool1D"])
+def test_hooks_see_the_declared_order(kind):
+    chain = _relu_pool_mm(kind)
+    assert chain.run_plan is not None
     seen = []
     handle = chain.modules[0].register_forward_hook(lambda m, z, u, seconds: seen.append(z.shape))
     x = np.random.default_rng(0).normal(size=(3, 1, 4))
@@ -171,13 +173,7 @@ def test_residual_body_pairs_too():
 
 
 def test_a_module_replaced_after_build_is_run():
-    layers = [
-        {"type": "ReLU"},
-        {"type": "MaxPool1D", "kernel": 2},
-        {"type": "Flatten"},
-        {"type": "MM", "out": 2},
-    ]
-    chain = _chain(layers, (1, 4))
+    chain = _relu_pool_mm("MaxPool1D")
     x = np.random.default_rng(0).normal(size=(3, 1, 4))
     before = chain.forward(x).copy()
     chain.modules[1] = registry.modules.create("AvgPool1D", kernel=2).build((1, 4), np.random.default_rng(0))
