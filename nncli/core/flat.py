@@ -101,11 +101,15 @@ class FlatParameters:
                     table[key] = view
                     self._views.append((m, attr, key, view))
             self.segments.append(seg)
+        #: the modules whose gradients live here, each once (told when they are zeroed)
+        self._owners = list({id(m): m for m, _ in slots}.values())
 
     def zero_grads(self) -> None:
-        """Zero every gradient: one fill per dtype."""
+        """Zero every gradient: one fill per dtype; each owner's ``grads_zeroed`` says so."""
         for seg in self.segments:
             seg.grads.fill(0)
+        for m in self._owners:
+            m.grads_zeroed = True
 
     def grads_twin(self, twin: Module) -> list[np.ndarray]:
         """Zeroed gradient buffers laid out as this layout's (one per dtype), every module of ``twin``

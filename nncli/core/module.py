@@ -76,6 +76,10 @@ class Module(ABC):
     #: is computed on its own; "gains" as "yes", and the split pays (layers whose kernels thread
     #: over blocks of examples less well than whole halves of the batch do: convolution, pooling)
     batch_split: ClassVar[str] = "no"
+    #: True from ``zero_grads`` until the module's next backward: its gradients are known to be zero,
+    #: so a backward may write ∂J/∂θ instead of adding it (MM: a pass less over ∂J/∂W, as PyTorch
+    #: writes a gradient it has set to None). Whatever else writes into ``grads`` must clear it.
+    grads_zeroed: bool = False
 
     def __init__(self, **hparams: Any):
         self.cfg = self.Config(**hparams)
@@ -155,6 +159,7 @@ class Module(ABC):
             return
         for g in self.grads.values():
             g.fill(0)
+        self.grads_zeroed = True
         for _, child in self.children():
             child.zero_grads()
 

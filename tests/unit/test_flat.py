@@ -80,6 +80,31 @@ def test_zero_grads_zeroes_every_gradient_through_the_flat_buffer():
     assert all(np.all(g == 0) for _, _, g in chain.parameters())
 
 
+@pytest.mark.parametrize("flat", [False, True])
+def test_gradients_written_after_zero_grads_and_added_after_that(flat):
+    """MM writes ∂J/∂θ into gradients it knows are zero (``grads_zeroed``, set by ``zero_grads``)
+    and adds it otherwise: a second backward without zeroing gives twice the first."""
+    chain = _chain()
+    if flat:
+        chain.flatten_parameters()
+    x, y = _batch(np.float64)
+    mms = [m for _, m in chain.named_modules() if type(m).__name__ == "MM"]
+    for _, _, g in chain.parameters():
+        g.fill(7.0)  # not zero: only zero_grads may let a backward write instead of add
+    chain.zero_grads()
+    assert all(m.grads_zeroed for m in mms)
+    h = chain.forward(x)
+    chain.loss.forward(h, y)
+    v = chain.loss.backward()
+    chain.backward(v)
+    assert not any(m.grads_zeroed for m in mms)
+    once = {k: g.copy() for k, _, g in chain.parameters()}
+    chain.forward(x)
+    chain.backward(v)
+    assert all(np.array_equal(g, 2 * once[k]) for k, _, g in chain.parameters())
+    assert all(np.any(once[k] != 0) for k in once)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_training_with_the_flat_layout_equals_separate_arrays_bit_for_bit(dtype):
     """Same gradients, same loss, same updated weights with and without the flat layout, for

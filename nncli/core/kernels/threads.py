@@ -203,16 +203,16 @@ def small_for_threads(m: int, k: int, n: int) -> bool:
     return _OPENBLAS_SINGLE < m * k * n < MIN_THREADED_GEMM
 
 
-def matmul_one_thread(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` with BLAS held at one thread for the call (for ``small_for_threads`` products;
-    the bits are those of numpy's product on one thread: OpenBLAS's threaded and single-threaded
-    products may round differently)."""
+def matmul_one_thread(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` (into ``out`` if given) with BLAS held at one thread for the call (for
+    ``small_for_threads`` products; the bits are those of numpy's product on one thread: OpenBLAS's
+    threaded and single-threaded products may round differently)."""
     blas = _blas_threads()
     if blas == 1:
-        return a @ b
+        return np.matmul(a, b, out=out)
     _set_blas_threads(1)
     try:
-        return a @ b
+        return np.matmul(a, b, out=out)
     finally:
         _set_blas_threads(blas)
 

@@ -69,10 +69,19 @@ class MM(Module):
         return matmul_one_thread(v, W) if self._one_thread else v @ W
 
     def backward_params(self, v):
-        """Only add ∂J/∂θ, as ``backward`` does: a chain's first layer, whose ∂J/∂z nobody reads."""
-        self.grads["weight"] += matmul_one_thread(v.T, self._z) if self._one_thread else v.T @ self._z
+        """Only add ∂J/∂θ, as ``backward`` does: a chain's first layer, whose ∂J/∂z nobody reads.
+        Just after ``zero_grads`` the products are written into the gradients, not added."""
+        gW, fresh = self.grads["weight"], self.grads_zeroed
+        self.grads_zeroed = False
+        if fresh:
+            matmul_one_thread(v.T, self._z, out=gW) if self._one_thread else np.matmul(v.T, self._z, out=gW)
+        else:
+            gW += matmul_one_thread(v.T, self._z) if self._one_thread else v.T @ self._z
         if self.cfg.bias:
-            self.grads["bias"] += v.sum(axis=0)
+            if fresh:
+                v.sum(axis=0, out=self.grads["bias"])
+            else:
+                self.grads["bias"] += v.sum(axis=0)
 
     def describe(self):
         d, m = self.input_shape[0], self.cfg.out
