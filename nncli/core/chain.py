@@ -33,6 +33,7 @@ class Chain(Module):
     #: the modules as they run without hooks, from ``build`` (``cheaper_plan``); None: as declared
     run_plan: list[Module] | None = None
     _planned_for: tuple[int, ...] = ()  # ids of the modules ``run_plan`` was made for
+    _ran: list[Module] | None = None  # the last forward's modules in their order, for its backward
 
     def __init__(
         self, modules: list[Module], loss: Loss | None = None, input_shape: tuple[int, ...] | None = None
@@ -109,8 +110,7 @@ class Chain(Module):
 
     def _ran_last(self) -> list[Module]:
         """The modules in the order the last forward ran them: backward walks them in reverse."""
-        ran = getattr(self, "_ran", None)
-        return self.modules if ran is None else ran
+        return self.modules if self._ran is None else self._ran
 
     def backward(self, v: np.ndarray) -> np.ndarray:
         """Given v = ∂J/∂h, accumulate every ∂J/∂θ[i] and return ∂J/∂x."""

@@ -189,7 +189,7 @@ class Module(ABC):
     def cheaper_pair(self, previous: Module) -> list[Module] | None:
         """What a chain may run instead of ``previous`` (the module declared just before this one)
         followed by this module, for the same values with less work: say, the two in the other
-        order, or one module doing both (a ReLU and the pooling after it, ``layers.pool.ReluPool``,
+        order, or one module doing both (a ReLU and the pooling after it, ``layers.relu_pool.ReluPool``,
         block by block in cache; max pooling runs first, as max and ReLU commute). None: as
         declared. The chain uses the pair only while no hook is registered, so hooks see the
         declared modules."""

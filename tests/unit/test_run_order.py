@@ -8,7 +8,7 @@ import pytest
 
 from nncli.core import registry
 from nncli.core.chain import Chain, cheaper_plan
-from nncli.core.layers.pool import ReluPool
+from nncli.core.layers.relu_pool import ReluPool
 from nncli.diagnostics.gradcheck import check_chain
 
 

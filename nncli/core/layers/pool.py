@@ -17,6 +17,7 @@ offset's share into that offset's view of ∂J/∂z, so no pass gathers or scatt
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import ClassVar
 
 import numpy as np
@@ -25,7 +26,8 @@ from pydantic import AliasChoices, Field, model_validator
 from nncli.core.kernels.im2col import Geometry, as_tuple, fill_rows, pad_buffer
 from nncli.core.kernels.threads import over_examples
 from nncli.core.kernels.workspace import SHARED, Workspace
-from nncli.core.layers.activations import Sigma, constant_row
+from nncli.core.layers.activations import constant_row
+from nncli.core.layers.relu_pool import ReluPool, is_relu
 from nncli.core.module import GENERIC_EQUATIONS, HParams, Module, require_rank
 from nncli.core.registry import modules
 from nncli.core.torch_spec import TorchSpec
@@ -184,6 +186,27 @@ class PoolND(Module):
         over_examples(block, v.shape[0], dzp[:1].size)
         return self._view(dzp, geom.interior(spatial))
 
+    @abstractmethod
+    def backward(self, v, relu_mask: np.ndarray | None = None):
+        """∂J/∂z for v = ∂J/∂u; with ``relu_mask`` (from ``relu_forward``) that of ReLU then this pooling."""
+
+    @abstractmethod
+    def relu_forward(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(this pooling of ReLU(z), the ReLU's mask), block by block (``cheaper_pair``)."""
+
+    def relu_backward(self, v: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """∂J/∂z of ReLU then this pooling, from ``relu_forward``'s mask."""
+        return self.backward(v, relu_mask=mask)
+
+    def cheaper_pair(self, previous: Module) -> list[Module] | None:
+        """After a ReLU, one module doing both block by block in cache (``ReluPool``). Average
+        pooling applies the ReLU to each block first. Max pooling takes the maximum first and the
+        ReLU after it, on 1/K of the elements: max_κ max(z_κ, 0) = max(max_κ z_κ, 0), and the
+        gradients agree too. Where a window's maximum is positive it is the same element in z and
+        in ReLU(z) (the first of equal values in both); where it is not, the ReLU's mask sends
+        zero to the whole window either way."""
+        return [ReluPool(self)] if is_relu(previous) else None
+
     def describe(self):
         C = self.input_shape[0]
         P = int(np.prod(self.output_shape(self.input_shape)[1:]))
@@ -255,14 +278,6 @@ class MaxPoolND(PoolND):
         mask = np.empty(z.shape[:2] + self.geom.out_size(z.shape[2:], type(self).__name__), np.bool_)
         return self.forward(z, relu_mask=mask), mask
 
-    def cheaper_pair(self, previous: Module) -> list[Module] | None:
-        """After a ReLU, pool first, then the ReLU, in one module (``ReluPool``): max_κ max(z_κ, 0)
-        = max(max_κ z_κ, 0), so the ReLU runs on 1/K of the elements, in cache. The gradients agree
-        too: where the window's maximum is positive it is the same element in z and in ReLU(z) (the
-        first of equal values in both), and where it is not, the ReLU's mask sends zero to the whole
-        window either way."""
-        return [ReluPool(self)] if _is_relu(previous) else None
-
     def _argmax(self, views, best, arg, slot: int) -> None:
         """Into ``arg``, per output of a block, the index of its window's first offset equal to the
         maximum (the last NaN's where the window holds NaN, as PyTorch's ``val > max || isnan(val)``).
@@ -298,9 +313,6 @@ class MaxPoolND(PoolND):
             return (self._routed(vb, arg, i, slot, into[i] if into else None) for i in range(K))
 
         return self._scatter(v, routed)
-
-    def relu_backward(self, v: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.backward(v, relu_mask=mask)
 
     def _routed(
         self, v: np.ndarray, arg: np.ndarray, i: int, slot: int, out: np.ndarray | None = None
@@ -358,38 +370,6 @@ class AvgPoolND(PoolND):
         """(AvgPool(ReLU(z)), the ReLU's mask z > 0): the ReLU per block, in cache (``_fold``)."""
         mask = np.empty(z.shape, np.bool_)
         return self.forward(z, relu_mask=mask), mask
-
-    def relu_backward(self, v: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.backward(v, relu_mask=mask)
-
-    def cheaper_pair(self, previous: Module) -> list[Module] | None:
-        """After a ReLU, one module doing both, block by block (``ReluPool``)."""
-        return [ReluPool(self)] if _is_relu(previous) else None
-
-
-class ReluPool(Module):
-    """A ReLU and the pooling after it as one module, as a chain runs the declared pair without
-    hooks: the pooling computes both block by block, in cache (average pooling: the ReLU first,
-    into the padded buffer or a block of scratch; max pooling: the ReLU after the maximum, on 1/K
-    of the elements, as the two commute). Same bits as the two modules in turn; never declared in
-    a config, so it has no name, hyper-parameters or state of its own but the ReLU's mask."""
-
-    batch_split = "gains"
-
-    def __init__(self, pool: MaxPoolND | AvgPoolND):
-        super().__init__()
-        self.pool = pool
-
-    def forward(self, z):
-        u, self._mask = self.pool.relu_forward(z)
-        return u
-
-    def backward(self, v):
-        return self.pool.relu_backward(v, self._mask)
-
-
-def _is_relu(m: Module) -> bool:
-    return isinstance(m, Sigma) and m.cfg.fn == "relu"
 
 
 def _examples(nd):
