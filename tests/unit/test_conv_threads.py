@@ -13,12 +13,13 @@ from threadpoolctl import threadpool_limits
 import nncli.core.kernels.conv as conv
 from nncli.core.layers.conv import Conv1D, Conv2D
 
-# big enough to be cut into blocks and spread over threads (≥ conv._MIN_PARALLEL elements of columns)
+# big enough to be cut into blocks and spread over threads (≥ conv._MIN_PARALLEL elements of columns,
+# ≥ conv._MIN_PARALLEL_LINE for Conv1D at stride 1)
 CASES = [
-    (Conv1D, {"out": 6, "kernel": 5}, (8, 256), 64),  # 64·40·256 = 655K
-    # the line layout (kernels.conv_line) with dilation and asymmetric padding, and unpadded
-    (Conv1D, {"out": 5, "kernel": 4, "padding": "same", "dilation": 3, "bias": False}, (6, 400), 64),
-    (Conv1D, {"out": 7, "kernel": 3, "padding": "valid"}, (8, 300), 80),
+    (Conv1D, {"out": 6, "kernel": 5}, (8, 320), 64),  # 64·40·320 = 819K
+    # the line layout (kernels.conv_flat) with dilation and asymmetric padding, and unpadded
+    (Conv1D, {"out": 5, "kernel": 4, "padding": "same", "dilation": 3, "bias": False}, (6, 560), 64),
+    (Conv1D, {"out": 7, "kernel": 3, "padding": "valid"}, (8, 420), 80),
     # ∂J/∂z by the flat col2im with v put onto the grid for it alone (C·K < 2C': no grid for ∂J/∂W)
     (Conv2D, {"out": 16, "kernel": 3, "padding": 1}, (3, 24, 24), 64),
     # strided: ∂J/∂z per phase of the positions modulo the stride (kernels.conv_flat.Phases)
@@ -139,6 +140,33 @@ def test_small_work_stays_on_the_calling_thread(monkeypatch):
     u = m.forward(rng.normal(size=(100, 25, 19)))
     m.backward(np.ones_like(u))
     assert seen == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("cls", "hp", "shape", "threads"),
+    [
+        # Conv1D's columns on the line: 64·40·256 = 655K, under its own bar, so one thread
+        (Conv1D, {"out": 16, "kernel": 5, "padding": 2}, (8, 256), 1),
+        (Conv1D, {"out": 16, "kernel": 5, "padding": 2}, (8, 320), 2),  # 819K
+        # a strided Conv1D (no line) and a Conv2D of the same size keep the lower bar
+        (Conv1D, {"out": 16, "kernel": 5, "stride": 2, "padding": 2}, (8, 512), 2),  # 64·40·256
+        (Conv2D, {"out": 16, "kernel": 3, "padding": 1}, (8, 12, 12), 2),  # 64·72·144 = 664K
+    ],
+)
+def test_conv1d_on_the_line_takes_threads_later(cls, hp, shape, threads, monkeypatch):
+    import nncli.core.layers.conv as layer
+
+    monkeypatch.setattr(layer, "small_path", lambda *sizes: False)
+    seen = []
+    monkeypatch.setattr(
+        conv, "run_blocks", lambda fn, nb, nt: (seen.append(nt), [fn(k, 0) for k in range(nb)])
+    )
+    monkeypatch.setattr(conv, "workers", lambda n: 2)
+    rng = np.random.default_rng(0)
+    m = cls(**hp).build(shape, rng, dtype=np.float32)
+    u = m.forward(rng.normal(size=(64,) + shape).astype(np.float32))
+    m.backward(np.ones_like(u))
+    assert seen == [threads, threads]
 
 
 @LAYOUTS

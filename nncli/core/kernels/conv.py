@@ -72,12 +72,24 @@ _BLOCK = 1 << 20
 #: batch is always cut into an even number (≥ 2) of blocks, whatever the thread count. Measured on
 #: 2 cores (float32 forward+backward, 1 vs 2 threads): waking the second thread and handing the GIL
 #: between the block's many numpy calls cost ~0.3 ms per call pair, so 2 threads lose below ~450K
-#: (Conv1D 8→16, L 256: 328K 1.66 vs 2.01 ms; 492K 2.32 vs 2.33; 655K 3.08 vs 2.88. Conv2D 16→32,
-#: 28×28: 452K 2.5 vs 2.9 ms; 677K 3.4 vs 2.9). The MNIST-1D CNN's layers have ≤ 75K.
+#: (Conv1D 8→16, L 256, before its columns went on the line: 328K 1.66 vs 2.01 ms; 492K 2.32 vs 2.33;
+#: 655K 3.08 vs 2.88. Conv2D 16→32, 28×28: 452K 2.5 vs 2.9 ms; 677K 3.4 vs 2.9). The MNIST-1D CNN's
+#: layers have ≤ 75K.
 _MIN_PARALLEL = 1 << 19
+#: the same bar for Conv1D's columns on the line (``conv_flat``, stride 1), whose copies are whole
+#: examples: less work per element of columns, so two threads pay later. Measured (float32, 2 cores,
+#: forward + backward of 8→16, k 5, N 64, ms, blocks on 2 threads / the batch on one): L 256 (655K)
+#: 1.49 / 1.24, L 320 (819K) 1.43 / 1.60, L 384 (983K) 1.64 / 1.89; Conv2D 8→16 on 12×12 (664K)
+#: 1.77 / 2.09 keeps the lower bar.
+_MIN_PARALLEL_LINE = 3 << 18
 
 
-def _blocks(N: int, per_example: int) -> list[tuple[int, int]]:
+def _parallel_from(line: bool) -> int:
+    """Elements of columns from which a layer's blocks are spread over threads (``_MIN_PARALLEL``)."""
+    return _MIN_PARALLEL_LINE if line else _MIN_PARALLEL
+
+
+def _blocks(N: int, per_example: int, parallel_from: int = _MIN_PARALLEL) -> list[tuple[int, int]]:
     """(n0, n1) ranges covering 0..N, about _BLOCK elements of columns each, of near-equal sizes.
 
     The boundaries depend only on the shapes, never on the thread count, so every block (and the
@@ -85,15 +97,15 @@ def _blocks(N: int, per_example: int) -> list[tuple[int, int]]:
     """
     total = N * max(per_example, 1)
     nb = -(-total // _BLOCK)
-    if total >= _MIN_PARALLEL:
+    if total >= parallel_from:
         nb = max(2, nb + nb % 2)  # even, so two threads get equal work
     nb = max(1, min(N, nb))
     return [(N * i // nb, N * (i + 1) // nb) for i in range(nb)]
 
 
-def _threads(total: int) -> int:
-    """Threads for ``total`` elements of columns: 1 below _MIN_PARALLEL, else numpy's BLAS setting."""
-    return 1 if total < _MIN_PARALLEL else workers(max(total, MIN_PARALLEL_ELEMENTS))
+def _threads(total: int, parallel_from: int = _MIN_PARALLEL) -> int:
+    """Threads for ``total`` elements of columns: 1 below ``parallel_from``, else numpy's BLAS setting."""
+    return 1 if total < parallel_from else workers(max(total, MIN_PARALLEL_ELEMENTS))
 
 
 def r_dtype(a: np.ndarray, b: np.ndarray) -> np.dtype:
@@ -140,7 +152,8 @@ def conv_forward(
     P, CK = int(np.prod(out)), C * geom.K
     line = line_fits(zp, geom)  # Conv1D at stride 1: columns as slices of the padded line
     Wb = _with_bias(kernel_major(W).T if line else W, bias)
-    blocks = _blocks(N, CK * P)
+    bar = _parallel_from(line)
+    blocks = _blocks(N, CK * P, bar)
     grid = grid_layout(geom, CK, Co, out[-1]) and grid_fits(zp, geom)
     by_channel = channel_major(Co, CK)
     u = np.empty((N, Co) + out, dtype=r_dtype(W, z))
@@ -160,7 +173,7 @@ def conv_forward(
             return
         matmul_columns(Wb, _columns(zp, geom, out, n0, n1, bias is not None, slot), out=u3[n0:n1])
 
-    run_blocks(block, len(blocks), _threads(N * CK * P))
+    run_blocks(block, len(blocks), _threads(N * CK * P, bar))
     return u
 
 
@@ -227,7 +240,8 @@ def conv_backward(
     bias = grad_b is not None
     # blocks sized by the larger of the two column sets a block holds (∂J/∂z's: C'·K rows, input size)
     v_cols = Co * geom.K * int(np.prod(spatial)) if gt is not None else 0
-    blocks = _blocks(N, max(CK * P, v_cols))
+    bar = _parallel_from(line)
+    blocks = _blocks(N, max(CK * P, v_cols), bar)
     if gt is not None and dz is not None:
         dz_as_conv = _input_grad_as_conv(v, W, gt, spatial, blocks, dz)
     n_max = max(n1 - n0 for n0, n1 in blocks)
@@ -289,7 +303,7 @@ def conv_backward(
         elif dz is not None:
             dz_as_conv(k, slot)
 
-    run_blocks(block_by_example if by_example else block_by_channel, len(blocks), _threads(N * CK * P))
+    run_blocks(block_by_example if by_example else block_by_channel, len(blocks), _threads(N * CK * P, bar))
     dW = np.zeros((CK + ones, Co), dtype=dt)
     for k in range(len(blocks)):
         dW += dW_parts[k]
