@@ -190,3 +190,17 @@ def test_threaded_matches_torch_float64(case, by_example, monkeypatch):
     assert rel(grads["weight"], t.weight.grad.numpy()) <= 1e-10
     if "bias" in grads:
         assert rel(grads["bias"], t.bias.grad.numpy()) <= 1e-10
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_params_only_backward_matches_the_reference_float64(case):
+    """∂J/∂θ alone (a chain's first layer) may lay its columns out differently from the full backward
+    (no grid for a Conv2D at stride 1): the same values as the notes' equations either way."""
+    m, z, v = _setup(case, np.float64)
+    _, _, full = _run(m, z, v)
+    _, _, alone = _run(m, z, v, params_only=True)
+    _, ref = m.reference_backward(z, v)
+    for k in ref:
+        scale = np.max(np.abs(ref[k]))
+        assert np.max(np.abs(alone[k] - ref[k])) <= 1e-12 * scale, k
+        assert np.max(np.abs(full[k] - ref[k])) <= 1e-12 * scale, k

@@ -50,7 +50,14 @@ from nncli.core.kernels.conv_flat import (
     kernel_major,
     line_fits,
 )
-from nncli.core.kernels.conv_grid import channel_major, grid_columns, grid_layout, grid_product, padded_rows
+from nncli.core.kernels.conv_grid import (
+    channel_major,
+    grid_columns,
+    grid_forward,
+    grid_layout,
+    grid_product,
+    padded_rows,
+)
 from nncli.core.kernels.gemm import matmul_columns
 from nncli.core.kernels.im2col import (
     Geometry,
@@ -154,7 +161,7 @@ def conv_forward(
     Wb = _with_bias(kernel_major(W).T if line else W, bias)
     bar = _parallel_from(line)
     blocks = _blocks(N, CK * P, bar)
-    grid = grid_layout(geom, CK, Co, out[-1]) and grid_fits(zp, geom)
+    grid = grid_forward(geom, CK, Co, out[-1]) and grid_fits(zp, geom)
     by_channel = channel_major(Co, CK)
     u = np.empty((N, Co) + out, dtype=r_dtype(W, z))
     u3 = u.reshape(N, Co, P)
@@ -223,10 +230,14 @@ def conv_backward(
     P, CK = int(np.prod(out)), C * geom.K
     dt = r_dtype(W, v)
     by_example = examples_layout(P)
-    # ∂J/∂W from the columns on the padded-width grid, as forward builds them, against v on the same
-    # grid with zeros in its extra columns: the copies move whole rows (``grid_layout``)
-    grid = by_example and grid_layout(geom, CK, Co, out[-1]) and grid_fits(zp, geom)
-    grid_by_channel = grid and channel_major(Co, CK)  # as forward lays them out
+    # ∂J/∂W from the columns on the padded-width grid against v on the same grid with zeros in its
+    # extra columns: the copies move whole rows (``grid_layout``), and v on the grid serves ∂J/∂z's
+    # flat col2im too. For ∂J/∂θ alone, copying v onto the grid costs more than the grid saves
+    # (float32, 1 thread, CPU ms, grid / rows of W': 3→16 on 32×32 k5, N 32, 2.12 / 1.77 and
+    # 2.15 / 1.85; 16→32 on 28×28, N 64, 7.71 / 6.87; 16→32 on 16×16 2.73 / 2.49; 32→64 on 16×16
+    # 7.32 / 6.98), while the full backward gains or ties (4.68 / 4.82, 13.63 / 13.64, 14.10 / 14.56)
+    grid = by_example and input_grad and grid_layout(geom, CK, Co, out[-1]) and grid_fits(zp, geom)
+    grid_by_channel = grid and channel_major(Co, CK)
     line = by_example and line_fits(zp, geom)  # Conv1D at stride 1 (``conv_flat``)
     # ∂J/∂z by one add per kernel offset and example (``conv_flat``), per phase at a larger stride
     flat = input_grad and by_example and geom.nd in (1, 2)

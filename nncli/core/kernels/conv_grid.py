@@ -44,10 +44,28 @@ def grid_layout(geom: Geometry, rows: int, out_rows: int, width: int) -> bool:
     8×8 (W' 6, 33 % more columns) 0.99 / 0.90 and 2.39 / 2.24, and 3→32 32×32 (C·K 27) 2.07 / 1.54.
     Returning u as a strided view of the grid instead (no copy) made the next pooling layer's
     reshapes copy: whole CIFAR CNN steps were 8–17 % slower.
+
+    The forward and a backward for ∂J/∂θ alone narrow this further (``grid_forward``,
+    ``conv.conv_backward``).
     """
     if geom.nd != 2 or any(s != 1 for s in geom.stride) or rows < 2 * out_rows:
         return False
     return 4 * geom.dilation[1] * (geom.kernel[1] - 1) < width
+
+
+#: output widths W' from which the forward copies its columns row by row rather than on the grid
+GRID_FORWARD_MAX_WIDTH = 24
+
+
+def grid_forward(geom: Geometry, rows: int, out_rows: int, width: int) -> bool:
+    """``grid_layout`` for the forward product, which also wants rows shorter than
+    ``GRID_FORWARD_MAX_WIDTH``: rows of 28 floats are long enough for numpy's row-by-row copy, and
+    the grid's extra columns and its copy of u out of the grid then cost more. Measured (float32,
+    1 thread, CPU ms, medians of 5 alternating rounds, grid / rows of W'): 16→32 on 28×28 k3 p1,
+    N 64, 7.29 / 6.44 and 7.35 / 6.52; 3→16 on 32×32 k5 (W' 28), N 32, 1.58 / 1.41; but 16→32 on
+    16×16, N 64, 2.36 / 2.46; 32→64 on 16×16 6.80 / 7.13; 16→32 on 16×16 k3 (W' 14), N 32,
+    1.22 / 1.26."""
+    return grid_layout(geom, rows, out_rows, width) and width < GRID_FORWARD_MAX_WIDTH
 
 
 def channel_major(out_rows: int, rows: int) -> bool:
