@@ -59,11 +59,11 @@ GRID_FORWARD_MAX_WIDTH = 24
 
 def grid_forward(geom: Geometry, rows: int, out_rows: int, width: int) -> bool:
     """``grid_layout`` for the forward product, which also wants rows shorter than
-    ``GRID_FORWARD_MAX_WIDTH``: rows of 28 floats are long enough for numpy's row-by-row copy, and
-    the grid's extra columns and its copy of u out of the grid then cost more. Measured (float32,
-    1 thread, CPU ms, medians of 5 alternating rounds, grid / rows of W'): 16→32 on 28×28 k3 p1,
-    N 64, 7.29 / 6.44 and 7.35 / 6.52; 3→16 on 32×32 k5 (W' 28), N 32, 1.58 / 1.41; but 16→32 on
-    16×16, N 64, 2.36 / 2.46; 32→64 on 16×16 6.80 / 7.13; 16→32 on 16×16 k3 (W' 14), N 32,
+    ``GRID_FORWARD_MAX_WIDTH``: rows of 28 or 32 floats are long enough for numpy's row-by-row
+    copy, and the grid's extra columns and its copy of u out of the grid then cost more. Measured
+    (float32, 1 thread, CPU ms, medians of 5 alternating rounds, grid / rows of W', same-size
+    padding): 16→32 on 28×28 k3, N 64, 7.29 / 6.44 and 7.35 / 6.52; 3→16 on 32×32 k5, N 32,
+    1.58 / 1.41; but on 16×16: 16→32 k3, N 64, 2.36 / 2.46; 32→64 6.80 / 7.13; 16→32, N 32,
     1.22 / 1.26."""
     return grid_layout(geom, rows, out_rows, width) and width < GRID_FORWARD_MAX_WIDTH
 
