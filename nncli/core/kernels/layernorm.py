@@ -8,11 +8,12 @@
                ∂J/∂z = (g − mean(g) − h · mean(g ⊙ h)/σ̂²) / σ̂,  ∂J/∂γ = Σ v ⊙ x̂,  ∂J/∂β = Σ v
 
 The rows are cut into blocks (``BLOCK`` elements forward, ``BACKWARD_BLOCK`` backward, whose four
-arrays per block need the smaller size to stay near the L2 cache), so that the passes of each direction after the
-first touch of a row run in cache instead of over the whole array, with every reduction a mat-vec
-over the block; large arrays spread their blocks over threads (``kernels.threads``). Both
-directions centre before multiplying (two-pass variance; ∂J/∂γ and mean(g ⊙ h) from h, not from
-v ⊙ x minus a mean term, which loses |μ̂|/σ̂ of float32's precision: 10× on ∂J/∂γ at |μ̂|/σ̂ = 10).
+arrays per block need the smaller size to stay near the L2 cache), so that the passes of each
+direction after the first touch of a row run in cache instead of over the whole array, with every
+reduction a mat-vec over the block; large arrays spread their blocks over threads
+(``kernels.threads``). Both directions centre before multiplying (two-pass variance; ∂J/∂γ and
+mean(g ⊙ h) from h, not from v ⊙ x minus a mean term, which loses |μ̂|/σ̂ of float32's precision:
+10× on ∂J/∂γ at |μ̂|/σ̂ = 10).
 
 Half of the passes multiply by a column (one scalar per row, ``a * r[:, None]``) or add a row. numpy
 runs such a broadcast by copying the broadcast operand into 8192-element buffers first, at half the
